@@ -1,0 +1,94 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createConnection, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+/** A `nats-server -js` child process owned by a test, restartable on the same port and store. */
+export interface NatsServerHandle {
+  /** nats://127.0.0.1:<port> */
+  url: string;
+  port: number;
+  /** JetStream store directory (kept across restarts, removed by `stop`). */
+  storeDir: string;
+  /** Kill the server (SIGKILL) without removing its store, to simulate a crash. */
+  kill(): Promise<void>;
+  /** Start it again on the same port and store. */
+  restart(): Promise<void>;
+  /** Stop the server and remove its store. */
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      if (addr === null || typeof addr === "string") return reject(new Error("no port"));
+      const port = addr.port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const sock = createConnection({ host: "127.0.0.1", port }, () => {
+        sock.end();
+        resolve(true);
+      });
+      sock.on("error", () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nats-server did not open port ${port} within ${timeoutMs} ms`);
+}
+
+/** Spawn `nats-server -js` on a free loopback port with a temporary store. */
+export async function startNatsServer(): Promise<NatsServerHandle> {
+  const port = await freePort();
+  const storeDir = mkdtempSync(join(tmpdir(), "idpo-nats-"));
+  let child: ChildProcess | undefined;
+  const launch = async () => {
+    child = spawn("nats-server", ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let stderr = "";
+    child.stderr?.on("data", (d) => {
+      stderr += String(d);
+    });
+    const failed = new Promise<never>((_, reject) => {
+      child?.once("error", (err) =>
+        reject(new Error(`cannot start nats-server (is it installed? apt-get install -y nats-server): ${err.message}`)),
+      );
+      child?.once("exit", (code) => reject(new Error(`nats-server exited with ${code}: ${stderr}`)));
+    });
+    await Promise.race([waitForPort(port, 10_000), failed]);
+    child.removeAllListeners("exit");
+  };
+  const kill = async () => {
+    const c = child;
+    if (!c || c.exitCode !== null) return;
+    await new Promise<void>((resolve) => {
+      c.once("exit", () => resolve());
+      c.kill("SIGKILL");
+    });
+  };
+  await launch();
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    storeDir,
+    kill,
+    restart: launch,
+    stop: async () => {
+      await kill();
+      rmSync(storeDir, { recursive: true, force: true });
+    },
+  };
+}
