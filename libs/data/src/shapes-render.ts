@@ -1,0 +1,312 @@
+import { createImage, type Image } from "./image.js";
+import type { Rng } from "./prng.js";
+import {
+  BACKGROUNDS,
+  COLOR_NAMES,
+  COLORS,
+  type ColorName,
+  isAllowedPair,
+  type Rgb,
+  SHAPES,
+  type ShapeName,
+  type ShapesPrompt,
+  SIZE_RADIUS,
+  toShapesPrompt,
+} from "./shapes-grammar.js";
+
+/** Where and how one shape is drawn; lengths are fractions of the image side. */
+export interface ShapeGeometry {
+  /** Which shape. */
+  shape: ShapeName;
+  /** Centre column, as a fraction of the side (0.5 = centred). */
+  cx: number;
+  /** Centre row, as a fraction of the side (0.5 = centred). */
+  cy: number;
+  /** Circle radius r (the square and triangle have the same area π r²). */
+  radius: number;
+  /** Foreground RGB. */
+  color: Rgb;
+  /** Background RGB. */
+  bg: Rgb;
+}
+
+/** Sub-samples per axis for pixels that straddle an edge (SS² samples each). */
+const SS = 8;
+/** Half the diagonal of a pixel: a pixel whose centre is farther than this from the edge is not cut by it. */
+const HALF_DIAG = Math.SQRT1_2 + 1e-9;
+const SQRT3_2 = Math.sqrt(3) / 2;
+
+/**
+ * Side of the square with the circle's area: half-side = r·√π/2.
+ * Triangle: side a = 2r·√(π/√3) (area π r²), height H = a·√3/2, centroid at the centre.
+ */
+function polygonParams(shape: ShapeName, rPx: number): number {
+  if (shape === "square") return (rPx * Math.sqrt(Math.PI)) / 2;
+  if (shape === "triangle") {
+    const a = 2 * rPx * Math.sqrt(Math.PI / Math.sqrt(3));
+    return (a * SQRT3_2) / 3; // inradius H/3: distance from the centroid to each edge
+  }
+  return rPx;
+}
+
+/**
+ * Signed distance (pixels) from point (x, y) to the shape boundary, negative inside: exact for the circle;
+ * for the square and the upward triangle the max over edge half-planes, which is exact inside and a
+ * lower bound outside, so it never calls a cut pixel "fully outside".
+ */
+function signedDistance(shape: ShapeName, dx: number, dy: number, p: number): number {
+  if (shape === "circle") return Math.sqrt(dx * dx + dy * dy) - p;
+  if (shape === "square") {
+    const ax = Math.abs(dx) - p;
+    const ay = Math.abs(dy) - p;
+    return Math.max(ax, ay);
+  }
+  // Upward triangle (y grows downwards): outward normals (0, 1) and (±√3/2, −1/2), each edge at the inradius p.
+  const d0 = dy - p;
+  const d1 = SQRT3_2 * dx - 0.5 * dy - p;
+  const d2 = -SQRT3_2 * dx - 0.5 * dy - p;
+  const m = Math.max(d0, d1);
+  return Math.max(m, d2);
+}
+
+/**
+ * Draws one anti-aliased shape over a flat background into `out` (or a new S×S image):
+ * each pixel is bg + coverage·(color − bg), coverage exact (0 or 1) away from edges and
+ * estimated from 8×8 sub-samples on pixels an edge passes through.
+ */
+export function renderShape(geom: ShapeGeometry, size: number, out?: Image): Image {
+  if (!Number.isInteger(size) || size <= 0)
+    throw new Error(`renderShape: size must be a positive integer, got ${size}`);
+  if (!(SHAPES as readonly string[]).includes(geom.shape))
+    throw new Error(`renderShape: unknown shape ${geom.shape}`);
+  if (!(geom.radius >= 0) || !Number.isFinite(geom.cx) || !Number.isFinite(geom.cy)) {
+    throw new Error(`renderShape: bad geometry ${JSON.stringify(geom)}`);
+  }
+  const img = out ?? createImage(size, size);
+  if (img.height !== size || img.width !== size) {
+    throw new Error(`renderShape: output is ${img.height}x${img.width}, expected ${size}x${size}`);
+  }
+  const d = img.data;
+  const cxPx = geom.cx * size;
+  const cyPx = geom.cy * size;
+  const p = polygonParams(geom.shape, geom.radius * size);
+  const [br, bgc, bb] = geom.bg;
+  const dr = geom.color[0] - br;
+  const dg = geom.color[1] - bgc;
+  const db = geom.color[2] - bb;
+  const inv = 1 / (SS * SS);
+  for (let i = 0; i < size; i++) {
+    const py = i + 0.5 - cyPx;
+    for (let j = 0; j < size; j++) {
+      const px = j + 0.5 - cxPx;
+      const sd = signedDistance(geom.shape, px, py, p);
+      let cov: number;
+      if (sd <= -HALF_DIAG) cov = 1;
+      else if (sd >= HALF_DIAG) cov = 0;
+      else {
+        let hits = 0;
+        for (let a = 0; a < SS; a++) {
+          const sy = py - 0.5 + (a + 0.5) / SS;
+          for (let b = 0; b < SS; b++) {
+            const sx = px - 0.5 + (b + 0.5) / SS;
+            if (signedDistance(geom.shape, sx, sy, p) <= 0) hits++;
+          }
+        }
+        cov = hits * inv;
+      }
+      const o = (i * size + j) * 3;
+      d[o] = br + cov * dr;
+      d[o + 1] = bgc + cov * dg;
+      d[o + 2] = bb + cov * db;
+    }
+  }
+  return img;
+}
+
+/** The geometry of the ideal render of a prompt: centred, radius r*, exact palette colors. */
+export function idealGeometry(prompt: string | ShapesPrompt): ShapeGeometry {
+  const p = toShapesPrompt(prompt);
+  return {
+    shape: p.shape,
+    cx: 0.5,
+    cy: 0.5,
+    radius: SIZE_RADIUS[p.size],
+    color: COLORS[p.color],
+    bg: BACKGROUNDS[p.bg],
+  };
+}
+
+/** The ideal S×S render of a prompt (DESIGN.md §7): centred, exact size and colors, anti-aliased. */
+export function renderIdeal(prompt: string | ShapesPrompt, size: number): Image {
+  return renderShape(idealGeometry(prompt), size);
+}
+
+/** Degradation magnitudes at strength u = 1 (each scales linearly with u). Defaults: DESIGN.md §7. */
+export interface DegradeConfig {
+  /** Std of the centre offset per axis, fraction of the side (default 0.10). */
+  offsetStd: number;
+  /** Std of the log scale factor of the radius (default 0.35). */
+  scaleLogStd: number;
+  /** Std of the additive per-channel color jitter (default 0.20); the color is clipped to [0, 1]. */
+  colorJitterStd: number;
+  /** Blur σ = blurMaxSigma·u·U(0,1) pixels (default 1.2); Gaussian, separable, edges replicated. */
+  blurMaxSigma: number;
+  /** Std of the additive per-pixel, per-channel noise (default 0.12); the image is clipped to [0, 1]. */
+  noiseStd: number;
+  /** Probability of drawing another shape than asked (default 0.06), independent of u. */
+  wrongShapeProb: number;
+  /** Probability of drawing another (grammar-allowed) color than asked (default 0.06), independent of u. */
+  wrongColorProb: number;
+}
+
+/** The default degradation (DESIGN.md §7). */
+export const DEFAULT_DEGRADE: Readonly<DegradeConfig> = Object.freeze({
+  offsetStd: 0.1,
+  scaleLogStd: 0.35,
+  colorJitterStd: 0.2,
+  blurMaxSigma: 1.2,
+  noiseStd: 0.12,
+  wrongShapeProb: 0.06,
+  wrongColorProb: 0.06,
+});
+
+/** What a degraded render actually drew. */
+export interface DegradeInfo {
+  /** Strength u in [0, 1]. */
+  u: number;
+  /** Shape drawn (differs from the prompt's when the wrong-shape event fired). */
+  shape: ShapeName;
+  /** Palette color the jitter started from (differs from the prompt's on a wrong-color event). */
+  colorName: ColorName;
+  /** Centre offset (fractions of the side). */
+  offsetX: number;
+  /** Centre offset (fractions of the side). */
+  offsetY: number;
+  /** Radius scale factor. */
+  scale: number;
+  /** Gaussian blur σ in pixels (0 = none). */
+  blurSigma: number;
+  /** Pixel noise std. */
+  noiseStd: number;
+}
+
+/**
+ * A degraded render of a prompt at strength u ∈ [0, 1] (DESIGN.md §7). Random draws, in this order:
+ * wrong-shape event (+ which), wrong-color event (+ which), offset x, offset y, log-scale,
+ * color jitter r, g, b, blur fraction, then the noise of every pixel channel in HWC order.
+ */
+export function renderDegraded(
+  prompt: string | ShapesPrompt,
+  size: number,
+  u: number,
+  rng: Rng,
+  config: DegradeConfig = DEFAULT_DEGRADE,
+): { image: Image; info: DegradeInfo } {
+  if (!(u >= 0 && u <= 1)) throw new Error(`renderDegraded: strength u must be in [0, 1], got ${u}`);
+  const p = toShapesPrompt(prompt);
+  let shape: ShapeName = p.shape;
+  if (rng.next() < config.wrongShapeProb) {
+    const others = SHAPES.filter((s) => s !== p.shape);
+    shape = rng.choice(others);
+  }
+  let colorName: ColorName = p.color;
+  if (rng.next() < config.wrongColorProb) {
+    const others = COLOR_NAMES.filter((c) => c !== p.color && isAllowedPair(c, p.bg));
+    colorName = rng.choice(others);
+  }
+  const offsetX = rng.normal(0, config.offsetStd * u);
+  const offsetY = rng.normal(0, config.offsetStd * u);
+  const scale = Math.exp(rng.normal(0, config.scaleLogStd * u));
+  const base = COLORS[colorName];
+  const color: [number, number, number] = [0, 0, 0];
+  for (let c = 0; c < 3; c++) color[c] = clamp01(base[c] + rng.normal(0, config.colorJitterStd * u));
+  const blurSigma = config.blurMaxSigma * u * rng.next();
+  const noiseStd = config.noiseStd * u;
+
+  const image = renderShape(
+    {
+      shape,
+      cx: 0.5 + offsetX,
+      cy: 0.5 + offsetY,
+      radius: SIZE_RADIUS[p.size] * scale,
+      color,
+      bg: BACKGROUNDS[p.bg],
+    },
+    size,
+  );
+  gaussianBlurInPlace(image, blurSigma);
+  const d = image.data;
+  for (let k = 0; k < d.length; k++) {
+    // Always draw the noise so the stream position does not depend on u (u = 0 adds exactly 0).
+    d[k] = clamp01(d[k] + noiseStd * rng.normal());
+  }
+  return { image, info: { u, shape, colorName, offsetX, offsetY, scale, blurSigma, noiseStd } };
+}
+
+/**
+ * Separable Gaussian blur in place with standard deviation `sigma` pixels (kernel radius ⌈3σ⌉,
+ * normalised, edge pixels replicated). σ below 0.05 leaves the image unchanged.
+ */
+export function gaussianBlurInPlace(img: Image, sigma: number): Image {
+  if (!(sigma >= 0)) throw new Error(`gaussianBlurInPlace: sigma must be >= 0, got ${sigma}`);
+  if (sigma < 0.05) return img;
+  const { height: h, width: w, data } = img;
+  const radius = Math.ceil(3 * sigma);
+  const kernel = new Float64Array(2 * radius + 1);
+  let sum = 0;
+  for (let k = -radius; k <= radius; k++) {
+    const v = Math.exp(-(k * k) / (2 * sigma * sigma));
+    kernel[k + radius] = v;
+    sum += v;
+  }
+  for (let k = 0; k < kernel.length; k++) kernel[k] /= sum;
+  const tmp = new Float32Array(data.length);
+  // Horizontal pass: data -> tmp.
+  for (let i = 0; i < h; i++) {
+    const row = i * w;
+    for (let j = 0; j < w; j++) {
+      let r = 0;
+      let g = 0;
+      let b = 0;
+      for (let k = -radius; k <= radius; k++) {
+        let jj = j + k;
+        jj = jj < 0 ? 0 : jj >= w ? w - 1 : jj;
+        const wk = kernel[k + radius];
+        const o = (row + jj) * 3;
+        r += wk * data[o];
+        g += wk * data[o + 1];
+        b += wk * data[o + 2];
+      }
+      const o = (row + j) * 3;
+      tmp[o] = r;
+      tmp[o + 1] = g;
+      tmp[o + 2] = b;
+    }
+  }
+  // Vertical pass: tmp -> data.
+  for (let i = 0; i < h; i++) {
+    for (let j = 0; j < w; j++) {
+      let r = 0;
+      let g = 0;
+      let b = 0;
+      for (let k = -radius; k <= radius; k++) {
+        let ii = i + k;
+        ii = ii < 0 ? 0 : ii >= h ? h - 1 : ii;
+        const wk = kernel[k + radius];
+        const o = (ii * w + j) * 3;
+        r += wk * tmp[o];
+        g += wk * tmp[o + 1];
+        b += wk * tmp[o + 2];
+      }
+      const o = (i * w + j) * 3;
+      data[o] = r;
+      data[o + 1] = g;
+      data[o + 2] = b;
+    }
+  }
+  return img;
+}
+
+function clamp01(v: number): number {
+  return v < 0 ? 0 : Math.min(v, 1);
+}
