@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Contract checks run by `npm test`: buf lint, generated code up to date, no breaking change against main.
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 
@@ -33,8 +33,12 @@ try {
   run(["generate", "-o", tmp], "buf generate");
   const fresh = join(tmp, "libs/proto/src/gen");
   const committed = join(root, "libs/proto/src/gen");
-  const a = listFiles(fresh).map((f) => relative(fresh, f)).sort();
-  const b = listFiles(committed).map((f) => relative(committed, f)).sort();
+  const a = listFiles(fresh)
+    .map((f) => relative(fresh, f))
+    .sort();
+  const b = listFiles(committed)
+    .map((f) => relative(committed, f))
+    .sort();
   const stale = [];
   if (a.join("\n") !== b.join("\n")) stale.push(`file list differs: generated [${a}] vs committed [${b}]`);
   for (const f of a) {
@@ -43,7 +47,9 @@ try {
     }
   }
   if (stale.length > 0) {
-    process.stderr.write(`check-proto: generated code is stale (run \`npm run generate\`):\n  ${stale.join("\n  ")}\n`);
+    process.stderr.write(
+      `check-proto: generated code is stale (run \`npm run generate\`):\n  ${stale.join("\n  ")}\n`,
+    );
     process.exit(1);
   }
 } finally {
@@ -53,7 +59,9 @@ try {
 // Breaking-change check against the main branch, when main already has contracts to compare with.
 let mainHasProto = false;
 try {
-  mainHasProto = execFileSync("git", ["ls-tree", "-d", "main", "proto/idpo"], { cwd: root, encoding: "utf8" }).trim() !== "";
+  mainHasProto =
+    execFileSync("git", ["ls-tree", "-d", "main", "proto/idpo"], { cwd: root, encoding: "utf8" }).trim() !==
+    "";
 } catch {
   mainHasProto = false;
 }
@@ -61,5 +69,7 @@ if (mainHasProto) {
   run(["breaking", "--against", ".git#branch=main"], "buf breaking against main");
   console.log("check-proto: lint ok, generated code current, no breaking change against main");
 } else {
-  console.log("check-proto: lint ok, generated code current (main has no contracts yet: breaking check skipped)");
+  console.log(
+    "check-proto: lint ok, generated code current (main has no contracts yet: breaking check skipped)",
+  );
 }

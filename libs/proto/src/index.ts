@@ -9,6 +9,7 @@ export * from "./gen/grpc/health/v1/health_pb.js";
 export * from "./gen/idpo/common/v1/common_pb.js";
 export * from "./gen/idpo/controller/v1/controller_service_pb.js";
 export * from "./gen/idpo/events/v1/events_pb.js";
+export * as generatorV1 from "./gen/idpo/generator/v1/generator_service_pb.js";
 export {
   type GeneratedImage,
   GeneratedImageSchema,
@@ -24,7 +25,7 @@ export {
   GenerationSpecSchema,
   GeneratorService,
 } from "./gen/idpo/generator/v1/generator_service_pb.js";
-export * as generatorV1 from "./gen/idpo/generator/v1/generator_service_pb.js";
+export * as improverV1 from "./gen/idpo/improver/v1/improver_service_pb.js";
 export {
   type ImproveImagesRequest,
   ImproveImagesRequestSchema,
@@ -32,7 +33,6 @@ export {
   ImproveImagesResponseSchema,
   ImproverService,
 } from "./gen/idpo/improver/v1/improver_service_pb.js";
-export * as improverV1 from "./gen/idpo/improver/v1/improver_service_pb.js";
 export * from "./gen/idpo/scorer/v1/scorer_service_pb.js";
 export * from "./gen/idpo/trainer/v1/trainer_service_pb.js";
 

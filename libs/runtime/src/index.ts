@@ -1,0 +1,43 @@
+/**
+ * The service runtime every idpo service uses: a Connect server on HTTP/2 that speaks gRPC, gRPC-Web and
+ * Connect, grpc.health.v1, graceful shutdown, env configuration, JSON logs, tracing, TLS and bearer auth,
+ * plus clients for peers.
+ */
+export { bearerAuthInterceptor, bearerTokenClientInterceptor, readTokensFile } from "./auth.js";
+export {
+  createPeerTransport,
+  DEFAULT_PORTS,
+  type MeshService,
+  type PeerTransportOptions,
+  peerAddress,
+} from "./client.js";
+export {
+  ConfigError,
+  envEnum,
+  envInt,
+  envString,
+  envUrl,
+  LOG_LEVELS,
+  type LogLevel,
+  loadRuntimeConfig,
+  type RuntimeConfig,
+} from "./config.js";
+export { HealthRegistry, healthRoutes, ServingStatus } from "./health.js";
+export { createLogger, type Logger, type LogSink } from "./logger.js";
+export {
+  type BuildOptions,
+  type BuiltServer,
+  buildServer,
+  type ListeningServer,
+  runServices,
+  type ServiceContext,
+  type ServiceDefinition,
+  type ServiceInstance,
+} from "./server.js";
+export {
+  clientTracingInterceptor,
+  initTracing,
+  serverTracingInterceptor,
+  shutdownTracing,
+  tracer,
+} from "./tracing.js";

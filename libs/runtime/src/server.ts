@@ -1,0 +1,265 @@
+import { readFileSync } from "node:fs";
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import * as net from "node:net";
+import type { ConnectRouter, ConnectRouterOptions, Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { bearerAuthInterceptor, readTokensFile } from "./auth.js";
+import { loadRuntimeConfig, type RuntimeConfig } from "./config.js";
+import { HealthRegistry, healthRoutes } from "./health.js";
+import { createLogger, type Logger } from "./logger.js";
+import { serverTracingInterceptor } from "./tracing.js";
+
+/** What a service gets from the runtime when it is created. */
+export interface ServiceContext {
+  /** Validated runtime configuration. */
+  config: RuntimeConfig;
+  /** Logger tagged with the service name. */
+  logger: Logger;
+  /** Environment the process was started with (services read their own variables from it). */
+  env: Record<string, string | undefined>;
+  /** Declares the service ready (weights loaded) or not; health reports SERVING only when ready. */
+  setServing(serving: boolean): void;
+  /** Aborted when shutdown begins: long-lived streams (Watch*) should end on it. */
+  shutdownSignal: AbortSignal;
+}
+
+/** A created service: its routes and how to release what it holds. */
+export interface ServiceInstance {
+  /** Connect routes, e.g. `(router) => router.service(ScorerService, impl)`. */
+  routes(router: ConnectRouter): void;
+  /** Releases resources (connections, weights) after the server stopped. */
+  close?(): Promise<void>;
+}
+
+/** One idpo service: a name, a default port and a factory. One per folder under services/. */
+export interface ServiceDefinition {
+  /** Short name, e.g. "scorer"; also used in env names (IDPO_SCORER_PORT, IDPO_SCORER_ADDR). */
+  name: string;
+  /** Port used when no IDPO_PORT / IDPO_<NAME>_PORT is set. */
+  defaultPort: number;
+  /** Fully-qualified gRPC service names served (health is reported per name and overall). */
+  grpcServices: readonly string[];
+  /** Creates the service. It calls `ctx.setServing(true)` once it can answer (possibly later, in the background). */
+  create(ctx: ServiceContext): Promise<ServiceInstance> | ServiceInstance;
+}
+
+/** A built (not yet listening) server: routes and router options, usable with an in-memory transport. */
+export interface BuiltServer {
+  definition: ServiceDefinition;
+  config: RuntimeConfig;
+  logger: Logger;
+  health: HealthRegistry;
+  instance: ServiceInstance;
+  /** All routes: the service's and grpc.health.v1. */
+  routes(router: ConnectRouter): void;
+  /** Interceptors, size limits and deadline cap, for `createRouterTransport(routes, { router: routerOptions })`. */
+  routerOptions: ConnectRouterOptions;
+  /** Starts listening on config.host:config.port (HTTP/2, plus HTTP/1.1 for gRPC-Web and Connect). */
+  listen(): Promise<ListeningServer>;
+  /** Aborts `shutdownSignal` and ends health Watch streams. */
+  beginShutdown(): void;
+}
+
+/** A listening server. */
+export interface ListeningServer {
+  /** The bound port (useful when config.port was 0). */
+  port: number;
+  /** http://host:port or https://host:port */
+  url: string;
+  /** Stops accepting calls, lets in-flight calls finish up to the grace period, then closes everything. */
+  shutdown(): Promise<void>;
+}
+
+/** Options of `buildServer`. */
+export interface BuildOptions {
+  /** Environment to read; defaults to process.env. */
+  env?: Record<string, string | undefined>;
+  /** Overrides of the environment-derived configuration. */
+  config?: Partial<RuntimeConfig>;
+  /** Logger to use instead of a JSON logger on stderr. */
+  logger?: Logger;
+  /** Extra server interceptors (after auth and tracing). */
+  interceptors?: Interceptor[];
+}
+
+/** Creates the service and its routes without listening (connect-es's build/listen split). */
+export async function buildServer(def: ServiceDefinition, opts: BuildOptions = {}): Promise<BuiltServer> {
+  const env = opts.env ?? process.env;
+  const config = { ...loadRuntimeConfig(def.name, def.defaultPort, env), ...opts.config };
+  const logger = opts.logger ?? createLogger(config.logLevel, { service: def.name });
+  const health = new HealthRegistry(def.grpcServices);
+  const shutdown = new AbortController();
+  const interceptors: Interceptor[] = [serverTracingInterceptor()];
+  if (config.authTokensFile)
+    interceptors.unshift(bearerAuthInterceptor(readTokensFile(config.authTokensFile)));
+  interceptors.push(...(opts.interceptors ?? []));
+  const instance = await def.create({
+    config,
+    logger,
+    env,
+    setServing: (serving) => {
+      if (health.isClosed) return;
+      health.setAll(serving);
+      logger.info(serving ? "serving" : "not serving");
+    },
+    shutdownSignal: shutdown.signal,
+  });
+  const routes = (router: ConnectRouter) => {
+    instance.routes(router);
+    healthRoutes(health)(router);
+  };
+  const routerOptions: ConnectRouterOptions = {
+    interceptors,
+    readMaxBytes: config.maxMessageBytes,
+    writeMaxBytes: config.maxMessageBytes,
+    // connect treats a max of 0 as "no deadline allowed"; our 0 means "no cap".
+    ...(config.maxTimeoutMs > 0 ? { maxTimeoutMs: config.maxTimeoutMs } : {}),
+  };
+  const built: BuiltServer = {
+    definition: def,
+    config,
+    logger,
+    health,
+    instance,
+    routes,
+    routerOptions,
+    beginShutdown: () => {
+      if (!shutdown.signal.aborted) shutdown.abort();
+      health.close();
+    },
+    listen: () => listen(built),
+  };
+  return built;
+}
+
+async function listen(built: BuiltServer): Promise<ListeningServer> {
+  const { config, logger } = built;
+  let inFlight = 0;
+  let idle: (() => void) | undefined;
+  const handler = connectNodeAdapter({ routes: built.routes, ...built.routerOptions });
+  const counted = (
+    req: http.IncomingMessage | http2.Http2ServerRequest,
+    res: http.ServerResponse | http2.Http2ServerResponse,
+  ) => {
+    inFlight++;
+    res.once("close", () => {
+      inFlight--;
+      if (inFlight === 0) idle?.();
+    });
+    handler(req as http2.Http2ServerRequest, res as http2.Http2ServerResponse);
+  };
+
+  const sessions = new Set<http2.ServerHttp2Session>();
+  const tls = config.tlsCertFile !== undefined && config.tlsKeyFile !== undefined;
+  let h2: http2.Http2Server | http2.Http2SecureServer;
+  let h1: http.Server | undefined;
+  let listener: net.Server;
+  if (tls) {
+    h2 = http2.createSecureServer(
+      { cert: readFileSync(config.tlsCertFile!), key: readFileSync(config.tlsKeyFile!), allowHTTP1: true },
+      counted,
+    );
+    listener = h2;
+  } else {
+    // Plaintext: HTTP/2 with prior knowledge (gRPC) and HTTP/1.1 (gRPC-Web, Connect) share one port;
+    // the first bytes of a connection tell them apart.
+    h2 = http2.createServer({}, counted);
+    h1 = http.createServer(counted);
+    const h1s = h1;
+    const h2s = h2;
+    listener = net.createServer((socket) => {
+      const route = () => {
+        const head: Buffer | null = socket.read();
+        if (head === null) return;
+        if (head.length < 3 && head.toString("latin1") === "PRI".slice(0, head.length)) {
+          socket.unshift(head);
+          socket.once("readable", route);
+          return;
+        }
+        socket.unshift(head);
+        (head.toString("latin1", 0, 3) === "PRI" ? h2s : h1s).emit("connection", socket);
+      };
+      socket.once("readable", route);
+      socket.on("error", () => socket.destroy());
+    });
+  }
+  h2.on("session", (s) => {
+    sessions.add(s);
+    s.once("close", () => sessions.delete(s));
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    listener.once("error", reject);
+    listener.listen(config.port, config.host, () => {
+      listener.off("error", reject);
+      resolve();
+    });
+  });
+  const addr = listener.address() as net.AddressInfo;
+  const host = config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host;
+  const url = `${tls ? "https" : "http"}://${host}:${addr.port}`;
+  logger.info("listening", { port: addr.port, tls, url });
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = () => {
+    stopping ??= (async () => {
+      logger.info("shutting down", { inFlight, graceMs: config.shutdownGraceMs });
+      built.beginShutdown();
+      listener.close();
+      if (h1) h1.close();
+      // GOAWAY: in-flight streams finish, new streams on existing connections are refused.
+      for (const s of sessions) s.close();
+      h1?.closeIdleConnections();
+      if (inFlight > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, config.shutdownGraceMs);
+          idle = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+      if (inFlight > 0) logger.warn("grace period over: closing remaining calls", { inFlight });
+      for (const s of sessions) s.destroy();
+      h1?.closeAllConnections();
+      await built.instance.close?.();
+      logger.info("stopped");
+    })();
+    return stopping;
+  };
+  return { port: addr.port, url, shutdown };
+}
+
+/**
+ * Runs services until SIGTERM/SIGINT, then shuts them down gracefully and exits 0.
+ * A configuration error exits 2 with a message naming the variable.
+ */
+export async function runServices(
+  defs: readonly ServiceDefinition[],
+  opts: BuildOptions = {},
+): Promise<ListeningServer[]> {
+  const servers: ListeningServer[] = [];
+  for (const def of defs) {
+    const built = await buildServer(def, opts);
+    servers.push(await built.listen());
+  }
+  let signalled = false;
+  const onSignal = (sig: string) => {
+    if (signalled) return;
+    signalled = true;
+    process.stderr.write(
+      `${JSON.stringify({ time: new Date().toISOString(), level: "info", msg: `received ${sig}` })}\n`,
+    );
+    Promise.all(servers.map((s) => s.shutdown())).then(
+      () => process.exit(0),
+      (err) => {
+        process.stderr.write(`shutdown failed: ${(err as Error).message}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.once("SIGTERM", () => onSignal("SIGTERM"));
+  process.once("SIGINT", () => onSignal("SIGINT"));
+  return servers;
+}
