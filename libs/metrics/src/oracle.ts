@@ -47,7 +47,7 @@ export const SHAPE_FILL: Readonly<Record<ShapeName, number>> = Object.freeze({
   triangle: 0.5,
 });
 
-const INV_SQRT3 = 1 / Math.sqrt(3);
+const SQRT3 = Math.sqrt(3);
 
 // Per-pixel scratch reused across calls: the oracle runs thousands of times per evaluation.
 let maskScratch = new Float64Array(0);
@@ -150,7 +150,7 @@ function scoreSquare(x: Float32Array, base: number, s: number, p: ShapesPrompt):
       const dr = r - bR;
       const dg = g - bG;
       const db = b - bB;
-      const d = Math.sqrt(dr * dr + dg * dg + db * db) * INV_SQRT3;
+      const d = Math.sqrt(dr * dr + dg * dg + db * db) / SQRT3;
       if (i === 0 || i === s - 1 || j === 0 || j === s - 1) border += d;
       let mk = (d - 0.15) / 0.2;
       mk = mk < 0 ? 0 : Math.min(mk, 1);
@@ -177,7 +177,7 @@ function scoreSquare(x: Float32Array, base: number, s: number, p: ShapesPrompt):
   const er = cR / mSum - fg[0];
   const eg = cG / mSum - fg[1];
   const eb = cB / mSum - fg[2];
-  const color = 1 - Math.sqrt(er * er + eg * eg + eb * eb) * INV_SQRT3;
+  const color = 1 - Math.sqrt(er * er + eg * eg + eb * eb) / SQRT3;
 
   // Center.
   const ci = muI / mSum - 0.5;
@@ -253,4 +253,9 @@ function scoreSquare(x: Float32Array, base: number, s: number, p: ShapesPrompt):
     ORACLE_WEIGHTS.center * center +
     ORACLE_WEIGHTS.clean * clean;
   return { reward, color, bg, shape, size, center, clean };
+}
+
+/** The oracle reward alone, in the `RewardFn` shape @idpo/data's pair generator takes. */
+export function oracleRewardValue(image: Image, prompt: string | ShapesPrompt): number {
+  return oracleReward(image, prompt).reward;
 }
