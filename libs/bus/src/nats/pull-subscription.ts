@@ -1,0 +1,125 @@
+import type { Consumer, ConsumerMessages, JsMsg } from "@nats-io/jetstream";
+import type { MsgHdrs, NatsConnection } from "@nats-io/transport-node";
+import type { DeliveryRunner } from "../delivery.js";
+import type { SubjectMapper } from "../subjects.js";
+import type { Headers, StopOptions, Subscription } from "../types.js";
+
+/** NATS headers → a plain record (first value of each name). */
+export function fromNatsHeaders(h: MsgHdrs | undefined): Headers {
+  const out: Headers = {};
+  if (!h) return out;
+  for (const [k, values] of h) if (values.length > 0) out[k] = values[0];
+  return out;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Workers of a durable pull consumer: `concurrency` loops, each pulling ONE message, running it and only
+ * then pulling the next. Pulling one at a time (instead of a prefetching `consume()`) keeps messages from
+ * waiting in a client buffer while their ack-wait clock runs, which matters for long work items.
+ */
+export class NatsPullSubscription implements Subscription {
+  private stopping = false;
+  private readonly loops: Promise<void>[] = [];
+  /** Outstanding pull requests, stopped at once by `stop` (the server skips pulls nobody listens to). */
+  private readonly pulls = new Set<ConsumerMessages>();
+  private abandon!: () => void;
+  private readonly abandoned = new Promise<void>((r) => {
+    this.abandon = r;
+  });
+  private resolveClosed!: () => void;
+  readonly closed = new Promise<void>((r) => {
+    this.resolveClosed = r;
+  });
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly consumer: Consumer,
+    private readonly runner: DeliveryRunner,
+    private readonly subjects: SubjectMapper,
+    private readonly expiresMs: number,
+    private readonly onStopped: (s: NatsPullSubscription) => void,
+  ) {
+    for (let i = 0; i < runner.policy.concurrency; i++) this.loops.push(this.loop());
+  }
+
+  private async loop(): Promise<void> {
+    let failures = 0;
+    while (!this.stopping) {
+      let m: JsMsg | null;
+      try {
+        m = await this.pullOne();
+        failures = 0;
+      } catch (err) {
+        if (this.stopping || this.nc.isClosed()) break;
+        // Reconnecting, or the server is restarting: keep trying; say so once per outage.
+        if (failures === 0)
+          console.warn(`[bus] ${this.runner.consumer}: pull failed, retrying: ${(err as Error).message}`);
+        failures++;
+        await sleep(Math.min(2_000, 100 * failures));
+        continue;
+      }
+      if (m === null) continue;
+      if (this.stopping) {
+        m.nak();
+        break;
+      }
+      await Promise.race([this.runner.run(this.toRaw(m), this.ackOps(m)), this.abandoned]);
+    }
+  }
+
+  private async pullOne(): Promise<JsMsg | null> {
+    const iter = await this.consumer.fetch({ max_messages: 1, expires: this.expiresMs });
+    this.pulls.add(iter);
+    try {
+      for await (const m of iter) return m;
+      return null;
+    } finally {
+      this.pulls.delete(iter);
+    }
+  }
+
+  private toRaw(m: JsMsg) {
+    return {
+      subject: this.subjects.toLogical(m.subject),
+      data: m.data,
+      headers: fromNatsHeaders(m.headers),
+      seq: m.seq,
+      deliveryCount: m.info.deliveryCount,
+      time: m.time,
+    };
+  }
+
+  private ackOps(m: JsMsg) {
+    return {
+      ack: async () => {
+        const ok = await m.ackAck({ timeout: 5_000 }).catch(() => false);
+        if (!ok)
+          console.warn(
+            `[bus] ${this.runner.consumer}: ack of #${m.seq} not confirmed; it may be redelivered`,
+          );
+      },
+      nak: (delayMs: number) => m.nak(delayMs),
+      term: async () => {
+        m.term();
+        await this.nc.flush();
+      },
+      working: () => m.working(),
+    };
+  }
+
+  async stop(opts: StopOptions = {}): Promise<void> {
+    if (!this.stopping) {
+      this.stopping = true;
+      for (const p of this.pulls) p.stop();
+      await this.runner.drain(opts.timeoutMs ?? 30_000);
+      this.abandon();
+      // A message a stopped pull still brings is nak'ed for another worker.
+      await Promise.all(this.loops);
+      this.onStopped(this);
+      this.resolveClosed();
+    }
+    await this.closed;
+  }
+}
