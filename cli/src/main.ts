@@ -1,0 +1,30 @@
+import { Command, CommanderError } from "commander";
+import { serveCommand } from "./commands/serve.js";
+import { UsageError } from "./errors.js";
+
+/** Builds the `idpo` command tree. */
+export function program(): Command {
+  const p = new Command("idpo")
+    .description(
+      "Iterative DPO for text-to-image diffusion with a learned improvement model, as a gRPC mesh over NATS JetStream.",
+    )
+    .version("0.1.0")
+    .showHelpAfterError("(run with --help for usage)");
+  p.addCommand(serveCommand());
+  return p;
+}
+
+/** Runs the CLI; errors print one line and exit non-zero. */
+export async function main(argv: string[]): Promise<void> {
+  const p = program();
+  p.exitOverride();
+  try {
+    await p.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exit(err.exitCode);
+    }
+    process.stderr.write(`idpo: ${(err as Error).message}\n`);
+    process.exit(err instanceof UsageError ? 2 : 1);
+  }
+}

@@ -1,0 +1,2 @@
+/** The Scorer service (idpo.scorer.v1): oracle reward per image and set evaluations. */
+export { type ScorerConfig, scorerRoutes, scorerService } from "./scorer-service.js";
