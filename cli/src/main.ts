@@ -1,4 +1,5 @@
 import { Command, CommanderError } from "commander";
+import { dataCommand } from "./commands/data.js";
 import { serveCommand } from "./commands/serve.js";
 import { UsageError } from "./errors.js";
 
@@ -11,6 +12,7 @@ export function program(): Command {
     .version("0.1.0")
     .showHelpAfterError("(run with --help for usage)");
   p.addCommand(serveCommand());
+  p.addCommand(dataCommand());
   return p;
 }
 
