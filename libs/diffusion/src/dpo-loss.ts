@@ -1,0 +1,127 @@
+import * as tf from "@tensorflow/tfjs-core";
+import { assertImageBatch, type ImageBatch, imagesToTensor } from "./image-batch.js";
+import { type LossOutput, tidyLoss } from "./loss-output.js";
+import type { DiffusionModel } from "./model.js";
+import { addNoise, drawNoise, drawTimesteps, perSampleMse } from "./noising.js";
+import type { Rng } from "./rng.js";
+
+/** Preference pairs: for each prompt a preferred (winner) and a dispreferred (loser) image. */
+export interface PreferenceBatch {
+  /** One prompt per pair. */
+  prompts: readonly string[];
+  /** Preferred images x_w, [0, 1], at the model's resolution. */
+  winners: ImageBatch;
+  /** Dispreferred images x_l, same shape as winners. */
+  losers: ImageBatch;
+}
+
+/** Options of the Diffusion-DPO loss. */
+export interface DpoOptions {
+  /** β, the KL-regularisation strength (the paper: 2000 at SD scale; the shapes reference: 1000). */
+  beta: number;
+}
+
+/** The ε predictions one DPO step compares, each `[n, h, w, c]` (pair i in row i). */
+export interface DpoPredictions {
+  /** Noise added to the winner (shared with the loser). */
+  noise: tf.Tensor4D;
+  /** ε_θ(x_t^w, t, c). */
+  policyW: tf.Tensor4D;
+  /** ε_θ(x_t^l, t, c). */
+  policyL: tf.Tensor4D;
+  /** ε_ref(x_t^w, t, c). */
+  refW: tf.Tensor4D;
+  /** ε_ref(x_t^l, t, c). */
+  refL: tf.Tensor4D;
+}
+
+/**
+ * Diffusion-DPO (Wallace et al. 2024) from given predictions, in the reference implementation's form:
+ * m = mse(ε, ε_θ^w) − mse(ε, ε_θ^l), r = the same with ε_ref (mse = per-sample mean over pixels),
+ * L = −mean log σ(−β/2 · (m − r)).
+ * Metrics: `loss`; `raw_model_loss` = ½(mean mse_θ^w + mean mse_θ^l); `ref_loss` likewise for the
+ * reference; `implicit_acc` = fraction of pairs with m − r < 0, ties counting ½; plus `model_diff`
+ * and `ref_diff` (means of m and r).
+ */
+export function dpoLossFromPredictions(p: DpoPredictions, opts: DpoOptions): LossOutput {
+  checkBeta(opts.beta);
+  return tidyLoss(() => {
+    const mseW = perSampleMse(p.policyW, p.noise);
+    const mseL = perSampleMse(p.policyL, p.noise);
+    // The reference is frozen: no gradient flows into it even if its variables are trainable.
+    const refW = perSampleMse(p.refW, p.noise);
+    const refL = perSampleMse(p.refL, p.noise);
+    const modelDiff = tf.sub(mseW, mseL);
+    const refDiff = tf.sub(refW, refL);
+    const inside = tf.mul(tf.sub(modelDiff, refDiff), -0.5 * opts.beta);
+    const loss = tf.neg(tf.mean(tf.logSigmoid(inside))) as tf.Scalar;
+    const acc = tf.mean(
+      tf.add(tf.cast(tf.greater(inside, 0), "float32"), tf.mul(tf.cast(tf.equal(inside, 0), "float32"), 0.5)),
+    ) as tf.Scalar;
+    return {
+      loss,
+      metrics: {
+        loss,
+        raw_model_loss: tf.mul(tf.add(tf.mean(mseW), tf.mean(mseL)), 0.5) as tf.Scalar,
+        ref_loss: tf.mul(tf.add(tf.mean(refW), tf.mean(refL)), 0.5) as tf.Scalar,
+        implicit_acc: acc,
+        model_diff: tf.mean(modelDiff) as tf.Scalar,
+        ref_diff: tf.mean(refDiff) as tf.Scalar,
+      },
+    };
+  });
+}
+
+/** Validates a preference batch against a model's resolution. */
+export function assertPreferenceBatch(batch: PreferenceBatch, size: number, what: string): void {
+  assertImageBatch(batch.winners, `${what}: winners`, size);
+  assertImageBatch(batch.losers, `${what}: losers`, size);
+  if (batch.winners.n !== batch.losers.n) {
+    throw new Error(`${what}: ${batch.winners.n} winners but ${batch.losers.n} losers`);
+  }
+  if (batch.prompts.length !== batch.winners.n) {
+    throw new Error(`${what}: ${batch.prompts.length} prompts for ${batch.winners.n} pairs`);
+  }
+}
+
+function checkBeta(beta: number): void {
+  if (!(Number.isFinite(beta) && beta > 0))
+    throw new Error(`DPO beta must be a positive number, got ${beta}`);
+}
+
+/**
+ * Diffusion-DPO on a batch of pairs: one t ~ U[0, T) and one ε per pair, shared by winner and loser;
+ * the policy's two forward passes run as one batch of 2n, and so do the frozen reference's.
+ */
+export function dpoLoss(
+  policy: DiffusionModel,
+  reference: DiffusionModel,
+  batch: PreferenceBatch,
+  rng: Rng,
+  opts: DpoOptions,
+): LossOutput {
+  checkBeta(opts.beta);
+  if (policy.kind !== "policy" || reference.kind !== "policy")
+    throw new Error("dpoLoss: expects two text-to-image policies");
+  if (JSON.stringify(policy.config.unet) !== JSON.stringify(reference.config.unet)) {
+    throw new Error("dpoLoss: policy and reference architectures differ");
+  }
+  assertPreferenceBatch(batch, policy.imageSize, "dpoLoss");
+  const n = batch.winners.n;
+  const t = drawTimesteps(rng, n, policy.schedule.timesteps);
+  return tidyLoss(() => {
+    const xw = policy.codec.encode(imagesToTensor(batch.winners));
+    const xl = policy.codec.encode(imagesToTensor(batch.losers));
+    const [, h, w, c] = xw.shape;
+    const noise = drawNoise(rng, [n, h, w, c]);
+    const t2 = [...t, ...t];
+    const xt = tf.concat(
+      [addNoise(policy.schedule, xw, noise, t), addNoise(policy.schedule, xl, noise, t)],
+      0,
+    );
+    const prompts = [...batch.prompts, ...batch.prompts];
+    const [policyW, policyL] = tf.split(policy.predictEps(xt, t2, prompts), 2, 0) as tf.Tensor4D[];
+    const [refW, refL] = tf.split(reference.predictEps(xt, t2, prompts), 2, 0) as tf.Tensor4D[];
+    return dpoLossFromPredictions({ noise, policyW, policyL, refW, refL }, opts);
+  });
+}

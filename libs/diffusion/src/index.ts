@@ -1,0 +1,123 @@
+/**
+ * @idpo/diffusion: text-conditioned pixel-space diffusion models in tfjs: tokenizer and text
+ * encoder, conditional UNet (policy and improver), noise schedules, DDPM/DDIM samplers with
+ * classifier-free and double guidance, the Diffusion-DPO / SPIN / improver losses, training
+ * utilities and safetensors checkpoints. See README.md.
+ */
+import "./gradients.js";
+
+export { AdamW, type AdamWConfig } from "./adamw.js";
+export {
+  CHECKPOINT_FORMAT,
+  type CheckpointInfo,
+  type CheckpointMetadata,
+  contentHash,
+  decodeCheckpoint,
+  encodeCheckpoint,
+  type LoadedCheckpoint,
+  readCheckpointMetadata,
+} from "./checkpoint.js";
+export { DataOrder } from "./data-order.js";
+export {
+  assertPreferenceBatch,
+  type DpoOptions,
+  type DpoPredictions,
+  dpoLoss,
+  dpoLossFromPredictions,
+  type PreferenceBatch,
+} from "./dpo-loss.js";
+export { Ema } from "./ema.js";
+export {
+  type CaptionedBatch,
+  type EpsMseOptions,
+  epsMseFromPredictions,
+  epsMseLoss,
+} from "./eps-mse-loss.js";
+export { clipByGlobalNorm, globalNorm } from "./grad-clip.js";
+export { GRADIENT_KERNELS, registerGradients } from "./gradients.js";
+export { classifierFreeGuidance, doubleGuidance } from "./guidance.js";
+export {
+  assertImageBatch,
+  concatImages,
+  type ImageBatch,
+  imagesToTensor,
+  sliceImages,
+  tensorToImages,
+} from "./image-batch.js";
+export {
+  checkTaskProbabilities,
+  DEFAULT_IMPROVER_TASKS,
+  type ImproverLossOptions,
+  type ImproverSamplePlan,
+  type ImproverTask,
+  type ImproverTaskProbabilities,
+  improverLoss,
+  improverLossFromPredictions,
+  planImproverBatch,
+} from "./improver-loss.js";
+export { codecByName, identityCodec, type LatentCodec } from "./latent-codec.js";
+export { disposeLossOutput, type LossOutput } from "./loss-output.js";
+export { type LrScheduleConfig, learningRateAt } from "./lr-schedule.js";
+export {
+  type CreateModelOptions,
+  cloneModel,
+  copyWeights,
+  createModel,
+  type DiffusionConfig,
+  DiffusionModel,
+  improverFromPolicy,
+  type ModelKind,
+  paramShapes,
+  validateConfig,
+} from "./model.js";
+export {
+  LINEAR_SCHEDULE,
+  makeNoiseSchedule,
+  type NoiseSchedule,
+  type NoiseScheduleConfig,
+  SCALED_LINEAR_SCHEDULE,
+} from "./noise-schedule.js";
+export { addNoise, drawNoise, drawTimesteps, perSampleMse } from "./noising.js";
+export {
+  DEFAULT_PROMPT_DROPOUT,
+  dpoObjective,
+  improverObjective,
+  pretrainObjective,
+  sftObjective,
+  spinObjective,
+} from "./objectives.js";
+export { countParams, type Params } from "./params.js";
+export { PRESET_NAMES, type PresetName, preset } from "./presets.js";
+export { Rng } from "./rng.js";
+export {
+  decodeSafetensors,
+  encodeSafetensors,
+  type SafetensorsFile,
+  type SafetensorsTensor,
+} from "./safetensors.js";
+export {
+  type ImproveOptions,
+  improve,
+  SAMPLER_DEFAULTS,
+  type SampleOptions,
+  type SamplerKind,
+  type SamplerOptions,
+  sample,
+  samplerStep,
+  samplingTimesteps,
+  stepSigma,
+} from "./samplers.js";
+export { type SpinBatch, spinLoss } from "./spin-loss.js";
+export { disposeTextEmbedding, type TextEmbedding, type TextEncoderConfig } from "./text-encoder.js";
+export {
+  loadVocabulary,
+  PAD_TOKEN,
+  parseVocabulary,
+  SHAPES_VOCAB_URL,
+  shapesVocabulary,
+  type TokenBatch,
+  Tokenizer,
+  UNK_TOKEN,
+} from "./tokenizer.js";
+export { type Objective, type StepReport, Trainer, type TrainerConfig } from "./trainer.js";
+export type { UNetConfig } from "./unet.js";
