@@ -23,8 +23,8 @@ export interface PickAPicFixtureRow {
 
 /**
  * Rows of a small synthetic dataset in the Pick-a-Pic schema, deterministic from `seed`: non-square
- * JPEGs (so the centre crop matters) of a shape on a background, labels in every published form,
- * plus the corrupt cases a reader must skip: an undecodable JPEG, missing labels, a caption of null,
+ * JPEGs (so the centre crop matters) of a shape on a background, two different ones per row, labels
+ * in every published form, plus the corrupt cases a reader must skip: an undecodable JPEG, missing labels, a caption of null,
  * labels that are not a preference. Row i's `expect` says what should happen to it.
  */
 export function pickAPicFixtureRows(count: number, seed = 1): PickAPicFixtureRow[] {
@@ -41,30 +41,35 @@ export function pickAPicFixtureRows(count: number, seed = 1): PickAPicFixtureRow
     "missingCaption",
     "badLabel",
   ];
+  // jpeg-js builds its tables on every encode (~0.25 s), so rows draw from a small pool of distinct
+  // JPEGs; within a row the two images always differ, so a swapped winner is caught.
+  const pool: Uint8Array[] = [];
+  for (let k = 0; k < 4; k++) {
+    const h = 24 + rng.int(16);
+    const w = 24 + rng.int(24) + (k === 0 ? 8 : 0);
+    const side = Math.max(h, w);
+    const img = renderShape(
+      {
+        shape: SHAPES[k % SHAPES.length],
+        cx: 0.5,
+        cy: 0.5,
+        radius: 0.2 + 0.1 * rng.next(),
+        color: [rng.next(), rng.next(), rng.next()],
+        bg: [rng.next(), rng.next(), rng.next()],
+      },
+      side,
+    );
+    pool.push(new Uint8Array(encodeJpeg(cropImage(img, (side - h) >> 1, (side - w) >> 1, h, w), 90)));
+  }
   const rows: PickAPicFixtureRow[] = [];
   for (let i = 0; i < count; i++) {
     const expect = kinds[i % kinds.length];
-    const h = 24 + rng.int(16);
-    const w = 24 + rng.int(24);
-    const jpg = () => {
-      const side = Math.max(h, w);
-      const img = renderShape(
-        {
-          shape: rng.choice(SHAPES),
-          cx: 0.5,
-          cy: 0.5,
-          radius: 0.2 + 0.1 * rng.next(),
-          color: [rng.next(), rng.next(), rng.next()],
-          bg: [rng.next(), rng.next(), rng.next()],
-        },
-        side,
-      );
-      return new Uint8Array(encodeJpeg(cropImage(img, (side - h) >> 1, (side - w) >> 1, h, w), 90));
-    };
+    const first = rng.int(pool.length);
+    const second = (first + 1 + rng.int(pool.length - 1)) % pool.length;
     const row: PickAPicFixtureRow = {
       caption: `fixture caption ${i}: a picture of something`,
-      jpg_0: jpg(),
-      jpg_1: jpg(),
+      jpg_0: pool[first],
+      jpg_1: pool[second],
       label_0: 1,
       label_1: 0,
       expect,

@@ -30,49 +30,109 @@ export interface ShapeGeometry {
   bg: Rgb;
 }
 
-/** Sub-samples per axis for pixels that straddle an edge (SS² samples each). */
-const SS = 8;
+/** Sub-samples per axis for circle pixels that straddle the edge (SS² samples each). */
+const SS = 16;
 /** Half the diagonal of a pixel: a pixel whose centre is farther than this from the edge is not cut by it. */
 const HALF_DIAG = Math.SQRT1_2 + 1e-9;
 const SQRT3_2 = Math.sqrt(3) / 2;
 
 /**
- * Side of the square with the circle's area: half-side = r·√π/2.
- * Triangle: side a = 2r·√(π/√3) (area π r²), height H = a·√3/2, centroid at the centre.
+ * Outward edge normals (nx, ny) of the polygons, each edge at distance `p` from the centre (y grows
+ * downwards): the square's four sides, and the upward triangle's base (0, 1) and two slanted sides.
  */
-function polygonParams(shape: ShapeName, rPx: number): number {
+const SQUARE_NORMALS = [1, 0, -1, 0, 0, 1, 0, -1];
+const TRIANGLE_NORMALS = [0, 1, SQRT3_2, -0.5, -SQRT3_2, -0.5];
+
+/**
+ * Distance from the centre to each edge (pixels): the circle's radius; the square's half-side r·√π/2
+ * (area π r²); the triangle's inradius H/3 with side a = 2r·√(π/√3) (area π r²), height H = a·√3/2,
+ * which puts its centroid at the centre.
+ */
+function edgeDistance(shape: ShapeName, rPx: number): number {
   if (shape === "square") return (rPx * Math.sqrt(Math.PI)) / 2;
-  if (shape === "triangle") {
-    const a = 2 * rPx * Math.sqrt(Math.PI / Math.sqrt(3));
-    return (a * SQRT3_2) / 3; // inradius H/3: distance from the centroid to each edge
-  }
+  if (shape === "triangle") return (2 * rPx * Math.sqrt(Math.PI / Math.sqrt(3)) * SQRT3_2) / 3;
   return rPx;
 }
 
 /**
- * Signed distance (pixels) from point (x, y) to the shape boundary, negative inside: exact for the circle;
- * for the square and the upward triangle the max over edge half-planes, which is exact inside and a
- * lower bound outside, so it never calls a cut pixel "fully outside".
+ * Signed distance (pixels) from a point, relative to the centre, to the shape boundary, negative
+ * inside: exact for the circle; for the polygons the max over edge half-planes, which is exact inside
+ * and a lower bound outside, so it never calls a cut pixel "fully outside".
  */
 function signedDistance(shape: ShapeName, dx: number, dy: number, p: number): number {
   if (shape === "circle") return Math.sqrt(dx * dx + dy * dy) - p;
-  if (shape === "square") {
-    const ax = Math.abs(dx) - p;
-    const ay = Math.abs(dy) - p;
-    return Math.max(ax, ay);
+  const nrm = shape === "square" ? SQUARE_NORMALS : TRIANGLE_NORMALS;
+  let m = Number.NEGATIVE_INFINITY;
+  for (let e = 0; e < nrm.length; e += 2) {
+    const d = nrm[e] * dx + nrm[e + 1] * dy - p;
+    if (d > m) m = d;
   }
-  // Upward triangle (y grows downwards): outward normals (0, 1) and (±√3/2, −1/2), each edge at the inradius p.
-  const d0 = dy - p;
-  const d1 = SQRT3_2 * dx - 0.5 * dy - p;
-  const d2 = -SQRT3_2 * dx - 0.5 * dy - p;
-  const m = Math.max(d0, d1);
-  return Math.max(m, d2);
+  return m;
+}
+
+// Ping-pong vertex buffers for clipping a pixel square by at most four half-planes (≤ 8 vertices).
+const clipA = new Float64Array(32);
+const clipB = new Float64Array(32);
+
+/**
+ * Exact area of the unit pixel [x0, x0+1]×[y0, y0+1] (relative to the centre) inside a convex polygon
+ * given by outward normals with every edge at distance p: Sutherland-Hodgman clipping, then the
+ * shoelace formula.
+ */
+function polygonCoverage(normals: readonly number[], p: number, x0: number, y0: number): number {
+  let src = clipA;
+  let dst = clipB;
+  src[0] = x0;
+  src[1] = y0;
+  src[2] = x0 + 1;
+  src[3] = y0;
+  src[4] = x0 + 1;
+  src[5] = y0 + 1;
+  src[6] = x0;
+  src[7] = y0 + 1;
+  let n = 4;
+  for (let e = 0; e < normals.length && n > 0; e += 2) {
+    const nx = normals[e];
+    const ny = normals[e + 1];
+    let m = 0;
+    for (let k = 0; k < n; k++) {
+      const ax = src[2 * k];
+      const ay = src[2 * k + 1];
+      const k2 = k + 1 === n ? 0 : k + 1;
+      const bx = src[2 * k2];
+      const by = src[2 * k2 + 1];
+      const da = nx * ax + ny * ay - p;
+      const db = nx * bx + ny * by - p;
+      if (da <= 0) {
+        dst[2 * m] = ax;
+        dst[2 * m + 1] = ay;
+        m++;
+      }
+      if ((da < 0 && db > 0) || (da > 0 && db < 0)) {
+        const t = da / (da - db);
+        dst[2 * m] = ax + t * (bx - ax);
+        dst[2 * m + 1] = ay + t * (by - ay);
+        m++;
+      }
+    }
+    const tmp = src;
+    src = dst;
+    dst = tmp;
+    n = m;
+  }
+  let area = 0;
+  for (let k = 0; k < n; k++) {
+    const k2 = k + 1 === n ? 0 : k + 1;
+    area += src[2 * k] * src[2 * k2 + 1] - src[2 * k2] * src[2 * k + 1];
+  }
+  const a = Math.abs(area) / 2;
+  return Math.min(a, 1);
 }
 
 /**
- * Draws one anti-aliased shape over a flat background into `out` (or a new S×S image):
- * each pixel is bg + coverage·(color − bg), coverage exact (0 or 1) away from edges and
- * estimated from 8×8 sub-samples on pixels an edge passes through.
+ * Draws one anti-aliased shape over a flat background into `out` (or a new S×S image): each pixel is
+ * bg + coverage·(color − bg). Coverage is exact for the square and triangle (the pixel clipped by the
+ * polygon), and from 16×16 sub-samples for circle pixels the edge passes through.
  */
 export function renderShape(geom: ShapeGeometry, size: number, out?: Image): Image {
   if (!Number.isInteger(size) || size <= 0)
@@ -89,7 +149,8 @@ export function renderShape(geom: ShapeGeometry, size: number, out?: Image): Ima
   const d = img.data;
   const cxPx = geom.cx * size;
   const cyPx = geom.cy * size;
-  const p = polygonParams(geom.shape, geom.radius * size);
+  const p = edgeDistance(geom.shape, geom.radius * size);
+  const normals = geom.shape === "square" ? SQUARE_NORMALS : TRIANGLE_NORMALS;
   const [br, bgc, bb] = geom.bg;
   const dr = geom.color[0] - br;
   const dg = geom.color[1] - bgc;
@@ -103,13 +164,14 @@ export function renderShape(geom: ShapeGeometry, size: number, out?: Image): Ima
       let cov: number;
       if (sd <= -HALF_DIAG) cov = 1;
       else if (sd >= HALF_DIAG) cov = 0;
+      else if (geom.shape !== "circle") cov = polygonCoverage(normals, p, px - 0.5, py - 0.5);
       else {
         let hits = 0;
         for (let a = 0; a < SS; a++) {
           const sy = py - 0.5 + (a + 0.5) / SS;
           for (let b = 0; b < SS; b++) {
             const sx = px - 0.5 + (b + 0.5) / SS;
-            if (signedDistance(geom.shape, sx, sy, p) <= 0) hits++;
+            if (sx * sx + sy * sy <= p * p) hits++;
           }
         }
         cov = hits * inv;

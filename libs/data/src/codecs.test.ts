@@ -1,0 +1,67 @@
+import pngjs from "pngjs";
+import { describe, expect, it } from "vitest";
+import { decodeJpeg, decodePng, encodeJpeg, encodePng } from "./codecs.js";
+import { type Image, rgb8ToImage } from "./image.js";
+import { Rng } from "./prng.js";
+
+const { PNG } = pngjs;
+
+function randomImage(h: number, w: number, seed: number): Image {
+  const rng = new Rng(seed);
+  const b = new Uint8Array(h * w * 3);
+  for (let k = 0; k < b.length; k++) b[k] = rng.int(256);
+  return rgb8ToImage(b, h, w);
+}
+
+describe("PNG", () => {
+  it("round-trips 8-bit images exactly and rounds others to the nearest level", () => {
+    const img = randomImage(7, 5, 1);
+    const back = decodePng(encodePng(img));
+    expect(back.height).toBe(7);
+    expect(back.width).toBe(5);
+    expect(back.data).toEqual(img.data);
+    const odd: Image = { height: 1, width: 1, data: new Float32Array([0.5, -1, 2]) };
+    expect(Array.from(decodePng(encodePng(odd)).data).map((v) => Math.round(v * 255))).toEqual([128, 0, 255]);
+  });
+
+  it("decodes grayscale and RGBA PNGs written by another encoder (alpha ignored)", () => {
+    const png = new PNG({ width: 2, height: 1 });
+    png.data = Buffer.from([10, 20, 30, 255, 200, 100, 50, 0]);
+    const rgba = decodePng(PNG.sync.write(png));
+    expect(Array.from(rgba.data).map((v) => Math.round(v * 255))).toEqual([10, 20, 30, 200, 100, 50]);
+    const gray = new PNG({ width: 2, height: 1, colorType: 0 });
+    gray.data = Buffer.from([77, 77, 77, 255, 3, 3, 3, 255]);
+    const g = decodePng(PNG.sync.write(gray, { colorType: 0 }));
+    expect(Array.from(g.data).map((v) => Math.round(v * 255))).toEqual([77, 77, 77, 3, 3, 3]);
+  });
+
+  it("refuses bytes that are not a PNG", () => {
+    expect(() => decodePng(new Uint8Array([1, 2, 3, 4]))).toThrow(/decodePng: not a valid PNG/);
+  });
+});
+
+describe("JPEG", () => {
+  it("decodes what it encodes, close to the original (lossy) and with the right size", () => {
+    const img: Image = { height: 16, width: 24, data: new Float32Array(16 * 24 * 3) };
+    for (let i = 0; i < 16; i++) {
+      for (let j = 0; j < 24; j++) {
+        const o = (i * 24 + j) * 3;
+        img.data[o] = j / 23;
+        img.data[o + 1] = i / 15;
+        img.data[o + 2] = 0.5;
+      }
+    }
+    const back = decodeJpeg(encodeJpeg(img, 95));
+    expect(back.height).toBe(16);
+    expect(back.width).toBe(24);
+    let err = 0;
+    for (let k = 0; k < img.data.length; k++) err += Math.abs(back.data[k] - img.data[k]);
+    expect(err / img.data.length).toBeLessThan(0.02);
+  });
+
+  it("throws decodeJpeg errors on corrupt or truncated bytes", () => {
+    expect(() => decodeJpeg(new Uint8Array([0, 1, 2, 3]))).toThrow(/^decodeJpeg: /);
+    const good = encodeJpeg(randomImage(8, 8, 2));
+    expect(() => decodeJpeg(good.subarray(0, 40))).toThrow(/^decodeJpeg: /);
+  });
+});
