@@ -34,7 +34,7 @@ interface Reference {
 function reference(images: Image[], prompts: string[], vendiGroups: number[][] = []): Reference {
   const size = images[0].height;
   const flat = new Float32Array(images.length * size * size * 3);
-  images.forEach((img, i) => flat.set(img.data, i * size * size * 3));
+  for (let i = 0; i < images.length; i++) flat.set(images[i].data, i * size * size * 3);
   const tag = `${size}-${images.length}-${vendiGroups.length}`;
   writeFileSync(join(work, `${tag}.f32`), new Uint8Array(flat.buffer));
   writeFileSync(
