@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { createConnection, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -49,22 +49,46 @@ async function waitForPort(port: number, timeoutMs: number): Promise<void> {
   throw new Error(`nats-server did not open port ${port} within ${timeoutMs} ms`);
 }
 
+/** The nats-server binary: `NATS_SERVER_BIN`, else the first found on PATH or in the sbin/bin directories
+ * Debian installs it to (/usr/sbin is not on every user's PATH). */
+export function natsServerBin(): string {
+  const given = process.env.NATS_SERVER_BIN;
+  if (given) return given;
+  const dirs = [...(process.env.PATH ?? "").split(":"), "/usr/sbin", "/usr/local/bin", "/usr/bin"];
+  for (const d of dirs) {
+    if (d && existsSync(join(d, "nats-server"))) return join(d, "nats-server");
+  }
+  return "nats-server";
+}
+
+/** Options of {@link startNatsServer}. */
+export interface NatsServerOptions {
+  /** Extra command-line arguments, e.g. `["--auth", "s3cret"]` or `["--user", "u", "--pass", "p"]`. */
+  args?: string[];
+}
+
 /** Spawn `nats-server -js` on a free loopback port with a temporary store. */
-export async function startNatsServer(): Promise<NatsServerHandle> {
+export async function startNatsServer(opts: NatsServerOptions = {}): Promise<NatsServerHandle> {
   const port = await freePort();
   const storeDir = mkdtempSync(join(tmpdir(), "idpo-nats-"));
   let child: ChildProcess | undefined;
   const launch = async () => {
-    child = spawn("nats-server", ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir], {
+    const args = ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir, ...(opts.args ?? [])];
+    child = spawn(natsServerBin(), args, {
       stdio: ["ignore", "ignore", "pipe"],
     });
     let stderr = "";
     child.stderr?.on("data", (d) => {
-      stderr += String(d);
+      // Keep the tail only: it is for the error message if the server exits.
+      stderr = (stderr + String(d)).slice(-16_384);
     });
     const failed = new Promise<never>((_, reject) => {
       child?.once("error", (err) =>
-        reject(new Error(`cannot start nats-server (is it installed? apt-get install -y nats-server): ${err.message}`)),
+        reject(
+          new Error(
+            `cannot start nats-server (is it installed? apt-get install -y nats-server): ${err.message}`,
+          ),
+        ),
       );
       child?.once("exit", (code) => reject(new Error(`nats-server exited with ${code}: ${stderr}`)));
     });

@@ -131,7 +131,7 @@ export class EmbeddedArtifactStore implements ArtifactStore {
     if (!m) return undefined;
     // Opened now, so that a later replace or delete of the name cannot pull the file from under the reader.
     const fh = await open(join(this.dataDir, m.file), "r");
-    const stream = createReadStream("", { fd: fh.fd, autoClose: true, highWaterMark: 256 * 1024 });
+    const stream = fh.createReadStream({ highWaterMark: 256 * 1024 });
     async function* chunks(): AsyncGenerator<Uint8Array> {
       const hash = createHash("sha256");
       for await (const c of stream) {

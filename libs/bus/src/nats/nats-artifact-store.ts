@@ -1,4 +1,4 @@
-import type { ObjectInfo, ObjectStore } from "@nats-io/obj";
+import { type ObjectInfo, type ObjectStore, setSha256Backend } from "@nats-io/obj";
 import { checkArtifactName } from "../checks.js";
 import type { ArtifactInfo, ArtifactStore, PutOptions } from "../types.js";
 
@@ -43,9 +43,16 @@ function toReadable(chunks: AsyncIterable<Uint8Array>): ReadableStream<Uint8Arra
   });
 }
 
+/** Chunks are published one at a time, each awaiting its ack: big chunks (capped at the server's
+ * max_payload by the client) keep a checkpoint put to a few dozen round trips. */
+const CHUNK_BYTES = 1024 * 1024;
+
 /** Artifacts in a NATS object store (chunked, SHA-256 verified on read). */
 export class NatsArtifactStore implements ArtifactStore {
-  constructor(private readonly os: ObjectStore) {}
+  constructor(private readonly os: ObjectStore) {
+    // Node's native SHA-256 instead of the client's pure-JS default: checkpoints are tens of MB.
+    setSha256Backend("native");
+  }
 
   async put(
     name: string,
@@ -55,7 +62,7 @@ export class NatsArtifactStore implements ArtifactStore {
     checkArtifactName(name);
     const meta = opts.meta ?? {};
     checkMeta(meta);
-    const m = { name, metadata: { ...meta } };
+    const m = { name, metadata: { ...meta }, options: { max_chunk_size: CHUNK_BYTES } };
     const info =
       data instanceof Uint8Array ? await this.os.putBlob(m, data) : await this.os.put(m, toReadable(data));
     return toInfo(info);

@@ -43,7 +43,7 @@ export class NatsContext {
     const deadline = Date.now() + retryForMs;
     for (let attempt = 1; ; attempt++) {
       try {
-        const pa = await this.js.publish(subject, data, { msgID: msgId, headers: h, timeout: 5_000 });
+        const pa = await this.js.publish(subject, data, { msgID: msgId, headers: h, timeout: 3_000 });
         return { seq: pa.seq, duplicate: pa.duplicate };
       } catch (err) {
         if (err instanceof JetStreamApiError || this.nc.isClosed() || Date.now() > deadline) throw err;
