@@ -1,0 +1,18 @@
+/** The Trainer service (idpo.trainer.v1): training jobs (pretraining, improver, SFT, DPO, SPIN) on the bus. */
+export {
+  createTrainer,
+  DEFAULT_SPIN_SAMPLER,
+  type JobManager,
+  type JobPage,
+  type TrainerOptions,
+} from "./job-manager.js";
+export { intermediateCheckpointId, JOB_DEFAULTS } from "./job-spec.js";
+export { eventToken } from "./run-events.js";
+export {
+  startTrainer,
+  type TrainerEnvConfig,
+  trainerEnvConfig,
+  trainerRoutes,
+  trainerService,
+} from "./trainer-service.js";
+export { trainingStateArtifact } from "./training-state.js";

@@ -1,0 +1,597 @@
+import { randomUUID } from "node:crypto";
+import { clone, create } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { type Bus, RevisionConflictError } from "@idpo/bus";
+import { CheckpointStore } from "@idpo/mesh";
+import {
+  type CheckpointRef,
+  type Job,
+  JobKind,
+  JobSchema,
+  type JobSpec,
+  JobState,
+  type ListJobsRequest,
+  ModelKind,
+} from "@idpo/proto";
+import type { Logger } from "@idpo/runtime";
+import { JobInputError, type ResumePoint, runJob, type SpinSamplerSettings } from "./job-runner.js";
+import { intermediateCheckpointId, type ResolvedJob, resolveSpec } from "./job-spec.js";
+import { JobStore } from "./job-store.js";
+import { checkReachable, DataSourceError } from "./pair-sources.js";
+import { publishCheckpoint, publishProgress } from "./run-events.js";
+
+/** Dependencies and settings of a trainer. */
+export interface TrainerOptions {
+  /** The bus: job state (KV), checkpoints and shards (artifacts), events. */
+  bus: Bus;
+  logger: Logger;
+  /** Where generated shapes datasets are cached (IDPO_DATA_DIR). */
+  dataDir: string;
+  /** SPIN's loser sampler settings; default 20 steps, guidance 3.0. */
+  spin?: Partial<SpinSamplerSettings>;
+  /** Persist progress to KV and publish job_progress every this many steps (default 10). */
+  progressEvery?: number;
+  /** Resume QUEUED/RUNNING jobs found in KV at start (default true). */
+  resume?: boolean;
+}
+
+/** Default SPIN sampler settings: the run defaults of the controller (steps 20, guidance 3.0). */
+export const DEFAULT_SPIN_SAMPLER: SpinSamplerSettings = { steps: 20, guidanceScale: 3.0 };
+
+function isTerminal(state: JobState): boolean {
+  return state === JobState.SUCCEEDED || state === JobState.FAILED || state === JobState.CANCELLED;
+}
+
+/** Why a running job was asked to stop. */
+type StopReason = "cancel" | "shutdown" | "lost";
+
+/** A job this trainer holds in memory (queued, running or finished here). */
+interface LocalJob {
+  job: Job;
+  /** KV revision of the last write or read of this job. */
+  revision: number;
+  resolved: ResolvedJob;
+  /** Watchers; called with undefined when the job leaves this trainer unfinished (then KV is the truth). */
+  listeners: Set<(job: Job | undefined) => void>;
+  abort?: AbortController;
+  stopReason?: StopReason;
+  /** Resolves when the job leaves this trainer (ended, stopped or lost). */
+  settled: Promise<void>;
+  settle: () => void;
+}
+
+/** A page of ListJobs. */
+export interface JobPage {
+  jobs: Job[];
+  nextPageToken: string;
+}
+
+const MAX_WATCH_BACKLOG = 1024;
+
+function notFound(jobId: string): ConnectError {
+  return new ConnectError(`job_id: no job ${JSON.stringify(jobId)}`, Code.NotFound);
+}
+
+function createNanos(job: Job): bigint {
+  const t = job.createTime;
+  return t ? t.seconds * 1_000_000_000n + BigInt(t.nanos) : 0n;
+}
+
+/** Newest first; ties by job id. */
+function compareJobs(a: Job, b: Job): number {
+  const d = createNanos(b) - createNanos(a);
+  if (d !== 0n) return d > 0n ? 1 : -1;
+  return a.jobId < b.jobId ? -1 : a.jobId > b.jobId ? 1 : 0;
+}
+
+function encodePageToken(job: Job): string {
+  return Buffer.from(JSON.stringify({ t: createNanos(job).toString(), id: job.jobId })).toString("base64url");
+}
+
+function decodePageToken(token: string): { t: bigint; id: string } {
+  try {
+    const v = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { t: string; id: string };
+    if (typeof v.t !== "string" || typeof v.id !== "string") throw new Error("shape");
+    return { t: BigInt(v.t), id: v.id };
+  } catch {
+    throw new ConnectError("page_token: not a token returned by ListJobs", Code.InvalidArgument);
+  }
+}
+
+/**
+ * The trainer: a queue of training jobs run one at a time in submission order, persisted in KV
+ * (`jobs.<job_id>`, Job proto, compare-and-set writes), with checkpoints and run events on the bus.
+ * A trainer started on a bus that holds QUEUED or RUNNING jobs resumes them, each from its last
+ * intermediate checkpoint.
+ */
+export class JobManager {
+  private readonly store: JobStore;
+  private readonly checkpoints: CheckpointStore;
+  private readonly local = new Map<string, LocalJob>();
+  private readonly queue: LocalJob[] = [];
+  private running: LocalJob | undefined;
+  private pumping: Promise<void> | undefined;
+  private closed = false;
+  private readonly spin: SpinSamplerSettings;
+  private readonly progressEvery: number;
+
+  constructor(private readonly opts: TrainerOptions) {
+    this.store = new JobStore(opts.bus.state);
+    this.checkpoints = new CheckpointStore(opts.bus.artifacts);
+    this.spin = { ...DEFAULT_SPIN_SAMPLER, ...(opts.spin ?? {}) };
+    this.progressEvery = opts.progressEvery ?? 10;
+    if (!Number.isInteger(this.progressEvery) || this.progressEvery < 1) {
+      throw new Error(`progressEvery must be a positive integer, got ${opts.progressEvery}`);
+    }
+  }
+
+  /** Scans KV for unfinished jobs and queues them (RUNNING ones first, then by submission time). */
+  async resumeStored(): Promise<number> {
+    const stored = await this.store.list((key, err) =>
+      this.opts.logger.warn("skipping bad job entry", { key, error: err.message }),
+    );
+    const pending = stored
+      .filter((s) => s.job.state === JobState.QUEUED || s.job.state === JobState.RUNNING)
+      .sort((a, b) => {
+        const ra = a.job.state === JobState.RUNNING ? 0 : 1;
+        const rb = b.job.state === JobState.RUNNING ? 0 : 1;
+        return ra !== rb ? ra - rb : -compareJobs(a.job, b.job);
+      });
+    let n = 0;
+    for (const s of pending) {
+      if (this.local.has(s.job.jobId)) continue;
+      let resolved: ResolvedJob;
+      try {
+        if (!s.job.spec) throw new Error("the stored job has no spec");
+        resolved = resolveSpec(s.job.spec, () => s.job.jobId).job;
+      } catch (e) {
+        const job = clone(JobSchema, s.job);
+        job.state = JobState.FAILED;
+        job.error = `cannot resume: ${(e as Error).message}`;
+        job.updateTime = timestampNow();
+        await this.store.update(job, s.revision).catch(() => undefined);
+        continue;
+      }
+      const l = this.track(s.job, s.revision, resolved);
+      this.queue.push(l);
+      n++;
+      this.opts.logger.info("job found in KV, queued to resume", {
+        jobId: s.job.jobId,
+        state: JobState[s.job.state],
+        step: s.job.step,
+      });
+    }
+    this.pump();
+    return n;
+  }
+
+  private track(job: Job, revision: number, resolved: ResolvedJob): LocalJob {
+    let settle = () => {};
+    const settled = new Promise<void>((r) => {
+      settle = r;
+    });
+    const l: LocalJob = { job, revision, resolved, listeners: new Set(), settled, settle };
+    this.local.set(job.jobId, l);
+    return l;
+  }
+
+  /** StartJob: validates, stores the job QUEUED and queues it; an existing id returns the existing job. */
+  async startJob(input: JobSpec): Promise<Job> {
+    if (this.closed) throw new ConnectError("the trainer is shutting down", Code.Unavailable);
+    if (input.jobId !== "") {
+      const existing = await this.findJob(input.jobId);
+      if (existing) return existing;
+    }
+    const { spec, job: resolved } = resolveSpec(input, () => `job-${randomUUID()}`);
+    await this.checkInputs(resolved);
+    const now = timestampNow();
+    const job = create(JobSchema, {
+      jobId: spec.jobId,
+      spec,
+      state: JobState.QUEUED,
+      step: 0,
+      totalSteps: resolved.training.steps,
+      createTime: now,
+      updateTime: now,
+    });
+    let revision: number;
+    try {
+      revision = await this.store.create(job);
+    } catch (e) {
+      if (e instanceof RevisionConflictError) {
+        const existing = await this.findJob(job.jobId);
+        if (existing) return existing;
+      }
+      throw e;
+    }
+    const l = this.track(job, revision, resolved);
+    this.queue.push(l);
+    this.opts.logger.info("job queued", {
+      jobId: job.jobId,
+      kind: JobKind[resolved.kind],
+      runId: resolved.runId,
+    });
+    this.pump();
+    return clone(JobSchema, job);
+  }
+
+  /** Checks what needs I/O: checkpoints exist and have the right kind, data is reachable. */
+  private async checkInputs(job: ResolvedJob): Promise<void> {
+    const check = async (field: string, id: string, allowImprover: boolean) => {
+      if (id === "") return;
+      const ref = await this.checkpoints.ref(id);
+      if (!ref) throw new ConnectError(`${field}: checkpoint ${JSON.stringify(id)} not found`, Code.NotFound);
+      if (ref.kind === ModelKind.IMPROVER && !allowImprover) {
+        throw new ConnectError(
+          `${field}: checkpoint ${JSON.stringify(id)} is an improvement model; ${JobKind[job.kind]} needs a text-to-image policy`,
+          Code.FailedPrecondition,
+        );
+      }
+    };
+    await check("spec.init_checkpoint_id", job.initCheckpointId, job.kind === JobKind.IMPROVER);
+    await check("spec.reference_checkpoint_id", job.referenceCheckpointId, false);
+    for (let i = 0; i < job.data.length; i++) {
+      try {
+        await checkReachable(job.data[i], `spec.data[${i}]`, this.opts.bus.artifacts);
+      } catch (e) {
+        if (e instanceof DataSourceError) {
+          throw new ConnectError(e.message, e.missing ? Code.NotFound : Code.FailedPrecondition);
+        }
+        throw e;
+      }
+    }
+  }
+
+  private async findJob(jobId: string): Promise<Job | undefined> {
+    const l = this.local.get(jobId);
+    if (l) return clone(JobSchema, l.job);
+    if (!/^[a-z0-9._/-]{1,128}$/.test(jobId) || jobId.includes("..")) return undefined;
+    return (await this.store.get(jobId))?.job;
+  }
+
+  /** GetJob. */
+  async getJob(jobId: string): Promise<Job> {
+    const job = await this.findJob(jobId);
+    if (!job) throw notFound(jobId);
+    return job;
+  }
+
+  /** ListJobs: newest first, optionally one run's, paged. */
+  async listJobs(req: Pick<ListJobsRequest, "runId" | "pageSize" | "pageToken">): Promise<JobPage> {
+    if (req.pageSize > 1000)
+      throw new ConnectError(`page_size: ${req.pageSize} is more than 1000`, Code.InvalidArgument);
+    const size = req.pageSize === 0 ? 100 : req.pageSize;
+    const after = req.pageToken === "" ? undefined : decodePageToken(req.pageToken);
+    const byId = new Map<string, Job>();
+    for (const s of await this.store.list()) byId.set(s.job.jobId, s.job);
+    for (const [id, l] of this.local) byId.set(id, clone(JobSchema, l.job));
+    let jobs = [...byId.values()]
+      .filter((j) => req.runId === "" || j.spec?.runId === req.runId)
+      .sort(compareJobs);
+    if (after) {
+      jobs = jobs.filter((j) => {
+        const t = createNanos(j);
+        return t < after.t || (t === after.t && j.jobId > after.id);
+      });
+    }
+    const page = jobs.slice(0, size);
+    return { jobs: page, nextPageToken: jobs.length > size ? encodePageToken(page[page.length - 1]) : "" };
+  }
+
+  /**
+   * WatchJob: the job now, then after every step and state change, until it ends (its last state is sent)
+   * or `signal` aborts. Jobs held by another trainer on the same bus are followed through KV.
+   */
+  async *watchJob(jobId: string, signal: AbortSignal): AsyncGenerator<Job> {
+    const l = this.local.get(jobId);
+    if (!l) {
+      yield* this.watchStored(jobId, signal);
+      return;
+    }
+    const backlog: (Job | undefined)[] = [];
+    let wake: (() => void) | undefined;
+    const listener = (job: Job | undefined) => {
+      backlog.push(job);
+      // A slow watcher loses the oldest step updates, never the latest state.
+      if (backlog.length > MAX_WATCH_BACKLOG) backlog.splice(0, backlog.length - MAX_WATCH_BACKLOG);
+      wake?.();
+    };
+    const onAbort = () => wake?.();
+    l.listeners.add(listener);
+    signal.addEventListener("abort", onAbort);
+    try {
+      const first = clone(JobSchema, l.job);
+      yield first;
+      if (isTerminal(first.state)) return;
+      for (;;) {
+        while (backlog.length === 0 && !signal.aborted) {
+          await new Promise<void>((r) => {
+            wake = r;
+          });
+          wake = undefined;
+        }
+        if (signal.aborted) return;
+        const job = backlog.shift();
+        if (job === undefined) break;
+        yield job;
+        if (isTerminal(job.state)) return;
+      }
+    } finally {
+      l.listeners.delete(listener);
+      signal.removeEventListener("abort", onAbort);
+    }
+    // The job left this trainer unfinished (shutdown, or another trainer took it over): follow it in KV.
+    if (!signal.aborted) yield* this.watchStored(jobId, signal);
+  }
+
+  private async *watchStored(jobId: string, signal: AbortSignal): AsyncGenerator<Job> {
+    const stored = await this.findJob(jobId);
+    if (!stored) throw notFound(jobId);
+    yield stored;
+    if (isTerminal(stored.state)) return;
+    const watch = await this.opts.bus.state.watch(`jobs.${jobId}`, { includeExisting: false });
+    const onAbort = () => watch.stop();
+    signal.addEventListener("abort", onAbort);
+    try {
+      for await (const change of watch) {
+        if (change.key !== `jobs.${jobId}` || change.op !== "put") continue;
+        const job = await this.findJob(jobId);
+        if (!job) return;
+        yield job;
+        if (isTerminal(job.state)) return;
+      }
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      watch.stop();
+    }
+  }
+
+  /**
+   * CancelJob: a queued job is cancelled at once; a running one stops before its next step (its
+   * checkpoints are kept) and this waits up to `waitMs` for it to stop. Ended jobs are returned unchanged.
+   */
+  async cancelJob(jobId: string, waitMs = 10_000): Promise<Job> {
+    const l = this.local.get(jobId);
+    if (!l) return this.cancelStored(jobId);
+    if (isTerminal(l.job.state)) return clone(JobSchema, l.job);
+    if (l === this.running) {
+      l.stopReason = "cancel";
+      l.abort?.abort();
+      await Promise.race([l.settled, new Promise((r) => setTimeout(r, waitMs).unref())]);
+      return clone(JobSchema, l.job);
+    }
+    const i = this.queue.indexOf(l);
+    if (i >= 0) this.queue.splice(i, 1);
+    await this.finish(l, JobState.CANCELLED, "");
+    return clone(JobSchema, l.job);
+  }
+
+  private async cancelStored(jobId: string): Promise<Job> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const s = /^[a-z0-9._/-]{1,128}$/.test(jobId) ? await this.store.get(jobId) : undefined;
+      if (!s) throw notFound(jobId);
+      if (isTerminal(s.job.state)) return s.job;
+      const job = clone(JobSchema, s.job);
+      job.state = JobState.CANCELLED;
+      job.etaSeconds = 0;
+      job.updateTime = timestampNow();
+      try {
+        // The trainer running it sees its next compare-and-set fail and stops.
+        await this.store.update(job, s.revision);
+        return job;
+      } catch (e) {
+        if (!(e instanceof RevisionConflictError)) throw e;
+      }
+    }
+    throw new ConnectError(`job_id: ${jobId} keeps changing; retry the cancellation`, Code.Aborted);
+  }
+
+  /** Resolves once no job is queued or running (tests, drain). */
+  async idle(): Promise<void> {
+    while (this.pumping) await this.pumping;
+  }
+
+  /**
+   * Stops the trainer: no new jobs; a running job stops before its next step and stays RUNNING in KV
+   * (a later trainer resumes it from its last checkpoint); queued jobs stay QUEUED.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.queue.length = 0;
+    const r = this.running;
+    if (r) {
+      r.stopReason = "shutdown";
+      r.abort?.abort();
+    }
+    await this.idle();
+  }
+
+  private pump(): void {
+    if (this.pumping || this.closed) return;
+    this.pumping = (async () => {
+      try {
+        for (;;) {
+          const next = this.queue.shift();
+          if (!next || this.closed) break;
+          await this.execute(next);
+        }
+      } finally {
+        this.pumping = undefined;
+      }
+    })();
+  }
+
+  private notify(l: LocalJob): void {
+    if (l.listeners.size === 0) return;
+    if (l.stopReason === "lost" && !isTerminal(l.job.state)) return;
+    const snapshot = clone(JobSchema, l.job);
+    for (const fn of l.listeners) fn(snapshot);
+  }
+
+  /**
+   * Writes the local job to KV with compare-and-set. On a conflict (another trainer took the job over, or
+   * cancelled it through KV) the local copy adopts the stored one, the job is stopped, and false is returned.
+   */
+  private async persist(l: LocalJob): Promise<boolean> {
+    if (l.stopReason === "lost") return false;
+    try {
+      l.revision = await this.store.update(l.job, l.revision);
+      return true;
+    } catch (e) {
+      if (!(e instanceof RevisionConflictError)) throw e;
+      const s = await this.store.get(l.job.jobId);
+      if (s) {
+        l.job = s.job;
+        l.revision = s.revision;
+      }
+      this.opts.logger.warn("job changed in KV by someone else; this trainer stops it", {
+        jobId: l.job.jobId,
+        state: s ? JobState[s.job.state] : "deleted",
+      });
+      l.stopReason = "lost";
+      l.abort?.abort();
+      this.notify(l);
+      return false;
+    }
+  }
+
+  private async finish(l: LocalJob, state: JobState, error: string): Promise<void> {
+    l.job.state = state;
+    l.job.error = error;
+    l.job.etaSeconds = 0;
+    l.job.updateTime = timestampNow();
+    await this.persist(l);
+    this.notify(l);
+  }
+
+  /** The intermediate checkpoint a job restarts from (the newest one listed), if any. */
+  private resumePoint(job: Job): ResumePoint | undefined {
+    let best: CheckpointRef | undefined;
+    for (const c of job.checkpoints) {
+      if (c.id !== intermediateCheckpointId(job.spec!.outputCheckpointId, Number(c.step))) continue;
+      if (!best || c.step > best.step) best = c;
+    }
+    return best ? { checkpointId: best.id, step: Number(best.step) } : undefined;
+  }
+
+  private async execute(l: LocalJob): Promise<void> {
+    const { logger } = this.opts;
+    const r = l.resolved;
+    const events = this.opts.bus.events;
+    const eventBase = { runId: r.runId, jobId: r.jobId, iteration: r.iteration };
+    this.running = l;
+    l.abort = new AbortController();
+    try {
+      if (l.job.finalCheckpoint) {
+        // Stopped between storing the final checkpoint and marking the job done: finish the bookkeeping.
+        await publishCheckpoint(events, { ...eventBase, checkpoint: l.job.finalCheckpoint, isFinal: true });
+        await this.finish(l, JobState.SUCCEEDED, "");
+        return;
+      }
+      const resume = this.resumePoint(l.job);
+      l.job.state = JobState.RUNNING;
+      l.job.step = resume?.step ?? 0;
+      l.job.updateTime = timestampNow();
+      // This write claims the job: a trainer that lost the race stops here.
+      if (!(await this.persist(l))) return;
+      this.notify(l);
+      if (resume) {
+        const ref = l.job.checkpoints.find((c) => c.id === resume.checkpointId)!;
+        await publishCheckpoint(events, { ...eventBase, checkpoint: ref, isFinal: false });
+      }
+      logger.info("job started", {
+        jobId: r.jobId,
+        kind: JobKind[r.kind],
+        fromStep: l.job.step,
+        steps: r.training.steps,
+      });
+      const outcome = await runJob(
+        r,
+        resume,
+        {
+          bus: this.opts.bus,
+          checkpoints: this.checkpoints,
+          dataDir: this.opts.dataDir,
+          logger,
+          spin: this.spin,
+        },
+        {
+          signal: l.abort.signal,
+          onStep: async (u) => {
+            l.job.step = u.step;
+            l.job.metrics = u.metrics;
+            l.job.etaSeconds = u.etaSeconds;
+            l.job.updateTime = timestampNow();
+            this.notify(l);
+            if (u.step % this.progressEvery === 0 || u.step === r.training.steps) {
+              if (!(await this.persist(l))) return;
+              await publishProgress(events, {
+                ...eventBase,
+                step: u.step,
+                totalSteps: r.training.steps,
+                metrics: u.metrics,
+                etaSeconds: u.etaSeconds,
+              });
+            }
+          },
+          onCheckpoint: async (ref, isFinal) => {
+            l.job.checkpoints = [...l.job.checkpoints.filter((c) => c.id !== ref.id), ref];
+            if (isFinal) l.job.finalCheckpoint = ref;
+            l.job.updateTime = timestampNow();
+            // KV first: whoever sees the event finds the checkpoint listed in the job.
+            if (!(await this.persist(l))) throw new Error("job lost while writing a checkpoint");
+            this.notify(l);
+            await publishCheckpoint(events, { ...eventBase, checkpoint: ref, isFinal });
+            logger.info("checkpoint published", {
+              jobId: r.jobId,
+              checkpoint: ref.id,
+              step: Number(ref.step),
+              isFinal,
+            });
+          },
+        },
+      );
+      if (outcome === "finished") {
+        await this.finish(l, JobState.SUCCEEDED, "");
+        logger.info("job succeeded", { jobId: r.jobId, checkpoint: r.outputCheckpointId });
+      } else if (l.stopReason === "cancel") {
+        await this.finish(l, JobState.CANCELLED, "");
+        logger.info("job cancelled", { jobId: r.jobId, step: l.job.step });
+      } else {
+        logger.info("job stopped without finishing; it resumes from its last checkpoint", {
+          jobId: r.jobId,
+          reason: l.stopReason,
+          step: l.job.step,
+        });
+      }
+    } catch (e) {
+      if (l.stopReason === "lost" || l.stopReason === "shutdown") {
+        logger.warn("job stopped", { jobId: r.jobId, reason: l.stopReason, error: (e as Error).message });
+      } else if (l.stopReason === "cancel") {
+        await this.finish(l, JobState.CANCELLED, "");
+      } else {
+        const message = e instanceof JobInputError ? e.message : `training failed: ${(e as Error).message}`;
+        logger.error("job failed", { jobId: r.jobId, error: message });
+        await this.finish(l, JobState.FAILED, message).catch((err) =>
+          logger.error("could not record the failure", { jobId: r.jobId, error: (err as Error).message }),
+        );
+      }
+    } finally {
+      this.running = undefined;
+      l.abort = undefined;
+      if (!isTerminal(l.job.state) && (l.stopReason === "lost" || l.stopReason === "shutdown")) {
+        this.local.delete(l.job.jobId);
+        for (const fn of l.listeners) fn(undefined);
+      }
+      l.settle();
+    }
+  }
+}
+
+/** Creates a trainer on `opts.bus` and (unless `opts.resume` is false) resumes the unfinished jobs it finds. */
+export async function createTrainer(opts: TrainerOptions): Promise<JobManager> {
+  const m = new JobManager(opts);
+  if (opts.resume ?? true) await m.resumeStored();
+  return m;
+}

@@ -1,0 +1,157 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { JobKind, type JobSpec, JobSpecSchema } from "@idpo/proto";
+import { describe, expect, it } from "vitest";
+import { parseDataUri } from "./data-uri.js";
+import { resolveSpec } from "./job-spec.js";
+
+const SHAPES = "shapes://?pairs=8&size=16&seed=1";
+
+function spec(init: Partial<Parameters<typeof create<typeof JobSpecSchema>>[1]> = {}): JobSpec {
+  return create(JobSpecSchema, {
+    jobId: "j1",
+    kind: JobKind.DPO,
+    data: [SHAPES],
+    initCheckpointId: "runs/r/base",
+    referenceCheckpointId: "runs/r/base",
+    training: { steps: 10 },
+    ...init,
+  });
+}
+
+function rejects(s: JobSpec): ConnectError {
+  try {
+    resolveSpec(s, () => "generated");
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConnectError);
+    expect((e as ConnectError).code).toBe(Code.InvalidArgument);
+    return e as ConnectError;
+  }
+  throw new Error("resolveSpec accepted the spec");
+}
+
+describe("resolveSpec", () => {
+  it("fills every documented default (DPO)", () => {
+    const { spec: s, job } = resolveSpec(spec(), () => "x");
+    const t = s.training!;
+    expect(t.batchSize).toBe(16);
+    expect(t.learningRate).toBeCloseTo(2e-5, 12);
+    expect(t.maxGradNorm).toBe(1);
+    expect(t.gradientAccumulation).toBe(1);
+    expect(t.beta).toBe(2000);
+    expect(t.promptDropout).toBeCloseTo(0.1, 7);
+    expect(t.improveTaskProbability).toBeCloseTo(0.8, 7);
+    expect(t.reconstructTaskProbability).toBeCloseTo(0.1, 7);
+    expect(t.warmupSteps).toBe(0);
+    expect(t.weightDecay).toBe(0);
+    expect(t.emaDecay).toBe(0);
+    expect(s.outputCheckpointId).toBe("jobs/j1");
+    expect(s.modelPreset).toBe("shapes16");
+    // Resolved floats are the float32 values the stored spec round-trips to.
+    expect(job.training.learningRate).toBe(Math.fround(2e-5));
+    expect(job.data).toEqual([{ kind: "shapes", uri: SHAPES, pairs: 8, size: 16, seed: 1 }]);
+  });
+
+  it("uses 1e-3 for non-preference jobs, the init checkpoint as SPIN's reference, and generates ids", () => {
+    const pre = resolveSpec(
+      spec({ jobId: "", kind: JobKind.PRETRAIN, initCheckpointId: "", referenceCheckpointId: "" }),
+      () => "job-abc",
+    );
+    expect(pre.spec.jobId).toBe("job-abc");
+    expect(pre.spec.outputCheckpointId).toBe("jobs/job-abc");
+    expect(pre.spec.training!.learningRate).toBeCloseTo(1e-3, 9);
+    const spin = resolveSpec(spec({ kind: JobKind.SPIN, referenceCheckpointId: "" }), () => "x");
+    expect(spin.spec.referenceCheckpointId).toBe("runs/r/base");
+    expect(spin.spec.training!.learningRate).toBeCloseTo(2e-5, 12);
+  });
+
+  it("is stable when applied to its own output (resume reads the stored spec)", () => {
+    const once = resolveSpec(spec({ training: { steps: 3, learningRate: 0.3, beta: 123.4 } }), () => "x");
+    const twice = resolveSpec(once.spec, () => "y");
+    expect(twice.job).toEqual(once.job);
+  });
+
+  it("names the field of every invalid value", () => {
+    expect(rejects(spec({ kind: JobKind.UNSPECIFIED })).message).toMatch(/spec\.kind: required/);
+    expect(rejects(spec({ training: { steps: 0 } })).message).toMatch(/spec\.training\.steps/);
+    expect(rejects(spec({ training: { steps: 1_000_001 } })).message).toMatch(/spec\.training\.steps/);
+    expect(rejects(spec({ training: { steps: 5, batchSize: 5000 } })).message).toMatch(
+      /spec\.training\.batch_size/,
+    );
+    expect(rejects(spec({ training: { steps: 5, learningRate: 0 } })).message).toMatch(
+      /spec\.training\.learning_rate/,
+    );
+    expect(rejects(spec({ training: { steps: 5, emaDecay: 1 } })).message).toMatch(
+      /spec\.training\.ema_decay/,
+    );
+    expect(rejects(spec({ training: { steps: 5, beta: 0 } })).message).toMatch(/spec\.training\.beta/);
+    expect(rejects(spec({ training: { steps: 5, batchSize: 6, gradientAccumulation: 4 } })).message).toMatch(
+      /spec\.training\.gradient_accumulation/,
+    );
+    expect(
+      rejects(spec({ training: { steps: 5, improveTaskProbability: 0.7, reconstructTaskProbability: 0.5 } }))
+        .message,
+    ).toMatch(/spec\.training\.reconstruct_task_probability/);
+    expect(rejects(spec({ training: { steps: 5, seed: 2n ** 60n } })).message).toMatch(
+      /spec\.training\.seed/,
+    );
+    expect(rejects(spec({ data: [] })).message).toMatch(/spec\.data: at least one/);
+    expect(rejects(spec({ data: [SHAPES, "http://x"] })).message).toMatch(/spec\.data\[1\]: unsupported/);
+    expect(rejects(spec({ data: ["shapes://?pairs=0&size=16"] })).message).toMatch(
+      /spec\.data\[0\]: pairs=0/,
+    );
+    expect(rejects(spec({ data: ["file://relative"] })).message).toMatch(/spec\.data\[0\]/);
+    expect(rejects(spec({ initCheckpointId: "" })).message).toMatch(
+      /spec\.init_checkpoint_id: required for DPO/,
+    );
+    expect(rejects(spec({ kind: JobKind.SFT, initCheckpointId: "" })).message).toMatch(
+      /spec\.init_checkpoint_id/,
+    );
+    expect(rejects(spec({ referenceCheckpointId: "" })).message).toMatch(
+      /spec\.reference_checkpoint_id: required for DPO/,
+    );
+    expect(rejects(spec({ kind: JobKind.SFT })).message).toMatch(
+      /spec\.reference_checkpoint_id: only DPO and SPIN/,
+    );
+    expect(rejects(spec({ modelPreset: "huge" })).message).toMatch(
+      /spec\.model_preset: unknown preset "huge"/,
+    );
+    expect(rejects(spec({ jobId: "Bad Id" })).message).toMatch(/spec\.job_id/);
+    expect(rejects(spec({ runId: "a.b" })).message).toMatch(/spec\.run_id/);
+    expect(rejects(spec({ outputCheckpointId: "runs/r/base" })).message).toMatch(
+      /spec\.output_checkpoint_id/,
+    );
+    expect(rejects(spec({ outputCheckpointId: "x@y" })).message).toMatch(/spec\.output_checkpoint_id/);
+  });
+});
+
+describe("parseDataUri", () => {
+  it("parses the three forms", () => {
+    expect(parseDataUri("file:///data/pairs/", "d")).toEqual({
+      kind: "file",
+      uri: "file:///data/pairs/",
+      dir: "/data/pairs",
+    });
+    expect(parseDataUri("artifact://runs/r1/iter-2/", "d")).toEqual({
+      kind: "artifact",
+      uri: "artifact://runs/r1/iter-2/",
+      prefix: "runs/r1/iter-2/",
+    });
+    expect(parseDataUri("shapes://?pairs=100&size=32", "d")).toMatchObject({
+      kind: "shapes",
+      pairs: 100,
+      size: 32,
+      seed: 0,
+    });
+  });
+
+  it("rejects malformed URIs with the field name", () => {
+    expect(() => parseDataUri("shapes://?pairs=10&size=16&colour=red", "spec.data[2]")).toThrow(
+      /spec\.data\[2\]: unknown shapes parameter/,
+    );
+    expect(() => parseDataUri("shapes://?pairs=10&size=3", "x")).toThrow(/size=3 is outside/);
+    expect(() => parseDataUri("artifact://", "x")).toThrow(/needs a prefix/);
+    expect(() => parseDataUri("artifact://a/../b", "x")).toThrow(/artifact prefix/);
+    expect(() => parseDataUri("file://host/dir", "x")).toThrow(/empty host/);
+  });
+});

@@ -1,0 +1,199 @@
+import { randomUUID } from "node:crypto";
+import { rename, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import type { ArtifactStore } from "@idpo/bus";
+import { type PairRecord, readPairManifest, readPairs, writeShapesPairs } from "@idpo/data";
+import { decodePairShard } from "@idpo/mesh";
+import { oracleRewardValue } from "@idpo/metrics";
+import type { DataUri } from "./data-uri.js";
+
+/** One readable collection of preference pairs (a dataset directory, a set of online shards, ...). */
+export interface PairSource {
+  /** The URI it was opened from. */
+  uri: string;
+  /** Pairs in the source. */
+  count: number;
+  /** Image side (every image is size × size). */
+  size: number;
+  /** Streams the pairs in stored order (a fresh pass on every call). */
+  records(): AsyncIterable<PairRecord>;
+}
+
+/** Why a data URI cannot be used; `field` names it (e.g. "spec.data[1]"); `missing` when nothing is there. */
+export class DataSourceError extends Error {
+  constructor(
+    readonly field: string,
+    message: string,
+    readonly missing = false,
+  ) {
+    super(`${field}: ${message}`);
+    this.name = "DataSourceError";
+  }
+}
+
+/** The artifacts of an `artifact://<prefix>` URI: every `*.pairs` object under the prefix, by name. */
+export async function listPairShards(artifacts: ArtifactStore, prefix: string): Promise<string[]> {
+  const infos = await artifacts.list(prefix);
+  return infos.map((i) => i.name).filter((n) => n.endsWith(".pairs"));
+}
+
+/**
+ * Cheap reachability check for StartJob: a file dataset's manifest is readable, an artifact prefix
+ * holds at least one shard. Shapes URIs are always reachable (generated on demand).
+ */
+export async function checkReachable(uri: DataUri, field: string, artifacts: ArtifactStore): Promise<void> {
+  if (uri.kind === "file") {
+    if (!(await exists(join(uri.dir, "manifest.json")))) {
+      throw new DataSourceError(field, `no pair dataset at ${uri.dir} (manifest.json is missing)`, true);
+    }
+    try {
+      await readPairManifest(uri.dir);
+    } catch (e) {
+      throw new DataSourceError(field, (e as Error).message);
+    }
+  } else if (uri.kind === "artifact") {
+    const shards = await listPairShards(artifacts, uri.prefix);
+    if (shards.length === 0) {
+      throw new DataSourceError(field, `no *.pairs shards under artifact prefix ${uri.prefix}`, true);
+    }
+  }
+}
+
+/** Directory under `dataDir` where the shapes dataset of `uri` is cached. */
+export function shapesCacheDir(dataDir: string, uri: { pairs: number; size: number; seed: number }): string {
+  return join(dataDir, "datasets", `shapes-train-n${uri.pairs}-s${uri.size}-seed${uri.seed}`);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The shapes world's offline dataset for (pairs, size, seed) on the training prompts, generated once
+ * (deterministically) into the cache and reused. Generation writes to a temporary directory that is
+ * renamed into place, so a crash never leaves a half-written dataset behind.
+ */
+export async function ensureShapesDataset(
+  dataDir: string,
+  uri: { pairs: number; size: number; seed: number },
+): Promise<string> {
+  const dir = shapesCacheDir(dataDir, uri);
+  if (await exists(join(dir, "manifest.json"))) return dir;
+  const tmp = `${dir}.tmp-${randomUUID()}`;
+  try {
+    await writeShapesPairs(tmp, {
+      count: uri.pairs,
+      size: uri.size,
+      seed: uri.seed,
+      reward: oracleRewardValue,
+      split: "train",
+    });
+    if (await exists(join(dir, "manifest.json"))) return dir;
+    await rm(dir, { recursive: true, force: true });
+    await rename(tmp, dir);
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+  return dir;
+}
+
+async function fileSource(uri: string, dir: string, field: string): Promise<PairSource> {
+  let manifest: Awaited<ReturnType<typeof readPairManifest>>;
+  try {
+    manifest = await readPairManifest(dir);
+  } catch (e) {
+    throw new DataSourceError(field, (e as Error).message);
+  }
+  if (manifest.height !== manifest.width) {
+    throw new DataSourceError(
+      field,
+      `images are ${manifest.height}x${manifest.width}; the models need square images`,
+    );
+  }
+  if (manifest.count < 1) throw new DataSourceError(field, `${dir} holds no pairs`);
+  return { uri, count: manifest.count, size: manifest.height, records: () => readPairs(dir) };
+}
+
+async function artifactSource(
+  uri: string,
+  prefix: string,
+  field: string,
+  artifacts: ArtifactStore,
+): Promise<PairSource> {
+  const names = await listPairShards(artifacts, prefix);
+  if (names.length === 0)
+    throw new DataSourceError(field, `no *.pairs shards under artifact prefix ${prefix}`);
+  let count = 0;
+  let size = 0;
+  // Every shard is decoded once up front: a corrupt shard fails the job before training starts.
+  for (const name of names) {
+    const shard = await loadShard(artifacts, name, field);
+    if (shard.height !== shard.width) {
+      throw new DataSourceError(
+        field,
+        `shard ${name} holds ${shard.height}x${shard.width} images; need square images`,
+      );
+    }
+    if (size !== 0 && shard.height !== size) {
+      throw new DataSourceError(
+        field,
+        `shard ${name} holds ${shard.height}px images, earlier shards ${size}px`,
+      );
+    }
+    size = shard.height;
+    count += shard.records.length;
+  }
+  if (count < 1) throw new DataSourceError(field, `the shards under ${prefix} hold no pairs`);
+  return {
+    uri,
+    count,
+    size,
+    records: async function* () {
+      for (const name of names) {
+        const shard = await loadShard(artifacts, name, field);
+        yield* shard.records;
+      }
+    },
+  };
+}
+
+async function loadShard(artifacts: ArtifactStore, name: string, field: string) {
+  const bytes = await artifacts.get(name);
+  if (!bytes) throw new DataSourceError(field, `shard ${name} disappeared from the artifact store`);
+  try {
+    return decodePairShard(bytes);
+  } catch (e) {
+    throw new DataSourceError(field, `shard ${name}: ${(e as Error).message}`);
+  }
+}
+
+/** Opens every data URI of a job (generating shapes datasets into `dataDir` as needed). */
+export async function openPairSources(
+  uris: readonly DataUri[],
+  deps: { artifacts: ArtifactStore; dataDir: string },
+): Promise<PairSource[]> {
+  const out: PairSource[] = [];
+  for (let i = 0; i < uris.length; i++) {
+    const uri = uris[i];
+    const field = `spec.data[${i}]`;
+    if (uri.kind === "file") out.push(await fileSource(uri.uri, uri.dir, field));
+    else if (uri.kind === "artifact")
+      out.push(await artifactSource(uri.uri, uri.prefix, field, deps.artifacts));
+    else out.push(await fileSource(uri.uri, await ensureShapesDataset(deps.dataDir, uri), field));
+  }
+  const size = out[0].size;
+  for (let i = 1; i < out.length; i++) {
+    if (out[i].size !== size) {
+      throw new DataSourceError(
+        `spec.data[${i}]`,
+        `images are ${out[i].size}px but spec.data[0] has ${size}px images`,
+      );
+    }
+  }
+  return out;
+}
