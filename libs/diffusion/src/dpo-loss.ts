@@ -54,7 +54,9 @@ export function dpoLossFromPredictions(p: DpoPredictions, opts: DpoOptions): Los
     const modelDiff = tf.sub(mseW, mseL);
     const refDiff = tf.sub(refW, refL);
     const inside = tf.mul(tf.sub(modelDiff, refDiff), -0.5 * opts.beta);
-    const loss = tf.neg(tf.mean(tf.logSigmoid(inside))) as tf.Scalar;
+    // −log σ(z) = softplus(−z). tf.logSigmoid's gradient reads a tensor it does not save, which an
+    // inner tidy disposes before backprop; the Softplus kernel's gradient saves its input.
+    const loss = tf.mean(tf.softplus(tf.neg(inside))) as tf.Scalar;
     const acc = tf.mean(
       tf.add(tf.cast(tf.greater(inside, 0), "float32"), tf.mul(tf.cast(tf.equal(inside, 0), "float32"), 0.5)),
     ) as tf.Scalar;
