@@ -1,0 +1,121 @@
+import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
+import * as tf from "@tensorflow/tfjs-core";
+import { type Info, withScope } from "./scope.js";
+
+interface Attrs {
+  strides: [number, number] | number;
+  pad: "valid" | "same" | number | tf.backend_util.ExplicitPadding;
+  dataFormat: "NHWC" | "NCHW";
+  dimRoundingMode?: "floor" | "round" | "ceil";
+  inputShape: [number, number, number, number];
+}
+
+/**
+ * dx = the forward convolution's transpose, computed as one XNNPACK Conv2D (the stock wasm kernel is a
+ * scalar loop): insert s − 1 zeros between dy's pixels, pad by k − 1 − p, and correlate with the filter
+ * flipped in space and with its in/out channels swapped. 1×1 stride-1 unpadded filters are a plain
+ * matmul dy·Wᵀ.
+ */
+function conv2DBackpropInput(args: {
+  inputs: tf.NamedTensorInfoMap;
+  backend: BackendWasm;
+  attrs?: tf.NamedAttrMap;
+}): Info {
+  const { dy, filter } = args.inputs as { dy: Info; filter: Info };
+  const attrs = args.attrs as unknown as Attrs;
+  if (attrs.dataFormat !== "NHWC") {
+    throw new Error(`idpo wasm Conv2DBackpropInput supports NHWC only, got dataFormat ${attrs.dataFormat}`);
+  }
+  const info = tf.backend_util.computeConv2DInfo(
+    attrs.inputShape,
+    filter.shape as [number, number, number, number],
+    attrs.strides,
+    1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+    false,
+    "channelsLast",
+  );
+  const { batchSize: n, inHeight: h, inWidth: w, inChannels: ci, outChannels: co } = info;
+  const {
+    filterHeight: kh,
+    filterWidth: kw,
+    strideHeight: sh,
+    strideWidth: sw,
+    outHeight: ho,
+    outWidth: wo,
+  } = info;
+  if (dy.shape[0] !== n || dy.shape[1] !== ho || dy.shape[2] !== wo || dy.shape[3] !== co) {
+    throw new Error(
+      `idpo wasm Conv2DBackpropInput: dy shape [${dy.shape}] does not match the conv output [${n},${ho},${wo},${co}]`,
+    );
+  }
+  return withScope(args.backend, (s) => {
+    const pad = info.padInfo;
+    if (kh === 1 && kw === 1 && sh === 1 && sw === 1 && pad.top === 0 && pad.left === 0) {
+      const dy2 = s.reshape(dy, [n * h * w, co]);
+      const wT = s.transpose(s.reshape(filter, [ci, co]), [1, 0]);
+      return s.reshape(s.matMul2d(dy2, wT), [n, h, w, ci]);
+    }
+    const flipped = s.transpose(s.run(tf.Reverse, { x: filter }, { dims: [0, 1] }), [0, 1, 3, 2]);
+    let dyz = dy;
+    let zh = ho;
+    let zw = wo;
+    if (sh > 1 || sw > 1) {
+      // Zero insertion: view dy as [n, ho, 1, wo, 1, co], pad the unit axes to the strides, and drop the
+      // trailing zeros of the last pixel (by cropping below).
+      const six = s.reshape(dy, [n, ho, 1, wo, 1, co]);
+      const spread = s.run(
+        tf.PadV2,
+        { x: six },
+        {
+          paddings: [
+            [0, 0],
+            [0, 0],
+            [0, sh - 1],
+            [0, 0],
+            [0, sw - 1],
+            [0, 0],
+          ],
+          constantValue: 0,
+        },
+      );
+      zh = ho * sh;
+      zw = wo * sw;
+      dyz = s.reshape(spread, [n, zh, zw, co]);
+    }
+    // The padded, zero-inserted dy must span h + kh − 1 rows, starting kh − 1 − pT rows before dy.
+    const top = kh - 1 - pad.top;
+    const left = kw - 1 - pad.left;
+    const bottom = h + kh - 1 - top - zh;
+    const right = w + kw - 1 - left - zw;
+    const cropped = s.padOrCrop(dyz, [
+      [0, 0],
+      [Math.min(0, top), Math.min(0, bottom)],
+      [Math.min(0, left), Math.min(0, right)],
+      [0, 0],
+    ]);
+    return s.run(
+      tf.Conv2D,
+      { x: cropped, filter: flipped },
+      {
+        strides: [1, 1],
+        dilations: [1, 1],
+        pad: [
+          [0, 0],
+          [Math.max(0, top), Math.max(0, bottom)],
+          [Math.max(0, left), Math.max(0, right)],
+          [0, 0],
+        ],
+        dataFormat: "NHWC",
+      },
+    );
+  });
+}
+
+/** Conv2DBackpropInput for the wasm backend, replacing the stock scalar loop. */
+export const conv2DBackpropInputConfig: tf.KernelConfig = {
+  kernelName: tf.Conv2DBackpropInput,
+  backendName: "wasm",
+  kernelFunc: conv2DBackpropInput as unknown as tf.KernelFunc,
+};

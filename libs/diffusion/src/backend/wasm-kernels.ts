@@ -1,0 +1,25 @@
+import * as tf from "@tensorflow/tfjs-core";
+import { conv2DBackpropFilterConfig } from "./kernels/conv2d-backprop-filter.js";
+import { conv2DBackpropInputConfig } from "./kernels/conv2d-backprop-input.js";
+import { captureStock } from "./kernels/scope.js";
+
+/** The kernels idpo registers on (or replaces in) the wasm backend. */
+const CONFIGS: tf.KernelConfig[] = [conv2DBackpropFilterConfig, conv2DBackpropInputConfig];
+
+let registered = false;
+
+/**
+ * Registers idpo's wasm kernels (idempotent) and returns their names. Stock kernels they replace are
+ * captured first so that the replacements can still call them.
+ */
+export function registerWasmKernels(): string[] {
+  if (!registered) {
+    for (const config of CONFIGS) {
+      captureStock(config.kernelName);
+      if (tf.getKernel(config.kernelName, "wasm") != null) tf.unregisterKernel(config.kernelName, "wasm");
+      tf.registerKernel(config);
+    }
+    registered = true;
+  }
+  return CONFIGS.map((c) => c.kernelName);
+}
