@@ -82,6 +82,11 @@ async function instantiateThreaded(threads: number): Promise<EmscriptenModule> {
     uncaughtException: process.listeners("uncaughtException"),
     unhandledRejection: process.listeners("unhandledRejection"),
   };
+  // Emscripten waits forever when a custom instantiateWasm fails; race it against the failure.
+  let failInstantiation: (error: Error) => void = () => {};
+  const instantiationFailure = new Promise<never>((_, reject) => {
+    failInstantiation = reject;
+  });
   const modulePromise = factory({
     locateFile: (path: string, prefix: string) => {
       if (path.endsWith(".worker.js")) {
@@ -101,21 +106,21 @@ async function instantiateThreaded(threads: number): Promise<EmscriptenModule> {
       imports.env.emscripten_num_logical_cores = () => 2 * threads;
       wasmApi.instantiate(binary, imports).then(
         (result) => receiveInstance(result.instance, result.module),
-        (error: unknown) => {
-          throw new Error(`instantiating ${paths.wasm} failed: ${String(error)}`);
-        },
+        (error: unknown) =>
+          failInstantiation(new Error(`instantiating ${paths.wasm} failed: ${String(error)}`)),
       );
       return {};
     },
   });
   // Emscripten installs process handlers that only rethrow (what Node does anyway) but make every
   // uncaught error print the whole minified module as its source line; take them off again.
-  for (const event of ["uncaughtException", "unhandledRejection"] as const) {
-    for (const listener of process.listeners(event)) {
-      if (!before[event].includes(listener)) process.removeListener(event, listener as () => void);
-    }
+  for (const listener of process.listeners("uncaughtException")) {
+    if (!before.uncaughtException.includes(listener)) process.removeListener("uncaughtException", listener);
   }
-  const module = await modulePromise;
+  for (const listener of process.listeners("unhandledRejection")) {
+    if (!before.unhandledRejection.includes(listener)) process.removeListener("unhandledRejection", listener);
+  }
+  const module = await Promise.race([modulePromise, instantiationFailure]);
   unrefWorkers(module);
   // The same bridge the stock loader attaches (BackendWasm and every kernel's setup use it).
   module.tfjs = {
