@@ -18,6 +18,11 @@ export function program(): Command {
 
 /** Runs the CLI; errors print one line and exit non-zero. */
 export async function main(argv: string[]): Promise<void> {
+  // `idpo … | head` closes stdout early: that is not an error.
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code === "EPIPE") process.exit(0);
+    throw err;
+  });
   const p = program();
   p.exitOverride();
   try {
