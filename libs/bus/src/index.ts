@@ -7,6 +7,16 @@ export { BusConfigError, MalformedMessageError, RevisionConflictError } from "./
 export { type BusDefinitions, type BusLimits, busDefinitions, DEFAULT_LIMITS } from "./nats/definitions.js";
 export { type OpenBusOptions, openBus } from "./open-bus.js";
 export { decodeReport, reportSubject } from "./reports.js";
+export {
+  decodeRunEvent,
+  publishRunEvent,
+  type RunEventCase,
+  type RunEventSubscribeOptions,
+  runEventKind,
+  runEventSubject,
+  subscribeRunEvents,
+} from "./run-events.js";
+export { consumeShards, decodePairShardTask, enqueueShard, shardFailedEventId } from "./shard-queue.js";
 export { EVENTS_ROOT, REPORTS_ROOT, subjectMatches, WORK_ROOT } from "./subjects.js";
 export type {
   ArtifactInfo,
