@@ -1,0 +1,106 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { type Bus, decodeReport, openBus } from "@idpo/bus";
+import { type CheckpointPublished, ModelKind, type RunEvent, RunEventSchema } from "@idpo/proto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  publishRunEvent,
+  replicaConsumerName,
+  runEventSubject,
+  subscribeCheckpointPublished,
+} from "./run-events.js";
+
+let bus: Bus;
+
+beforeAll(async () => {
+  bus = await openBus({ backend: "embedded", dataDir: mkdtempSync(join(tmpdir(), "idpo-run-events-")) });
+});
+
+afterAll(async () => {
+  await bus.close();
+});
+
+async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+}
+
+describe("run events", () => {
+  it("names subjects after the payload case in snake_case", () => {
+    expect(runEventSubject("r1", "pairsReady")).toBe("idpo.events.r1.pairs_ready");
+    expect(runEventSubject("r1", "checkpointPublished")).toBe("idpo.events.r1.checkpoint_published");
+    expect(runEventSubject("r1", "runStateChanged")).toBe("idpo.events.r1.run_state_changed");
+  });
+
+  it("makes consumer names that are valid durable names", () => {
+    expect(replicaConsumerName("improver")).toMatch(/^improver-[A-Za-z0-9_-]+-\d+$/);
+  });
+
+  it("publishes with the event id as msgId, so a retried publish is stored once", async () => {
+    const seen: RunEvent[] = [];
+    const sub = await bus.events.subscribe(
+      { consumer: "pub-test", filter: "idpo.events.r1.pairs_ready" },
+      (m) => {
+        seen.push(fromBinary(RunEventSchema, m.data));
+      },
+    );
+    const init = {
+      eventId: "r1/iter-1/pairs-ready/0",
+      runId: "r1",
+      payload: { case: "pairsReady" as const, value: { iteration: 1, shardIndex: 0, pairCount: 4 } },
+    };
+    const first = await publishRunEvent(bus, init);
+    const again = await publishRunEvent(bus, init);
+    expect(first.duplicate).toBe(false);
+    expect(again).toMatchObject({ duplicate: true, seq: first.seq });
+    await until(() => seen.length === 1);
+    expect(seen[0].payload.value).toMatchObject({ pairCount: 4 });
+    expect(seen[0].time).toBeDefined();
+    await expect(publishRunEvent(bus, { eventId: "x", runId: "r1" })).rejects.toThrow(/no payload/);
+    await sub.stop();
+  });
+
+  it("delivers checkpoint.published to the handler and terminates malformed ones", async () => {
+    const got: CheckpointPublished[] = [];
+    const reports: string[] = [];
+    const audit = await bus.events.subscribe({ consumer: "ckpt-audit", filter: "idpo.reports.>" }, (m) => {
+      reports.push(decodeReport(m).error);
+    });
+    const sub = await subscribeCheckpointPublished(bus, {
+      consumer: "ckpt-test",
+      onCheckpoint: (p) => void got.push(p),
+    });
+    await bus.events.publish("idpo.events.r2.checkpoint_published", new Uint8Array([0xff, 0xff]), {
+      msgId: "bad-1",
+    });
+    const wrong = create(RunEventSchema, {
+      eventId: "w",
+      runId: "r2",
+      payload: { case: "pairsReady", value: {} },
+    });
+    await bus.events.publish("idpo.events.r2.checkpoint_published", toBinary(RunEventSchema, wrong), {
+      msgId: "bad-2",
+    });
+    await publishRunEvent(bus, {
+      eventId: "r2/ckpt/no-id",
+      runId: "r2",
+      payload: { case: "checkpointPublished", value: { isFinal: true } },
+    });
+    await publishRunEvent(bus, {
+      eventId: "r2/ckpt/ok",
+      runId: "r2",
+      payload: {
+        case: "checkpointPublished",
+        value: { checkpoint: { id: "runs/r2/base", kind: ModelKind.POLICY }, isFinal: true },
+      },
+    });
+    await until(() => got.length === 1 && reports.length === 3);
+    expect(got[0].checkpoint?.id).toBe("runs/r2/base");
+    expect(reports.join("\n")).toMatch(/undecodable RunEvent/);
+    expect(reports.join("\n")).toMatch(/expected a checkpointPublished payload, got pairsReady/);
+    expect(reports.join("\n")).toMatch(/checkpoint_published without a checkpoint id/);
+    await sub.stop();
+    await audit.stop();
+  });
+});
