@@ -88,7 +88,7 @@ describe("bus on NATS under faults", () => {
     }
     await w1.work.enqueue(enc.encode("poison"), { msgId: "poison" });
     await waitFor(() => reports.length >= 1, "termination");
-    await sleep(1_500);
+    await sleep(1_200);
     expect(calls).toBe(3);
     expect(reports).toHaveLength(1);
     expect(reports[0]).toMatchObject({

@@ -45,7 +45,14 @@ export async function openNatsBus(conn: NatsConnectOptions, defs: BusDefinitions
       close(opts: StopOptions = {}) {
         closing ??= (async () => {
           await Promise.all([...ctx.subscriptions].map((s) => s.stop(opts)));
-          await nc.drain().catch(() => nc.close());
+          // Draining needs the server; when it is unreachable, give up after a while and just close.
+          let timer: NodeJS.Timeout | undefined;
+          const giveUp = new Promise<void>((r) => {
+            timer = setTimeout(r, 5_000);
+          });
+          await Promise.race([nc.drain().catch(() => {}), giveUp]);
+          clearTimeout(timer);
+          if (!nc.isClosed()) await nc.close();
         })();
         return closing;
       },
