@@ -90,7 +90,6 @@ describe("registered gradients match finite differences", () => {
       (w) => tf.conv2d(other(13, [1, 5, 5, 2]) as tf.Tensor4D, w as tf.Tensor4D, 2, "same"),
       [3, 3, 2, 2],
     ],
-    ["ResizeNearestNeighbor", (x) => tf.image.resizeNearestNeighbor(x as tf.Tensor4D, [4, 4]), [1, 2, 2, 2]],
     [
       "PadV2",
       (x) =>

@@ -298,16 +298,6 @@ const configs: Config[] = [
     },
   },
   {
-    kernelName: "ResizeNearestNeighbor",
-    inputsToSave: ["images"],
-    gradFunc: (dy, [images], attrs) => ({
-      images: () =>
-        tf
-          .engine()
-          .runKernel("ResizeNearestNeighborGrad", { images, dy: single(dy) }, attrs as never) as tf.Tensor,
-    }),
-  },
-  {
     kernelName: "PadV2",
     inputsToSave: ["x"],
     gradFunc: (dy, [x], attrs) => {

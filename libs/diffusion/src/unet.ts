@@ -143,6 +143,16 @@ function walkUNet<H>(cfg: UNetConfig, v: UNetVisitor<H>, input: H): H {
 }
 
 /**
+ * 2× nearest-neighbour upsampling as a broadcast (reshape, add zeros, reshape): its gradient is a
+ * plain sum. tfjs-backend-cpu's ResizeNearestNeighborGrad is wrong for batches larger than one.
+ */
+export function upsampleNearest(h: tf.Tensor4D): tf.Tensor4D {
+  const [n, hh, ww, c] = h.shape;
+  const spread = tf.add(tf.reshape(h, [n, hh, 1, ww, 1, c]), tf.zeros([1, 1, 2, 1, 2, 1]));
+  return tf.reshape(spread, [n, hh * 2, ww * 2, c]);
+}
+
+/**
  * Creates the UNet's variables under the prefix `unet.`. The output conv, each ResBlock's second
  * conv and each attention output projection start at zero (guided-diffusion's zero_module), so
  * every block starts as the identity and the initial ε prediction is 0.
@@ -271,10 +281,7 @@ export function unetForward(
           return tf.add(h, tf.reshape(out, [n, hh, ww, ch]));
         },
         down: (q, h) => conv(q, h, 2),
-        up: (q, h) => {
-          const [, hh, ww] = h.shape;
-          return conv(q, tf.image.resizeNearestNeighbor(h, [hh * 2, ww * 2]));
-        },
+        up: (q, h) => conv(q, upsampleNearest(h)),
         concatSkip: (h, skip) => tf.concat([h, skip], 3),
         out: (h) => conv("unet.conv_out", gnSilu("unet.norm_out", h)),
       },

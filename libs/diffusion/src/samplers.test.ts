@@ -1,0 +1,231 @@
+import * as tf from "@tensorflow/tfjs-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { classifierFreeGuidance, doubleGuidance } from "./guidance.js";
+import { createModel, type DiffusionModel, improverFromPolicy } from "./model.js";
+import { Rng } from "./rng.js";
+import { improve, sample, samplerStep, samplingTimesteps, stepSigma } from "./samplers.js";
+import { maxAbsDiff, microConfig, randomImages, randomizeWeights, setupTestBackend } from "./test-support.js";
+
+beforeAll(setupTestBackend);
+
+const P = ["a small red circle on a black background", "a large blue square on a white background", ""];
+const S = 8;
+const PER = S * S * 3;
+
+describe("samplingTimesteps", () => {
+  it("spaces steps evenly, starting at T − 1", () => {
+    expect(samplingTimesteps(1000, 4)).toEqual([999, 749, 499, 249]);
+    expect(samplingTimesteps(1000, 1)).toEqual([999]);
+    expect(samplingTimesteps(5, 5)).toEqual([4, 3, 2, 1, 0]);
+    expect(() => samplingTimesteps(1000, 0)).toThrow(/steps/);
+  });
+});
+
+describe("samplerStep", () => {
+  const model = createModel(microConfig(), 1);
+  afterAll(() => model.dispose());
+  const ab = model.schedule.alphasCumprod;
+  const run = (kind: "ddim" | "ddpm", eta: number, noise?: number) =>
+    tf.tidy(
+      () =>
+        samplerStep(
+          model.schedule,
+          kind,
+          tf.tensor4d([0.3], [1, 1, 1, 1]),
+          tf.tensor4d([-0.2], [1, 1, 1, 1]),
+          600,
+          400,
+          {
+            eta,
+            clipDenoised: false,
+            noise: noise === undefined ? undefined : tf.tensor4d([noise], [1, 1, 1, 1]),
+          },
+        ).dataSync()[0],
+    );
+  const x0 = (0.3 - Math.sqrt(1 - ab[600]) * -0.2) / Math.sqrt(ab[600]);
+
+  it("DDIM (η = 0) follows Song et al.'s update", () => {
+    const want = Math.sqrt(ab[400]) * x0 + Math.sqrt(1 - ab[400]) * -0.2;
+    expect(Math.abs(run("ddim", 0) - want)).toBeLessThan(1e-5);
+  });
+
+  it("DDIM with η and DDPM use the posterior variance", () => {
+    const post = ((1 - ab[400]) / (1 - ab[600])) * (1 - ab[600] / ab[400]);
+    const sigma = 0.5 * Math.sqrt(post);
+    expect(stepSigma("ddim", ab[600], ab[400], 0.5)).toBeCloseTo(sigma, 12);
+    expect(stepSigma("ddpm", ab[600], ab[400], 0)).toBeCloseTo(Math.sqrt(post), 12);
+    const ddim = Math.sqrt(ab[400]) * x0 + Math.sqrt(1 - ab[400] - sigma * sigma) * -0.2 + sigma * 0.7;
+    expect(Math.abs(run("ddim", 0.5, 0.7) - ddim)).toBeLessThan(1e-5);
+    const a = ab[600] / ab[400];
+    const mean =
+      ((Math.sqrt(ab[400]) * (1 - a)) / (1 - ab[600])) * x0 +
+      ((Math.sqrt(a) * (1 - ab[400])) / (1 - ab[600])) * 0.3;
+    expect(Math.abs(run("ddpm", 0, 0.7) - (mean + Math.sqrt(post) * 0.7))).toBeLessThan(1e-5);
+    expect(() => run("ddpm", 0)).toThrow(/no noise/);
+  });
+});
+
+describe("guidance formulas", () => {
+  it("classifier-free and double guidance combine the branches as written", () => {
+    const t = (v: number) => tf.tensor4d([v], [1, 1, 1, 1]);
+    const cfg = tf.tidy(() => classifierFreeGuidance(t(2), t(0.5), 3).dataSync()[0]);
+    expect(cfg).toBeCloseTo(0.5 + 3 * 1.5, 6);
+    const dg = tf.tidy(() => doubleGuidance(t(2), t(1), t(0.25), 3.5, 3).dataSync()[0]);
+    expect(dg).toBeCloseTo(0.25 + 3 * (1 - 0.25) + 3.5 * (2 - 1), 6);
+  });
+});
+
+describe("sample", () => {
+  let policy: DiffusionModel;
+  beforeAll(() => {
+    policy = createModel(microConfig(), 2);
+    randomizeWeights(policy, 31, 0.15);
+  });
+  afterAll(() => policy.dispose());
+
+  it("returns [0, 1] images fixed by the seeds, independent of batch composition and chunking", async () => {
+    const a = await sample(policy, { prompts: P, seeds: [1, 2, 3], steps: 3 });
+    expect(a.n).toBe(3);
+    expect(a.height).toBe(S);
+    expect(a.data.every((v) => v >= 0 && v <= 1)).toBe(true);
+    const b = await sample(policy, { prompts: P, seeds: [1, 2, 3], steps: 3, batchSize: 2 });
+    expect(maxAbsDiff(a.data, b.data)).toBeLessThan(1e-5);
+    const alone = await sample(policy, { prompts: [P[1]], seeds: [2], steps: 3 });
+    expect(maxAbsDiff(alone.data, a.data.slice(PER, 2 * PER))).toBeLessThan(1e-5);
+    const other = await sample(policy, { prompts: [P[1]], seeds: [9], steps: 3 });
+    expect(maxAbsDiff(other.data, alone.data)).toBeGreaterThan(1e-3);
+  });
+
+  it("batches the conditional and unconditional branches of classifier-free guidance", async () => {
+    const g = 2.5;
+    const steps = 2;
+    const seeds = [4, 5];
+    const prompts = P.slice(0, 2);
+    const got = await sample(policy, { prompts, seeds, steps, guidanceScale: g, sampler: "ddim", eta: 0 });
+    // Independent loop: separate forward passes per branch, guidance written out.
+    const rngs = seeds.map((s) => new Rng(s));
+    const init = new Float32Array(2 * PER);
+    rngs.forEach((r, i) => {
+      r.normals(PER, init, i * PER);
+    });
+    let x = tf.tensor4d(init, [2, S, S, 3]);
+    const ts = samplingTimesteps(1000, steps);
+    const ab = policy.schedule.alphasCumprod;
+    for (let i = 0; i < steps; i++) {
+      const t = ts[i];
+      const abPrev = i + 1 < steps ? ab[ts[i + 1]] : 1;
+      const next = tf.tidy(() => {
+        const c = policy.predictEps(x, t, prompts);
+        const u = policy.predictEps(x, t, ["", ""]);
+        const eps = tf.add(u, tf.mul(tf.sub(c, u), g));
+        const x0 = tf.clipByValue(
+          tf.div(tf.sub(x, tf.mul(eps, Math.sqrt(1 - ab[t]))), Math.sqrt(ab[t])),
+          -1,
+          1,
+        );
+        return tf.add(tf.mul(x0, Math.sqrt(abPrev)), tf.mul(eps, Math.sqrt(1 - abPrev)));
+      });
+      x.dispose();
+      x = next as tf.Tensor4D;
+    }
+    const want = tf.tidy(() => tf.clipByValue(tf.add(tf.mul(x, 0.5), 0.5), 0, 1).dataSync());
+    x.dispose();
+    expect(maxAbsDiff(got.data, want)).toBeLessThan(1e-5);
+  });
+
+  it("runs DDPM and stochastic DDIM reproducibly", async () => {
+    for (const opts of [{ sampler: "ddpm" as const }, { sampler: "ddim" as const, eta: 1 }]) {
+      const a = await sample(policy, { prompts: P, seeds: [1, 2, 3], steps: 3, ...opts });
+      const b = await sample(policy, { prompts: [P[2]], seeds: [3], steps: 3, ...opts });
+      expect(maxAbsDiff(a.data.slice(2 * PER), b.data)).toBeLessThan(1e-5);
+      expect(a.data.every(Number.isFinite)).toBe(true);
+    }
+  });
+
+  it("validates its arguments", async () => {
+    await expect(sample(policy, { prompts: P, seeds: [1] })).rejects.toThrow(/3 prompts and 1 seeds/);
+    await expect(sample(policy, { prompts: ["x"], seeds: [-1] })).rejects.toThrow(/seeds\[0\]/);
+    await expect(sample(policy, { prompts: ["x"], seeds: [1], steps: 0 })).rejects.toThrow(/steps/);
+    await expect(sample(policy, { prompts: ["x"], seeds: [1], eta: 2 })).rejects.toThrow(/eta/);
+    const ac = new AbortController();
+    ac.abort(new Error("stopped by test"));
+    await expect(sample(policy, { prompts: ["x"], seeds: [1], signal: ac.signal })).rejects.toThrow(
+      /stopped by test/,
+    );
+    expect(tf.memory().numTensors).toBeLessThan(2000);
+  });
+});
+
+describe("improve", () => {
+  let improver: DiffusionModel;
+  beforeAll(() => {
+    const policy = createModel(microConfig(), 2);
+    improver = improverFromPolicy(policy);
+    policy.dispose();
+    randomizeWeights(improver, 41, 0.15);
+  });
+  afterAll(() => improver.dispose());
+
+  it("applies Eq. 9 with its three branches in one batch, per-image seeded", async () => {
+    const images = randomImages(2, S, 5);
+    const prompts = P.slice(0, 2);
+    const seeds = [6, 7];
+    const [sT, sI] = [3.5, 3];
+    const got = await improve(improver, { images, prompts, seeds, steps: 2 });
+    const rngs = seeds.map((s) => new Rng(s));
+    const init = new Float32Array(2 * PER);
+    rngs.forEach((r, i) => {
+      r.normals(PER, init, i * PER);
+    });
+    let x = tf.tensor4d(init, [2, S, S, 3]);
+    const cond = tf.tidy(() => tf.sub(tf.mul(tf.tensor4d(images.data, [2, S, S, 3]), 2), 1)) as tf.Tensor4D;
+    const zero = tf.zerosLike(cond);
+    const ts = samplingTimesteps(1000, 2);
+    const ab = improver.schedule.alphasCumprod;
+    for (let i = 0; i < 2; i++) {
+      const t = ts[i];
+      const abPrev = i + 1 < 2 ? ab[ts[i + 1]] : 1;
+      const next = tf.tidy(() => {
+        const eIT = improver.predictEps(x, t, prompts, cond);
+        const eI = improver.predictEps(x, t, ["", ""], cond);
+        const eN = improver.predictEps(x, t, ["", ""], zero);
+        const eps = tf.add(tf.add(eN, tf.mul(tf.sub(eI, eN), sI)), tf.mul(tf.sub(eIT, eI), sT));
+        const x0 = tf.clipByValue(
+          tf.div(tf.sub(x, tf.mul(eps, Math.sqrt(1 - ab[t]))), Math.sqrt(ab[t])),
+          -1,
+          1,
+        );
+        return tf.add(tf.mul(x0, Math.sqrt(abPrev)), tf.mul(eps, Math.sqrt(1 - abPrev)));
+      });
+      x.dispose();
+      x = next as tf.Tensor4D;
+    }
+    const want = tf.tidy(() => tf.clipByValue(tf.add(tf.mul(x, 0.5), 0.5), 0, 1).dataSync());
+    tf.dispose([x, cond, zero]);
+    expect(maxAbsDiff(got.data, want)).toBeLessThan(1e-5);
+    const second = await improve(improver, {
+      images: { ...images, n: 1, data: images.data.slice(PER) },
+      prompts: [prompts[1]],
+      seeds: [7],
+      steps: 2,
+    });
+    expect(maxAbsDiff(second.data, got.data.slice(PER))).toBeLessThan(1e-5);
+  });
+
+  it("supports partial strength (SDEdit start) and validates inputs", async () => {
+    const images = randomImages(1, S, 8);
+    const out = await improve(improver, { images, prompts: [P[0]], seeds: [1], steps: 4, strength: 0.5 });
+    expect(out.n).toBe(1);
+    expect(out.data.every((v) => v >= 0 && v <= 1)).toBe(true);
+    await expect(
+      improve(improver, { images: randomImages(1, 16, 1), prompts: [""], seeds: [1] }),
+    ).rejects.toThrow(/16x16, the model works on 8x8/);
+    await expect(improve(improver, { images, prompts: ["", ""], seeds: [1, 2] })).rejects.toThrow(
+      /1 images and 2 prompts/,
+    );
+    await expect(improve(improver, { images, prompts: [""], seeds: [1], strength: 0 })).rejects.toThrow(
+      /strength/,
+    );
+    await expect(sample(improver, { prompts: [""], seeds: [1] })).rejects.toThrow(/use improve/);
+  });
+});
