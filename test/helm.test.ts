@@ -328,9 +328,12 @@ describe("helm/idpo chart", () => {
           name: "data",
           persistentVolumeClaim: { claimName: `${RELEASE}-data` },
         });
-        expect(
-          envOf(containerOf(find(objs, "Deployment", `${RELEASE}-${svc}`)), "IDPO_AUTH_TOKENS_FILE"),
-        ).toBe("/var/run/secrets/idpo/auth/tokens");
+        const c = containerOf(find(objs, "Deployment", `${RELEASE}-${svc}`));
+        expect(envOf(c, "IDPO_AUTH_TOKENS_FILE")).toBe("/var/run/secrets/idpo/auth/tokens");
+        expect(c.env).toContainEqual({
+          name: "IDPO_AUTH_TOKEN",
+          valueFrom: { secretKeyRef: { name: "idpo-auth", key: "peer-token" } },
+        });
       }
       const trainer = find(objs, "Deployment", `${RELEASE}-trainer`).spec.template.spec;
       expect(trainer.tolerations).toEqual([
