@@ -1,0 +1,214 @@
+import { randomBytes } from "node:crypto";
+import { create, equals } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import type { Bus } from "@idpo/bus";
+import type { CheckpointStore } from "@idpo/mesh";
+import {
+  type CancelRunRequest,
+  ControllerService,
+  type CreateRunRequest,
+  type GetRunRequest,
+  type ListRunsRequest,
+  ProgressSchema,
+  type Run,
+  RunConfigSchema,
+  RunSchema,
+  RunStage,
+  RunState,
+  type WatchRunRequest,
+} from "@idpo/proto";
+import type { Logger } from "@idpo/runtime";
+import { checkRunId, validateRunConfig } from "./run-config.js";
+import type { Peers } from "./run-driver.js";
+import { publishRunState } from "./run-events.js";
+import type { RunManager } from "./run-manager.js";
+import { jobIds } from "./run-plan.js";
+import { isTerminal, type RunStore } from "./run-store.js";
+
+/** What the Controller's RPCs work with. */
+export interface ControllerRoutesDeps {
+  store: RunStore;
+  bus: Bus;
+  manager: RunManager;
+  peers: Peers;
+  checkpoints: CheckpointStore;
+  logger: Logger;
+  /** Ends WatchRun streams when the service shuts down. */
+  shutdownSignal: AbortSignal;
+}
+
+function generateRunId(): string {
+  return `run-${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+}
+
+/** Newest first; equal times by run id. */
+function compareRuns(a: Run, b: Run): number {
+  const as = a.createTime?.seconds ?? 0n;
+  const bs = b.createTime?.seconds ?? 0n;
+  if (as !== bs) return as > bs ? -1 : 1;
+  const an = a.createTime?.nanos ?? 0;
+  const bn = b.createTime?.nanos ?? 0;
+  if (an !== bn) return bn - an;
+  return a.runId < b.runId ? -1 : a.runId > b.runId ? 1 : 0;
+}
+
+function pageToken(run: Run): string {
+  const t = run.createTime;
+  return Buffer.from(`${t?.seconds ?? 0n}.${t?.nanos ?? 0}.${run.runId}`).toString("base64url");
+}
+
+function parsePageToken(token: string): Run {
+  const m = /^(\d+)\.(\d+)\.([a-z0-9-]{1,63})$/.exec(Buffer.from(token, "base64url").toString("utf8"));
+  if (!m)
+    throw new ConnectError(
+      "page_token: malformed (use next_page_token of a previous response)",
+      Code.InvalidArgument,
+    );
+  return create(RunSchema, { runId: m[3], createTime: { seconds: BigInt(m[1]), nanos: Number(m[2]) } });
+}
+
+/** The trainer job a run is waiting for in `stage`, if any. */
+function currentJob(run: Run, stage: RunStage): string | undefined {
+  switch (stage) {
+    case RunStage.BASE:
+      return run.config?.baseCheckpointId ? undefined : jobIds.base(run.runId);
+    case RunStage.IMPROVER:
+      return run.config?.improverCheckpointId ? undefined : jobIds.improver(run.runId);
+    case RunStage.TRAIN:
+      return jobIds.iteration(run.runId, run.iteration);
+    default:
+      return undefined;
+  }
+}
+
+/** The ControllerService implementation. */
+export function controllerRoutes(deps: ControllerRoutesDeps) {
+  const { store, bus, manager, peers, checkpoints, logger } = deps;
+
+  const load = async (runId: string): Promise<Run> => {
+    checkRunId(runId);
+    const cur = await store.get(runId);
+    if (!cur) throw new ConnectError(`run_id: no run ${JSON.stringify(runId)}`, Code.NotFound);
+    return cur.run;
+  };
+
+  return (router: ConnectRouter) =>
+    router.service(ControllerService, {
+      async createRun(req: CreateRunRequest) {
+        const runId = req.runId === "" ? generateRunId() : req.runId;
+        checkRunId(runId);
+        const config = validateRunConfig(req.config);
+        const existing = await store.get(runId);
+        if (existing) {
+          if (!equals(RunConfigSchema, existing.run.config!, config)) {
+            throw new ConnectError(
+              `run_id: run ${runId} already exists with a different config`,
+              Code.AlreadyExists,
+            );
+          }
+          if (!isTerminal(existing.run.state)) manager.drive(runId);
+          return { run: existing.run };
+        }
+        const refs: [string, string][] = [
+          ["config.base_checkpoint_id", config.baseCheckpointId],
+          ["config.improver_checkpoint_id", config.improverCheckpointId],
+          ["config.start_checkpoint_id", config.startCheckpointId],
+        ];
+        for (const [field, id] of refs) {
+          if (id !== "" && !(await checkpoints.ref(id))) {
+            throw new ConnectError(
+              `${field}: checkpoint ${id} is not in the artifact store`,
+              Code.FailedPrecondition,
+            );
+          }
+        }
+        const now = timestampNow();
+        const run = create(RunSchema, {
+          runId,
+          config,
+          state: RunState.PENDING,
+          stage: RunStage.UNSPECIFIED,
+          createTime: now,
+          updateTime: now,
+          progress: create(ProgressSchema, { message: "pending" }),
+        });
+        const res = await store.create(run);
+        if (res.created) {
+          logger.info("run created", { runId, method: config.method, iterations: config.iterations });
+          await publishRunState(bus.events, res.run);
+        } else if (!equals(RunConfigSchema, res.run.config!, config)) {
+          throw new ConnectError(
+            `run_id: run ${runId} already exists with a different config`,
+            Code.AlreadyExists,
+          );
+        }
+        if (!isTerminal(res.run.state)) manager.drive(runId);
+        return { run: res.run };
+      },
+
+      async getRun(req: GetRunRequest) {
+        return { run: await load(req.runId) };
+      },
+
+      async listRuns(req: ListRunsRequest) {
+        const size = req.pageSize === 0 ? 100 : req.pageSize;
+        if (size > 1000)
+          throw new ConnectError(`page_size: ${req.pageSize} is more than 1000`, Code.InvalidArgument);
+        const after = req.pageToken === "" ? undefined : parsePageToken(req.pageToken);
+        const runs = (await store.list()).sort(compareRuns);
+        const start = after ? runs.findIndex((r) => compareRuns(r, after) > 0) : 0;
+        const from = start < 0 ? runs.length : start;
+        const page = runs.slice(from, from + size);
+        const more = from + size < runs.length;
+        return { runs: page, nextPageToken: more ? pageToken(page[page.length - 1]) : "" };
+      },
+
+      async *watchRun(req: WatchRunRequest, ctx: HandlerContext) {
+        await load(req.runId);
+        const stop = new AbortController();
+        const onAbort = () => stop.abort();
+        ctx.signal.addEventListener("abort", onAbort, { once: true });
+        deps.shutdownSignal.addEventListener("abort", onAbort, { once: true });
+        try {
+          if (ctx.signal.aborted || deps.shutdownSignal.aborted) return;
+          for await (const run of store.watch(req.runId, stop.signal)) yield { run };
+        } finally {
+          ctx.signal.removeEventListener("abort", onAbort);
+          deps.shutdownSignal.removeEventListener("abort", onAbort);
+        }
+      },
+
+      async cancelRun(req: CancelRunRequest) {
+        await load(req.runId);
+        let stageBefore = RunStage.UNSPECIFIED;
+        const res = await store.mutate(req.runId, (r) => {
+          if (isTerminal(r.state)) return false;
+          stageBefore = r.stage;
+          r.state = RunState.CANCELLED;
+          r.stage = RunStage.UNSPECIFIED;
+          r.progress = create(ProgressSchema, { message: "cancelled" });
+          return true;
+        });
+        if (res.changed) {
+          logger.info("run cancelled", { runId: req.runId, stage: RunStage[stageBefore] });
+          manager.stop(req.runId, "cancelled");
+          await publishRunState(bus.events, res.run);
+          const jobId = currentJob(res.run, stageBefore);
+          if (jobId) {
+            try {
+              await peers.trainer.cancelJob({ jobId }, { timeoutMs: 10_000 });
+            } catch (err) {
+              // The run is cancelled either way; a job that is unknown or already over needs nothing.
+              logger.warn("could not cancel the run's trainer job", {
+                runId: req.runId,
+                jobId,
+                error: (err as Error).message,
+              });
+            }
+          }
+        }
+        return { run: res.run };
+      },
+    });
+}

@@ -1,0 +1,18 @@
+/** The Controller service (idpo.controller.v1): run creation and the driver of iterative DPO runs. */
+export {
+  type ControllerOverrides,
+  controllerOptionsFromEnv,
+  controllerService,
+  controllerServiceWith,
+} from "./controller-service.js";
+export { PRESET_IMAGE_SIZES, validateRunConfig } from "./run-config.js";
+export { type ControllerOptions, DEFAULT_CONTROLLER_OPTIONS, type Peers } from "./run-driver.js";
+export {
+  checkpointIds,
+  iterationPrefix,
+  jobIds,
+  samplesArtifact,
+  shardArtifact,
+  shardKey,
+} from "./run-plan.js";
+export { runTraceId } from "./run-tracing.js";

@@ -1,0 +1,33 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import type { EventLog } from "@idpo/bus";
+import { type Run, RunEventSchema, RunStage, RunState } from "@idpo/proto";
+
+/** The deterministic event id of a run's state change: a run passes each (state, stage, iteration) once. */
+export function stateEventId(run: Run): string {
+  return `${run.runId}/state/${RunState[run.state]}/${RunStage[run.stage]}/${run.iteration}`;
+}
+
+/**
+ * Publishes `run_state_changed` for the run's current state. Publishing the same state again (a retry, or a
+ * restarted controller) is de-duplicated by its event id.
+ */
+export async function publishRunState(events: EventLog, run: Run): Promise<void> {
+  const ev = create(RunEventSchema, {
+    eventId: stateEventId(run),
+    runId: run.runId,
+    time: timestampNow(),
+    payload: {
+      case: "runStateChanged",
+      value: {
+        state: `RUN_STATE_${RunState[run.state]}`,
+        stage: `RUN_STAGE_${RunStage[run.stage]}`,
+        iteration: run.iteration,
+        message: run.state === RunState.FAILED ? run.error : (run.progress?.message ?? ""),
+      },
+    },
+  });
+  await events.publish(`idpo.events.${run.runId}.run_state_changed`, toBinary(RunEventSchema, ev), {
+    msgId: ev.eventId,
+  });
+}

@@ -1,0 +1,117 @@
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { RevisionConflictError, type StateStore } from "@idpo/bus";
+import { type Run, RunSchema, RunState } from "@idpo/proto";
+import { runKey } from "./run-plan.js";
+
+/** A run as stored, with the KV revision it was read at. */
+export interface StoredRun {
+  run: Run;
+  revision: number;
+}
+
+/** True once a run can no longer change. */
+export function isTerminal(state: RunState): boolean {
+  return state === RunState.SUCCEEDED || state === RunState.FAILED || state === RunState.CANCELLED;
+}
+
+/** Attempts of a read-modify-write before giving up: conflicts mean someone else is writing the same run. */
+const MAX_CAS_ATTEMPTS = 50;
+
+/**
+ * Run state in the KV store (`runs.<run_id>` = Run binary). Every change is a compare-and-set on the
+ * revision read, so two controllers writing one run serialise: the loser re-reads and re-applies its change
+ * to the winner's state (or finds nothing left to do).
+ */
+export class RunStore {
+  constructor(private readonly state: StateStore) {}
+
+  private decode(key: string, value: Uint8Array): Run {
+    try {
+      return fromBinary(RunSchema, value);
+    } catch (err) {
+      throw new Error(`state key "${key}" does not hold a Run: ${(err as Error).message}`);
+    }
+  }
+
+  /** The run and its revision, or undefined if there is none. */
+  async get(runId: string): Promise<StoredRun | undefined> {
+    const key = runKey(runId);
+    const e = await this.state.get(key);
+    return e ? { run: this.decode(key, e.value), revision: e.revision } : undefined;
+  }
+
+  /** Stores a new run; if one with the same id exists, returns it with `created: false` instead. */
+  async create(run: Run): Promise<StoredRun & { created: boolean }> {
+    const key = runKey(run.runId);
+    try {
+      const revision = await this.state.create(key, toBinary(RunSchema, run));
+      return { run, revision, created: true };
+    } catch (err) {
+      if (!(err instanceof RevisionConflictError)) throw err;
+      const existing = await this.get(run.runId);
+      if (!existing) throw new Error(`run ${run.runId} existed and vanished while being created`);
+      return { ...existing, created: false };
+    }
+  }
+
+  /** Every stored run (unordered). */
+  async list(): Promise<Run[]> {
+    const keys = await this.state.keys("runs.");
+    const out: Run[] = [];
+    for (const key of keys) {
+      if (key.indexOf(".", "runs.".length) !== -1) continue;
+      const e = await this.state.get(key);
+      if (e) out.push(this.decode(key, e.value));
+    }
+    return out;
+  }
+
+  /**
+   * Read-modify-write of one run with compare-and-set. `change` gets the current run (a fresh copy on every
+   * attempt) and edits it in place; returning false means "nothing to do" and writes nothing. A lost
+   * compare-and-set re-reads and calls `change` again on the newer state.
+   */
+  async mutate(runId: string, change: (run: Run) => boolean): Promise<StoredRun & { changed: boolean }> {
+    const key = runKey(runId);
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const cur = await this.get(runId);
+      if (!cur) throw new Error(`run ${runId} is not stored`);
+      if (!change(cur.run)) return { ...cur, changed: false };
+      cur.run.updateTime = timestampNow();
+      try {
+        const revision = await this.state.update(key, toBinary(RunSchema, cur.run), cur.revision);
+        return { run: cur.run, revision, changed: true };
+      } catch (err) {
+        if (!(err instanceof RevisionConflictError)) throw err;
+      }
+    }
+    throw new Error(`run ${runId}: gave up after ${MAX_CAS_ATTEMPTS} conflicting concurrent writes`);
+  }
+
+  /**
+   * Yields the run now and after every stored change, until `signal` aborts or the run is terminal (the
+   * terminal state is yielded). Returns at once (yielding nothing) if the run does not exist.
+   */
+  async *watch(runId: string, signal: AbortSignal): AsyncGenerator<Run> {
+    const key = runKey(runId);
+    const w = await this.state.watch(key, { includeExisting: true });
+    const onAbort = () => w.stop();
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      if (signal.aborted) return;
+      let lastRevision = 0;
+      for await (const change of w) {
+        if (change.key !== key || change.revision <= lastRevision) continue;
+        lastRevision = change.revision;
+        if (change.op === "delete") return;
+        const run = this.decode(key, change.value);
+        yield run;
+        if (isTerminal(run.state)) return;
+      }
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      w.stop();
+    }
+  }
+}
