@@ -392,6 +392,23 @@ export function busContract(name: string, factory: BusFactory): void {
         }
       });
 
+      it("lets a durable change its ack wait but not its filter", async () => {
+        const b = await bus();
+        const s1 = await b.events.subscribe(
+          { consumer: "d", filter: "idpo.events.a.>", ackWaitMs: 1_000 },
+          () => {},
+        );
+        await s1.stop();
+        const s2 = await b.events.subscribe(
+          { consumer: "d", filter: "idpo.events.a.>", ackWaitMs: 2_000 },
+          () => {},
+        );
+        await s2.stop();
+        await expect(
+          b.events.subscribe({ consumer: "d", filter: "idpo.events.b.>" }, () => {}),
+        ).rejects.toThrow(/consumer d .*exists with filter .*idpo\.events\.a\.>/);
+      });
+
       it("rejects bad subjects, filters and missing msgIds with messages naming them", async () => {
         const b = await bus();
         await expect(b.events.publish("idpo.events.r", enc.encode("x"), { msgId: "a" })).rejects.toThrow(

@@ -72,6 +72,8 @@ export class NatsPullSubscription implements Subscription {
   private async pullOne(): Promise<JsMsg | null> {
     const iter = await this.consumer.fetch({ max_messages: 1, expires: this.expiresMs });
     this.pulls.add(iter);
+    // `stop` may have run while the fetch was being set up, before the pull was in `pulls`.
+    if (this.stopping) iter.stop();
     try {
       for await (const m of iter) return m;
       return null;
