@@ -9,7 +9,7 @@ import {
   improverLossFromPredictions,
   planImproverBatch,
 } from "./improver-loss.js";
-import { disposeLossOutput, type LossOutput } from "./loss-output.js";
+import { disposeLossOutput, type LossOutput, tidyLoss } from "./loss-output.js";
 import { cloneModel, createModel, type DiffusionModel, improverFromPolicy } from "./model.js";
 import { addNoise, drawNoise, drawTimesteps } from "./noising.js";
 import { Rng } from "./rng.js";
@@ -58,7 +58,7 @@ describe("Diffusion-DPO loss from fixed predictions", () => {
     const beta = 50;
     const shape: [number, number, number, number] = [n, S, S, 3];
     const got = values(
-      tf.tidy(() =>
+      tidyLoss(() =>
         dpoLossFromPredictions(
           {
             noise: tf.tensor4d(noise, shape),
@@ -92,7 +92,7 @@ describe("Diffusion-DPO loss from fixed predictions", () => {
     const a = rng.normals(3 * PER);
     const b = rng.normals(3 * PER);
     const got = values(
-      tf.tidy(() => epsMseFromPredictions(tf.tensor4d(a, [3, S, S, 3]), tf.tensor4d(b, [3, S, S, 3]))),
+      tidyLoss(() => epsMseFromPredictions(tf.tensor4d(a, [3, S, S, 3]), tf.tensor4d(b, [3, S, S, 3]))),
     );
     expect(Math.abs(got.loss - mean(mse(a, b, 3)))).toBeLessThan(1e-6);
   });
@@ -108,7 +108,7 @@ describe("Diffusion-DPO loss from fixed predictions", () => {
       { task: "reconstruct", target: "winner", condition: "winner", text: false },
     ];
     const got = values(
-      tf.tidy(() =>
+      tidyLoss(() =>
         improverLossFromPredictions(tf.tensor4d(a, [4, S, S, 3]), tf.tensor4d(b, [4, S, S, 3]), plan),
       ),
     );
