@@ -103,7 +103,16 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
       c.kill("SIGKILL");
     });
   };
-  await launch();
+  // A test process that exits without calling stop() must not leave its server running.
+  const onExit = () => {
+    if (child && child.exitCode === null) child.kill("SIGKILL");
+  };
+  process.on("exit", onExit);
+  await launch().catch((err) => {
+    process.off("exit", onExit);
+    rmSync(storeDir, { recursive: true, force: true });
+    throw err;
+  });
   return {
     url: `nats://127.0.0.1:${port}`,
     port,
@@ -111,6 +120,7 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
     kill,
     restart: launch,
     stop: async () => {
+      process.off("exit", onExit);
       await kill();
       rmSync(storeDir, { recursive: true, force: true });
     },
