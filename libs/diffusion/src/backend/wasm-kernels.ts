@@ -1,10 +1,19 @@
 import * as tf from "@tensorflow/tfjs-core";
+import { batchMatMulConfig } from "./kernels/batch-matmul.js";
 import { conv2DBackpropFilterConfig } from "./kernels/conv2d-backprop-filter.js";
 import { conv2DBackpropInputConfig } from "./kernels/conv2d-backprop-input.js";
 import { captureStock } from "./kernels/scope.js";
+import { sliceConfig } from "./kernels/slice.js";
+import { unsortedSegmentSumConfig } from "./kernels/unsorted-segment-sum.js";
 
 /** The kernels idpo registers on (or replaces in) the wasm backend. */
-const CONFIGS: tf.KernelConfig[] = [conv2DBackpropFilterConfig, conv2DBackpropInputConfig];
+const CONFIGS: tf.KernelConfig[] = [
+  conv2DBackpropFilterConfig,
+  conv2DBackpropInputConfig,
+  batchMatMulConfig,
+  sliceConfig,
+  unsortedSegmentSumConfig,
+];
 
 let registered = false;
 

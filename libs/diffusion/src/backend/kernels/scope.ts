@@ -4,7 +4,7 @@ import * as tf from "@tensorflow/tfjs-core";
 /** A tensor as kernels see it (no engine bookkeeping). */
 export type Info = tf.TensorInfo;
 
-type KernelFunc = (args: {
+export type KernelFunc = (args: {
   inputs: tf.NamedTensorInfoMap;
   backend: BackendWasm;
   attrs?: tf.NamedAttrMap;
@@ -22,6 +22,24 @@ export function captureStock(name: string): void {
   stock.set(name, config.kernelFunc as unknown as KernelFunc);
 }
 
+// Replacements that composite kernels should call instead of the stock kernel (set for kernels whose
+// replacement is a drop-in speed-up, such as Slice; not for BatchMatMul, whose replacement itself
+// relies on the stock fast path).
+const preferred = new Map<string, KernelFunc>();
+
+/** Makes Scope.run use `kernel` for `name` instead of the stock wasm kernel. */
+export function preferInside(name: string, kernel: KernelFunc): void {
+  preferred.set(name, kernel);
+}
+
+/** The stock wasm kernel of `name` (throws when the wasm backend has none). */
+export function stockKernel(name: string): KernelFunc {
+  captureStock(name);
+  const kernel = stock.get(name);
+  if (kernel == null) throw new Error(`idpo wasm kernels: the wasm backend has no ${name} kernel`);
+  return kernel;
+}
+
 /**
  * Runs wasm kernels on TensorInfos inside a kernel and disposes every intermediate it made, except the
  * ones handed to keep(). The engine only tracks a kernel's inputs and outputs, so intermediates that a
@@ -34,10 +52,7 @@ export class Scope {
 
   /** Runs the stock wasm kernel `name` and tracks its output. */
   run(name: string, inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap = {}): Info {
-    captureStock(name);
-    const kernel = stock.get(name);
-    if (kernel == null) throw new Error(`idpo wasm kernels: the wasm backend has no ${name} kernel`);
-    const out = kernel({ inputs, backend: this.backend, attrs });
+    const out = (preferred.get(name) ?? stockKernel(name))({ inputs, backend: this.backend, attrs });
     this.temps.push(out);
     return out;
   }
