@@ -65,7 +65,17 @@ export class NatsPullSubscription implements Subscription {
         m.nak();
         break;
       }
-      await Promise.race([this.runner.run(this.toRaw(m), this.ackOps(m)), this.abandoned]);
+      let raw: ReturnType<NatsPullSubscription["toRaw"]>;
+      try {
+        raw = this.toRaw(m);
+      } catch (err) {
+        // A message this bus cannot even read is not for it: say so and leave it to ackWait.
+        console.error(
+          `[bus] ${this.runner.consumer}: unreadable message #${m.seq}: ${(err as Error).message}`,
+        );
+        continue;
+      }
+      await Promise.race([this.runner.run(raw, this.ackOps(m)), this.abandoned]);
     }
   }
 
