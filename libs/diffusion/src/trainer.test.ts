@@ -1,0 +1,173 @@
+import * as tf from "@tensorflow/tfjs-core";
+import { beforeAll, describe, expect, it } from "vitest";
+import { AdamW } from "./adamw.js";
+import { Ema } from "./ema.js";
+import { clipByGlobalNorm } from "./grad-clip.js";
+import { learningRateAt } from "./lr-schedule.js";
+import { cloneModel, createModel } from "./model.js";
+import { dpoObjective, pretrainObjective } from "./objectives.js";
+import type { Params } from "./params.js";
+import { nanoConfig, randomImages, randomizeWeights, setupTestBackend } from "./test-support.js";
+import { Trainer } from "./trainer.js";
+
+beforeAll(setupTestBackend);
+
+function scalarParams(values: Record<string, number>): Params {
+  const p: Params = new Map();
+  for (const [k, v] of Object.entries(values)) p.set(k, tf.variable(tf.scalar(v)));
+  return p;
+}
+
+describe("AdamW", () => {
+  it("matches PyTorch's update step by step", () => {
+    const params = scalarParams({ w: 1 });
+    const opt = new AdamW(params, { weightDecay: 0.01 });
+    const [lr, b1, b2, eps, wd] = [0.1, 0.9, 0.999, 1e-8, 0.01];
+    let p = 1;
+    let m = 0;
+    let v = 0;
+    const gs = [0.5, -1, 0.25];
+    for (let k = 1; k <= gs.length; k++) {
+      const g = gs[k - 1];
+      const gt = tf.scalar(g);
+      opt.apply(new Map([["w", gt]]), lr);
+      gt.dispose();
+      p -= lr * wd * p;
+      m = b1 * m + (1 - b1) * g;
+      v = b2 * v + (1 - b2) * g * g;
+      p -= (lr * (m / (1 - b1 ** k))) / (Math.sqrt(v / (1 - b2 ** k)) + eps);
+      expect(params.get("w")!.dataSync()[0]).toBeCloseTo(p, 6);
+    }
+    expect(opt.iterations).toBe(3);
+    const state = opt.state();
+    expect(state.tensors.get("w.m")!.dataSync()[0]).toBeCloseTo(m, 6);
+    const fresh = new AdamW(params, { weightDecay: 0.01 });
+    fresh.loadState(state.iterations, state.tensors);
+    expect(fresh.state().tensors.get("w.v")!.dataSync()[0]).toBeCloseTo(v, 9);
+    expect(() => opt.apply(new Map([["nope", tf.scalar(1)]]), lr)).toThrow(/unknown parameter nope/);
+    opt.dispose();
+    fresh.dispose();
+  });
+});
+
+describe("clipByGlobalNorm", () => {
+  it("scales by maxNorm / (norm + 1e-6) only when the norm exceeds maxNorm", () => {
+    const grads = new Map<string, tf.Tensor>([
+      ["a", tf.tensor1d([3])],
+      ["b", tf.tensor1d([4])],
+    ]);
+    const c = clipByGlobalNorm(grads, 1);
+    expect(c.norm).toBeCloseTo(5, 6);
+    expect(c.grads.get("a")!.dataSync()[0]).toBeCloseTo(3 / (5 + 1e-6), 6);
+    const none = clipByGlobalNorm(grads, 10);
+    expect(none.scaled).toBe(false);
+    expect(none.grads.get("b")).toBe(grads.get("b"));
+    tf.dispose([...grads.values(), ...c.grads.values()]);
+  });
+});
+
+describe("learningRateAt", () => {
+  it("warms up linearly, then stays constant or follows a cosine", () => {
+    const cfg = { lr: 1e-3, warmupSteps: 4 };
+    expect([0, 1, 3, 4, 100].map((s) => learningRateAt(cfg, s))).toEqual([2.5e-4, 5e-4, 1e-3, 1e-3, 1e-3]);
+    const cos = { lr: 1, warmupSteps: 2, kind: "cosine" as const, totalSteps: 12, minLr: 0.1 };
+    expect(learningRateAt(cos, 2)).toBeCloseTo(1, 12);
+    expect(learningRateAt(cos, 7)).toBeCloseTo(0.55, 12);
+    expect(learningRateAt(cos, 12)).toBeCloseTo(0.1, 12);
+    expect(learningRateAt(cos, 50)).toBeCloseTo(0.1, 12);
+    expect(() => learningRateAt({ lr: 1, kind: "cosine" }, 0)).toThrow(/totalSteps/);
+  });
+});
+
+describe("Ema", () => {
+  it("averages with decay min(d, (1 + k)/(10 + k))", () => {
+    const params = scalarParams({ w: 0 });
+    const ema = new Ema(params, 0.5);
+    params.get("w")!.assign(tf.scalar(10));
+    ema.update(); // d = min(0.5, 1/10) = 0.1: 0.1·0 + 0.9·10
+    expect(ema.shadow.get("w")!.dataSync()[0]).toBeCloseTo(9, 5);
+    params.get("w")!.assign(tf.scalar(0));
+    ema.update(); // d = min(0.5, 2/11)
+    expect(ema.shadow.get("w")!.dataSync()[0]).toBeCloseTo((2 / 11) * 9, 5);
+    ema.dispose();
+  });
+});
+
+describe("Trainer", () => {
+  it("averages microbatch gradients (accumulation) before clipping and AdamW", () => {
+    const params = scalarParams({ w: 2 });
+    const w = params.get("w")!;
+    // Loss (w − target)²: gradient 2(w − target). Two microbatches with targets 0 and 1.
+    const trainer = new Trainer<number>(
+      params,
+      (target) => {
+        const loss = tf.square(tf.sub(w, target)) as tf.Scalar;
+        return { loss, metrics: { loss } };
+      },
+      { schedule: { lr: 0.1 }, adam: { weightDecay: 0 }, maxGradNorm: 0, seed: 1 },
+    );
+    const r = trainer.step([0, 1]);
+    expect(r.gradNorm).toBeCloseTo((2 * 2 + 2 * 1) / 2, 5);
+    expect(r.metrics.loss).toBeCloseTo((4 + 1) / 2, 5);
+    // First Adam step moves by lr·sign(g) (bias-corrected m/√v = ±1).
+    expect(w.dataSync()[0]).toBeCloseTo(2 - 0.1, 5);
+    expect(r.step).toBe(1);
+    trainer.dispose();
+  });
+
+  it("stops loudly on a non-finite gradient", () => {
+    const params = scalarParams({ w: 1 });
+    const w = params.get("w")!;
+    const trainer = new Trainer<number>(
+      params,
+      () => {
+        const loss = tf.mul(w, Number.NaN) as tf.Scalar;
+        return { loss, metrics: { loss } };
+      },
+      { schedule: { lr: 0.1 }, seed: 1 },
+    );
+    expect(() => trainer.step([0])).toThrow(/gradient norm is NaN/);
+    expect(w.dataSync()[0]).toBe(1);
+    trainer.dispose();
+  });
+
+  it("leaks no tensors: the count after step 100 equals the count after step 10", () => {
+    const reference = createModel(nanoConfig(), 1, { trainable: false });
+    randomizeWeights(reference, 2, 0.15);
+    const policy = cloneModel(reference);
+    const batch = {
+      prompts: ["a red circle"],
+      winners: randomImages(1, 4, 3),
+      losers: randomImages(1, 4, 4),
+    };
+    const trainer = new Trainer(policy.params, dpoObjective(policy, reference, { beta: 100 }), {
+      schedule: { lr: 1e-3, warmupSteps: 5 },
+      emaDecay: 0.99,
+      seed: 5,
+    });
+    let after10 = -1;
+    for (let s = 1; s <= 100; s++) {
+      // Gradient accumulation on a few steps before and after step 10.
+      const r = trainer.step(s === 5 || s === 60 ? [batch, batch] : [batch]);
+      expect(Number.isFinite(r.metrics.loss)).toBe(true);
+      expect(Object.keys(r.metrics).sort()).toEqual(
+        ["implicit_acc", "loss", "model_diff", "raw_model_loss", "ref_diff", "ref_loss"].sort(),
+      );
+      if (s === 10) after10 = tf.memory().numTensors;
+    }
+    expect(tf.memory().numTensors).toBe(after10);
+    // The policy moved away from the reference.
+    const pretrain = new Trainer(policy.params, pretrainObjective(policy), {
+      schedule: { lr: 1e-3 },
+      seed: 6,
+    });
+    const before = tf.memory().numTensors;
+    pretrain.step([{ prompts: batch.prompts, images: batch.winners }]);
+    pretrain.step([{ prompts: batch.prompts, images: batch.winners }]);
+    expect(tf.memory().numTensors).toBe(before);
+    pretrain.dispose();
+    trainer.dispose();
+    policy.dispose();
+    reference.dispose();
+  });
+});
