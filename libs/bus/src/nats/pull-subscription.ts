@@ -69,10 +69,11 @@ export class NatsPullSubscription implements Subscription {
       try {
         raw = this.toRaw(m);
       } catch (err) {
-        // A message this bus cannot even read is not for it: say so and leave it to ackWait.
+        // Not a message of this bus's namespace: it can never be processed here, so it must not loop.
         console.error(
-          `[bus] ${this.runner.consumer}: unreadable message #${m.seq}: ${(err as Error).message}`,
+          `[bus] ${this.runner.consumer}: terminating unreadable #${m.seq}: ${(err as Error).message}`,
         );
+        m.term();
         continue;
       }
       await Promise.race([this.runner.run(raw, this.ackOps(m)), this.abandoned]);
