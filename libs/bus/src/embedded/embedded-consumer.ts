@@ -106,7 +106,7 @@ export class EmbeddedConsumer {
     this.pumpQueued = true;
     queueMicrotask(() => {
       this.pumpQueued = false;
-      this.pump();
+      this.safePump();
     });
   }
 
@@ -119,6 +119,16 @@ export class EmbeddedConsumer {
       }
     }
     return undefined;
+  }
+
+  /** Pumping runs from timers and microtasks: a failure (e.g. a full disk) is logged, never thrown there. */
+  private safePump(): void {
+    try {
+      this.pump();
+    } catch (err) {
+      console.error(`[bus] consumer ${this.name}: delivery stalled: ${(err as Error).message}`);
+      this.wake(Date.now() + 1_000);
+    }
   }
 
   private pump(): void {
@@ -169,7 +179,7 @@ export class EmbeddedConsumer {
       () => {
         this.wakeTimer = undefined;
         this.wakeAt = Number.POSITIVE_INFINITY;
-        this.pump();
+        this.safePump();
       },
       Math.max(0, at - Date.now()),
     );
