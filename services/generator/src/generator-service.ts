@@ -1,0 +1,378 @@
+import { create } from "@bufbuild/protobuf";
+import {
+  Code,
+  ConnectError,
+  type ConnectRouter,
+  createClient,
+  type HandlerContext,
+  type Transport,
+} from "@connectrpc/connect";
+import type { Bus, Subscription, TerminationReport } from "@idpo/bus";
+import { type DiffusionModel, initBackend, sample } from "@idpo/diffusion";
+import {
+  CheckpointStore,
+  imagesToMessages,
+  type ModelLease,
+  ModelSlot,
+  type PairPixelDtype,
+  replicaConsumerName,
+  sharedBus,
+  subscribeCheckpointPublished,
+} from "@idpo/mesh";
+import {
+  type CheckpointRef,
+  type GeneratedImage,
+  GeneratedImageSchema,
+  type GenerateImagesRequest,
+  GenerateImagesResponseSchema,
+  type GenerateImagesStreamRequest,
+  GenerateImagesStreamResponseSchema,
+  GeneratorService,
+  generatorV1,
+  ImproverService,
+  ModelKind,
+} from "@idpo/proto";
+import {
+  createPeerTransport,
+  envEnum,
+  envInt,
+  envString,
+  type Logger,
+  peerAddress,
+  type ServiceDefinition,
+} from "@idpo/runtime";
+import { loadDiffusionCheckpoint } from "./checkpoint-loader.js";
+import { type ParsedSpec, parseGenerationSpec } from "./generation-spec.js";
+import { type ShardOutcome, startShardWorker } from "./shard-worker.js";
+
+/** Generator settings (from the environment by {@link generatorConfigFromEnv}). */
+export interface GeneratorConfig {
+  /** Images per policy forward pass, and the default stream chunk (IDPO_GENERATOR_BATCH, default 32). */
+  batchSize: number;
+  /** Most images per GenerateImages call (IDPO_GENERATOR_MAX_IMAGES, default 1024). */
+  maxImages: number;
+  /** Most images per GenerateImagesStream call (IDPO_GENERATOR_MAX_STREAM_IMAGES, default 65536). */
+  maxStreamImages: number;
+  /** Policy checkpoint loaded at start (IDPO_GENERATOR_CHECKPOINT); none when undefined. */
+  checkpointId?: string;
+  /** Pair shards worked at once; 0 disables the worker (IDPO_GENERATOR_WORKERS, default 1). */
+  workers: number;
+  /** Pixel encoding of stored pair shards (IDPO_GENERATOR_PAIR_DTYPE: uint8 | float16 | float32, default uint8). */
+  pairDtype: PairPixelDtype;
+  /** Heartbeat interval while a shard is in progress, ms (IDPO_GENERATOR_HEARTBEAT_MS, default 5000). */
+  heartbeatMs: number;
+  /** Most images per ImproveImages call of the shard worker (IDPO_GENERATOR_IMPROVE_CHUNK, default 64). */
+  improveChunk: number;
+  /** Deadline of each ImproveImages call, ms (IDPO_GENERATOR_IMPROVE_TIMEOUT_MS, default 600000). */
+  improveTimeoutMs: number;
+}
+
+/** Reads the generator's settings from the environment (errors name the variable). */
+export function generatorConfigFromEnv(env: Record<string, string | undefined>): GeneratorConfig {
+  return {
+    batchSize: envInt(env, "IDPO_GENERATOR_BATCH", 32, 1, 4096),
+    maxImages: envInt(env, "IDPO_GENERATOR_MAX_IMAGES", 1024, 1, 1_048_576),
+    maxStreamImages: envInt(env, "IDPO_GENERATOR_MAX_STREAM_IMAGES", 65_536, 1, 1_048_576),
+    checkpointId: envString(env, "IDPO_GENERATOR_CHECKPOINT"),
+    workers: envInt(env, "IDPO_GENERATOR_WORKERS", 1, 0, 64),
+    pairDtype: envEnum(env, "IDPO_GENERATOR_PAIR_DTYPE", "uint8", ["uint8", "float16", "float32"] as const),
+    heartbeatMs: envInt(env, "IDPO_GENERATOR_HEARTBEAT_MS", 5000, 100, 600_000),
+    improveChunk: envInt(env, "IDPO_GENERATOR_IMPROVE_CHUNK", 64, 1, 1024),
+    improveTimeoutMs: envInt(env, "IDPO_GENERATOR_IMPROVE_TIMEOUT_MS", 600_000, 1000, 86_400_000),
+  };
+}
+
+/** What the generator is built from; the service definition wires the real ones. */
+export interface GeneratorDeps {
+  config: GeneratorConfig;
+  /** Where policy checkpoints are read from. */
+  checkpoints: CheckpointStore;
+  /** Bus for checkpoint events and the pair-shard work queue; without it neither runs. */
+  bus?: Pick<Bus, "events" | "work" | "artifacts">;
+  /** Transport to the Improver (required for the shard worker). */
+  improverTransport?: Transport;
+  /** Durable consumer name of the checkpoint subscription (unique per replica). */
+  consumerName?: string;
+  logger: Logger;
+  /** Health: SERVING once weights are loaded. */
+  setServing(serving: boolean): void;
+  /** Compute backend name reported by GetModel. */
+  backend?: string;
+  /** Called after each acked shard (tests, metrics). */
+  onShard?: (outcome: ShardOutcome) => void;
+  /** Called when a shard was terminated (malformed, or max_deliver reached). */
+  onShardTerminated?: (report: TerminationReport) => void;
+}
+
+/** Counters of a generator. */
+export interface GeneratorStats {
+  /** Images returned by GenerateImages / GenerateImagesStream. */
+  imagesGenerated: number;
+  /** Shards whose pairs this process stored. */
+  shardsStored: number;
+  /** Shards found already stored (pairs_ready published again). */
+  shardsRepublished: number;
+  /** Shards terminated (seen by this process). */
+  shardsTerminated: number;
+}
+
+/** A running generator. */
+export interface Generator {
+  /** Connect routes of idpo.generator.v1.GeneratorService. */
+  routes(router: ConnectRouter): void;
+  /** Loads policy checkpoint `id` and makes it current (in-flight requests finish on the old weights). */
+  loadCheckpoint(id: string): Promise<CheckpointRef>;
+  /** The loaded checkpoint, if any. */
+  current(): CheckpointRef | undefined;
+  /** Settles when the start-up checkpoint (if any) has loaded or failed to. */
+  ready: Promise<void>;
+  stats(): GeneratorStats;
+  /** Stops the worker and subscription (running shards finish or are abandoned), frees the weights. */
+  close(): Promise<void>;
+}
+
+const MAX_CHUNK = 4096;
+
+function noWeights(): ConnectError {
+  return new ConnectError(
+    "no policy weights loaded: set IDPO_GENERATOR_CHECKPOINT or call LoadCheckpoint",
+    Code.FailedPrecondition,
+  );
+}
+
+function checkCheckpoint(p: ParsedSpec, lease: ModelLease<DiffusionModel>): void {
+  if (p.checkpointId !== "" && p.checkpointId !== lease.ref.id) {
+    throw new ConnectError(
+      `spec.checkpoint_id: ${JSON.stringify(p.checkpointId)} is not loaded (the generator holds ${JSON.stringify(lease.ref.id)})`,
+      Code.FailedPrecondition,
+    );
+  }
+}
+
+/**
+ * Creates the generator: it loads `config.checkpointId` in the background (health NOT_SERVING until a
+ * policy is loaded), reloads on final POLICY checkpoint.published events and works pair shards from the
+ * work queue when given a bus (and an improver transport).
+ */
+export async function createGenerator(deps: GeneratorDeps): Promise<Generator> {
+  const { config, logger } = deps;
+  const stats: GeneratorStats = {
+    imagesGenerated: 0,
+    shardsStored: 0,
+    shardsRepublished: 0,
+    shardsTerminated: 0,
+  };
+  const slot = new ModelSlot<DiffusionModel>(
+    (m) => m.dispose(),
+    (ref) => {
+      logger.info("policy weights loaded", { checkpoint: ref.id, step: Number(ref.step) });
+      deps.setServing(true);
+    },
+  );
+  deps.setServing(false);
+  const loadPolicy = (id: string) => loadDiffusionCheckpoint(deps.checkpoints, id, "policy");
+  const loadCheckpoint = (id: string) => slot.load(id, loadPolicy);
+
+  const subscriptions: Subscription[] = [];
+  if (deps.bus) {
+    subscriptions.push(
+      await subscribeCheckpointPublished(deps.bus, {
+        consumer: deps.consumerName ?? replicaConsumerName("generator"),
+        onCheckpoint: async (published) => {
+          const ref = published.checkpoint!;
+          if (ref.kind !== ModelKind.POLICY || !published.isFinal) return;
+          logger.info("checkpoint.published: loading policy", { checkpoint: ref.id, job: published.jobId });
+          await loadCheckpoint(ref.id);
+        },
+      }),
+    );
+    if (config.workers > 0) {
+      if (!deps.improverTransport)
+        throw new Error("createGenerator: the shard worker needs an improver transport");
+      subscriptions.push(
+        await startShardWorker({
+          config,
+          bus: deps.bus,
+          slot,
+          loadPolicy,
+          improver: createClient(ImproverService, deps.improverTransport),
+          logger,
+          onShard: (o) => {
+            if (o.republished) stats.shardsRepublished++;
+            else stats.shardsStored++;
+            deps.onShard?.(o);
+          },
+          onTerminated: (r) => {
+            stats.shardsTerminated++;
+            deps.onShardTerminated?.(r);
+          },
+        }),
+      );
+    }
+  }
+
+  const ready = config.checkpointId
+    ? loadCheckpoint(config.checkpointId).then(
+        () => undefined,
+        (err: unknown) =>
+          logger.error("could not load the start-up policy checkpoint", {
+            checkpoint: config.checkpointId,
+            error: (err as Error).message,
+          }),
+      )
+    : Promise.resolve();
+
+  /** Samples images [start, end) of a parsed spec on a leased model. */
+  async function generate(
+    lease: ModelLease<DiffusionModel>,
+    p: ParsedSpec,
+    start: number,
+    end: number,
+    signal: AbortSignal,
+  ): Promise<GeneratedImage[]> {
+    const batch = await sample(lease.model, {
+      prompts: p.prompts.slice(start, end),
+      seeds: p.seeds.slice(start, end),
+      steps: p.steps,
+      guidanceScale: p.guidanceScale,
+      sampler: p.sampler,
+      eta: p.eta,
+      batchSize: config.batchSize,
+      signal,
+    });
+    const msgs = imagesToMessages(batch, p.format);
+    stats.imagesGenerated += msgs.length;
+    return msgs.map((image, i) =>
+      create(GeneratedImageSchema, {
+        image,
+        promptIndex: p.promptIndex[start + i],
+        seed: BigInt(p.seeds[start + i]),
+      }),
+    );
+  }
+
+  const routes = (router: ConnectRouter) =>
+    router.service(GeneratorService, {
+      async generateImages(req: GenerateImagesRequest, ctx: HandlerContext) {
+        const lease = slot.acquire();
+        if (!lease) throw noWeights();
+        try {
+          const p = parseGenerationSpec(req.spec, config.maxImages, "GenerateImages");
+          checkCheckpoint(p, lease);
+          const images = await generate(lease, p, 0, p.prompts.length, ctx.signal);
+          return create(GenerateImagesResponseSchema, { images, checkpoint: lease.ref });
+        } finally {
+          lease.release();
+        }
+      },
+
+      async *generateImagesStream(req: GenerateImagesStreamRequest, ctx: HandlerContext) {
+        const lease = slot.acquire();
+        if (!lease) throw noWeights();
+        try {
+          const p = parseGenerationSpec(req.spec, config.maxStreamImages, "GenerateImagesStream");
+          checkCheckpoint(p, lease);
+          if (req.chunkSize > MAX_CHUNK)
+            throw new ConnectError(
+              `chunk_size: ${req.chunkSize} is more than ${MAX_CHUNK}`,
+              Code.InvalidArgument,
+            );
+          const chunk = req.chunkSize === 0 ? config.batchSize : req.chunkSize;
+          const total = p.prompts.length;
+          for (let s = 0; s < total; s += chunk) {
+            const e = Math.min(total, s + chunk);
+            const images = await generate(lease, p, s, e, ctx.signal);
+            yield create(GenerateImagesStreamResponseSchema, {
+              images,
+              checkpoint: lease.ref,
+              done: e,
+              total,
+            });
+          }
+        } finally {
+          lease.release();
+        }
+      },
+
+      getModel() {
+        const lease = slot.acquire();
+        try {
+          return create(generatorV1.GetModelResponseSchema, {
+            checkpoint: lease?.ref,
+            configJson: lease ? JSON.stringify(lease.model.config) : "",
+            backend: deps.backend ?? "",
+          });
+        } finally {
+          lease?.release();
+        }
+      },
+
+      async loadCheckpoint(req: generatorV1.LoadCheckpointRequest) {
+        const ref = await loadCheckpoint(req.checkpointId);
+        return create(generatorV1.LoadCheckpointResponseSchema, { checkpoint: ref });
+      },
+    });
+
+  return {
+    routes,
+    loadCheckpoint,
+    current: () => slot.current,
+    ready,
+    stats: () => ({ ...stats }),
+    async close() {
+      for (const s of subscriptions) await s.stop({ timeoutMs: 10_000 });
+      await ready;
+      slot.close();
+    },
+  };
+}
+
+/** Dependencies a test (or an embedding program) can supply instead of the process-wide ones. */
+export interface GeneratorOverrides {
+  /** Bus for events, work and artifacts; default the process-wide `sharedBus()`. */
+  bus?: Bus;
+  /** Checkpoint store; default one over `bus.artifacts`. */
+  checkpoints?: CheckpointStore;
+  /** Transport to the Improver; default `createPeerTransport(peerAddress("improver"))`. */
+  improverTransport?: Transport;
+  /** Called after each acked shard. */
+  onShard?: (outcome: ShardOutcome) => void;
+}
+
+/** The Generator's service definition, optionally over given dependencies. */
+export function generatorDefinition(overrides: GeneratorOverrides = {}): ServiceDefinition {
+  return {
+    name: "generator",
+    defaultPort: 50051,
+    grpcServices: [GeneratorService.typeName],
+    async create(ctx) {
+      const config = generatorConfigFromEnv(ctx.env);
+      const backend = (await initBackend({ log: (msg, fields) => ctx.logger.info(msg, { ...fields }) })).name;
+      const bus = overrides.bus ?? (await sharedBus());
+      const owned = overrides.improverTransport
+        ? undefined
+        : createPeerTransport(peerAddress("improver", ctx.env));
+      const generator = await createGenerator({
+        config,
+        checkpoints: overrides.checkpoints ?? new CheckpointStore(bus.artifacts),
+        bus,
+        improverTransport: overrides.improverTransport ?? owned,
+        consumerName: replicaConsumerName("generator"),
+        logger: ctx.logger,
+        setServing: ctx.setServing,
+        backend,
+        onShard: overrides.onShard,
+      });
+      return {
+        routes: generator.routes,
+        close: async () => {
+          await generator.close();
+          owned?.close();
+        },
+      };
+    },
+  };
+}
+
+/** The Generator (idpo.generator.v1.GeneratorService, port 50051) over the process-wide bus. */
+export const generatorService: ServiceDefinition = generatorDefinition();

@@ -1,0 +1,472 @@
+import { create, fromBinary } from "@bufbuild/protobuf";
+import { type Client, Code, ConnectError } from "@connectrpc/connect";
+import {
+  type Bus,
+  type Delivery,
+  MalformedMessageError,
+  type Subscription,
+  type TerminationReport,
+} from "@idpo/bus";
+import { type DiffusionModel, type ImageBatch, sample } from "@idpo/diffusion";
+import {
+  checkpointArtifact,
+  encodePairShard,
+  imagesFromMessages,
+  imagesToMessages,
+  type LoadedModel,
+  type ModelSlot,
+  type PairPixelDtype,
+  type PairShardRecordInput,
+  publishRunEvent,
+} from "@idpo/mesh";
+import {
+  ImageFormat,
+  ImproveImagesRequestSchema,
+  type ImproverService,
+  type PairShardTask,
+  PairShardTaskSchema,
+} from "@idpo/proto";
+import { type Logger, tracer } from "@idpo/runtime";
+import { SpanStatusCode } from "@opentelemetry/api";
+
+/** Settings of the pair-shard worker. */
+export interface ShardWorkerConfig {
+  /** Shards worked at once by this process (IDPO_GENERATOR_WORKERS). */
+  workers: number;
+  /** Images per policy forward pass. */
+  batchSize: number;
+  /** Pixel encoding of stored shards. */
+  pairDtype: PairPixelDtype;
+  /** Interval of `working()` heartbeats while a shard is in progress, ms. */
+  heartbeatMs: number;
+  /** Most images per ImproveImages call (the improver batches concurrent calls). */
+  improveChunk: number;
+  /** Deadline of each ImproveImages call, ms. */
+  improveTimeoutMs: number;
+}
+
+/** What happened to one shard delivery; given to `onShard` (tests and metrics). */
+export interface ShardOutcome {
+  runId: string;
+  iteration: number;
+  shardIndex: number;
+  /** Artifact the pairs are stored under. */
+  artifact: string;
+  pairCount: number;
+  /** Policy checkpoint that sampled the losers. */
+  policyCheckpointId: string;
+  /** Improver checkpoint that made the winners ("" when republished from an older artifact without it). */
+  improverCheckpointId: string;
+  /** True when the artifact already existed and only pairs_ready was published again. */
+  republished: boolean;
+  /** Delivery attempt (1 = first). */
+  deliveryCount: number;
+}
+
+/** What the worker is built from. */
+export interface ShardWorkerDeps {
+  config: ShardWorkerConfig;
+  bus: Pick<Bus, "work" | "events" | "artifacts">;
+  /** The generator's policy slot (a task's checkpoint becomes the current policy). */
+  slot: ModelSlot<DiffusionModel>;
+  /** Loads a policy checkpoint by id. */
+  loadPolicy: (id: string) => Promise<LoadedModel<DiffusionModel>>;
+  /** Client of the Improver (balanced across replicas when its transport is). */
+  improver: Client<typeof ImproverService>;
+  logger: Logger;
+  /** Called after every shard delivery that was acked. */
+  onShard?: (outcome: ShardOutcome) => void;
+  /** Called when a shard was terminated (malformed, or failed max_deliver times). */
+  onTerminated?: (report: TerminationReport) => void;
+}
+
+const SHARD_FORMAT = "idpo-pair-shard/1";
+const MAX_PROMPTS = 65_536;
+const RUN_ID = /^[A-Za-z0-9_=:@-]+$/;
+/** ImproveImages attempts per chunk when the improver serves another checkpoint than the task's. */
+const IMPROVER_SWITCH_ATTEMPTS = 4;
+
+/** Decodes and validates a PairShardTask; anything wrong is a MalformedMessageError naming the field. */
+export function decodeShardTask(data: Uint8Array): PairShardTask {
+  let t: PairShardTask;
+  try {
+    t = fromBinary(PairShardTaskSchema, data);
+  } catch (e) {
+    throw new MalformedMessageError(`undecodable PairShardTask: ${(e as Error).message}`);
+  }
+  const bad = (msg: string) =>
+    new MalformedMessageError(`PairShardTask ${t.outputArtifact || "(no output_artifact)"}: ${msg}`);
+  if (!RUN_ID.test(t.runId)) throw bad(`run_id ${JSON.stringify(t.runId)} must match [A-Za-z0-9_=:@-]+`);
+  if (t.iteration < 1) throw bad("iteration must be ≥ 1");
+  if (t.shardCount > 0 && t.shardIndex >= t.shardCount) {
+    throw bad(`shard_index ${t.shardIndex} is not below shard_count ${t.shardCount}`);
+  }
+  if (t.prompts.length === 0) throw bad("prompts: at least one prompt is required");
+  if (t.prompts.length > MAX_PROMPTS) throw bad(`prompts: ${t.prompts.length} is more than ${MAX_PROMPTS}`);
+  if (t.seeds.length !== t.prompts.length) {
+    throw bad(
+      `counts mismatch: ${t.prompts.length} prompts but ${t.seeds.length} seeds (need one seed per pair)`,
+    );
+  }
+  for (let i = 0; i < t.seeds.length; i++) {
+    if (t.seeds[i] > BigInt(Number.MAX_SAFE_INTEGER))
+      throw bad(`seeds[${i}]: ${t.seeds[i]} exceeds ${Number.MAX_SAFE_INTEGER}`);
+    if (t.prompts[i].length > 512)
+      throw bad(`prompts[${i}]: ${t.prompts[i].length} characters is more than 512`);
+  }
+  for (const [field, id] of [
+    ["policy_checkpoint_id", t.policyCheckpointId],
+    ["improver_checkpoint_id", t.improverCheckpointId],
+  ] as const) {
+    if (field === "policy_checkpoint_id" && id === "") throw bad("policy_checkpoint_id: required");
+    if (id === "") continue;
+    try {
+      checkpointArtifact(id);
+    } catch (e) {
+      throw bad(`${field}: ${(e as Error).message}`);
+    }
+  }
+  if (
+    t.outputArtifact === "" ||
+    t.outputArtifact.startsWith("/") ||
+    t.outputArtifact.split("/").includes("..")
+  ) {
+    throw bad(`output_artifact ${JSON.stringify(t.outputArtifact)} must be a relative artifact name`);
+  }
+  if (t.steps > 1000) throw bad(`steps: ${t.steps} is more than 1000`);
+  for (const [field, v] of [
+    ["guidance_scale", t.guidanceScale],
+    ["text_guidance_scale", t.textGuidanceScale],
+    ["image_guidance_scale", t.imageGuidanceScale],
+  ] as const) {
+    if (v !== undefined && !(Number.isFinite(v) && v >= 0 && v <= 30))
+      throw bad(`${field}: ${v} is outside [0, 30]`);
+  }
+  return t;
+}
+
+/** Event id of a shard's pairs_ready (the de-duplication key): `<run>/iter-<k>/pairs-ready/<i>`. */
+export function pairsReadyEventId(t: Pick<PairShardTask, "runId" | "iteration" | "shardIndex">): string {
+  return `${t.runId}/iter-${t.iteration}/pairs-ready/${t.shardIndex}`;
+}
+
+/** Event id of a shard's shard_failed: `<run>/iter-<k>/shard-failed/<i>`. */
+export function shardFailedEventId(t: Pick<PairShardTask, "runId" | "iteration" | "shardIndex">): string {
+  return `${t.runId}/iter-${t.iteration}/shard-failed/${t.shardIndex}`;
+}
+
+/** Mean over pairs and pixels of the RGB Euclidean distance between winner and loser. */
+function meanPairDistance(winners: ImageBatch, losers: ImageBatch): number {
+  const w = winners.data;
+  const l = losers.data;
+  let sum = 0;
+  const pixels = w.length / 3;
+  for (let p = 0; p < pixels; p++) {
+    const dr = w[3 * p] - l[3 * p];
+    const dg = w[3 * p + 1] - l[3 * p + 1];
+    const db = w[3 * p + 2] - l[3 * p + 2];
+    sum += Math.sqrt(dr * dr + dg * dg + db * db);
+  }
+  return pixels > 0 ? sum / pixels : 0;
+}
+
+/** Runs of consecutive pairs whose seeds are consecutive (one ImproveImages call gives image i seed + i). */
+function seedRuns(seeds: readonly number[], maxLen: number): { start: number; end: number }[] {
+  const runs: { start: number; end: number }[] = [];
+  let start = 0;
+  for (let i = 1; i <= seeds.length; i++) {
+    if (i === seeds.length || seeds[i] !== seeds[i - 1] + 1 || i - start >= maxLen) {
+      runs.push({ start, end: i });
+      start = i;
+    }
+  }
+  return runs;
+}
+
+/**
+ * Starts the pair-shard worker on the bus's work queue: each PairShardTask is turned into a stored
+ * shard of (prompt, winner, loser) records and a pairs_ready event, then acked. A task whose output
+ * artifact already exists only has its pairs_ready published again (idempotent redelivery). Malformed
+ * tasks are terminated and reported at once; a task failing max_deliver times is terminated and a
+ * shard_failed event published for it.
+ */
+export function startShardWorker(deps: ShardWorkerDeps): Promise<Subscription> {
+  const { bus, config, logger } = deps;
+
+  async function republish(t: PairShardTask, msg: Delivery): Promise<boolean> {
+    const info = await bus.artifacts.info(t.outputArtifact);
+    if (!info) return false;
+    const meta = info.meta ?? {};
+    const pairCount = Number(meta.pair_count ?? Number.NaN);
+    if (meta.format !== SHARD_FORMAT || !Number.isInteger(pairCount)) {
+      throw new Error(
+        `artifact ${t.outputArtifact} exists but is not a pair shard written by a generator (meta ${JSON.stringify(meta)})`,
+      );
+    }
+    await publishPairsReady(
+      t,
+      pairCount,
+      meta.policy_checkpoint_id ?? "",
+      Number(meta.mean_pair_distance ?? 0),
+    );
+    logger.info("pair shard already stored: pairs_ready published again", {
+      artifact: t.outputArtifact,
+      delivery: msg.deliveryCount,
+    });
+    deps.onShard?.({
+      runId: t.runId,
+      iteration: t.iteration,
+      shardIndex: t.shardIndex,
+      artifact: t.outputArtifact,
+      pairCount,
+      policyCheckpointId: meta.policy_checkpoint_id ?? "",
+      improverCheckpointId: meta.improver_checkpoint_id ?? "",
+      republished: true,
+      deliveryCount: msg.deliveryCount,
+    });
+    return true;
+  }
+
+  function publishPairsReady(t: PairShardTask, pairCount: number, policyId: string, distance: number) {
+    return publishRunEvent(bus, {
+      eventId: pairsReadyEventId(t),
+      runId: t.runId,
+      payload: {
+        case: "pairsReady",
+        value: {
+          iteration: t.iteration,
+          shardIndex: t.shardIndex,
+          artifact: t.outputArtifact,
+          pairCount,
+          policyCheckpointId: policyId,
+          meanPairDistance: distance,
+        },
+      },
+    });
+  }
+
+  /** Winners for the losers from the Improver, checking it serves the task's improver checkpoint. */
+  async function improveLosers(
+    t: PairShardTask,
+    losers: ImageBatch,
+    seeds: number[],
+  ): Promise<{ winners: ImageBatch; improverId: string }> {
+    const S = losers.height;
+    const per = S * S * 3;
+    const winners = new Float32Array(losers.data.length);
+    const want = t.improverCheckpointId;
+    const ids = new Set<string>();
+    await Promise.all(
+      seedRuns(seeds, config.improveChunk).map(async ({ start, end }) => {
+        const images = imagesToMessages(
+          {
+            n: end - start,
+            height: S,
+            width: S,
+            channels: 3,
+            data: losers.data.subarray(start * per, end * per),
+          },
+          ImageFormat.TENSOR,
+        );
+        const req = create(ImproveImagesRequestSchema, {
+          images,
+          prompts: t.prompts.slice(start, end),
+          textGuidanceScale: t.textGuidanceScale,
+          imageGuidanceScale: t.imageGuidanceScale,
+          steps: t.steps,
+          seed: BigInt(seeds[start]),
+          outputFormat: ImageFormat.TENSOR,
+        });
+        for (let attempt = 1; ; attempt++) {
+          const res = await deps.improver.improveImages(req, { timeoutMs: config.improveTimeoutMs });
+          const got = res.checkpoint?.id ?? "";
+          if (want !== "" && got !== want) {
+            if (attempt >= IMPROVER_SWITCH_ATTEMPTS) {
+              throw new Error(
+                `the improver serves checkpoint ${JSON.stringify(got)}, the shard needs ${JSON.stringify(want)}`,
+              );
+            }
+            logger.info("improver serves another checkpoint: asking it to load the task's", {
+              serving: got,
+              want,
+            });
+            await deps.improver.loadCheckpoint(
+              { checkpointId: want },
+              { timeoutMs: config.improveTimeoutMs },
+            );
+            continue;
+          }
+          if (res.images.length !== end - start) {
+            throw new Error(`the improver returned ${res.images.length} images for ${end - start}`);
+          }
+          const batch = imagesFromMessages(res.images, { field: "improver response images", size: S });
+          winners.set(batch.data, start * per);
+          ids.add(got);
+          return;
+        }
+      }),
+    );
+    if (ids.size > 1)
+      throw new Error(`the improver changed checkpoints during the shard (${[...ids].join(", ")})`);
+    return {
+      winners: { n: losers.n, height: S, width: S, channels: 3, data: winners },
+      improverId: [...ids][0] ?? "",
+    };
+  }
+
+  async function work(t: PairShardTask, msg: Delivery): Promise<void> {
+    if (await republish(t, msg)) return;
+    const lease = await deps.slot.loadAndAcquire(t.policyCheckpointId, deps.loadPolicy);
+    try {
+      const seeds = t.seeds.map(Number);
+      const steps = t.steps === 0 ? 20 : t.steps;
+      const losers = await sample(lease.model, {
+        prompts: t.prompts,
+        seeds,
+        steps,
+        guidanceScale: t.guidanceScale ?? 3.0,
+        batchSize: config.batchSize,
+      });
+      const { winners, improverId } = await improveLosers(t, losers, seeds);
+      const S = losers.height;
+      const per = S * S * 3;
+      const records: PairShardRecordInput[] = [];
+      for (let i = 0; i < losers.n; i++) {
+        records.push({
+          prompt: t.prompts[i],
+          winner: { height: S, width: S, data: winners.data.subarray(i * per, (i + 1) * per) },
+          loser: { height: S, width: S, data: losers.data.subarray(i * per, (i + 1) * per) },
+          meta: { seed: seeds[i] },
+        });
+      }
+      const distance = meanPairDistance(winners, losers);
+      const policyId = lease.ref.id;
+      const bytes = encodePairShard({
+        height: S,
+        width: S,
+        dtype: config.pairDtype,
+        info: {
+          runId: t.runId,
+          iteration: t.iteration,
+          shardIndex: t.shardIndex,
+          shardCount: t.shardCount,
+          policyCheckpointId: policyId,
+          improverCheckpointId: improverId,
+          steps,
+          guidanceScale: t.guidanceScale ?? 3.0,
+          textGuidanceScale: t.textGuidanceScale ?? 3.5,
+          imageGuidanceScale: t.imageGuidanceScale ?? 3.0,
+        },
+        records,
+      });
+      await bus.artifacts.put(t.outputArtifact, bytes, {
+        meta: {
+          format: SHARD_FORMAT,
+          pair_count: String(records.length),
+          run_id: t.runId,
+          iteration: String(t.iteration),
+          shard_index: String(t.shardIndex),
+          policy_checkpoint_id: policyId,
+          improver_checkpoint_id: improverId,
+          mean_pair_distance: String(distance),
+        },
+      });
+      await publishPairsReady(t, records.length, policyId, distance);
+      logger.info("pair shard stored", {
+        artifact: t.outputArtifact,
+        pairs: records.length,
+        policy: policyId,
+        improver: improverId,
+        meanPairDistance: distance,
+      });
+      deps.onShard?.({
+        runId: t.runId,
+        iteration: t.iteration,
+        shardIndex: t.shardIndex,
+        artifact: t.outputArtifact,
+        pairCount: records.length,
+        policyCheckpointId: policyId,
+        improverCheckpointId: improverId,
+        republished: false,
+        deliveryCount: msg.deliveryCount,
+      });
+    } finally {
+      lease.release();
+    }
+  }
+
+  return bus.work.consume(
+    async (msg) => {
+      const t = decodeShardTask(msg.data);
+      const heartbeat = setInterval(() => msg.working(), config.heartbeatMs);
+      try {
+        await tracer().startActiveSpan(
+          "generator.pair_shard",
+          {
+            attributes: {
+              "idpo.run_id": t.runId,
+              "idpo.iteration": t.iteration,
+              "idpo.shard_index": t.shardIndex,
+            },
+          },
+          msg.context,
+          async (span) => {
+            try {
+              await work(t, msg);
+            } catch (err) {
+              span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+              throw err;
+            } finally {
+              span.end();
+            }
+          },
+        );
+      } catch (err) {
+        logger.warn("pair shard failed; it will be redelivered", {
+          artifact: t.outputArtifact,
+          delivery: msg.deliveryCount,
+          error:
+            err instanceof ConnectError ? `${Code[err.code]}: ${err.rawMessage}` : (err as Error).message,
+        });
+        throw err;
+      } finally {
+        clearInterval(heartbeat);
+      }
+    },
+    {
+      concurrency: config.workers,
+      beforeTerminate: async (report) => {
+        // Leniently decoded: a task that failed validation still names its run, which must hear of it.
+        let t: PairShardTask;
+        try {
+          t = fromBinary(PairShardTaskSchema, report.data);
+        } catch {
+          return; // Not attributable to a run: the bus's termination report is all there is.
+        }
+        if (!RUN_ID.test(t.runId)) return;
+        await publishRunEvent(bus, {
+          eventId: shardFailedEventId(t),
+          runId: t.runId,
+          payload: {
+            case: "shardFailed",
+            value: {
+              iteration: t.iteration,
+              shardIndex: t.shardIndex,
+              deliveries: report.deliveryCount,
+              reason: report.error,
+            },
+          },
+        });
+      },
+      onTerminated: (report) => {
+        logger.error("pair shard terminated", {
+          reason: report.reason,
+          msgId: report.msgId,
+          deliveries: report.deliveryCount,
+          error: report.error,
+        });
+        deps.onTerminated?.(report);
+      },
+    },
+  );
+}

@@ -1,0 +1,13 @@
+/** The Improver service (idpo.improver.v1): the improvement model behind a dynamically batched ImproveImages. */
+
+export { type BatcherLimits, type BatcherStats, DynamicBatcher } from "./dynamic-batcher.js";
+export {
+  createImprover,
+  type Improver,
+  type ImproverConfig,
+  type ImproverDeps,
+  type ImproverOverrides,
+  improverConfigFromEnv,
+  improverDefinition,
+  improverService,
+} from "./improver-service.js";
