@@ -37,28 +37,42 @@ interface ValueSet {
   gpus: Partial<Record<ServiceName, number>>;
   /** IDPO_NATS_URL every container must get. */
   natsUrl: string;
+  /** IDPO_NATS_REPLICAS every container must get. */
+  streamReplicas: string;
+  /** IDPO_BUS_PREFIX, when the set gives one. */
+  busPrefix?: string;
 }
 
 const BUNDLED_NATS = `nats://${RELEASE}-nats.${NAMESPACE}.svc.cluster.local:4222`;
 const VALUE_SETS: ValueSet[] = [
-  { name: "defaults", files: [], gpus: { generator: 1, improver: 1, trainer: 1 }, natsUrl: BUNDLED_NATS },
+  {
+    name: "defaults",
+    files: [],
+    gpus: { generator: 1, improver: 1, trainer: 1 },
+    natsUrl: BUNDLED_NATS,
+    streamReplicas: "1",
+  },
   {
     name: "cpu-only",
     files: ["ci/cpu-only-values.yaml"],
     gpus: {},
     natsUrl: "nats://nats.nats.svc.cluster.local:4222",
+    streamReplicas: "1",
   },
   {
     name: "gpu-tolerations",
     files: ["ci/gpu-tolerations-values.yaml"],
     gpus: { generator: 1, improver: 1, trainer: 2 },
     natsUrl: BUNDLED_NATS,
+    streamReplicas: "1",
   },
   {
     name: "autoscaling",
     files: ["ci/autoscaling-values.yaml"],
     gpus: { generator: 1, improver: 1, trainer: 1 },
     natsUrl: BUNDLED_NATS,
+    streamReplicas: "3",
+    busPrefix: "prod",
   },
 ];
 
@@ -260,8 +274,8 @@ describe("helm/idpo chart", () => {
           expect(envOf(c, "IDPO_NATS_URL")).toBe(set.natsUrl);
           expect(envOf(c, "IDPO_HOST")).toBe("0.0.0.0");
           expect(envOf(c, "OTEL_SERVICE_NAME")).toBe(`idpo-${svc}`);
-          expect(envOf(c, "IDPO_WORK_STREAM")).toBe("IDPO_WORK");
-          expect(envOf(c, "IDPO_WORK_CONSUMER")).toBe("generators");
+          expect(envOf(c, "IDPO_NATS_REPLICAS")).toBe(set.streamReplicas);
+          expect(envOf(c, "IDPO_BUS_PREFIX")).toBe(set.busPrefix);
           expect(envOf(c, "IDPO_IMPROVER_ADDR")).toBe(
             `dns:///${RELEASE}-improver-headless.${NAMESPACE}.svc.cluster.local:50052`,
           );
@@ -279,12 +293,16 @@ describe("helm/idpo chart", () => {
   }
 
   describe("value-set specifics", () => {
-    it("cpu-only: external NATS with credentials from a Secret, OTLP export, no GPU scheduling", () => {
+    it("cpu-only: external NATS with credentials and token from Secrets, OTLP export, no GPU scheduling", () => {
       const objs = ownObjects("cpu-only");
       for (const svc of SERVICES) {
         const deploy = find(objs, "Deployment", `${RELEASE}-${svc}`);
         const c = containerOf(deploy);
         expect(envOf(c, "IDPO_NATS_CREDS_FILE")).toBe("/var/run/secrets/idpo/nats/nats.creds");
+        expect(c.env).toContainEqual({
+          name: "IDPO_NATS_TOKEN",
+          valueFrom: { secretKeyRef: { name: "idpo-nats-token", key: "token" } },
+        });
         expect(c.volumeMounts).toContainEqual({
           name: "nats-credentials",
           mountPath: "/var/run/secrets/idpo/nats",
@@ -383,8 +401,8 @@ describe("helm/idpo chart", () => {
           metadata: {
             natsServerMonitoringEndpoint: `${RELEASE}-nats.${NAMESPACE}.svc.cluster.local:8222`,
             account: "$G",
-            stream: "IDPO_WORK",
-            consumer: "generators",
+            stream: "prod_IDPO_WORK",
+            consumer: "shard-workers",
             lagThreshold: "4",
             activationLagThreshold: "1",
             useHttps: "false",

@@ -158,3 +158,29 @@ Name of the claim mounted at persistence.dataDir.
 {{- define "idpo.dataClaimName" -}}
 {{- default (printf "%s-data" (include "idpo.fullname" .)) .Values.persistence.existingClaim }}
 {{- end }}
+
+{{/*
+Stream replicas the services create (IDPO_NATS_REPLICAS): bus.streamReplicas, else the bundled NATS
+cluster's size capped at 3, else 1.
+*/}}
+{{- define "idpo.streamReplicas" -}}
+{{- if gt (int .Values.bus.streamReplicas) 0 }}
+{{- int .Values.bus.streamReplicas }}
+{{- else if and .Values.nats.enabled (dig "config" "cluster" "enabled" false .Values.nats) }}
+{{- min 3 (int (dig "config" "cluster" "replicas" 3 .Values.nats)) }}
+{{- else }}
+{{- 1 }}
+{{- end }}
+{{- end }}
+
+{{/*
+Physical name of a bus stream: bus.prefix "p" turns IDPO_WORK into p_IDPO_WORK. Context: dict "root" $
+"stream" <logical name>.
+*/}}
+{{- define "idpo.streamName" -}}
+{{- if .root.Values.bus.prefix }}
+{{- printf "%s_%s" .root.Values.bus.prefix .stream }}
+{{- else }}
+{{- .stream }}
+{{- end }}
+{{- end }}
