@@ -322,4 +322,42 @@ describe("pair-shard worker (generator + improver on the embedded bus)", () => {
       );
     }
   });
+
+  it("tells an improver replica without weights which checkpoint to load", async () => {
+    await generator.close();
+    await improver.close();
+    const logger = memoryLogger();
+    improver = await createImprover({
+      config: { maxBatch: 32, maxDelayMs: 5, maxQueue: 1024, maxImages: 1024 },
+      checkpoints: store,
+      logger,
+      setServing: () => {},
+    });
+    expect(improver.current()).toBeUndefined();
+    generator = await createGenerator({
+      config: { ...generatorConfigFromEnv({}), heartbeatMs: 200 },
+      checkpoints: store,
+      bus,
+      improverTransport: createRouterTransport((router) => improver.routes(router)),
+      consumerName: "generator-shard-test",
+      logger,
+      setServing: () => {},
+    });
+    await bus.work.enqueue(
+      task({
+        iteration: 3,
+        shardIndex: 0,
+        prompts: PROMPTS.slice(0, 1),
+        seeds: [77n],
+        policyCheckpointId: `runs/${RUN}/base`,
+        improverCheckpointId: `runs/${RUN}/improver`,
+        outputArtifact: pairShardArtifact(RUN, 3, 0),
+      }),
+      { msgId: pairShardArtifact(RUN, 3, 0) },
+    );
+    await until("pairs_ready of iteration 3", () => pairsReady(0, 3));
+    expect(improver.current()?.id).toBe(`runs/${RUN}/improver`);
+    const shard = decodePairShard((await bus.artifacts.get(pairShardArtifact(RUN, 3, 0)))!);
+    expect(shard).toMatchObject({ dtype: "uint8", info: { improverCheckpointId: `runs/${RUN}/improver` } });
+  });
 });

@@ -22,6 +22,7 @@ import {
 import {
   ImageFormat,
   ImproveImagesRequestSchema,
+  type ImproveImagesResponse,
   type ImproverService,
   type PairShardTask,
   PairShardTaskSchema,
@@ -278,7 +279,20 @@ export function startShardWorker(deps: ShardWorkerDeps): Promise<Subscription> {
           outputFormat: ImageFormat.TENSOR,
         });
         for (let attempt = 1; ; attempt++) {
-          const res = await deps.improver.improveImages(req, { timeoutMs: config.improveTimeoutMs });
+          let res: ImproveImagesResponse;
+          try {
+            res = await deps.improver.improveImages(req, { timeoutMs: config.improveTimeoutMs });
+          } catch (err) {
+            // A replica without weights yet (it loads on checkpoint.published) can be told which to load.
+            const unloaded = err instanceof ConnectError && err.code === Code.FailedPrecondition;
+            if (!unloaded || want === "" || attempt >= IMPROVER_SWITCH_ATTEMPTS) throw err;
+            logger.info("improver has no weights: asking it to load the task's", { want });
+            await deps.improver.loadCheckpoint(
+              { checkpointId: want },
+              { timeoutMs: config.improveTimeoutMs },
+            );
+            continue;
+          }
           const got = res.checkpoint?.id ?? "";
           if (want !== "" && got !== want) {
             if (attempt >= IMPROVER_SWITCH_ATTEMPTS) {
