@@ -1,7 +1,8 @@
 import * as tf from "@tensorflow/tfjs-core";
+import { FlatLayout } from "./flat-params.js";
 import type { Params } from "./params.js";
 
-/** AdamW hyper-parameters (PyTorch's defaults except where noted). */
+/** AdamW hyper-parameters (PyTorch's defaults). */
 export interface AdamWConfig {
   /** First-moment decay. Default 0.9. */
   beta1?: number;
@@ -17,14 +18,16 @@ export interface AdamWConfig {
  * AdamW (Loshchilov & Hutter) over a parameter map, exactly PyTorch's update:
  * p ← p − lr·wd·p; m ← β1 m + (1 − β1) g; v ← β2 v + (1 − β2) g²;
  * p ← p − lr · (m / (1 − β1^k)) / (√(v / (1 − β2^k)) + ε).
+ * The moments are kept as flat vectors over all parameters.
  */
 export class AdamW {
   readonly beta1: number;
   readonly beta2: number;
   readonly eps: number;
   readonly weightDecay: number;
-  private readonly m = new Map<string, tf.Variable>();
-  private readonly v = new Map<string, tf.Variable>();
+  readonly layout: FlatLayout;
+  private readonly m: tf.Variable;
+  private readonly v: tf.Variable;
   private k = 0;
 
   constructor(
@@ -43,10 +46,9 @@ export class AdamW {
     }
     if (!(this.eps > 0)) throw new Error(`AdamW: eps must be positive, got ${this.eps}`);
     if (!(this.weightDecay >= 0)) throw new Error(`AdamW: weightDecay must be ≥ 0, got ${this.weightDecay}`);
-    for (const [name, p] of params) {
-      this.m.set(name, tf.variable(tf.zerosLike(p), false));
-      this.v.set(name, tf.variable(tf.zerosLike(p), false));
-    }
+    this.layout = new FlatLayout(params);
+    this.m = tf.variable(tf.zeros([this.layout.total]), false);
+    this.v = tf.variable(tf.zeros([this.layout.total]), false);
   }
 
   /** Number of updates applied so far. */
@@ -54,71 +56,66 @@ export class AdamW {
     return this.k;
   }
 
-  /** Applies one update with learning rate `lr`; parameters without a gradient are left unchanged. */
+  /** Applies one update from named gradients; a parameter without a gradient gets a zero gradient. */
   apply(grads: ReadonlyMap<string, tf.Tensor>, lr: number): void {
-    if (!(Number.isFinite(lr) && lr >= 0)) throw new Error(`AdamW: learning rate must be ≥ 0, got ${lr}`);
     for (const name of grads.keys()) {
       if (!this.params.has(name)) throw new Error(`AdamW: gradient for unknown parameter ${name}`);
     }
+    const flat = this.layout.flatten(grads);
+    try {
+      this.applyFlat(flat, lr);
+    } finally {
+      flat.dispose();
+    }
+  }
+
+  /** Applies one update from a flat gradient in the layout's order. */
+  applyFlat(g: tf.Tensor1D, lr: number): void {
+    if (!(Number.isFinite(lr) && lr >= 0)) throw new Error(`AdamW: learning rate must be ≥ 0, got ${lr}`);
+    if (g.size !== this.layout.total)
+      throw new Error(`AdamW: flat gradient has ${g.size} values, expected ${this.layout.total}`);
     this.k++;
     const c1 = 1 - this.beta1 ** this.k;
-    const c2 = 1 - this.beta2 ** this.k;
-    const stepSize = lr / c1;
-    const sqrtC2 = Math.sqrt(c2);
+    const sqrtC2 = Math.sqrt(1 - this.beta2 ** this.k);
     const decay = 1 - lr * this.weightDecay;
     tf.tidy(() => {
+      const m1 = tf.add(tf.mul(this.m, this.beta1), tf.mul(g, 1 - this.beta1));
+      const v1 = tf.add(tf.mul(this.v, this.beta2), tf.mul(tf.square(g), 1 - this.beta2));
+      this.m.assign(m1);
+      this.v.assign(v1);
+      const step = tf.div(tf.mul(m1, lr / c1), tf.add(tf.div(tf.sqrt(v1), sqrtC2), this.eps)) as tf.Tensor1D;
+      const deltas = this.layout.unflatten(step);
       for (const [name, p] of this.params) {
-        const g = grads.get(name);
-        if (!g) continue;
-        const m = this.m.get(name)!;
-        const v = this.v.get(name)!;
-        const m1 = tf.add(tf.mul(m, this.beta1), tf.mul(g, 1 - this.beta1));
-        const v1 = tf.add(tf.mul(v, this.beta2), tf.mul(tf.square(g), 1 - this.beta2));
-        m.assign(m1);
-        v.assign(v1);
-        const denom = tf.add(tf.div(tf.sqrt(v1), sqrtC2), this.eps);
-        const decayed = decay === 1 ? p : tf.mul(p, decay);
-        p.assign(tf.sub(decayed, tf.mul(tf.div(m1, denom), stepSize)));
+        const base = decay === 1 ? p : tf.mul(p, decay);
+        p.assign(tf.sub(base, deltas.get(name)!));
       }
     });
   }
 
-  /** Optimiser state as named tensors (`<param>.m`, `<param>.v`) plus the update count, for resuming. */
-  state(): { iterations: number; tensors: Map<string, tf.Tensor> } {
-    const tensors = new Map<string, tf.Tensor>();
-    for (const name of this.params.keys()) {
-      tensors.set(`${name}.m`, this.m.get(name)!);
-      tensors.set(`${name}.v`, this.v.get(name)!);
-    }
-    return { iterations: this.k, tensors };
+  /** Optimiser state for resuming: the update count and the flat moment vectors (views, not copies). */
+  state(): { iterations: number; m: tf.Tensor1D; v: tf.Tensor1D } {
+    return { iterations: this.k, m: this.m as tf.Tensor1D, v: this.v as tf.Tensor1D };
   }
 
-  /** Restores state written by state() (shapes must match). */
-  loadState(iterations: number, tensors: ReadonlyMap<string, tf.Tensor>): void {
+  /** Restores state written by state(). */
+  loadState(iterations: number, m: tf.Tensor, v: tf.Tensor): void {
     if (!Number.isInteger(iterations) || iterations < 0)
       throw new Error(`AdamW: bad iteration count ${iterations}`);
-    for (const name of this.params.keys()) {
-      for (const [suffix, store] of [
-        ["m", this.m],
-        ["v", this.v],
-      ] as const) {
-        const src = tensors.get(`${name}.${suffix}`);
-        if (!src) throw new Error(`AdamW.loadState: missing ${name}.${suffix}`);
-        const dst = store.get(name)!;
-        if (src.shape.join(",") !== dst.shape.join(",")) {
-          throw new Error(
-            `AdamW.loadState: ${name}.${suffix} has shape [${src.shape}], expected [${dst.shape}]`,
-          );
-        }
-        dst.assign(src);
-      }
+    for (const [name, t] of [
+      ["m", m],
+      ["v", v],
+    ] as const) {
+      if (t.size !== this.layout.total)
+        throw new Error(`AdamW.loadState: ${name} has ${t.size} values, expected ${this.layout.total}`);
     }
+    this.m.assign(tf.reshape(m, [-1]));
+    this.v.assign(tf.reshape(v, [-1]));
     this.k = iterations;
   }
 
   /** Releases the moment estimates. */
   dispose(): void {
-    for (const t of this.m.values()) t.dispose();
-    for (const t of this.v.values()) t.dispose();
+    this.m.dispose();
+    this.v.dispose();
   }
 }

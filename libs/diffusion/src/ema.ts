@@ -1,14 +1,15 @@
 import * as tf from "@tensorflow/tfjs-core";
+import { FlatLayout } from "./flat-params.js";
 import type { Params } from "./params.js";
 
 /**
  * Exponential moving average of parameters: s ← d·s + (1 − d)·p after every optimiser step, with
  * d = min(decay, (1 + k)/(10 + k)) at update k when warmup is on (diffusers' EMAModel), so early
- * averages are not dominated by the initial weights.
+ * averages are not dominated by the initial weights. Kept as one flat vector.
  */
 export class Ema {
-  /** The averaged weights, same names as the tracked parameters. */
-  readonly shadow: Params = new Map();
+  readonly layout: FlatLayout;
+  private readonly shadow: tf.Variable;
   private updates = 0;
 
   constructor(
@@ -17,7 +18,15 @@ export class Ema {
     private readonly warmup = true,
   ) {
     if (!(decay >= 0 && decay < 1)) throw new Error(`EMA decay must be in [0, 1), got ${decay}`);
-    for (const [k, p] of params) this.shadow.set(k, tf.variable(p, false));
+    this.layout = new FlatLayout(params);
+    const init = this.layout.flatten(params);
+    this.shadow = tf.variable(init, false);
+    init.dispose();
+  }
+
+  /** Updates folded in so far. */
+  get count(): number {
+    return this.updates;
   }
 
   /** The decay used by the next update. */
@@ -29,25 +38,32 @@ export class Ema {
   update(): void {
     const d = this.currentDecay();
     tf.tidy(() => {
-      for (const [k, p] of this.params) {
-        const s = this.shadow.get(k)!;
-        s.assign(tf.add(tf.mul(s, d), tf.mul(p, 1 - d)));
-      }
+      this.shadow.assign(tf.add(tf.mul(this.shadow, d), tf.mul(this.layout.flatten(this.params), 1 - d)));
     });
     this.updates++;
   }
 
+  /** The averaged weights by name (new tensors; the caller disposes them). */
+  averages(): Map<string, tf.Tensor> {
+    return this.layout.unflatten(this.shadow as tf.Tensor1D);
+  }
+
   /** Copies the averaged weights into `target` (e.g. a model used for evaluation or checkpointing). */
   copyTo(target: Params): void {
-    for (const [k, s] of this.shadow) {
-      const t = target.get(k);
-      if (!t) throw new Error(`Ema.copyTo: target has no parameter ${k}`);
-      t.assign(s);
+    const avg = this.averages();
+    try {
+      for (const [k, s] of avg) {
+        const t = target.get(k);
+        if (!t) throw new Error(`Ema.copyTo: target has no parameter ${k}`);
+        t.assign(s);
+      }
+    } finally {
+      for (const s of avg.values()) s.dispose();
     }
   }
 
-  /** Releases the averages. */
+  /** Releases the average. */
   dispose(): void {
-    for (const s of this.shadow.values()) s.dispose();
+    this.shadow.dispose();
   }
 }

@@ -7,6 +7,7 @@
 import "./gradients.js";
 
 export { AdamW, type AdamWConfig } from "./adamw.js";
+export * from "./backend/index.js";
 export {
   CHECKPOINT_FORMAT,
   type CheckpointInfo,

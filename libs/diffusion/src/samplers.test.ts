@@ -22,9 +22,15 @@ describe("samplingTimesteps", () => {
 });
 
 describe("samplerStep", () => {
-  const model = createModel(microConfig(), 1);
+  let model: DiffusionModel;
+  let ab: Float64Array;
+  let x0: number;
+  beforeAll(() => {
+    model = createModel(microConfig(), 1);
+    ab = model.schedule.alphasCumprod;
+    x0 = (0.3 - Math.sqrt(1 - ab[600]) * -0.2) / Math.sqrt(ab[600]);
+  });
   afterAll(() => model.dispose());
-  const ab = model.schedule.alphasCumprod;
   const run = (kind: "ddim" | "ddpm", eta: number, noise?: number) =>
     tf.tidy(
       () =>
@@ -42,7 +48,6 @@ describe("samplerStep", () => {
           },
         ).dataSync()[0],
     );
-  const x0 = (0.3 - Math.sqrt(1 - ab[600]) * -0.2) / Math.sqrt(ab[600]);
 
   it("DDIM (η = 0) follows Song et al.'s update", () => {
     const want = Math.sqrt(ab[400]) * x0 + Math.sqrt(1 - ab[400]) * -0.2;

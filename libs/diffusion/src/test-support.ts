@@ -1,14 +1,13 @@
-import "@tensorflow/tfjs-backend-cpu";
 import * as tf from "@tensorflow/tfjs-core";
+import { initBackend } from "./backend/index.js";
 import type { ImageBatch } from "./image-batch.js";
 import type { DiffusionConfig, DiffusionModel } from "./model.js";
 import { preset } from "./presets.js";
 import { Rng } from "./rng.js";
 
-/** Selects the backend unit tests run on. */
+/** Selects the backend unit tests run on: initBackend's choice (IDPO_TF_BACKEND, else the automatic order). */
 export async function setupTestBackend(): Promise<void> {
-  await tf.setBackend("cpu");
-  await tf.ready();
+  await initBackend({ log: () => {} });
 }
 
 /** A very small config (S = 8, two levels, attention at 4×4) for tests that take gradients. */

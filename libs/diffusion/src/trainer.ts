@@ -2,7 +2,6 @@ import * as tf from "@tensorflow/tfjs-core";
 import "./gradients.js";
 import { AdamW, type AdamWConfig } from "./adamw.js";
 import { Ema } from "./ema.js";
-import { clipByGlobalNorm } from "./grad-clip.js";
 import type { LossOutput } from "./loss-output.js";
 import { type LrScheduleConfig, learningRateAt } from "./lr-schedule.js";
 import type { Params } from "./params.js";
@@ -83,6 +82,7 @@ export class Trainer<B> {
     const k = this.steps;
     const lr = learningRateAt(this.config.schedule, k);
     let acc: Map<string, tf.Tensor> | undefined;
+    let gradNorm = 0;
     const sums = new Map<string, { total: number; count: number }>();
     for (let j = 0; j < microbatches.length; j++) {
       const rng = new Rng(this.config.seed, k * 65536 + j);
@@ -114,30 +114,34 @@ export class Trainer<B> {
         }
       }
     }
-    const summed = acc!;
-    let grads = summed;
-    if (microbatches.length > 1) {
-      grads = new Map();
-      for (const [name, g] of summed) {
-        grads.set(name, tf.div(g, microbatches.length));
-        g.dispose();
+    const flat = this.optimizer.layout.flatten(acc!);
+    for (const g of acc!.values()) g.dispose();
+    try {
+      // Mean over microbatches, then PyTorch's clip_grad_norm_ (factor maxNorm / (norm + 1e-6) when below 1).
+      const sq = tf.tidy(() => tf.sum(tf.square(flat)));
+      const sumSq = sq.dataSync()[0];
+      sq.dispose();
+      const norm = Math.sqrt(sumSq) / microbatches.length;
+      if (!Number.isFinite(norm)) {
+        throw new Error(
+          `Trainer: gradient norm is ${norm} at step ${k + 1}; stopping before corrupting the weights`,
+        );
       }
+      const maxNorm = this.config.maxGradNorm ?? 1;
+      const clip = maxNorm > 0 && Number.isFinite(maxNorm) ? Math.min(1, maxNorm / (norm + 1e-6)) : 1;
+      const scale = clip / microbatches.length;
+      const g = scale === 1 ? flat : tf.mul(flat, scale);
+      this.optimizer.applyFlat(g as tf.Tensor1D, lr);
+      if (g !== flat) g.dispose();
+      gradNorm = norm;
+    } finally {
+      flat.dispose();
     }
-    const clipped = clipByGlobalNorm(grads, this.config.maxGradNorm ?? 1);
-    if (!Number.isFinite(clipped.norm)) {
-      tf.dispose([...grads.values(), ...(clipped.scaled ? clipped.grads.values() : [])]);
-      throw new Error(
-        `Trainer: gradient norm is ${clipped.norm} at step ${k + 1}; stopping before corrupting the weights`,
-      );
-    }
-    this.optimizer.apply(clipped.grads, lr);
-    tf.dispose([...grads.values()]);
-    if (clipped.scaled) tf.dispose([...clipped.grads.values()]);
     this.ema?.update();
     this.steps++;
     const metrics: Record<string, number> = {};
     for (const [name, s] of sums) metrics[name] = s.total / s.count;
-    return { step: this.steps, lr, gradNorm: clipped.norm, metrics };
+    return { step: this.steps, lr, gradNorm, metrics };
   }
 
   /** Releases optimiser state and EMA (not the parameters). */

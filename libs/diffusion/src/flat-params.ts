@@ -1,0 +1,57 @@
+import * as tf from "@tensorflow/tfjs-core";
+import type { Params } from "./params.js";
+
+/**
+ * The layout of a parameter map as one flat vector (parameter order, row-major). Optimiser and EMA
+ * state live in such vectors so that a step costs a handful of large ops instead of a dozen small
+ * ops per parameter.
+ */
+export class FlatLayout {
+  readonly names: string[] = [];
+  readonly shapes: number[][] = [];
+  readonly offsets: number[] = [];
+  readonly sizes: number[] = [];
+  readonly total: number;
+
+  constructor(params: Params) {
+    let off = 0;
+    for (const [name, v] of params) {
+      this.names.push(name);
+      this.shapes.push([...v.shape]);
+      this.offsets.push(off);
+      this.sizes.push(v.size);
+      off += v.size;
+    }
+    this.total = off;
+  }
+
+  /** Concatenates per-name tensors into one `[total]` vector; missing names count as zeros. */
+  flatten(tensors: ReadonlyMap<string, tf.Tensor>): tf.Tensor1D {
+    return tf.tidy(() => {
+      const parts: tf.Tensor[] = [];
+      for (let i = 0; i < this.names.length; i++) {
+        const t = tensors.get(this.names[i]);
+        if (t && t.size !== this.sizes[i]) {
+          throw new Error(
+            `${this.names[i]}: got ${t.size} values, expected ${this.sizes[i]} ([${this.shapes[i]}])`,
+          );
+        }
+        parts.push(t ? tf.reshape(t, [-1]) : tf.zeros([this.sizes[i]]));
+      }
+      return (parts.length === 1 ? parts[0] : tf.concat(parts, 0)) as tf.Tensor1D;
+    });
+  }
+
+  /** Splits a flat vector back into named tensors of the parameters' shapes (new tensors). */
+  unflatten(flat: tf.Tensor1D): Map<string, tf.Tensor> {
+    if (flat.size !== this.total)
+      throw new Error(`flat vector has ${flat.size} values, expected ${this.total}`);
+    const parts = tf.split(flat, this.sizes, 0);
+    const out = new Map<string, tf.Tensor>();
+    for (let i = 0; i < this.names.length; i++) {
+      out.set(this.names[i], tf.reshape(parts[i], this.shapes[i]));
+      parts[i].dispose();
+    }
+    return out;
+  }
+}
