@@ -154,6 +154,16 @@ describe("Evaluate", () => {
     expect(res.winRate).toBeUndefined();
   });
 
+  it("refuses a run id that cannot be an event subject token", async () => {
+    const img = renderIdeal(RED, 16);
+    await expect(
+      client().evaluate({ images: tensorMessages([img]), prompts: [RED], runId: "run 1/x" }),
+    ).rejects.toMatchObject({
+      code: Code.InvalidArgument,
+      rawMessage: expect.stringMatching(/run_id "run 1\/x" is not valid/),
+    });
+  });
+
   it("refuses a reference set of the wrong length", async () => {
     const img = renderIdeal(RED, 16);
     await expect(

@@ -1,8 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { create, toBinary } from "@bufbuild/protobuf";
-import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
-import type { Bus } from "@idpo/bus";
+import { type Bus, publishRunEvent } from "@idpo/bus";
 import { batchImage, type Image, type ImageBatch } from "@idpo/data";
 import { imagesFromMessages, sharedBus } from "@idpo/mesh";
 import { type EvalItem, evaluateSet, InvalidItemError, type MeanCI, scoreImages } from "@idpo/metrics";
@@ -10,7 +9,6 @@ import {
   type EstimateSchema,
   type EvaluateRequest,
   EvaluateResponseSchema,
-  RunEventSchema,
   type ScoreRequest,
   ScoreResponseSchema,
   ScorerService,
@@ -95,6 +93,12 @@ export function scorerRoutes(config: ScorerConfig, getBus: () => Promise<Bus>, l
       },
 
       async evaluate(req: EvaluateRequest) {
+        if (req.runId !== "" && !/^[A-Za-z0-9_=:@-]{1,128}$/.test(req.runId)) {
+          throw new ConnectError(
+            `run_id ${JSON.stringify(req.runId)} is not valid: expected [A-Za-z0-9_=:@-]{1,128}`,
+            Code.InvalidArgument,
+          );
+        }
         checkCounts("images", req.images.length, req.prompts.length, config.maxImages);
         const images = readImages("images", req);
         let reference: EvalItem[] | undefined;
@@ -128,10 +132,10 @@ export function scorerRoutes(config: ScorerConfig, getBus: () => Promise<Bus>, l
         });
         if (req.runId !== "") {
           const label = req.label || "policy";
-          const event = create(RunEventSchema, {
+          const bus = await getBus();
+          await publishRunEvent(bus.events, {
             eventId: `${req.runId}/eval/${req.iteration}/${label}`,
             runId: req.runId,
-            time: timestampNow(),
             payload: {
               case: "evalCompleted",
               value: {
@@ -144,14 +148,6 @@ export function scorerRoutes(config: ScorerConfig, getBus: () => Promise<Bus>, l
               },
             },
           });
-          const bus = await getBus();
-          await bus.events.publish(
-            `idpo.events.${req.runId}.eval_completed`,
-            toBinary(RunEventSchema, event),
-            {
-              msgId: event.eventId,
-            },
-          );
           logger?.info("eval.completed published", { runId: req.runId, iteration: req.iteration, label });
         }
         return res;
