@@ -67,6 +67,7 @@ describe("registered gradients match finite differences", () => {
     ["Tanh", (x) => tf.tanh(x), [4]],
     ["Softplus", (x) => tf.softplus(x), [4]],
     ["Abs", (x) => tf.abs(x), [4], true],
+    ["Relu", (x) => tf.relu(tf.sub(x, 1)), [4], true],
     ["Pow", (x) => tf.pow(x, tf.scalar(3)), [4], true],
     ["Reshape", (x) => tf.mul(tf.reshape(x, [3, 2]), other(7, [3, 2])), [2, 3]],
     ["ExpandDims", (x) => tf.mul(tf.expandDims(x, 1), other(8, [2, 1, 3])), [2, 3]],

@@ -135,6 +135,11 @@ const configs: Config[] = [
     gradFunc: (dy, [x]) => ({ x: () => tf.mul(single(dy), tf.sigmoid(x)) }),
   },
   {
+    kernelName: "Relu",
+    inputsToSave: ["x"],
+    gradFunc: (dy, [x]) => ({ x: () => tf.mul(single(dy), tf.cast(tf.greater(x, 0), "float32")) }),
+  },
+  {
     kernelName: "Abs",
     inputsToSave: ["x"],
     gradFunc: (dy, [x]) => ({ x: () => tf.mul(single(dy), tf.sign(x)) }),
