@@ -1,0 +1,60 @@
+import { join } from "node:path";
+import { Command, InvalidArgumentError } from "commander";
+import { UsageError } from "../errors.js";
+import { runBenchPaper } from "../paper/run-paper.js";
+
+function parseSeeds(v: string): number[] {
+  const parts = v.split(",").map((s) => s.trim());
+  const out: number[] = [];
+  for (const p of parts) {
+    if (!/^\d+$/.test(p) || Number(p) > 2 ** 31 - 1) {
+      throw new InvalidArgumentError(
+        `expected a seed or a comma-separated list of seeds (integers in [0, 2^31)), got "${v}"`,
+      );
+    }
+    out.push(Number(p));
+  }
+  if (new Set(out).size !== out.length) throw new InvalidArgumentError(`seeds repeat in "${v}"`);
+  return out;
+}
+
+/** `idpo bench …`: benchmarks that reproduce the paper's claims on the shapes world. */
+export function benchCommand(): Command {
+  const bench = new Command("bench").description("benchmarks: the paper's claims on the shapes world");
+  bench
+    .command("paper")
+    .description(
+      "train base, improver, SFT, offline DPO, SPIN and ours through the mesh, evaluate them on train and held-out " +
+        "prompts, search what makes the iterative method work, and write RESULTS.md (resumes where it stopped)",
+    )
+    .option("--quick", "the small configuration (≤ 15 minutes on 2 cores; a smoke test)")
+    .option("--scale", "the large configuration (the reference's model and data sizes; hours)")
+    .option(
+      "--seed <n[,m...]>",
+      "master seed(s); the first seed's results are the report's tables",
+      parseSeeds,
+      [1],
+    )
+    .option("--out <dir>", "report directory (RESULTS.md, figures under results/<config>/)", "docs")
+    .option(
+      "--data-dir <dir>",
+      "embedded bus and benchmark state (default $IDPO_DATA_DIR/bench-paper or .idpo/bench-paper)",
+    )
+    .action(
+      async (opts: { quick?: boolean; scale?: boolean; seed: number[]; out: string; dataDir?: string }) => {
+        if (opts.quick && opts.scale) throw new UsageError("--quick and --scale exclude each other");
+        const config = opts.quick ? "quick" : opts.scale ? "scale" : "default";
+        const dataDir = opts.dataDir ?? join(process.env.IDPO_DATA_DIR || ".idpo", "bench-paper", config);
+        const command = [
+          "idpo",
+          "bench",
+          "paper",
+          ...process.argv.slice(process.argv.indexOf("paper") + 1),
+        ].join(" ");
+        await runBenchPaper({ config, seeds: opts.seed, out: opts.out, dataDir, command }, (s) =>
+          process.stderr.write(s),
+        );
+      },
+    );
+  return bench;
+}

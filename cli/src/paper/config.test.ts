@@ -1,0 +1,64 @@
+import { describe, expect, it } from "vitest";
+import { configHash, PAPER_CONFIG_NAMES, paperConfig, stableJson, validatePaperConfig } from "./config.js";
+
+describe("paper configs", () => {
+  it("every built-in configuration is valid", () => {
+    for (const name of PAPER_CONFIG_NAMES) expect(() => validatePaperConfig(paperConfig(name))).not.toThrow();
+  });
+
+  it("returns independent copies", () => {
+    const a = paperConfig("default");
+    a.base.steps = 1;
+    expect(paperConfig("default").base.steps).not.toBe(1);
+  });
+
+  it("lists every problem with its field", () => {
+    const c = paperConfig("quick");
+    c.base.steps = 0;
+    c.dpo.beta = -1;
+    c.eval.samplesPerPrompt = 8;
+    c.ours.pairSizes = [64, 32, 16];
+    c.modelPreset = "shapes32";
+    let msg = "";
+    try {
+      validatePaperConfig(c);
+    } catch (e) {
+      msg = (e as Error).message;
+    }
+    expect(msg).toContain("base.steps = 0");
+    expect(msg).toContain("dpo.beta = -1");
+    expect(msg).toContain("eval.samplesPerPrompt = 8");
+    expect(msg).toContain("three increasing sizes");
+    expect(msg).toContain("modelPreset = shapes32 works on 32px images");
+  });
+
+  it("requires the Table 1 pair count among the Table 2 sizes", () => {
+    const c = paperConfig("default");
+    c.ours.pairsPerIteration = 100;
+    expect(() => validatePaperConfig(c)).toThrow(/must include ours.pairsPerIteration \(100\)/);
+  });
+
+  it("refuses evaluation and validation prompts that cannot be disjoint in the train split", () => {
+    const c = paperConfig("default");
+    c.eval.trainPrompts = 200;
+    c.eval.validationPrompts = 60;
+    expect(() => validatePaperConfig(c)).toThrow(/must fit disjointly/);
+  });
+
+  it("hashes by content, not key order", () => {
+    expect(stableJson({ b: 1, a: [1, { d: 2, c: 3 }] })).toBe('{"a":[1,{"c":3,"d":2}],"b":1}');
+    const a = paperConfig("quick");
+    const reversed = (v: unknown): unknown => {
+      if (Array.isArray(v)) return v.map(reversed);
+      if (v === null || typeof v !== "object") return v;
+      const out: Record<string, unknown> = {};
+      for (const k of Object.keys(v).reverse()) out[k] = reversed((v as Record<string, unknown>)[k]);
+      return out;
+    };
+    const b = reversed(a) as typeof a;
+    expect(Object.keys(b)[0]).toBe("tuning");
+    expect(configHash(b)).toBe(configHash(a));
+    a.ours.beta = 999;
+    expect(configHash(a)).not.toBe(configHash(b));
+  });
+});

@@ -1,0 +1,157 @@
+import type { ImageBatch } from "@idpo/data";
+import type { BenchMesh } from "./bench-mesh.js";
+import type { SamplingConfig } from "./config.js";
+import { deriveSeed, type PromptSet, type PromptSetName } from "./prompt-sets.js";
+import { type ModelEval, type SetEval, summariseRewards } from "./results.js";
+import type { StageRunner } from "./stage-runner.js";
+
+/** The model key of the base model (every win-rate and Δ is against it). */
+export const BASE_KEY = "base";
+/** The model key of "the improvement model applied once to the base model's samples". */
+export const FIX_KEY = "improver-fix";
+
+/** What evaluations need. */
+export interface EvalContext {
+  mesh: BenchMesh;
+  runner: StageRunner;
+  /** The three prompt sets with their seeds. */
+  sets: Record<PromptSetName, PromptSet>;
+  sampling: SamplingConfig;
+  /** Artifact namespace of this benchmark run (config and seed). */
+  tag: string;
+  /** Master seed. */
+  seed: number;
+}
+
+/** Artifact of a model's samples on a prompt set. */
+export function samplesArtifact(tag: string, key: string, set: PromptSetName): string {
+  return `bench/${tag}/samples/${key}/${set}.samples`;
+}
+
+/** One prompt per image of a set, prompt-major (the order of every sample batch). */
+export function expandPrompts(set: PromptSet): string[] {
+  const out: string[] = [];
+  for (const p of set.prompts) for (let j = 0; j < set.samplesPerPrompt; j++) out.push(p);
+  return out;
+}
+
+/** A model's samples on a set (sampled once through the Generator, then read back from the artifact store). */
+export function sampleSet(
+  ctx: EvalContext,
+  key: string,
+  checkpointId: string,
+  set: PromptSetName,
+): Promise<ImageBatch> {
+  const s = ctx.sets[set];
+  return ctx.mesh.sample(
+    checkpointId,
+    s.prompts,
+    s.samplesPerPrompt,
+    s.seed,
+    ctx.sampling,
+    samplesArtifact(ctx.tag, key, set),
+  );
+}
+
+async function scoreSet(
+  ctx: EvalContext,
+  images: ImageBatch,
+  set: PromptSetName,
+  reference: { images: ImageBatch; rewards: number[] } | undefined,
+): Promise<SetEval> {
+  const prompts = expandPrompts(ctx.sets[set]);
+  const scored = await ctx.mesh.score(images, prompts, reference?.images);
+  const summary = summariseRewards(scored.rewards, reference?.rewards);
+  return { ...summary, vendi: scored.vendi, components: scored.components, rewards: scored.rewards };
+}
+
+async function baseReference(
+  ctx: EvalContext,
+  set: "train" | "test",
+): Promise<{ images: ImageBatch; rewards: number[] }> {
+  const base = ctx.runner.result<ModelEval>(`eval:${BASE_KEY}`);
+  if (!base) throw new Error("the base model must be evaluated before any other model");
+  const images = await sampleSet(ctx, BASE_KEY, base.checkpointId, set);
+  return { images, rewards: base[set].rewards };
+}
+
+/**
+ * Evaluates a policy checkpoint on the train and test sets (a stage `eval:<key>`): samples with the sets'
+ * seeds through the Generator, scores through the Scorer, win-rate against the base's samples of the same
+ * prompts and seeds.
+ */
+export function evaluateModel(
+  ctx: EvalContext,
+  key: string,
+  label: string,
+  checkpointId: string,
+): Promise<ModelEval> {
+  return ctx.runner.run(`eval:${key}`, async () => {
+    const out = { key, label, checkpointId } as ModelEval;
+    for (const set of ["train", "test"] as const) {
+      const images = await sampleSet(ctx, key, checkpointId, set);
+      out[set] = await scoreSet(
+        ctx,
+        images,
+        set,
+        key === BASE_KEY ? undefined : await baseReference(ctx, set),
+      );
+    }
+    return out;
+  });
+}
+
+/**
+ * Table 3: the improvement model as a one-shot fixer: each base sample of the train and test sets improved
+ * once (s_T, s_I of the config), scored against the base sample it came from.
+ */
+export function evaluateFix(ctx: EvalContext, improverId: string): Promise<ModelEval> {
+  return ctx.runner.run(`eval:${FIX_KEY}`, async () => {
+    const out = {
+      key: FIX_KEY,
+      label: "Improver on base samples (one shot)",
+      checkpointId: improverId,
+    } as ModelEval;
+    for (const set of ["train", "test"] as const) {
+      const ref = await baseReference(ctx, set);
+      const name = samplesArtifact(ctx.tag, FIX_KEY, set);
+      let fixed = await ctx.mesh.loadImages(name, improverId, ref.images.n);
+      if (!fixed) {
+        fixed = await ctx.mesh.improve(
+          improverId,
+          ref.images,
+          expandPrompts(ctx.sets[set]),
+          deriveSeed(ctx.seed, `fix:${set}`),
+          ctx.sampling,
+        );
+        await ctx.mesh.storeImages(name, fixed, improverId);
+      }
+      out[set] = await scoreSet(ctx, fixed, set, ref);
+    }
+    return out;
+  });
+}
+
+/** A validation measurement (train-split prompts disjoint from the evaluated ones). */
+export interface ValidationEval {
+  /** Checkpoint measured. */
+  checkpointId: string;
+  /** Mean reward. */
+  reward: number;
+  /** 95 % half-width. */
+  ci: number;
+  /** Vendi per prompt, averaged. */
+  vendi: number;
+  /** Per-image rewards. */
+  rewards: number[];
+}
+
+/** Measures a checkpoint on the validation prompts (a stage `val:<key>`); the only signal any choice uses. */
+export function validate(ctx: EvalContext, key: string, checkpointId: string): Promise<ValidationEval> {
+  return ctx.runner.run(`val:${key}`, async () => {
+    const images = await sampleSet(ctx, key, checkpointId, "validation");
+    const scored = await ctx.mesh.score(images, expandPrompts(ctx.sets.validation));
+    const s = summariseRewards(scored.rewards, undefined);
+    return { checkpointId, reward: s.reward, ci: s.ci, vendi: scored.vendi, rewards: scored.rewards };
+  });
+}

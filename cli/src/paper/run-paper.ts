@@ -1,0 +1,288 @@
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { cpus, loadavg, release, totalmem } from "node:os";
+import { join, relative, resolve } from "node:path";
+import { encodePng, type Image } from "@idpo/data";
+import { BenchMesh } from "./bench-mesh.js";
+import {
+  configHash,
+  type PaperConfig,
+  type PaperConfigName,
+  paperConfig,
+  validatePaperConfig,
+} from "./config.js";
+import { BASE_KEY, type EvalContext, FIX_KEY, samplesArtifact } from "./evaluate.js";
+import { imageAt, labelledRows, rewardPlot, sampleGrid } from "./figures.js";
+import { type PipelineContext, runFaithful } from "./pipeline.js";
+import { promptSets } from "./prompt-sets.js";
+import { type RunInfo, renderReport, type SeedRun } from "./report.js";
+import type { ModelEval, PaperResults } from "./results.js";
+import { formatDuration, StageRunner } from "./stage-runner.js";
+import { runTuning } from "./tuning.js";
+
+/** Options of `idpo bench paper`. */
+export interface BenchPaperOptions {
+  /** Which configuration. */
+  config: PaperConfigName;
+  /** Seeds to run, in order; the first one's results are the report's tables. */
+  seeds: number[];
+  /** Report directory: RESULTS.md, figures under results/<config>/. */
+  out: string;
+  /** Data directory of the embedded bus and of the benchmark's state. */
+  dataDir: string;
+  /** The command line, for the report. */
+  command: string;
+}
+
+/** The services' settings the benchmark sets before starting them (sampling batch sizes, SPIN's sampler). */
+export function serviceEnv(cfg: PaperConfig): Record<string, string> {
+  return {
+    IDPO_TRAINER_SPIN_STEPS: String(cfg.sampling.steps),
+    IDPO_TRAINER_SPIN_GUIDANCE: String(cfg.sampling.guidanceScale),
+    IDPO_GENERATOR_BATCH: "128",
+    IDPO_IMPROVER_MAX_BATCH: "64",
+    IDPO_GENERATOR_IMPROVE_CHUNK: "64",
+  };
+}
+
+/** The state directory of one seed of one configuration. */
+function stateDir(dataDir: string, cfg: PaperConfig, seed: number): string {
+  return join(dataDir, "bench-paper", `${cfg.name}-s${seed}`);
+}
+
+function machine(): string {
+  const c = cpus();
+  return `${c.length} × ${c[0]?.model.trim() ?? "unknown CPU"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Linux ${release()}, Node ${process.version}`;
+}
+
+/** Results without per-image arrays (what is committed beside the report). */
+function summaryJson(results: PaperResults): unknown {
+  return JSON.parse(JSON.stringify(results, (k, v) => (k === "rewards" ? undefined : v)));
+}
+
+/** Runs one seed of the benchmark to its end (resuming at its first unfinished stage). */
+async function runSeed(
+  cfg: PaperConfig,
+  seed: number,
+  mesh: BenchMesh,
+  dataDir: string,
+  err: (s: string) => void,
+): Promise<{ results: PaperResults; runner: StageRunner; ctx: EvalContext }> {
+  const tag = `${cfg.name}-s${seed}`;
+  const dir = stateDir(dataDir, cfg, seed);
+  const runner = await StageRunner.open(
+    join(dir, "state.json"),
+    { config: cfg.name, configHash: configHash(cfg), seed },
+    (m) => err(`[${tag}] ${m}\n`),
+  );
+  const done = runner.finished().length;
+  if (done > 0) err(`[${tag}] resuming: ${done} stages already finished\n`);
+  const ctx: PipelineContext = {
+    mesh,
+    runner,
+    sets: promptSets(cfg.eval, seed),
+    sampling: cfg.sampling,
+    tag,
+    seed,
+    cfg,
+    progress: (line) => err(`[${tag}] ${line}\n`),
+  };
+  const faithful = await runFaithful(ctx);
+  const results: PaperResults = {
+    models: { ...faithful.models },
+    mainRows: faithful.mainRows,
+    series: faithful.series,
+    pairSizes: faithful.pairSizes,
+    trainMetrics: faithful.trainMetrics,
+  };
+  if (cfg.tuning.enabled) {
+    const t = await runTuning(ctx, faithful);
+    results.models[t.modelKey] = t.model;
+    results.tuning = { variants: t.variants, chosen: t.chosen, reason: t.reason, modelKey: t.modelKey };
+  }
+  await writeFile(join(dir, "results.json"), `${JSON.stringify(results)}\n`);
+  return { results, runner, ctx };
+}
+
+/** Every finished seed of this configuration under the data dir (for the noise section). */
+async function finishedSeeds(dataDir: string, cfg: PaperConfig): Promise<SeedRun[]> {
+  const root = join(dataDir, "bench-paper");
+  let names: string[] = [];
+  try {
+    names = await readdir(root);
+  } catch {
+    return [];
+  }
+  const out: SeedRun[] = [];
+  const hash = configHash(cfg);
+  for (const n of names) {
+    const m = new RegExp(`^${cfg.name}-s(\\d+)$`).exec(n);
+    if (!m) continue;
+    try {
+      const state = JSON.parse(await readFile(join(root, n, "state.json"), "utf8")) as { configHash: string };
+      if (state.configHash !== hash) continue;
+      const results = JSON.parse(await readFile(join(root, n, "results.json"), "utf8")) as PaperResults;
+      out.push({ seed: Number(m[1]), results });
+    } catch {
+      // An unfinished seed has no results.json yet.
+    }
+  }
+  return out.sort((a, b) => a.seed - b.seed);
+}
+
+async function writePng(path: string, img: Image): Promise<void> {
+  await writeFile(path, encodePng(img));
+}
+
+/** Writes the figures of one seed's results; returns their paths relative to `out`. */
+async function writeFigures(
+  cfg: PaperConfig,
+  results: PaperResults,
+  ctx: EvalContext,
+  out: string,
+): Promise<RunInfo["figures"]> {
+  const dir = join(out, "results", cfg.name);
+  await mkdir(dir, { recursive: true });
+  const rel = (p: string) => relative(out, p);
+  const plot = join(dir, "reward-per-iteration.png");
+  await writePng(plot, rewardPlot(results));
+  const last = (label: string) => {
+    const s = results.series.find((x) => x.label === label);
+    return s ? [s.keys[s.keys.length - 1]] : [];
+  };
+  const keys = [
+    BASE_KEY,
+    FIX_KEY,
+    "sft",
+    "dpo",
+    ...last("SPIN"),
+    ...last("Ours from base"),
+    ...last("Ours from SPIN"),
+    ...(results.tuning ? [results.tuning.modelKey] : []),
+  ].filter((k) => results.models[k]);
+  const { train, test } = ctx.sets;
+  const load = async (m: ModelEval, set: "train" | "test") => {
+    const n = ctx.sets[set].prompts.length * ctx.sets[set].samplesPerPrompt;
+    const b = await ctx.mesh.loadImages(samplesArtifact(ctx.tag, m.key, set), m.checkpointId, n);
+    if (!b) throw new Error(`figures: the samples of ${m.key} on ${set} are missing from the artifact store`);
+    return b;
+  };
+  const grids: RunInfo["figures"]["grids"] = [];
+  const compareRows: { label: string; images: Image[] }[] = [];
+  const nTest = Math.min(6, test.prompts.length);
+  const nTrain = Math.min(4, train.prompts.length);
+  for (const k of keys) {
+    const m = results.models[k];
+    const tr = await load(m, "train");
+    const te = await load(m, "test");
+    const gTrain = sampleGrid(tr, train.samplesPerPrompt, 4, 8);
+    const gTest = sampleGrid(te, test.samplesPerPrompt, 4, 8);
+    const file = join(dir, `samples-${k.replace(/\//g, "-")}.png`);
+    await writePng(file, stackVertically([gTrain, gTest]));
+    grids.push({ label: m.label, file: rel(file) });
+    const images: Image[] = [];
+    for (let p = 0; p < nTest; p++) images.push(imageAt(te, p * test.samplesPerPrompt));
+    for (let p = 0; p < nTrain; p++) images.push(imageAt(tr, p * train.samplesPerPrompt));
+    compareRows.push({ label: shortLabel(m.label), images });
+  }
+  const compare = join(dir, "compare.png");
+  await writePng(compare, labelledRows(compareRows));
+  return { rewardPlot: rel(plot), compare: rel(compare), grids };
+}
+
+function shortLabel(label: string): string {
+  return label
+    .replace(/\(.*\)/, "")
+    .replace(/\s+/g, " ")
+    .trim()
+    .slice(0, 24);
+}
+
+function stackVertically(images: readonly Image[]): Image {
+  const width = Math.max(...images.map((i) => i.width));
+  const height = images.reduce((a, i) => a + i.height, 0) + 4 * (images.length - 1);
+  const data = new Float32Array(height * width * 3).fill(1);
+  let top = 0;
+  for (const img of images) {
+    for (let y = 0; y < img.height; y++) {
+      data.set(img.data.subarray(y * img.width * 3, (y + 1) * img.width * 3), (top + y) * width * 3);
+    }
+    top += img.height + 4;
+  }
+  return { height, width, data };
+}
+
+/**
+ * `idpo bench paper`: starts the mesh, runs every requested seed (each resuming at its first unfinished
+ * stage), and writes RESULTS.md with its figures.
+ */
+export async function runBenchPaper(
+  opts: BenchPaperOptions,
+  err: (s: string) => void,
+): Promise<{ report: string; seconds: number }> {
+  const started = Date.now();
+  const loadStart = loadavg()[0];
+  const cfg = paperConfig(opts.config);
+  validatePaperConfig(cfg);
+  if (opts.seeds.length === 0) throw new Error("no seeds to run");
+  const dataDir = resolve(opts.dataDir);
+  const out = resolve(opts.out);
+  for (const [k, v] of Object.entries(serviceEnv(cfg))) process.env[k] = v;
+  err(
+    `idpo bench paper: config "${cfg.name}" (${configHash(cfg)}), seeds ${opts.seeds.join(", ")}, data dir ${dataDir}\n`,
+  );
+  const mesh = await BenchMesh.start(dataDir, (line) => err(`${line}\n`));
+  err(`  services: in this process on loopback ports; logs in ${mesh.logFile}\n`);
+  const onSigint = () => {
+    err("\ninterrupted: stopping the services (rerun the same command to resume)\n");
+    void mesh.shutdown().finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSigint);
+  try {
+    let main: { results: PaperResults; runner: StageRunner; ctx: EvalContext } | undefined;
+    for (const seed of opts.seeds) {
+      const r = await runSeed(cfg, seed, mesh, dataDir, err);
+      main ??= r;
+    }
+    const { results, runner, ctx } = main!;
+    const backend = await mesh.backend();
+    await mkdir(out, { recursive: true });
+    const figures = await writeFigures(cfg, results, ctx, out);
+    const seeds = await finishedSeeds(dataDir, cfg);
+    const ordered = [
+      seeds.find((s) => s.seed === opts.seeds[0]),
+      ...seeds.filter((s) => s.seed !== opts.seeds[0]),
+    ].filter((s): s is SeedRun => s !== undefined);
+    const snap = runner.snapshot();
+    const info: RunInfo = {
+      command: opts.command,
+      seed: opts.seeds[0],
+      backend: backend || "unknown",
+      machine: machine(),
+      load: { start: loadStart, end: loadavg()[0] },
+      date: new Date().toISOString(),
+      stageSeconds: Object.entries(snap.stages)
+        .sort((a, b) => a[1].finishedAt.localeCompare(b[1].finishedAt))
+        .map(([stage, r]) => ({ stage, seconds: r.seconds })),
+      invocationSeconds: (Date.now() - started) / 1000,
+      figures,
+      sets: Object.values(ctx.sets).map((s) => ({
+        name: s.name,
+        prompts: s.prompts,
+        samplesPerPrompt: s.samplesPerPrompt,
+        seed: s.seed,
+      })),
+    };
+    const report = join(out, "RESULTS.md");
+    await writeFile(report, renderReport(cfg, results, info, ordered));
+    await writeFile(
+      join(out, "results", cfg.name, "results.json"),
+      `${JSON.stringify(summaryJson(results), null, 1)}\n`,
+    );
+    const seconds = (Date.now() - started) / 1000;
+    err(`idpo bench paper: done in ${formatDuration(seconds)}; report ${report}\n`);
+    return { report, seconds };
+  } finally {
+    process.removeListener("SIGINT", onSigint);
+    await mesh.shutdown();
+  }
+}

@@ -1,0 +1,99 @@
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { formatDuration, StageRunner } from "./stage-runner.js";
+
+const id = { config: "quick", configHash: "abc", seed: 1 };
+
+function tempFile(): string {
+  return join(mkdtempSync(join(tmpdir(), "idpo-stage-runner-")), "sub", "state.json");
+}
+
+describe("StageRunner", () => {
+  it("runs each stage once and resumes from the state file at the first unfinished stage", async () => {
+    const file = tempFile();
+    const calls: string[] = [];
+    const r1 = await StageRunner.open(file, id);
+    expect(
+      await r1.run("base", async () => {
+        calls.push("base");
+        return { ckpt: "b" };
+      }),
+    ).toEqual({ ckpt: "b" });
+    await expect(
+      r1.run("improver", async () => {
+        calls.push("improver");
+        throw new Error("crash");
+      }),
+    ).rejects.toThrow("crash");
+    expect(r1.firstUnfinished(["base", "improver", "eval"])).toBe("improver");
+
+    const r2 = await StageRunner.open(file, id);
+    expect(r2.done("base")).toBe(true);
+    expect(r2.done("improver")).toBe(false);
+    expect(
+      await r2.run("base", async () => {
+        calls.push("base-again");
+        return { ckpt: "x" };
+      }),
+    ).toEqual({ ckpt: "b" });
+    expect(
+      await r2.run("improver", async () => {
+        calls.push("improver");
+        return 7;
+      }),
+    ).toBe(7);
+    expect(calls).toEqual(["base", "improver", "improver"]);
+    expect(r2.finished()).toEqual(["base", "improver"]);
+    expect(r2.firstUnfinished(["base", "improver"])).toBeUndefined();
+  });
+
+  it("returns what a resumed run would get back (a JSON round trip)", async () => {
+    const r = await StageRunner.open(tempFile(), id);
+    const got = await r.run("s", async () => ({ a: undefined, n: 1, d: new Date(0) }));
+    expect(got).toEqual({ n: 1, d: "1970-01-01T00:00:00.000Z" });
+  });
+
+  it("records wall time from the injected clock", async () => {
+    let t = 1000;
+    const clock = () => {
+      t += 2500;
+      return new Date(t);
+    };
+    const r = await StageRunner.open(tempFile(), id, () => {}, clock);
+    await r.run("a", async () => 1);
+    expect(r.record("a")?.seconds).toBe(2.5);
+  });
+
+  it("refuses a state file of another configuration or seed, naming both", async () => {
+    const file = tempFile();
+    await (await StageRunner.open(file, id)).run("a", async () => 1);
+    await expect(StageRunner.open(file, { ...id, configHash: "def" })).rejects.toThrow(
+      /quick" \(abc\) seed 1, not "quick" \(def\) seed 1/,
+    );
+    await expect(StageRunner.open(file, { ...id, seed: 2 })).rejects.toThrow(/seed 1, not .* seed 2/);
+  });
+
+  it("refuses a corrupt state file instead of overwriting it", async () => {
+    const file = tempFile();
+    await StageRunner.open(file, id);
+    writeFileSync(file, "{not json");
+    await expect(StageRunner.open(file, id)).rejects.toThrow(/not JSON/);
+    expect(readFileSync(file, "utf8")).toBe("{not json");
+  });
+
+  it("forgets a stage so it runs again, and checks stage names", async () => {
+    const r = await StageRunner.open(tempFile(), id);
+    await r.run("a", async () => 1);
+    await r.forget("a");
+    expect(await r.run("a", async () => 2)).toBe(2);
+    await expect(r.run("Bad Name", async () => 1)).rejects.toThrow(/stage name/);
+  });
+
+  it("formats durations", () => {
+    expect(formatDuration(4.24)).toBe("4.2s");
+    expect(formatDuration(123)).toBe("2m 03s");
+    expect(formatDuration(3723)).toBe("1h 02m 03s");
+  });
+});

@@ -1,0 +1,192 @@
+import { describe, expect, it } from "vitest";
+import { checkClaims } from "./claims.js";
+import { paperConfig } from "./config.js";
+import { type RunInfo, renderReport } from "./report.js";
+import type { ModelEval, PaperResults, SetEval } from "./results.js";
+import { pairedDelta, summariseRewards } from "./results.js";
+import { fmtDelta, fmtPercent, markdownTable, methodTable, pairSizeTable, tuningTable } from "./tables.js";
+
+function set(rewards: number[], base?: number[], vendi = 2): SetEval {
+  return { ...summariseRewards(rewards, base), vendi, components: {}, rewards };
+}
+
+function model(
+  key: string,
+  label: string,
+  train: number[],
+  test: number[],
+  base?: ModelEval,
+  vendi = 2,
+): ModelEval {
+  return {
+    key,
+    label,
+    checkpointId: `ckpt/${key}`,
+    train: set(train, base?.train.rewards, vendi),
+    test: set(test, base?.test.rewards, vendi),
+  };
+}
+
+/** A small world where ours-from-SPIN > SPIN > DPO > base by exactly 0.1 per image on both splits. */
+function fixture(): PaperResults {
+  const b = [0.5, 0.6, 0.7, 0.8];
+  const add = (d: number) => b.map((v) => v + d);
+  const base = model("base", "Base", b, b);
+  const models: Record<string, ModelEval> = {
+    base,
+    dpo: model("dpo", "DPO", add(0.1), add(0.1), base),
+    "spin/iter-1": model("spin/iter-1", "SPIN 1", add(0.2), add(0.2), base, 1.5),
+    "ours-spin/iter-1": model("ours-spin/iter-1", "Ours 1", add(0.3), add(0.3), base, 1.8),
+    "improver-fix": model("improver-fix", "Fix", add(0.25), add(0.15), base),
+    "pairs-8/iter-1": model("pairs-8/iter-1", "p8", add(0.05), add(0.05), base),
+    "pairs-16/iter-1": model("pairs-16/iter-1", "p16", add(0.02), add(0.02), base),
+  };
+  return {
+    models,
+    mainRows: ["base", "dpo", "spin/iter-1", "ours-spin/iter-1"],
+    series: [
+      { label: "SPIN", keys: ["base", "spin/iter-1"], firstIteration: 0 },
+      { label: "Ours from SPIN", keys: ["spin/iter-1", "ours-spin/iter-1"], firstIteration: 1 },
+    ],
+    pairSizes: [
+      { pairs: 8, keys: ["pairs-8/iter-1"] },
+      { pairs: 16, keys: ["pairs-16/iter-1"] },
+    ],
+    trainMetrics: { "SPIN iter 1": { loss: 0.5, implicit_acc: 0.9, raw_model_loss: 0.2, ref_loss: 0.1 } },
+  };
+}
+
+describe("markdown tables", () => {
+  it("renders aligned columns and escapes pipes", () => {
+    expect(markdownTable(["a", "b"], [["x|y", "1"]], ["left", "right"])).toBe(
+      "| a | b |\n| --- | ---: |\n| x\\|y | 1 |",
+    );
+  });
+
+  it("refuses ragged rows", () => {
+    expect(() => markdownTable(["a", "b"], [["x"]])).toThrow(/row 0 has 1 cells, expected 2/);
+  });
+
+  it("formats deltas and percentages", () => {
+    expect(fmtDelta(0.0123)).toBe("+0.012");
+    expect(fmtDelta(-0.5)).toBe("−0.500");
+    expect(fmtDelta(0.0001)).toBe("±0.000");
+    expect(fmtPercent(0.573, 0.041)).toBe("57.3 ± 4.1 %");
+    expect(fmtPercent(undefined)).toBe("—");
+  });
+
+  it("method table: paired Δ and win-rate against the base, by hand", () => {
+    const r = fixture();
+    const t = methodTable(r, "test").split("\n");
+    expect(t[0]).toBe("| method | reward (95 % CI) | Δ vs base (paired) | win-rate vs base | Vendi |");
+    // Base: mean 0.65, sd 0.1291, t(0.975, 3) = 3.1824 → half-width 0.2054.
+    expect(t[2]).toBe("| Base | 0.650 ± 0.205 | — | — | 2.00 |");
+    // DPO: every image +0.1 → Δ exactly 0.1 with zero spread, wins 4/4.
+    expect(t[3]).toBe("| DPO | 0.750 ± 0.205 | +0.100 ± 0.000 | 100.0 ± 0.0 % | 2.00 |");
+  });
+
+  it("pair-size table lists the final iterate per size", () => {
+    const t = pairSizeTable(fixture()).split("\n");
+    expect(t[2].startsWith("| 8 | 0.700 ± 0.205 | 0.700 ± 0.205 | 100.0 % |")).toBe(true);
+    expect(t[3]).toContain("0.650 → 0.670");
+  });
+
+  it("tuning table marks the chosen variant and the best gain", () => {
+    const r = fixture();
+    r.tuning = {
+      variants: [
+        {
+          key: "faithful",
+          label: "faithful",
+          change: "none",
+          validation: [0.5, 0.4],
+          validationCi: [0.01, 0.01],
+          validationVendi: [2, 1.5],
+          trainMetrics: [],
+          checkpoints: ["a"],
+        },
+        {
+          key: "early-stop",
+          label: "early stopping",
+          change: "keep best",
+          validation: [0.5, 0.55],
+          validationCi: [0.01, 0.02],
+          validationVendi: [2, 2.1],
+          trainMetrics: [],
+          checkpoints: ["b"],
+        },
+      ],
+      chosen: "early-stop",
+      reason: "best",
+      modelKey: "dpo",
+    };
+    const t = tuningTable(r).split("\n");
+    expect(t[2]).toBe("| faithful | none | 0.500 ± 0.010 | 0.400 ± 0.010 | −0.100 | 1.50 |");
+    expect(t[3]).toBe(
+      "| **early stopping** (chosen) | keep best | 0.500 ± 0.010 | 0.550 ± 0.020 | +0.050 | 2.10 |",
+    );
+  });
+});
+
+describe("claims", () => {
+  it("holds the ordering when every paired difference is positive beyond the noise", () => {
+    const c = checkClaims(fixture());
+    expect(c[0].claim).toContain("ours > SPIN > Diffusion-DPO > base");
+    expect(c[0].verdict).toBe("held");
+    expect(c[0].evidence).toContain("ours (from SPIN) − SPIN = +0.100 ± 0.000");
+    expect(c[1].verdict).toBe("held");
+    // Fewer pairs did better here: the pair-count claim fails on both splits.
+    expect(c[2].verdict).toBe("did not hold");
+  });
+
+  it("reports a reversed ordering as not holding", () => {
+    const r = fixture();
+    const swap = r.models["spin/iter-1"];
+    r.models["spin/iter-1"] = { ...r.models["ours-spin/iter-1"], key: "spin/iter-1" };
+    r.models["ours-spin/iter-1"] = { ...swap, key: "ours-spin/iter-1" };
+    expect(checkClaims(r)[0].verdict).toBe("did not hold");
+  });
+
+  it("paired delta is the mean difference with a t interval", () => {
+    const d = pairedDelta([1, 2, 3], [0, 0, 0]);
+    expect(d.mean).toBe(2);
+    // sd 1, t(0.975, 2) = 4.3027 → 4.3027/√3.
+    expect(d.ci).toBeCloseTo(4.302653 / Math.sqrt(3), 4);
+  });
+});
+
+describe("report", () => {
+  it("labels the quick configuration and includes every section", () => {
+    const info: RunInfo = {
+      command: "idpo bench paper --quick",
+      seed: 1,
+      backend: "wasm",
+      machine: "2 × test CPU",
+      load: { start: 1, end: 2 },
+      date: "2026-01-01T00:00:00Z",
+      stageSeconds: [{ stage: "base", seconds: 61 }],
+      invocationSeconds: 70,
+      figures: {
+        rewardPlot: "results/quick/plot.png",
+        compare: "results/quick/compare.png",
+        grids: [{ label: "Base", file: "results/quick/samples-base.png" }],
+      },
+      sets: [{ name: "test", prompts: ["p"], samplesPerPrompt: 16, seed: 5 }],
+    };
+    const md = renderReport(paperConfig("quick"), fixture(), info);
+    expect(md).toContain("This is the `--quick` configuration");
+    for (const h of [
+      "## Claims",
+      "## Table 1 analogue",
+      "## Table 4 analogue",
+      "## Table 3 analogue",
+      "## Table 2 analogue",
+      "## Reward per iteration",
+      "## Stage wall times",
+    ]) {
+      expect(md).toContain(h);
+    }
+    expect(md).toContain("![reward per iteration](results/quick/plot.png)");
+    expect(md).toContain("| base | 1m 01s |");
+  });
+});

@@ -1,0 +1,340 @@
+import { JobKind, ReferencePolicy, RunMethod } from "@idpo/proto";
+import { BASE_KEY, evaluateModel, type ValidationEval, validate } from "./evaluate.js";
+import {
+  type FaithfulResults,
+  type IteratedRun,
+  iteratedStage,
+  type PipelineContext,
+  runIdFor,
+  trainingConfig,
+  trainStage,
+} from "./pipeline.js";
+import { deriveSeed } from "./prompt-sets.js";
+import type { ModelEval, PaperResults, TrainMetrics, VariantResult } from "./results.js";
+
+/** One change (or combination of changes) to the faithful iterative method. */
+export interface VariantSpec {
+  /** Stable key ([a-z0-9-]); part of run ids and stage names. */
+  key: string;
+  /** Short name. */
+  label: string;
+  /** What it changes, in words. */
+  change: string;
+  /** Online pairs per iteration. */
+  pairs: number;
+  /** DPO learning rate. */
+  learningRate: number;
+  /** DPO β. */
+  beta: number;
+  /** DPO reference: the base (the paper) or the previous iterate (refreshed). */
+  reference: "base" | "previous";
+  /** After each DPO iteration, an SFT job on that iteration's improved winners. */
+  sftOnWinners: boolean;
+  /** Intermediate checkpoints each iteration; the best on validation (or the start, if none is better) is kept. */
+  earlyStop: boolean;
+}
+
+/** The faithful method as a VariantSpec (the baseline every variant changes one thing of). */
+export function faithfulSpec(ctx: PipelineContext): VariantSpec {
+  const o = ctx.cfg.ours;
+  return {
+    key: "faithful",
+    label: "faithful",
+    change: "none: the paper's method as configured",
+    pairs: o.pairsPerIteration,
+    learningRate: o.learningRate,
+    beta: o.beta,
+    reference: "base",
+    sftOnWinners: false,
+    earlyStop: false,
+  };
+}
+
+/** The single-change variants the search tries, from the configuration. */
+export function variantSpecs(ctx: PipelineContext): VariantSpec[] {
+  const f = faithfulSpec(ctx);
+  const t = ctx.cfg.tuning;
+  const out: VariantSpec[] = [
+    {
+      ...f,
+      key: `pairs-${t.morePairs}`,
+      label: "more online pairs",
+      change: `${t.morePairs} online pairs per iteration instead of ${f.pairs}`,
+      pairs: t.morePairs,
+    },
+    {
+      ...f,
+      key: "sft",
+      label: "SFT on improved winners",
+      change: `after each DPO iteration, ${t.sftSteps} SFT steps (lr ${t.sftLearningRate}) on that iteration's improver winners`,
+      sftOnWinners: true,
+    },
+    {
+      ...f,
+      key: "ref-prev",
+      label: "refreshed reference",
+      change: "reference = the previous iterate instead of the base",
+      reference: "previous",
+    },
+    {
+      ...f,
+      key: "low-lr",
+      label: "lower LR",
+      change: `learning rate ${t.lowLearningRate} instead of ${f.learningRate}`,
+      learningRate: t.lowLearningRate,
+    },
+    {
+      ...f,
+      key: "early-stop",
+      label: "early stopping",
+      change: `${t.earlyStopCheckpoints} checkpoints per iteration; keep the best on validation (or the start)`,
+      earlyStop: true,
+    },
+  ];
+  for (const b of t.betas) {
+    out.push({ ...f, key: `beta-${b}`, label: `β = ${b}`, change: `β ${b} instead of ${f.beta}`, beta: b });
+  }
+  // With one iteration the previous iterate is the base: a refreshed reference changes nothing.
+  return t.iterations < 2 ? out.filter((v) => v.reference === "base") : out;
+}
+
+/**
+ * The combination of every change that beat the faithful method's final validation reward (for β and
+ * the pair count, the best helpful value); undefined when fewer than two changes helped.
+ */
+export function combineHelpful(
+  faithful: VariantSpec,
+  variants: readonly { spec: VariantSpec; finalReward: number }[],
+  faithfulFinal: number,
+): VariantSpec | undefined {
+  const helpful = variants
+    .filter((v) => v.finalReward > faithfulFinal)
+    .sort((a, b) => b.finalReward - a.finalReward);
+  if (helpful.length < 2) return undefined;
+  const c: VariantSpec = { ...faithful, key: "combined", label: "combined", change: "" };
+  const parts: string[] = [];
+  let betaSet = false;
+  for (const { spec } of helpful) {
+    if (spec.pairs !== faithful.pairs && c.pairs === faithful.pairs) {
+      c.pairs = spec.pairs;
+      parts.push(`${spec.pairs} pairs`);
+    }
+    if (spec.beta !== faithful.beta && !betaSet) {
+      c.beta = spec.beta;
+      betaSet = true;
+      parts.push(`β ${spec.beta}`);
+    }
+    if (spec.learningRate !== faithful.learningRate && c.learningRate === faithful.learningRate) {
+      c.learningRate = spec.learningRate;
+      parts.push(`lr ${spec.learningRate}`);
+    }
+    if (spec.reference !== faithful.reference) {
+      c.reference = spec.reference;
+      parts.push("refreshed reference");
+    }
+    if (spec.sftOnWinners) {
+      c.sftOnWinners = true;
+      parts.push("SFT on improved winners");
+    }
+    if (spec.earlyStop) {
+      c.earlyStop = true;
+      parts.push("early stopping");
+    }
+  }
+  c.change = parts.join(" + ");
+  return c;
+}
+
+/** A variant's iterates and measurements. */
+interface VariantRun {
+  spec: VariantSpec;
+  result: VariantResult;
+  finalCheckpoint: string;
+}
+
+function toVariantResult(
+  spec: VariantSpec,
+  start: ValidationEval,
+  steps: ValidationEval[],
+  metrics: TrainMetrics[],
+): VariantResult {
+  const all = [start, ...steps];
+  return {
+    key: spec.key,
+    label: spec.label,
+    change: spec.change,
+    validation: all.map((v) => v.reward),
+    validationCi: all.map((v) => v.ci),
+    validationVendi: all.map((v) => v.vendi),
+    trainMetrics: metrics,
+    checkpoints: steps.map((v) => v.checkpointId),
+  };
+}
+
+/**
+ * Runs a variant for `iterations` iterations from the base. Variants without per-iteration steps of their
+ * own are one K-iteration controller run with the faithful run's seed (so iteration 1 sees the same pairs);
+ * the others are chained one-iteration runs with an SFT job or a checkpoint choice between them.
+ */
+async function runVariant(
+  ctx: PipelineContext,
+  spec: VariantSpec,
+  ids: { base: string; improver: string },
+  startVal: ValidationEval,
+): Promise<VariantRun> {
+  const { cfg, seed } = ctx;
+  const K = cfg.tuning.iterations;
+  const reference = spec.reference === "previous" ? ReferencePolicy.PREVIOUS : ReferencePolicy.BASE;
+  const stage = { ...cfg.ours, learningRate: spec.learningRate, beta: spec.beta };
+  const metrics: TrainMetrics[] = [];
+  const vals: ValidationEval[] = [];
+  if (!spec.sftOnWinners && !spec.earlyStop) {
+    // Only the pair count changed and Table 2 already ran it for as many iterations: the same run.
+    const f = faithfulSpec(ctx);
+    const table2 =
+      K === cfg.ours.iterations &&
+      cfg.ours.pairSizes.includes(spec.pairs) &&
+      spec.pairs !== f.pairs &&
+      spec.learningRate === f.learningRate &&
+      spec.beta === f.beta &&
+      spec.reference === f.reference;
+    const stageName = table2 ? `pairs-${spec.pairs}` : `tune/${spec.key}`;
+    const runId = runIdFor(cfg, seed, table2 ? `pairs-${spec.pairs}` : `t-${spec.key}`);
+    const run = await iteratedStage(ctx, stageName, runId, `search: ${spec.label}`, ids, {
+      method: RunMethod.ITERATIVE_DPO,
+      iterations: K,
+      training: trainingConfig(stage, 0),
+      pairs: spec.pairs,
+      reference,
+      seed: deriveSeed(seed, "ours"),
+    });
+    for (let k = 1; k <= K; k++) {
+      vals.push(await validate(ctx, `tune/${spec.key}/iter-${k}`, run.checkpoints[k - 1]));
+      metrics.push(run.metrics[k - 1]);
+    }
+    return {
+      spec,
+      result: toVariantResult(spec, startVal, vals, metrics),
+      finalCheckpoint: run.checkpoints[K - 1],
+    };
+  }
+  let current = ids.base;
+  let currentVal = startVal;
+  const every = spec.earlyStop ? Math.max(1, Math.floor(stage.steps / cfg.tuning.earlyStopCheckpoints)) : 0;
+  for (let k = 1; k <= K; k++) {
+    const runId = runIdFor(cfg, seed, `t-${spec.key}-${k}`);
+    const run: IteratedRun = await iteratedStage(
+      ctx,
+      `tune/${spec.key}/iter-${k}`,
+      runId,
+      `search: ${spec.label}, iteration ${k}`,
+      ids,
+      {
+        method: RunMethod.ITERATIVE_DPO,
+        iterations: 1,
+        training: trainingConfig(stage, 0, every > 0 ? { checkpointEvery: every } : {}),
+        pairs: spec.pairs,
+        startCheckpointId: current,
+        reference,
+        seed: deriveSeed(seed, `tune-chain:${k}`),
+      },
+    );
+    metrics.push(run.metrics[0]);
+    let candidate = run.checkpoints[0];
+    if (spec.sftOnWinners) {
+      const sft = await trainStage(ctx, `tune/${spec.key}/iter-${k}/sft`, `search: ${spec.label}, SFT ${k}`, {
+        jobId: `${ctx.tag}-t-${spec.key}-${k}-sft`,
+        kind: JobKind.SFT,
+        data: [`artifact://runs/${runId}/iter-1/`],
+        initCheckpointId: candidate,
+        modelPreset: cfg.modelPreset,
+        training: trainingConfig(
+          {
+            steps: cfg.tuning.sftSteps,
+            batchSize: cfg.sft.batchSize,
+            learningRate: cfg.tuning.sftLearningRate,
+            warmupSteps: 0,
+          },
+          deriveSeed(seed, `tune-sft:${spec.key}:${k}`),
+        ),
+        outputCheckpointId: `bench/${ctx.tag}/tune/${spec.key}/iter-${k}/sft`,
+      });
+      candidate = sft.checkpointId;
+    }
+    if (spec.earlyStop) {
+      const job = (await ctx.mesh.clients.trainer.getJob({ jobId: `${runId}-iter-1` })).job;
+      const ckpts = (job?.checkpoints ?? []).map((c) => c.id);
+      if (!ckpts.includes(candidate)) ckpts.push(candidate);
+      let best = currentVal;
+      for (const id of ckpts) {
+        const v = await validate(ctx, `tune/${spec.key}/iter-${k}/${id.split("@")[1] ?? "final"}`, id);
+        if (v.reward > best.reward) best = v;
+      }
+      ctx.progress(
+        `search: ${spec.label}, iteration ${k}: kept ${best.checkpointId === currentVal.checkpointId ? "the start" : best.checkpointId} (validation ${best.reward.toFixed(4)})`,
+      );
+      current = best.checkpointId;
+      currentVal = best;
+      vals.push(best);
+      continue;
+    }
+    current = candidate;
+    currentVal = await validate(ctx, `tune/${spec.key}/iter-${k}`, candidate);
+    vals.push(currentVal);
+  }
+  return { spec, result: toVariantResult(spec, startVal, vals, metrics), finalCheckpoint: current };
+}
+
+/**
+ * The search for what makes the iterative method work: every single change from the faithful method,
+ * then their combination, all measured on the validation prompts only; the best by final validation
+ * reward is evaluated on the train and test sets as its own row.
+ */
+export async function runTuning(
+  ctx: PipelineContext,
+  faithful: FaithfulResults,
+): Promise<NonNullable<PaperResults["tuning"]> & { model: ModelEval }> {
+  const { cfg } = ctx;
+  const ids = { base: faithful.base.checkpointId, improver: faithful.improver.checkpointId };
+  const startVal = await validate(ctx, BASE_KEY, faithful.base.checkpointId);
+  const f = faithfulSpec(ctx);
+  const K = cfg.tuning.iterations;
+  const faithfulVals: ValidationEval[] = [];
+  for (let k = 1; k <= Math.min(K, faithful.ours.checkpoints.length); k++) {
+    faithfulVals.push(await validate(ctx, `ours/iter-${k}`, faithful.ours.checkpoints[k - 1]));
+  }
+  const runs: VariantRun[] = [
+    {
+      spec: f,
+      result: toVariantResult(f, startVal, faithfulVals, faithful.ours.metrics.slice(0, K)),
+      finalCheckpoint: faithfulVals[faithfulVals.length - 1].checkpointId,
+    },
+  ];
+  for (const spec of variantSpecs(ctx)) {
+    ctx.progress(`search: ${spec.label} (${spec.change})`);
+    runs.push(await runVariant(ctx, spec, ids, startVal));
+  }
+  const final = (r: VariantRun) => r.result.validation[r.result.validation.length - 1];
+  const combined = combineHelpful(
+    f,
+    runs.slice(1).map((r) => ({ spec: r.spec, finalReward: final(r) })),
+    final(runs[0]),
+  );
+  if (combined) {
+    ctx.progress(`search: combined (${combined.change})`);
+    runs.push(await runVariant(ctx, combined, ids, startVal));
+  }
+  let best = runs[0];
+  for (const r of runs) if (final(r) > final(best)) best = r;
+  const reason =
+    `highest validation reward after ${K} iteration${K === 1 ? "" : "s"} (${final(best).toFixed(4)}; ` +
+    `faithful ${final(runs[0]).toFixed(4)}, base ${startVal.reward.toFixed(4)})`;
+  const model = await evaluateModel(ctx, "tuned", `Ours, tuned (${best.spec.label})`, best.finalCheckpoint);
+  return {
+    variants: runs.map((r) => r.result),
+    chosen: best.spec.key,
+    reason,
+    modelKey: "tuned",
+    model,
+  };
+}
