@@ -34,10 +34,13 @@ async function runOn(
   const tensors = Array.isArray(inputs)
     ? inputs.map((inp, i) => make(inp, i + 1))
     : Object.fromEntries(Object.entries(inputs).map(([name, inp], i) => [name, make(inp, i + 1)]));
-  const out = tf.engine().runKernel(kernel, tensors as never, attrs as never) as tf.Tensor;
-  const result = { shape: out.shape, values: Float32Array.from(out.dataSync()) };
-  tf.dispose([out, ...Object.values(tensors)]);
-  return result;
+  const result = tf.engine().runKernel(kernel, tensors as never, attrs as never) as tf.Tensor | tf.Tensor[];
+  // Multi-output kernels (SplitV) compare as their outputs' shapes and values laid end to end.
+  const outs = Array.isArray(result) ? result : [result];
+  const shape = outs.length === 1 ? outs[0].shape : outs.flatMap((o) => [...o.shape, -1]);
+  const values = Float32Array.from(outs.flatMap((o) => Array.from(o.dataSync())));
+  tf.dispose([...outs, ...Object.values(tensors)]);
+  return { shape, values };
 }
 
 /** max |wasm − cpu| / max |cpu| (0 when both are all zero). */
@@ -202,6 +205,15 @@ describe("idpo wasm kernels match the cpu backend", () => {
     expect(await relativeError(tf.Slice, inputs, { begin: c.begin, size: c.size })).toBe(0);
   });
 
+  it.each([
+    { x: [735], sizes: [100, 35, 600], axis: 0 },
+    { x: [4, 6, 10], sizes: [3, 3], axis: 1 },
+    { x: [2, 3, 4, 9], sizes: [2, 4, 3], axis: 3 },
+  ])("SplitV x=$x sizes=$sizes axis=$axis", async (c) => {
+    const attrs = { numOrSizeSplits: c.sizes, axis: c.axis };
+    expect(await relativeError(tf.SplitV, { x: { shape: c.x } }, attrs)).toBe(0);
+  });
+
   it("UnsortedSegmentSum sums rows into segments and drops out-of-range ids", async () => {
     const inputs = {
       x: { shape: [6, 2, 3] },
@@ -239,6 +251,7 @@ describe("idpo wasm kernels match the cpu backend", () => {
       { x: { shape: [2, 5, 6, 40] } },
       { begin: [1, 1, 2, 3], size: [1, 3, 4, 30] },
     );
+    await expectNoLeak(tf.SplitV, { x: { shape: [4, 6, 10] } }, { numOrSizeSplits: [3, 3], axis: 1 });
     await expectNoLeak(
       tf.UnsortedSegmentSum,
       { x: { shape: [6, 3] }, segmentIds: { shape: [6], dtype: "int32", values: [2, 0, 2, 1, 1, 0] } },

@@ -3,7 +3,7 @@ import { batchMatMulConfig } from "./kernels/batch-matmul.js";
 import { conv2DBackpropFilterConfig } from "./kernels/conv2d-backprop-filter.js";
 import { conv2DBackpropInputConfig } from "./kernels/conv2d-backprop-input.js";
 import { captureStock } from "./kernels/scope.js";
-import { sliceConfig } from "./kernels/slice.js";
+import { sliceConfig, splitVConfig } from "./kernels/slice.js";
 import { unsortedSegmentSumConfig } from "./kernels/unsorted-segment-sum.js";
 
 /** The kernels idpo registers on (or replaces in) the wasm backend. */
@@ -12,6 +12,7 @@ const CONFIGS: tf.KernelConfig[] = [
   conv2DBackpropInputConfig,
   batchMatMulConfig,
   sliceConfig,
+  splitVConfig,
   unsortedSegmentSumConfig,
 ];
 
