@@ -95,13 +95,15 @@ export function improverLoss(
   const per = batch.winners.height * batch.winners.width * 3;
   const target = new Float32Array(n * per);
   const cond = new Float32Array(n * per);
+  const keep = new Float32Array(n);
   const pick = (which: "winner" | "loser") => (which === "winner" ? batch.winners.data : batch.losers.data);
   for (let i = 0; i < n; i++) {
     const p = plan[i];
     target.set(pick(p.target).subarray(i * per, (i + 1) * per), i * per);
-    // The null image is zero in model space, i.e. 0.5 in [0, 1] pixels.
-    if (p.condition === "none") cond.fill(0.5, i * per, (i + 1) * per);
-    else cond.set(pick(p.condition).subarray(i * per, (i + 1) * per), i * per);
+    if (p.condition !== "none") {
+      cond.set(pick(p.condition).subarray(i * per, (i + 1) * per), i * per);
+      keep[i] = 1;
+    }
   }
   const prompts = plan.map((p, i) => (p.text ? batch.prompts[i] : ""));
   const t = drawTimesteps(rng, n, improver.schedule.timesteps);
@@ -109,7 +111,8 @@ export function improverLoss(
   return tidyLoss(() => {
     const toModel = (d: Float32Array) => tf.sub(tf.mul(tf.tensor4d(d, [n, S, S, 3]), 2), 1) as tf.Tensor4D;
     const x0 = improver.codec.encode(toModel(target));
-    const c = improver.codec.encode(toModel(cond));
+    // The null image condition is zeros in the latent space, as improve() uses it.
+    const c = tf.mul(improver.codec.encode(toModel(cond)), tf.tensor4d(keep, [n, 1, 1, 1])) as tf.Tensor4D;
     const [, h, w, ch] = x0.shape;
     const noise = drawNoise(rng, [n, h, w, ch]);
     const pred = improver.predictEps(addNoise(improver.schedule, x0, noise, t), t, prompts, c);

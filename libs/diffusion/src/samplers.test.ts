@@ -138,6 +138,13 @@ describe("sample", () => {
     expect(maxAbsDiff(got.data, want)).toBeLessThan(1e-5);
   });
 
+  it("releases every tensor it creates", async () => {
+    await sample(policy, { prompts: P, seeds: [1, 2, 3], steps: 2 });
+    const before = tf.memory().numTensors;
+    await sample(policy, { prompts: P, seeds: [1, 2, 3], steps: 2, sampler: "ddpm", batchSize: 2 });
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
   it("runs DDPM and stochastic DDIM reproducibly", async () => {
     for (const opts of [{ sampler: "ddpm" as const }, { sampler: "ddim" as const, eta: 1 }]) {
       const a = await sample(policy, { prompts: P, seeds: [1, 2, 3], steps: 3, ...opts });
@@ -217,8 +224,11 @@ describe("improve", () => {
     expect(maxAbsDiff(second.data, got.data.slice(PER))).toBeLessThan(1e-5);
   });
 
-  it("supports partial strength (SDEdit start) and validates inputs", async () => {
+  it("supports partial strength (SDEdit start), releases its tensors and validates inputs", async () => {
     const images = randomImages(1, S, 8);
+    const before = tf.memory().numTensors;
+    await improve(improver, { images, prompts: [P[0]], seeds: [1], steps: 2, eta: 1 });
+    expect(tf.memory().numTensors).toBe(before);
     const out = await improve(improver, { images, prompts: [P[0]], seeds: [1], steps: 4, strength: 0.5 });
     expect(out.n).toBe(1);
     expect(out.data.every((v) => v >= 0 && v <= 1)).toBe(true);
