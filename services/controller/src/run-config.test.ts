@@ -1,9 +1,10 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { formatShapesPrompt, shapesPrompts } from "@idpo/data";
+import { PRESET_NAMES, preset } from "@idpo/diffusion";
 import { ReferencePolicy, type RunConfig, RunConfigSchema, RunMethod } from "@idpo/proto";
 import { describe, expect, it } from "vitest";
-import { parseDatasetUri, validateRunConfig } from "./run-config.js";
+import { PRESET_IMAGE_SIZES, parseDatasetUri, validateRunConfig } from "./run-config.js";
 
 type Init = Exclude<MessageInitShape<typeof RunConfigSchema>, RunConfig>;
 const base: Init = {
@@ -120,5 +121,12 @@ describe("parseDatasetUri", () => {
       kind: "artifact",
       prefix: "runs/r/iter-1/",
     });
+  });
+});
+
+describe("PRESET_IMAGE_SIZES", () => {
+  it("matches the image size of every diffusion preset", () => {
+    expect(Object.keys(PRESET_IMAGE_SIZES).sort()).toEqual([...PRESET_NAMES].sort());
+    for (const name of PRESET_NAMES) expect(PRESET_IMAGE_SIZES[name], name).toBe(preset(name).unet.imageSize);
   });
 });

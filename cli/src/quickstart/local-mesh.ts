@@ -1,0 +1,56 @@
+import { closeSharedBus } from "@idpo/mesh";
+import { buildServer, type ListeningServer, type Logger, type MeshService } from "@idpo/runtime";
+import { loadService, SERVICE_NAMES } from "../services.js";
+
+/** The five services running in this process on loopback ports, sharing the embedded bus. */
+export interface LocalMesh {
+  /** Address of each service (http://127.0.0.1:<port>). */
+  urls: Record<MeshService, string>;
+  /** Stops every service (dependents first) and closes the shared bus. */
+  shutdown(): Promise<void>;
+}
+
+/** Options of {@link startLocalMesh}. */
+export interface LocalMeshOptions {
+  /** Directory of the embedded bus (state, streams, artifacts) and of the services' caches. */
+  dataDir: string;
+  /** Logger given to every service (tagged with its name). */
+  logger: Logger;
+}
+
+/**
+ * Starts generator, improver, trainer, scorer and controller in this process with real gRPC servers on
+ * free loopback ports, on the embedded bus under `dataDir` (IDPO_NATS_URL is ignored). Services start
+ * in dependency order, each on port 0; once one listens, IDPO_<SERVICE>_ADDR points at its real port, so
+ * services created after it find it (and no port is chosen before it is bound).
+ */
+export async function startLocalMesh(opts: LocalMeshOptions): Promise<LocalMesh> {
+  const env = process.env;
+  delete env.IDPO_NATS_URL;
+  env.IDPO_DATA_DIR = opts.dataDir;
+  const servers: ListeningServer[] = [];
+  const urls = {} as Record<MeshService, string>;
+  const shutdown = async () => {
+    for (const s of [...servers].reverse()) await s.shutdown();
+    servers.length = 0;
+    await closeSharedBus();
+  };
+  try {
+    for (const name of SERVICE_NAMES) {
+      const def = await loadService(name);
+      const built = await buildServer(def, {
+        env,
+        config: { host: "127.0.0.1", port: 0 },
+        logger: opts.logger.child({ service: name }),
+      });
+      const server = await built.listen();
+      servers.push(server);
+      urls[name] = server.url;
+      env[`IDPO_${name.toUpperCase()}_ADDR`] = server.url;
+    }
+  } catch (err) {
+    await shutdown().catch(() => undefined);
+    throw err;
+  }
+  return { urls, shutdown };
+}

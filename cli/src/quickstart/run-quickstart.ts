@@ -1,0 +1,119 @@
+import { createWriteStream, mkdirSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { sharedBus } from "@idpo/mesh";
+import { ControllerService, type Run, RunStage, RunState } from "@idpo/proto";
+import { createLogger, createPeerTransport } from "@idpo/runtime";
+import { startLocalMesh } from "./local-mesh.js";
+import { type QuickstartSettings, quickstartRunConfig } from "./quickstart-config.js";
+import { type StageTiming, writeReport } from "./report.js";
+import { formatDuration, progressLine } from "./run-format.js";
+
+/** Options of {@link runQuickstart}. */
+export interface QuickstartOptions extends QuickstartSettings {
+  /** Report folder. */
+  out: string;
+  /** Data directory of the embedded bus; default a fresh temporary directory. An existing one is reused:
+   * a finished quickstart run with the same settings is reported again, an unfinished one resumed. */
+  dataDir?: string;
+}
+
+/** Where the quickstart writes: progress to `err`; `tty` enables an in-place status line. */
+export interface QuickstartIo {
+  err: (text: string) => void;
+  tty: boolean;
+}
+
+/** The result of a quickstart. */
+export interface QuickstartResult {
+  run: Run;
+  /** Absolute path of the report folder. */
+  reportDir: string;
+  /** Files written into it. */
+  files: string[];
+  /** Wall time, seconds. */
+  wallSeconds: number;
+  /** The data directory used. */
+  dataDir: string;
+}
+
+/**
+ * `idpo quickstart`: starts the whole mesh in this process on the embedded bus, creates a small iterative
+ * DPO run on the shapes world, shows its progress live (from WatchRun), and writes a report folder.
+ */
+export async function runQuickstart(opts: QuickstartOptions, io: QuickstartIo): Promise<QuickstartResult> {
+  const started = Date.now();
+  const elapsed = () => (Date.now() - started) / 1000;
+  const dataDir = resolve(opts.dataDir ?? mkdtempSync(join(tmpdir(), "idpo-quickstart-")));
+  mkdirSync(dataDir, { recursive: true });
+  const logPath = join(dataDir, "services.log");
+  const log = createWriteStream(logPath, { flags: "a" });
+  const logger = createLogger("info", {}, (line) => log.write(`${line}\n`));
+  io.err(`idpo quickstart: all five services in this process, embedded bus in ${dataDir}\n`);
+  io.err(`  service logs: ${logPath}\n`);
+  const mesh = await startLocalMesh({ dataDir, logger });
+  const onSigint = () => {
+    io.err("\ninterrupted: stopping the services (rerun with --data-dir to resume)\n");
+    void mesh.shutdown().finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSigint);
+  try {
+    const client = createClient(ControllerService, createPeerTransport(mesh.urls.controller));
+    const config = quickstartRunConfig(opts);
+    const runId = `quickstart-k${opts.iterations}-p${opts.pairs}-s${opts.seed}`;
+    const created = (await client.createRun({ runId, config })).run!;
+    io.err(
+      `run ${runId}: ${config.iterations} iterations of ${config.pairsPerIteration} online pairs, ` +
+        `preset ${config.modelPreset}, dataset ${config.dataset}\n`,
+    );
+    const stages: StageTiming[] = [];
+    let last = created;
+    let lastStatus = "";
+    let lastPrinted = 0;
+    for await (const res of client.watchRun({ runId })) {
+      const run = res.run!;
+      last = run;
+      const now = elapsed();
+      const stage = `${RunStage[run.stage]}/${run.iteration}`;
+      const current = stages[stages.length - 1];
+      if (run.state === RunState.RUNNING && (!current || `${current.stage}/${current.iteration}` !== stage)) {
+        if (current) current.seconds = now - current.startSeconds;
+        stages.push({ stage: RunStage[run.stage], iteration: run.iteration, startSeconds: now, seconds: 0 });
+        if (io.tty && lastStatus) io.err("\n");
+        lastStatus = "";
+      }
+      const line = `[${formatDuration(now).padStart(6)}] ${progressLine(run)}`;
+      if (io.tty) {
+        io.err(`\r\x1b[K${line.slice(0, (process.stderr.columns || 120) - 1)}`);
+        lastStatus = line;
+      } else if (line !== lastStatus && (stage !== lastStatus.split(" ")[0] || now - lastPrinted >= 5)) {
+        io.err(`${line}\n`);
+        lastPrinted = now;
+        lastStatus = line;
+      }
+    }
+    if (io.tty) io.err("\n");
+    const current = stages[stages.length - 1];
+    if (current && current.seconds === 0) current.seconds = elapsed() - current.startSeconds;
+    const final = (await client.getRun({ runId })).run ?? last;
+    const reportDir = resolve(opts.out);
+    const bus = await sharedBus();
+    const files = await writeReport(reportDir, {
+      run: final,
+      artifacts: bus.artifacts,
+      wallSeconds: elapsed(),
+      stages,
+    });
+    if (final.state !== RunState.SUCCEEDED) {
+      throw new Error(
+        `run ${runId} ended ${RunState[final.state]}: ${final.error || "no reason given"} (partial report in ${reportDir}, logs in ${logPath})`,
+      );
+    }
+    return { run: final, reportDir, files, wallSeconds: elapsed(), dataDir };
+  } finally {
+    process.off("SIGINT", onSigint);
+    await mesh.shutdown();
+    await new Promise<void>((r) => log.end(r));
+  }
+}
