@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { clone, create } from "@bufbuild/protobuf";
-import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { type Timestamp, TimestampSchema, timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type Bus, RevisionConflictError } from "@idpo/bus";
 import { CheckpointStore } from "@idpo/mesh";
@@ -113,6 +113,7 @@ export class JobManager {
   private running: LocalJob | undefined;
   private pumping: Promise<void> | undefined;
   private closed = false;
+  private lastSubmission = 0n;
   private readonly spin: SpinSamplerSettings;
   private readonly progressEvery: number;
 
@@ -185,7 +186,7 @@ export class JobManager {
     }
     const { spec, job: resolved } = resolveSpec(input, () => `job-${randomUUID()}`);
     await this.checkInputs(resolved);
-    const now = timestampNow();
+    const now = this.submissionTime();
     const job = create(JobSchema, {
       jobId: spec.jobId,
       spec,
@@ -212,8 +213,21 @@ export class JobManager {
       kind: JobKind[resolved.kind],
       runId: resolved.runId,
     });
+    const accepted = clone(JobSchema, job);
     this.pump();
-    return clone(JobSchema, job);
+    return accepted;
+  }
+
+  /** Now, strictly after every earlier submission to this trainer (so listing order is submission order). */
+  private submissionTime(): Timestamp {
+    const now = timestampNow();
+    let nanos = now.seconds * 1_000_000_000n + BigInt(now.nanos);
+    if (nanos <= this.lastSubmission) nanos = this.lastSubmission + 1000n;
+    this.lastSubmission = nanos;
+    return create(TimestampSchema, {
+      seconds: nanos / 1_000_000_000n,
+      nanos: Number(nanos % 1_000_000_000n),
+    });
   }
 
   /** Checks what needs I/O: checkpoints exist and have the right kind, data is reachable. */
@@ -409,17 +423,18 @@ export class JobManager {
 
   private pump(): void {
     if (this.pumping || this.closed) return;
-    this.pumping = (async () => {
-      try {
-        for (;;) {
-          const next = this.queue.shift();
-          if (!next || this.closed) break;
-          await this.execute(next);
-        }
-      } finally {
-        this.pumping = undefined;
-      }
-    })();
+    // `.finally` always runs after this assignment, even when the queue is empty.
+    this.pumping = this.drain().finally(() => {
+      this.pumping = undefined;
+    });
+  }
+
+  private async drain(): Promise<void> {
+    for (;;) {
+      const next = this.queue.shift();
+      if (!next || this.closed) return;
+      await this.execute(next);
+    }
   }
 
   private notify(l: LocalJob): void {
@@ -478,7 +493,7 @@ export class JobManager {
   private async execute(l: LocalJob): Promise<void> {
     const { logger } = this.opts;
     const r = l.resolved;
-    const events = this.opts.bus.events;
+    const events = this.opts.bus;
     const eventBase = { runId: r.runId, jobId: r.jobId, iteration: r.iteration };
     this.running = l;
     l.abort = new AbortController();

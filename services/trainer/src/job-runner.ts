@@ -35,8 +35,8 @@ import { intermediateCheckpointId, type ResolvedJob } from "./job-spec.js";
 import { openPairSources } from "./pair-sources.js";
 import {
   encodeTrainingState,
-  restoreTrainingState,
   saveTrainingState,
+  TrainingState,
   trainingStateArtifact,
 } from "./training-state.js";
 
@@ -282,6 +282,18 @@ export async function runJob(
       );
     }
     const [objective, build] = objectiveFor(job, models, deps.spin);
+    let state: TrainingState | undefined;
+    if (resume) {
+      const bytes = await deps.bus.artifacts.get(trainingStateArtifact(resume.checkpointId));
+      if (!bytes) throw new Error(`training state of ${resume.checkpointId} is missing; cannot resume`);
+      state = new TrainingState(bytes, job.jobId);
+      if (state.step !== resume.step) {
+        throw new Error(
+          `training state of ${resume.checkpointId} is at step ${state.step}, expected ${resume.step}`,
+        );
+      }
+      state.beforeTrainer(model.params);
+    }
     trainer = new Trainer<unknown>(model.params, objective, {
       schedule: { lr: t.learningRate, warmupSteps: t.warmupSteps },
       adam: { weightDecay: t.weightDecay },
@@ -290,14 +302,9 @@ export async function runJob(
       seed: t.seed,
     });
     let step = 0;
-    if (resume) {
-      const bytes = await deps.bus.artifacts.get(trainingStateArtifact(resume.checkpointId));
-      if (!bytes) throw new Error(`training state of ${resume.checkpointId} is missing; cannot resume`);
-      step = restoreTrainingState(trainer, bytes, job.jobId);
-      if (step !== resume.step)
-        throw new Error(
-          `training state of ${resume.checkpointId} is at step ${step}, expected ${resume.step}`,
-        );
+    if (state && resume) {
+      state.apply(trainer);
+      step = state.step;
       deps.logger.info("job resumed", { jobId: job.jobId, step, checkpoint: resume.checkpointId });
     }
     const micro = t.batchSize / t.gradientAccumulation;

@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { JobKind, type JobSpec, JobSpecSchema } from "@idpo/proto";
 import { describe, expect, it } from "vitest";
@@ -7,16 +7,18 @@ import { resolveSpec } from "./job-spec.js";
 
 const SHAPES = "shapes://?pairs=8&size=16&seed=1";
 
-function spec(init: Partial<Parameters<typeof create<typeof JobSpecSchema>>[1]> = {}): JobSpec {
-  return create(JobSpecSchema, {
+type SpecInit = Exclude<MessageInitShape<typeof JobSpecSchema>, JobSpec>;
+
+function spec(init: SpecInit = {}): JobSpec {
+  const base: SpecInit = {
     jobId: "j1",
     kind: JobKind.DPO,
     data: [SHAPES],
     initCheckpointId: "runs/r/base",
     referenceCheckpointId: "runs/r/base",
     training: { steps: 10 },
-    ...init,
-  });
+  };
+  return create(JobSpecSchema, { ...base, ...init });
 }
 
 function rejects(s: JobSpec): ConnectError {

@@ -1,18 +1,13 @@
-import { create, toBinary } from "@bufbuild/protobuf";
-import { timestampNow } from "@bufbuild/protobuf/wkt";
-import type { EventLog } from "@idpo/bus";
-import { type CheckpointRef, type RunEvent, RunEventSchema } from "@idpo/proto";
+import type { Bus } from "@idpo/bus";
+import { publishRunEvent } from "@idpo/mesh";
+import type { CheckpointRef } from "@idpo/proto";
 
 /**
- * The subject token of a job's events: its run id, or for an ad-hoc job (no run) "job-" + the job id
- * with every character outside [A-Za-z0-9_-] replaced by "_".
+ * The run id a job's events carry (and their subject token): its run id, or for an ad-hoc job (no run)
+ * "job-" + the job id with every character outside [A-Za-z0-9_-] replaced by "_".
  */
 export function eventToken(runId: string, jobId: string): string {
   return runId !== "" ? runId : `job-${jobId.replace(/[^A-Za-z0-9_-]/g, "_")}`;
-}
-
-async function publish(events: EventLog, token: string, kind: string, ev: RunEvent): Promise<void> {
-  await events.publish(`idpo.events.${token}.${kind}`, toBinary(RunEventSchema, ev), { msgId: ev.eventId });
 }
 
 /** What a checkpoint_published event says. */
@@ -25,21 +20,18 @@ export interface CheckpointEventInput {
 }
 
 /**
- * Publishes checkpoint_published to `idpo.events.<token>.checkpoint_published` with the deterministic
- * event id (and Nats-Msg-Id) `<run or job>/ckpt/<checkpoint id>`, so a republish after a restart is
- * de-duplicated.
+ * Publishes checkpoint_published to `idpo.events.<run>.checkpoint_published` with the deterministic event
+ * id (and Nats-Msg-Id) `<run or job>/ckpt/<checkpoint id>`, so a republish after a restart is de-duplicated.
  */
-export async function publishCheckpoint(events: EventLog, e: CheckpointEventInput): Promise<void> {
-  const ev = create(RunEventSchema, {
+export async function publishCheckpoint(bus: Pick<Bus, "events">, e: CheckpointEventInput): Promise<void> {
+  await publishRunEvent(bus, {
     eventId: `${e.runId || e.jobId}/ckpt/${e.checkpoint.id}`,
-    runId: e.runId,
-    time: timestampNow(),
+    runId: eventToken(e.runId, e.jobId),
     payload: {
       case: "checkpointPublished",
       value: { checkpoint: e.checkpoint, jobId: e.jobId, iteration: e.iteration, isFinal: e.isFinal },
     },
   });
-  await publish(events, eventToken(e.runId, e.jobId), "checkpoint_published", ev);
 }
 
 /** What a job_progress event says. */
@@ -53,12 +45,11 @@ export interface ProgressEventInput {
 }
 
 /** Publishes job_progress (event id `<run>/job/<job id>/progress/<step>`); only for jobs of a run. */
-export async function publishProgress(events: EventLog, e: ProgressEventInput): Promise<void> {
+export async function publishProgress(bus: Pick<Bus, "events">, e: ProgressEventInput): Promise<void> {
   if (e.runId === "") return;
-  const ev = create(RunEventSchema, {
+  await publishRunEvent(bus, {
     eventId: `${e.runId}/job/${e.jobId}/progress/${e.step}`,
     runId: e.runId,
-    time: timestampNow(),
     payload: {
       case: "jobProgress",
       value: {
@@ -70,5 +61,4 @@ export async function publishProgress(events: EventLog, e: ProgressEventInput): 
       },
     },
   });
-  await publish(events, e.runId, "job_progress", ev);
 }

@@ -1,5 +1,12 @@
 import type { ArtifactStore } from "@idpo/bus";
-import { decodeSafetensors, encodeSafetensors, type SafetensorsTensor, type Trainer } from "@idpo/diffusion";
+import {
+  decodeSafetensors,
+  encodeSafetensors,
+  type Params,
+  type SafetensorsFile,
+  type SafetensorsTensor,
+  type Trainer,
+} from "@idpo/diffusion";
 import { checkpointArtifact } from "@idpo/mesh";
 import * as tf from "@tensorflow/tfjs-core";
 
@@ -20,9 +27,9 @@ function hostTensor(t: tf.Tensor): SafetensorsTensor {
 }
 
 /**
- * Serialises everything needed to continue training bit-for-bit: the raw (non-EMA) weights
- * (`param/<name>`), AdamW's moments (`adam/<name>.m|v`) and update count, and the EMA weights
- * (`ema/<name>`) when an EMA is kept.
+ * Serialises what is needed to continue training: the raw (non-EMA) weights (`param/<name>`), AdamW's
+ * flat moments (`adam/m`, `adam/v`) and update count, and the EMA weights (`ema/<name>`) when an EMA
+ * is kept.
  */
 export function encodeTrainingState(
   trainer: Trainer<unknown>,
@@ -31,71 +38,97 @@ export function encodeTrainingState(
   const tensors = new Map<string, SafetensorsTensor>();
   for (const [name, v] of trainer.params) tensors.set(`param/${name}`, hostTensor(v));
   const adam = trainer.optimizer.state();
-  for (const [name, t] of adam.tensors) tensors.set(`adam/${name}`, hostTensor(t));
-  if (trainer.ema) for (const [name, s] of trainer.ema.shadow) tensors.set(`ema/${name}`, hostTensor(s));
+  tensors.set("adam/m", hostTensor(adam.m));
+  tensors.set("adam/v", hostTensor(adam.v));
+  if (trainer.ema) {
+    const avg = trainer.ema.averages();
+    try {
+      for (const [name, s] of avg) tensors.set(`ema/${name}`, hostTensor(s));
+    } finally {
+      tf.dispose([...avg.values()]);
+    }
+  }
   return encodeSafetensors(tensors, {
     format: TRAINING_STATE_FORMAT,
     job_id: info.jobId,
     step: String(info.step),
     adam_iterations: String(adam.iterations),
     ema: trainer.ema ? "1" : "0",
+    ema_updates: String(trainer.ema?.count ?? 0),
   });
 }
 
-/**
- * Restores a state written by {@link encodeTrainingState} into a trainer built the same way (same
- * parameters, same EMA setting) and sets its step counter. Returns the step. Fails loudly on any
- * mismatch (missing tensor, wrong shape, EMA setting, job).
- */
-export function restoreTrainingState(trainer: Trainer<unknown>, bytes: Uint8Array, jobId: string): number {
-  const file = decodeSafetensors(bytes);
-  const m = file.metadata;
-  if (m.format !== TRAINING_STATE_FORMAT) {
-    throw new Error(`training state: format ${JSON.stringify(m.format)}, expected ${TRAINING_STATE_FORMAT}`);
+/** A decoded training state, applied in two phases around the construction of the Trainer. */
+export class TrainingState {
+  /** Optimiser steps the state was saved at. */
+  readonly step: number;
+  private readonly file: SafetensorsFile;
+
+  constructor(bytes: Uint8Array, jobId: string) {
+    this.file = decodeSafetensors(bytes);
+    const m = this.file.metadata;
+    if (m.format !== TRAINING_STATE_FORMAT) {
+      throw new Error(
+        `training state: format ${JSON.stringify(m.format)}, expected ${TRAINING_STATE_FORMAT}`,
+      );
+    }
+    if (m.job_id !== jobId) throw new Error(`training state belongs to job ${m.job_id}, not ${jobId}`);
+    this.step = Number(m.step);
+    if (!Number.isInteger(this.step) || this.step < 0) throw new Error(`training state: bad step ${m.step}`);
   }
-  if (m.job_id !== jobId) throw new Error(`training state belongs to job ${m.job_id}, not ${jobId}`);
-  const step = Number(m.step);
-  const iterations = Number(m.adam_iterations);
-  if (!Number.isInteger(step) || step < 0) throw new Error(`training state: bad step ${m.step}`);
-  if ((m.ema === "1") !== (trainer.ema !== undefined)) {
-    throw new Error(
-      `training state: EMA ${m.ema === "1" ? "kept" : "not kept"}, but the job ${trainer.ema ? "keeps" : "keeps no"} EMA`,
-    );
+
+  /** Whether the saved job kept an EMA. */
+  get hasEma(): boolean {
+    return this.file.metadata.ema === "1";
   }
-  const take = (name: string, like: tf.Tensor): tf.Tensor => {
-    const t = file.tensors.get(name);
+
+  private tensor(name: string, shape: readonly number[]): tf.Tensor {
+    const t = this.file.tensors.get(name);
     if (!t) throw new Error(`training state: missing tensor ${name}`);
-    if (t.shape.join(",") !== like.shape.join(",")) {
-      throw new Error(`training state: ${name} has shape [${t.shape}], the model has [${like.shape}]`);
+    const size = shape.reduce((a, b) => a * b, 1);
+    if (t.data.length !== size) {
+      throw new Error(`training state: ${name} has ${t.data.length} values, the model needs [${shape}]`);
     }
-    return tf.tensor(t.data, t.shape, "float32");
-  };
-  const owned: tf.Tensor[] = [];
-  try {
-    for (const [name, v] of trainer.params) {
-      const t = take(`param/${name}`, v);
-      owned.push(t);
-      v.assign(t);
-    }
-    const adamTensors = new Map<string, tf.Tensor>();
-    for (const [name, like] of trainer.optimizer.state().tensors) {
-      const t = take(`adam/${name}`, like);
-      owned.push(t);
-      adamTensors.set(name, t);
-    }
-    trainer.optimizer.loadState(iterations, adamTensors);
-    if (trainer.ema) {
-      for (const [name, s] of trainer.ema.shadow) {
-        const t = take(`ema/${name}`, s);
-        owned.push(t);
-        s.assign(t);
-      }
-    }
-  } finally {
-    tf.dispose(owned);
+    return tf.tensor(t.data, [...shape], "float32");
   }
-  trainer.setStepCount(step);
-  return step;
+
+  private assign(params: Params, prefix: string): void {
+    for (const [name, v] of params) {
+      const t = this.tensor(`${prefix}${name}`, v.shape);
+      v.assign(t);
+      t.dispose();
+    }
+  }
+
+  /**
+   * Phase 1, before the Trainer is built: puts the EMA weights into `params`, so that the Trainer's EMA
+   * (which starts from the parameters it is given) starts from the saved average.
+   */
+  beforeTrainer(params: Params): void {
+    if (this.hasEma) this.assign(params, "ema/");
+  }
+
+  /**
+   * Phase 2: restores the raw weights, the optimiser moments and update count, and the step counter.
+   * The EMA's decay warm-up count restarts at 0 (the library offers no way to set it).
+   */
+  apply(trainer: Trainer<unknown>): void {
+    if (this.hasEma !== (trainer.ema !== undefined)) {
+      throw new Error(
+        `training state: EMA ${this.hasEma ? "kept" : "not kept"}, but the job ${trainer.ema ? "keeps" : "keeps no"} EMA`,
+      );
+    }
+    this.assign(trainer.params, "param/");
+    const adam = trainer.optimizer.state();
+    const m = this.tensor("adam/m", adam.m.shape);
+    const v = this.tensor("adam/v", adam.v.shape);
+    try {
+      trainer.optimizer.loadState(Number(this.file.metadata.adam_iterations), m, v);
+    } finally {
+      tf.dispose([m, v]);
+    }
+    trainer.setStepCount(this.step);
+  }
 }
 
 /** Stores a training state artifact beside checkpoint `checkpointId`. */
