@@ -22,11 +22,15 @@ function unbroadcast(g: tf.Tensor, shape: number[]): tf.Tensor {
   return tf.reshape(r, shape);
 }
 
-/** Broadcasts a reduced gradient back over the reduced axes of `shape`. */
-function expandReduced(dy: tf.Tensor, shape: number[], axisAttr: unknown): tf.Tensor {
+/**
+ * Broadcasts a reduced gradient back over the reduced axes of `shape`, times `scale` (applied to the
+ * small tensor, saving tfjs's full-size divide). Multiplying by ones broadcasts faster than Tile on wasm.
+ */
+function expandReduced(dy: tf.Tensor, shape: number[], axisAttr: unknown, scale = 1): tf.Tensor {
   const axes = tf.util.parseAxisParam(axisAttr as number | number[], shape);
   const keep = shape.map((d, i) => (axes.includes(i) ? 1 : d));
-  return tf.mul(tf.reshape(dy, keep), tf.ones(shape));
+  const small = tf.reshape(scale === 1 ? dy : tf.mul(dy, scale), keep);
+  return tf.mul(small, tf.ones(shape));
 }
 
 /** Swaps the last two axes. */
@@ -225,7 +229,7 @@ const configs: Config[] = [
       const axes = tf.util.parseAxisParam(attrs.axis as number | number[], x.shape);
       let count = 1;
       for (const a of axes) count *= x.shape[a];
-      return { x: () => tf.div(expandReduced(single(dy), x.shape, attrs.axis), count) };
+      return { x: () => expandReduced(single(dy), x.shape, attrs.axis, 1 / count) };
     },
   },
   {
