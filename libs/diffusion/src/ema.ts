@@ -62,6 +62,21 @@ export class Ema {
     }
   }
 
+  /** The flat average (a view, not a copy) and the update count, for resuming. */
+  state(): { count: number; average: tf.Tensor1D } {
+    return { count: this.updates, average: this.shadow as tf.Tensor1D };
+  }
+
+  /** Restores state written by state(). */
+  loadState(count: number, average: tf.Tensor): void {
+    if (!Number.isInteger(count) || count < 0) throw new Error(`Ema.loadState: bad update count ${count}`);
+    if (average.size !== this.layout.total) {
+      throw new Error(`Ema.loadState: average has ${average.size} values, expected ${this.layout.total}`);
+    }
+    this.shadow.assign(tf.reshape(average, [-1]));
+    this.updates = count;
+  }
+
   /** Releases the average. */
   dispose(): void {
     this.shadow.dispose();

@@ -36,7 +36,7 @@ export class FlatLayout {
             `${this.names[i]}: got ${t.size} values, expected ${this.sizes[i]} ([${this.shapes[i]}])`,
           );
         }
-        parts.push(t ? tf.reshape(t, [-1]) : tf.zeros([this.sizes[i]]));
+        parts.push(t ? (t.rank === 1 ? t : tf.reshape(t, [-1])) : tf.zeros([this.sizes[i]]));
       }
       return (parts.length === 1 ? parts[0] : tf.concat(parts, 0)) as tf.Tensor1D;
     });
@@ -49,8 +49,12 @@ export class FlatLayout {
     const parts = tf.split(flat, this.sizes, 0);
     const out = new Map<string, tf.Tensor>();
     for (let i = 0; i < this.names.length; i++) {
-      out.set(this.names[i], tf.reshape(parts[i], this.shapes[i]));
-      parts[i].dispose();
+      if (this.shapes[i].length === 1) {
+        out.set(this.names[i], parts[i]);
+      } else {
+        out.set(this.names[i], tf.reshape(parts[i], this.shapes[i]));
+        parts[i].dispose();
+      }
     }
     return out;
   }

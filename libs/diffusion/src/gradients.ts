@@ -17,6 +17,7 @@ interface Config {
 
 /** Sums a broadcast gradient back to the input's shape. */
 function unbroadcast(g: tf.Tensor, shape: number[]): tf.Tensor {
+  if (g.shape.length === shape.length && g.shape.every((d, i) => d === shape[i])) return g;
   const axes = tf.backend_util.getReductionAxes(shape, g.shape);
   const r = axes.length > 0 ? tf.sum(g, axes) : g;
   return tf.reshape(r, shape);
@@ -141,7 +142,7 @@ const configs: Config[] = [
   {
     kernelName: "Relu",
     inputsToSave: ["x"],
-    gradFunc: (dy, [x]) => ({ x: () => tf.mul(single(dy), tf.cast(tf.greater(x, 0), "float32")) }),
+    gradFunc: (dy, [x]) => ({ x: () => tf.mul(single(dy), tf.step(x)) }),
   },
   {
     kernelName: "Abs",

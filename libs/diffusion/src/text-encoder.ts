@@ -35,6 +35,8 @@ export interface TextEmbedding {
   tokens: tf.Tensor2D;
   /** Additive key bias `[n, 1, 1, length]`: 0 for real tokens, −1e9 for padding (null prompt: all 0). */
   bias: tf.Tensor4D;
+  /** Key mask on the host, `n * length`: 1 for a real token, 0 for padding. */
+  mask: Float32Array;
 }
 
 /** Throws with the offending field unless the config is usable. */
@@ -123,7 +125,7 @@ export function encodeTokens(params: Params, cfg: TextEncoderConfig, batch: Toke
     }
     return layerNorm(x, p("text.ln_f.g"), p("text.ln_f.b")) as tf.Tensor2D;
   });
-  return { n, length, tokens, bias };
+  return { n, length, tokens, bias, mask: batch.mask };
 }
 
 /** Disposes a text embedding's tensors. */
