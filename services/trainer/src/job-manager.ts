@@ -20,6 +20,7 @@ import { intermediateCheckpointId, type ResolvedJob, resolveSpec } from "./job-s
 import { JobStore } from "./job-store.js";
 import { checkReachable, DataSourceError } from "./pair-sources.js";
 import { publishCheckpoint, publishProgress } from "./run-events.js";
+import { trainingStateArtifact } from "./training-state.js";
 
 /** Dependencies and settings of a trainer. */
 export interface TrainerOptions {
@@ -476,8 +477,20 @@ export class JobManager {
     l.job.error = error;
     l.job.etaSeconds = 0;
     l.job.updateTime = timestampNow();
-    await this.persist(l);
+    const persisted = await this.persist(l);
     this.notify(l);
+    if (persisted && isTerminal(state)) {
+      // An ended job is never resumed: its training states are garbage now (its checkpoints stay).
+      for (const c of l.job.checkpoints) {
+        if (c.id === l.job.spec?.outputCheckpointId) continue;
+        await this.opts.bus.artifacts.delete(trainingStateArtifact(c.id)).catch((e) =>
+          this.opts.logger.warn("could not delete a training state", {
+            checkpoint: c.id,
+            error: (e as Error).message,
+          }),
+        );
+      }
+    }
   }
 
   /** The intermediate checkpoint a job restarts from (the newest one listed), if any. */

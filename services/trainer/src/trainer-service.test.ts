@@ -13,8 +13,10 @@ import {
   improverFromPolicy,
   initBackend,
   preset,
+  pretrainObjective,
   Rng,
   readCheckpointMetadata,
+  Trainer,
 } from "@idpo/diffusion";
 import { CheckpointStore, closeSharedBus, encodePairShard } from "@idpo/mesh";
 import {
@@ -30,6 +32,7 @@ import {
   TrainerService,
 } from "@idpo/proto";
 import { buildServer, createLogger } from "@idpo/runtime";
+import * as tf from "@tensorflow/tfjs-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTrainer, type JobManager } from "./job-manager.js";
 import { ensureShapesDataset, shapesCacheDir } from "./pair-sources.js";
@@ -114,6 +117,19 @@ async function events(bus: Bus, filter: string): Promise<RunEvent[]> {
   return got;
 }
 
+/** Tensors a constructed, stepped and disposed library Trainer leaves behind. */
+function trainerResidue(): number {
+  const before = tf.memory().numTensors;
+  const m = createModel(preset("tiny"), 1);
+  const t = new Trainer(m.params, pretrainObjective(m), { schedule: { lr: 1e-3 }, seed: 1 });
+  t.step([
+    { prompts: ["", ""], images: { n: 2, height: 16, width: 16, channels: 3, data: new Float32Array(1536) } },
+  ]);
+  t.dispose();
+  m.dispose();
+  return tf.memory().numTensors - before;
+}
+
 async function codeOf(p: Promise<unknown>): Promise<{ code: Code; message: string }> {
   try {
     await p;
@@ -145,47 +161,47 @@ describe("TrainerService", () => {
       data: [SHAPES],
       modelPreset: "tiny",
       training: {
-        steps: 12,
+        steps: 8,
         batchSize: 4,
         learningRate: 0.01,
         promptDropout: 0,
         seed: 5n,
-        checkpointEvery: 5,
+        checkpointEvery: 3,
       },
     });
     const started = (await client.startJob({ spec })).job!;
     expect(started.state).toBe(JobState.QUEUED);
-    expect(started.totalSteps).toBe(12);
+    expect(started.totalSteps).toBe(8);
     expect(started.spec!.outputCheckpointId).toBe("jobs/pre-1");
     const updates = await watch(client, "pre-1");
     const last = updates[updates.length - 1];
     expect(last.state).toBe(JobState.SUCCEEDED);
-    expect(last.step).toBe(12);
+    expect(last.step).toBe(8);
     expect(last.etaSeconds).toBe(0);
     // One update after every step from the first one seen.
     const steps = [
       ...new Set(updates.filter((u) => u.state === JobState.RUNNING && u.step > 0).map((u) => u.step)),
     ];
-    expect(steps).toEqual(Array.from({ length: steps.length }, (_, i) => 13 - steps.length + i));
+    expect(steps).toEqual(Array.from({ length: steps.length }, (_, i) => 9 - steps.length + i));
     expect(Object.keys(last.metrics).sort()).toEqual(["grad_norm", "loss", "lr"]);
     expect(last.metrics.lr).toBeCloseTo(0.01, 6);
     expect(last.checkpoints.map((c) => c.id)).toEqual([
-      "jobs/pre-1@step-5",
-      "jobs/pre-1@step-10",
+      "jobs/pre-1@step-3",
+      "jobs/pre-1@step-6",
       "jobs/pre-1",
     ]);
     expect(last.finalCheckpoint!.id).toBe("jobs/pre-1");
     expect(last.finalCheckpoint!.kind).toBe(ModelKind.POLICY);
-    expect(Number(last.finalCheckpoint!.step)).toBe(12);
+    expect(Number(last.finalCheckpoint!.step)).toBe(8);
     expect(last.finalCheckpoint!.parentId).toBe("");
     // Only the newest training state is kept while running, none once the job is done.
-    expect(await bus.artifacts.info(trainingStateArtifact("jobs/pre-1@step-10"))).toBeUndefined();
+    expect(await bus.artifacts.info(trainingStateArtifact("jobs/pre-1@step-6"))).toBeUndefined();
 
     const evs = await events(bus, "idpo.events.r1.>");
     const ckpts = evs.filter((e) => e.payload.case === "checkpointPublished");
     expect(ckpts.map((e) => e.eventId)).toEqual([
-      "r1/ckpt/jobs/pre-1@step-5",
-      "r1/ckpt/jobs/pre-1@step-10",
+      "r1/ckpt/jobs/pre-1@step-3",
+      "r1/ckpt/jobs/pre-1@step-6",
       "r1/ckpt/jobs/pre-1",
     ]);
     const finalEv = ckpts[2].payload.value as {
@@ -197,7 +213,7 @@ describe("TrainerService", () => {
     expect(finalEv.jobId).toBe("pre-1");
     expect(finalEv.checkpoint!.sha256).toBe(last.finalCheckpoint!.sha256);
     const progress = evs.filter((e) => e.payload.case === "jobProgress").map((e) => e.eventId);
-    expect(progress).toEqual([2, 4, 6, 8, 10, 12].map((s) => `r1/job/pre-1/progress/${s}`));
+    expect(progress).toEqual([2, 4, 6, 8].map((s) => `r1/job/pre-1/progress/${s}`));
 
     // The loss on a fixed batch (fixed timesteps and noise) is lower after training than at initialisation.
     const records = [];
@@ -220,7 +236,7 @@ describe("TrainerService", () => {
     const lossAfter = fixedLoss(after);
     before.dispose();
     after.dispose();
-    expect(lossAfter).toBeLessThan(lossBefore * 0.9);
+    expect(lossAfter).toBeLessThan(lossBefore * 0.8);
     await mgr.close();
     await bus.close();
   });
@@ -244,8 +260,9 @@ describe("TrainerService", () => {
           spec: { jobId, runId: "r2", kind, data: [SHAPES], initCheckpointId: init, training, ...extra },
         })
       ).job!;
+    const tensorsBefore = tf.memory().numTensors;
     await submit("imp", JobKind.IMPROVER, BASE);
-    await submit("sft", JobKind.SFT, BASE);
+    await submit("sft", JobKind.SFT, BASE, { training: { ...training, emaDecay: 0.9 } });
     await submit("dpo", JobKind.DPO, BASE, {
       referenceCheckpointId: BASE,
       data: ["artifact://runs/r2/iter-1/"],
@@ -258,6 +275,9 @@ describe("TrainerService", () => {
 
     const [dpoUpdates, spinUpdates] = await Promise.all([watch(client, "dpo"), watch(client, "spin")]);
     await mgr.idle();
+    // Every model, optimiser state and batch of the four jobs was released (beyond what the library's
+    // training driver itself keeps after dispose(), measured here).
+    expect(tf.memory().numTensors - tensorsBefore).toBe(4 * trainerResidue());
     const jobs = (await client.listJobs({ runId: "r2" })).jobs;
     for (const j of jobs) expect(j.state, `${j.jobId}: ${j.error}`).toBe(JobState.SUCCEEDED);
     const byId = new Map(jobs.map((j) => [j.jobId, j]));
@@ -273,6 +293,19 @@ describe("TrainerService", () => {
     expect(Object.keys(byId.get("sft")!.metrics)).toEqual(
       expect.arrayContaining(["loss", "lr", "grad_norm"]),
     );
+    // Lineage and EMA in the safetensors metadata.
+    const store = new CheckpointStore(bus.artifacts);
+    const sftMeta = readCheckpointMetadata((await store.get("jobs/sft"))!.bytes);
+    const baseMeta = readCheckpointMetadata((await store.get(BASE))!.bytes);
+    expect(sftMeta.parent).toBe(baseMeta.contentHash);
+    expect(sftMeta.step).toBe(2);
+    expect(sftMeta.extra).toMatchObject({
+      parent_id: BASE,
+      job_id: "sft",
+      run_id: "r2",
+      job_kind: "SFT",
+      ema: "1",
+    });
     for (const id of ["dpo", "spin"]) {
       expect(Object.keys(byId.get(id)!.metrics)).toEqual(
         expect.arrayContaining(["loss", "raw_model_loss", "ref_loss", "implicit_acc", "lr", "grad_norm"]),
@@ -316,7 +349,6 @@ describe("TrainerService", () => {
     expect(cancelled.step).toBeGreaterThanOrEqual(2);
     expect(cancelled.step).toBeLessThan(1000);
     expect(cancelled.checkpoints[0].id).toBe("jobs/long@step-2");
-    expect(await new CheckpointStore(bus.artifacts).ref("jobs/long@step-2")).toBeDefined();
     expect((await client.cancelJob({ jobId: "long" })).job!.state).toBe(JobState.CANCELLED);
     await mgr.idle();
     expect((await client.getJob({ jobId: "queued" })).job!.step).toBe(0);
@@ -330,6 +362,22 @@ describe("TrainerService", () => {
     expect(p2.jobs.map((j) => j.jobId)).toEqual(["long"]);
     expect(p2.nextPageToken).toBe("");
     await mgr.idle();
+    // A job whose inputs do not fit fails with a message naming the field.
+    await client.startJob({
+      spec: {
+        jobId: "misfit",
+        kind: JobKind.PRETRAIN,
+        modelPreset: "tiny",
+        data: ["shapes://?pairs=2&size=32&seed=1"],
+        training: { steps: 1 },
+      },
+    });
+    const misfit = (await watch(client, "misfit")).pop()!;
+    expect(misfit.state).toBe(JobState.FAILED);
+    expect(misfit.error).toMatch(/^spec\.data: images are 32x32 but the model works on 16x16/);
+    // Ended jobs keep their checkpoints but no training state.
+    expect(await bus.artifacts.list("trainer-state/")).toEqual([]);
+    expect(await new CheckpointStore(bus.artifacts).ref("jobs/long@step-2")).toBeDefined();
     await mgr.close();
     await bus.close();
   });
