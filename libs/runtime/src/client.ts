@@ -33,7 +33,7 @@ export function peerAddress(
 
 /** Options of `createPeerTransport`. */
 export interface PeerTransportOptions {
-  /** Bearer token sent with every call (IDPO_AUTH_TOKEN for CLI clients). */
+  /** Bearer token sent with every call; default IDPO_AUTH_TOKEN when set. */
   token?: string;
   /** Largest message in bytes; default 64 MiB. */
   maxMessageBytes?: number;

@@ -8,7 +8,7 @@ import { bearerAuthInterceptor, readTokensFile } from "./auth.js";
 import { loadRuntimeConfig, type RuntimeConfig } from "./config.js";
 import { HealthRegistry, healthRoutes } from "./health.js";
 import { createLogger, type Logger } from "./logger.js";
-import { serverTracingInterceptor } from "./tracing.js";
+import { initTracing, serverTracingInterceptor, shutdownTracing } from "./tracing.js";
 
 /** What a service gets from the runtime when it is created. */
 export interface ServiceContext {
@@ -251,13 +251,15 @@ export async function runServices(
     process.stderr.write(
       `${JSON.stringify({ time: new Date().toISOString(), level: "info", msg: `received ${sig}` })}\n`,
     );
-    Promise.all(servers.map((s) => s.shutdown())).then(
-      () => process.exit(0),
-      (err) => {
-        process.stderr.write(`shutdown failed: ${(err as Error).message}\n`);
-        process.exit(1);
-      },
-    );
+    Promise.all(servers.map((s) => s.shutdown()))
+      .then(() => shutdownTracing())
+      .then(
+        () => process.exit(0),
+        (err) => {
+          process.stderr.write(`shutdown failed: ${(err as Error).message}\n`);
+          process.exit(1);
+        },
+      );
   };
   process.once("SIGTERM", () => onSignal("SIGTERM"));
   process.once("SIGINT", () => onSignal("SIGINT"));
