@@ -292,7 +292,6 @@ export async function runJob(
           `training state of ${resume.checkpointId} is at step ${state.step}, expected ${resume.step}`,
         );
       }
-      state.beforeTrainer(model.params);
     }
     trainer = new Trainer<unknown>(model.params, objective, {
       schedule: { lr: t.learningRate, warmupSteps: t.warmupSteps },

@@ -449,7 +449,7 @@ describe("TrainerService", () => {
     await bus.close();
   });
 
-  it("a trainer restarted mid-job resumes from the last checkpoint and ends where an uninterrupted job does", async () => {
+  it("a trainer restarted mid-job resumes from the last checkpoint and ends where an uninterrupted job does (EMA included)", async () => {
     const bus = await freshBus();
     const spec = (jobId: string) => ({
       jobId,
@@ -458,7 +458,15 @@ describe("TrainerService", () => {
       data: [SHAPES],
       initCheckpointId: BASE,
       referenceCheckpointId: BASE,
-      training: { steps: 5, batchSize: 2, learningRate: 0.001, beta: 50, seed: 11n, checkpointEvery: 2 },
+      training: {
+        steps: 5,
+        batchSize: 2,
+        learningRate: 0.001,
+        beta: 50,
+        seed: 11n,
+        checkpointEvery: 2,
+        emaDecay: 0.9,
+      },
     });
     const first = await trainer(bus);
     await first.client.startJob({ spec: spec("crash") });

@@ -27,9 +27,9 @@ function hostTensor(t: tf.Tensor): SafetensorsTensor {
 }
 
 /**
- * Serialises what is needed to continue training: the raw (non-EMA) weights (`param/<name>`), AdamW's
- * flat moments (`adam/m`, `adam/v`) and update count, and the EMA weights (`ema/<name>`) when an EMA
- * is kept.
+ * Serialises what is needed to continue training exactly: the raw (non-EMA) weights (`param/<name>`),
+ * AdamW's flat moments (`adam/m`, `adam/v`) and update count, and, when an EMA is kept, its flat average
+ * (`ema/average`) and update count.
  */
 export function encodeTrainingState(
   trainer: Trainer<unknown>,
@@ -40,25 +40,18 @@ export function encodeTrainingState(
   const adam = trainer.optimizer.state();
   tensors.set("adam/m", hostTensor(adam.m));
   tensors.set("adam/v", hostTensor(adam.v));
-  if (trainer.ema) {
-    const avg = trainer.ema.averages();
-    try {
-      for (const [name, s] of avg) tensors.set(`ema/${name}`, hostTensor(s));
-    } finally {
-      tf.dispose([...avg.values()]);
-    }
-  }
+  if (trainer.ema) tensors.set("ema/average", hostTensor(trainer.ema.state().average));
   return encodeSafetensors(tensors, {
     format: TRAINING_STATE_FORMAT,
     job_id: info.jobId,
     step: String(info.step),
     adam_iterations: String(adam.iterations),
     ema: trainer.ema ? "1" : "0",
-    ema_updates: String(trainer.ema?.count ?? 0),
+    ema_updates: String(trainer.ema?.state().count ?? 0),
   });
 }
 
-/** A decoded training state, applied in two phases around the construction of the Trainer. */
+/** A decoded training state, to be applied to a Trainer built like the one that saved it. */
 export class TrainingState {
   /** Optimiser steps the state was saved at. */
   readonly step: number;
@@ -100,18 +93,7 @@ export class TrainingState {
     }
   }
 
-  /**
-   * Phase 1, before the Trainer is built: puts the EMA weights into `params`, so that the Trainer's EMA
-   * (which starts from the parameters it is given) starts from the saved average.
-   */
-  beforeTrainer(params: Params): void {
-    if (this.hasEma) this.assign(params, "ema/");
-  }
-
-  /**
-   * Phase 2: restores the raw weights, the optimiser moments and update count, and the step counter.
-   * The EMA's decay warm-up count restarts at 0 (the library offers no way to set it).
-   */
+  /** Restores the raw weights, the optimiser's and the EMA's state, and the step counter. */
   apply(trainer: Trainer<unknown>): void {
     if (this.hasEma !== (trainer.ema !== undefined)) {
       throw new Error(
@@ -126,6 +108,14 @@ export class TrainingState {
       trainer.optimizer.loadState(Number(this.file.metadata.adam_iterations), m, v);
     } finally {
       tf.dispose([m, v]);
+    }
+    if (trainer.ema) {
+      const avg = this.tensor("ema/average", trainer.ema.state().average.shape);
+      try {
+        trainer.ema.loadState(Number(this.file.metadata.ema_updates), avg);
+      } finally {
+        avg.dispose();
+      }
     }
     trainer.setStepCount(this.step);
   }
