@@ -231,6 +231,15 @@ export function renderReport(
     L.push(seedNoiseTable(seeds));
     L.push("");
   }
+  L.push("## Measured throughput");
+  L.push("");
+  L.push(
+    "From this run's stage wall times (everything through the services, including checkpoint writes, data " +
+      "loading and gRPC); the load average above says how much of the 2 cores the benchmark had.",
+  );
+  L.push("");
+  L.push(throughputTable(cfg, info));
+  L.push("");
   L.push("## Stage wall times");
   L.push("");
   L.push(
@@ -286,4 +295,57 @@ export function discussion(cfg: PaperConfig, results: PaperResults): string {
   if (cfg.name === "quick")
     P.push("All of this is at the quick configuration's budgets and says little about the method.");
   return P.join(" ");
+}
+
+/** Throughput of the main stages, from their wall times and the configured work. */
+export function throughputTable(cfg: PaperConfig, info: Pick<RunInfo, "stageSeconds" | "sets">): string {
+  const sec = new Map(info.stageSeconds.map((s) => [s.stage, s.seconds]));
+  const rows: string[][] = [];
+  const add = (stage: string, what: string, units: number, unit: string) => {
+    const s = sec.get(stage);
+    if (s === undefined || s <= 0) return;
+    rows.push([stage, what, formatDuration(s), `${(units / s).toFixed(1)} ${unit}/s`]);
+  };
+  add(
+    "base",
+    `PRETRAIN ${cfg.base.steps} steps × ${cfg.base.batchSize} images`,
+    cfg.base.steps * cfg.base.batchSize,
+    "images",
+  );
+  add(
+    "improver",
+    `IMPROVER ${cfg.improver.steps} steps × ${cfg.improver.batchSize} pairs`,
+    cfg.improver.steps * cfg.improver.batchSize,
+    "pairs",
+  );
+  add(
+    "sft",
+    `SFT ${cfg.sft.steps} steps × ${cfg.sft.batchSize} images`,
+    cfg.sft.steps * cfg.sft.batchSize,
+    "images",
+  );
+  add(
+    "dpo",
+    `DPO ${cfg.dpo.steps} steps × ${cfg.dpo.batchSize} pairs`,
+    cfg.dpo.steps * cfg.dpo.batchSize,
+    "pairs",
+  );
+  add(
+    "spin",
+    `SPIN ${cfg.spin.iterations} × ${cfg.spin.steps} steps × ${cfg.spin.batchSize} pairs (losers sampled on the fly)`,
+    cfg.spin.iterations * cfg.spin.steps * cfg.spin.batchSize,
+    "pairs",
+  );
+  add(
+    "ours",
+    `ours ${cfg.ours.iterations} × (${cfg.ours.pairsPerIteration} online pairs + ${cfg.ours.steps} steps × ${cfg.ours.batchSize} pairs)`,
+    cfg.ours.iterations * cfg.ours.pairsPerIteration,
+    "online pairs",
+  );
+  const evalImages = info.sets
+    .filter((s) => s.name !== "validation")
+    .reduce((a, s) => a + s.prompts.length * s.samplesPerPrompt, 0);
+  add("eval:sft", `sample and score ${evalImages} images`, evalImages, "images");
+  if (rows.length === 0) return "_no stage timings recorded_";
+  return markdownTable(["stage", "work", "wall time", "rate"], rows, ["left", "left", "right", "right"]);
 }
