@@ -239,6 +239,12 @@ export async function runServices(
   defs: readonly ServiceDefinition[],
   opts: BuildOptions = {},
 ): Promise<ListeningServer[]> {
+  const env = opts.env ?? process.env;
+  const first = defs[0] ? loadRuntimeConfig(defs[0].name, defs[0].defaultPort, env) : undefined;
+  initTracing({
+    serviceName: env.OTEL_SERVICE_NAME || (defs.length === 1 ? `idpo-${defs[0].name}` : "idpo"),
+    endpoint: first?.otlpEndpoint,
+  });
   const servers: ListeningServer[] = [];
   for (const def of defs) {
     const built = await buildServer(def, opts);
