@@ -2,6 +2,8 @@ import * as tf from "@tensorflow/tfjs-core";
 import { batchMatMulConfig } from "./kernels/batch-matmul.js";
 import { conv2DBackpropFilterConfig } from "./kernels/conv2d-backprop-filter.js";
 import { conv2DBackpropInputConfig } from "./kernels/conv2d-backprop-input.js";
+import { identityConfig } from "./kernels/identity.js";
+import { meanConfig, sumConfig } from "./kernels/reduce.js";
 import { captureStock } from "./kernels/scope.js";
 import { sliceConfig, splitVConfig } from "./kernels/slice.js";
 import { unsortedSegmentSumConfig } from "./kernels/unsorted-segment-sum.js";
@@ -14,6 +16,9 @@ const CONFIGS: tf.KernelConfig[] = [
   sliceConfig,
   splitVConfig,
   unsortedSegmentSumConfig,
+  identityConfig,
+  sumConfig,
+  meanConfig,
 ];
 
 let registered = false;

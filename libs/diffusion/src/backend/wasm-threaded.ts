@@ -67,6 +67,27 @@ function materialiseWorker(workerSourceModule: string): string {
   return path;
 }
 
+/** The process's error listeners now (to find the ones emscripten adds). */
+function processListeners() {
+  return {
+    uncaughtException: process.listeners("uncaughtException"),
+    unhandledRejection: process.listeners("unhandledRejection"),
+  };
+}
+
+/**
+ * Emscripten installs process handlers that only rethrow (what Node does anyway) but make every
+ * uncaught error in the process print the whole minified module as its source line; take them off.
+ */
+function removeAddedListeners(before: ReturnType<typeof processListeners>): void {
+  for (const listener of process.listeners("uncaughtException")) {
+    if (!before.uncaughtException.includes(listener)) process.removeListener("uncaughtException", listener);
+  }
+  for (const listener of process.listeners("unhandledRejection")) {
+    if (!before.unhandledRejection.includes(listener)) process.removeListener("unhandledRejection", listener);
+  }
+}
+
 /**
  * Instantiates the threaded SIMD emscripten module with a pool of `threads` XNNPACK threads.
  *
@@ -78,10 +99,7 @@ async function instantiateThreaded(threads: number): Promise<EmscriptenModule> {
   const factory = require(paths.factoryJs) as Factory;
   const workerPath = materialiseWorker(paths.workerSource);
   const binary = readFileSync(paths.wasm);
-  const before = {
-    uncaughtException: process.listeners("uncaughtException"),
-    unhandledRejection: process.listeners("unhandledRejection"),
-  };
+  const listeners = processListeners();
   // Emscripten waits forever when a custom instantiateWasm fails; race it against the failure.
   let failInstantiation: (error: Error) => void = () => {};
   const instantiationFailure = new Promise<never>((_, reject) => {
@@ -112,14 +130,7 @@ async function instantiateThreaded(threads: number): Promise<EmscriptenModule> {
       return {};
     },
   });
-  // Emscripten installs process handlers that only rethrow (what Node does anyway) but make every
-  // uncaught error print the whole minified module as its source line; take them off again.
-  for (const listener of process.listeners("uncaughtException")) {
-    if (!before.uncaughtException.includes(listener)) process.removeListener("uncaughtException", listener);
-  }
-  for (const listener of process.listeners("unhandledRejection")) {
-    if (!before.unhandledRejection.includes(listener)) process.removeListener("unhandledRejection", listener);
-  }
+  removeAddedListeners(listeners);
   const module = await Promise.race([modulePromise, instantiationFailure]);
   unrefWorkers(module);
   // The same bridge the stock loader attaches (BackendWasm and every kernel's setup use it).
@@ -192,7 +203,9 @@ export async function activateWasm(threads: number): Promise<WasmLoadResult> {
   }
   if (backend == null) {
     setThreadsCount(1);
+    const listeners = processListeners();
     backend = (await stockFactory()) as tf.KernelBackend;
+    removeAddedListeners(listeners);
   }
   const instance = backend;
   tf.removeBackend("wasm");

@@ -1,0 +1,315 @@
+/**
+ * One backend's measurements for `npm run bench` (run.ts starts this in a child process per backend,
+ * so that each backend and thread count gets a fresh process). Prints one line
+ * `BENCH_RESULT <json>` at the end.
+ *
+ * Usage: tsx bench/measure.ts --backend wasm|cpu|tensorflow|tensorflow-gpu --threads N
+ *        [--forward-batch 32] [--sample-images 32] [--train-pairs 16] [--min-seconds 4] [--profile]
+ */
+import { loadavg } from "node:os";
+import {
+  cloneModel,
+  createModel,
+  type DiffusionModel,
+  dpoObjective,
+  type ImageBatch,
+  improve,
+  improverFromPolicy,
+  type PreferenceBatch,
+  preset,
+  Rng,
+  sample,
+  Trainer,
+} from "@idpo/diffusion";
+import * as tf from "@tensorflow/tfjs-core";
+import { type BackendName, initBackend } from "../libs/diffusion/src/backend/index.js";
+import { modelCost } from "./flops.js";
+
+/** Settings of one measurement run. */
+export interface MeasureOptions {
+  /** Backend to force. */
+  backend: BackendName;
+  /** Compute threads. */
+  threads: number;
+  /** Images per UNet forward call. */
+  forwardBatch: number;
+  /** Images per sampling call (text-to-image and improver). */
+  sampleImages: number;
+  /** Preference pairs per DPO training step. */
+  trainPairs: number;
+  /** Each measurement repeats until it has run this long (after one warm-up call). */
+  minSeconds: number;
+  /** Also record a per-kernel profile of one training step and one sampling step. */
+  profile: boolean;
+}
+
+/** One timed workload. */
+export interface Measurement {
+  /** Units (images or pairs) per second. */
+  perSecond: number;
+  /** Achieved GFLOP/s (analytic FLOPs / wall time). */
+  gflops: number;
+  /** Wall seconds per call. */
+  secondsPerCall: number;
+  /** Process CPU seconds per call (all threads; on a busy machine the better estimate of idle speed). */
+  cpuSecondsPerCall: number;
+  /** Calls timed. */
+  calls: number;
+  /** Units per call. */
+  unitsPerCall: number;
+}
+
+/** Time spent in one kernel during a profiled call. */
+export interface KernelTime {
+  name: string;
+  ms: number;
+  calls: number;
+}
+
+/** What a child reports. */
+export interface BackendResult {
+  backend: string;
+  threads: number;
+  wasmBinary?: string;
+  preset: string;
+  params: { unet: number; text: number; total: number };
+  flops: { unetForwardPerImage: number; textForwardPerPrompt: number };
+  forward: Measurement;
+  sampling: Measurement;
+  improver: Measurement;
+  training: Measurement;
+  loadBefore: number[];
+  loadAfter: number[];
+  /** Top kernels by time of one training step and of one CFG sampling step. */
+  profile?: Record<string, KernelTime[]>;
+}
+
+const PROMPTS = [
+  "a small red circle on a black background",
+  "a large blue square on a white background",
+  "a medium green triangle on a navy background",
+  "a large yellow circle on a gray background",
+];
+
+function parseArgs(argv: string[]): MeasureOptions {
+  const opts: MeasureOptions = {
+    backend: "wasm",
+    threads: 2,
+    forwardBatch: 32,
+    sampleImages: 32,
+    trainPairs: 16,
+    minSeconds: 4,
+    profile: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const value = argv[i + 1];
+    const int = () => {
+      const v = Number(value);
+      if (!Number.isFinite(v) || v <= 0)
+        throw new Error(`bench/measure: ${flag} needs a positive number, got ${value}`);
+      i++;
+      return v;
+    };
+    switch (flag) {
+      case "--backend":
+        opts.backend = value as BackendName;
+        i++;
+        break;
+      case "--threads":
+        opts.threads = int();
+        break;
+      case "--forward-batch":
+        opts.forwardBatch = int();
+        break;
+      case "--sample-images":
+        opts.sampleImages = int();
+        break;
+      case "--train-pairs":
+        opts.trainPairs = int();
+        break;
+      case "--min-seconds":
+        opts.minSeconds = int();
+        break;
+      case "--profile":
+        opts.profile = true;
+        break;
+      default:
+        throw new Error(`bench/measure: unknown argument ${flag}`);
+    }
+  }
+  return opts;
+}
+
+interface Timing {
+  seconds: number;
+  cpuSeconds: number;
+  calls: number;
+}
+
+/** Calls `fn` once to warm up, then repeatedly until `minSeconds` have passed (at least twice). */
+async function timeIt(fn: () => Promise<void> | void, minSeconds: number): Promise<Timing> {
+  await fn();
+  let calls = 0;
+  const start = performance.now();
+  const cpu = process.cpuUsage();
+  let elapsed = 0;
+  while (calls < 2 || elapsed < minSeconds) {
+    await fn();
+    calls++;
+    elapsed = (performance.now() - start) / 1000;
+  }
+  const used = process.cpuUsage(cpu);
+  return { seconds: elapsed / calls, cpuSeconds: (used.user + used.system) / 1e6 / calls, calls };
+}
+
+function measurement(t: Timing, units: number, flopsPerCall: number): Measurement {
+  return {
+    perSecond: units / t.seconds,
+    gflops: flopsPerCall / t.seconds / 1e9,
+    secondsPerCall: t.seconds,
+    cpuSecondsPerCall: t.cpuSeconds,
+    calls: t.calls,
+    unitsPerCall: units,
+  };
+}
+
+function randomImages(n: number, size: number, seed: number): ImageBatch {
+  const rng = new Rng(seed);
+  const data = new Float32Array(n * size * size * 3);
+  for (let i = 0; i < data.length; i++) data[i] = rng.next();
+  return { n, height: size, width: size, channels: 3 as const, data };
+}
+
+async function kernelProfile(fn: () => void): Promise<KernelTime[]> {
+  const info = await tf.profile(fn);
+  const by = new Map<string, { ms: number; calls: number }>();
+  for (const k of info.kernels) {
+    // Ops that wrap kernels (names ending in __op, "unnamed scope") would count their kernels twice.
+    if (k.name.endsWith("__op") || k.name === "unnamed scope") continue;
+    const e = by.get(k.name) ?? { ms: 0, calls: 0 };
+    e.ms += Number(k.kernelTimeMs);
+    e.calls++;
+    by.set(k.name, e);
+  }
+  return [...by.entries()].map(([name, e]) => ({ name, ...e })).sort((a, b) => b.ms - a.ms);
+}
+
+async function measure(opts: MeasureOptions): Promise<BackendResult> {
+  const info = await initBackend({ backend: opts.backend, threads: opts.threads, log: () => {} });
+  const cfg = preset("shapes16");
+  const cost = modelCost(cfg);
+  const policy = createModel(cfg, 1);
+  const reference = cloneModel(policy, { trainable: false });
+  const improver = improverFromPolicy(policy);
+  const improverCost = modelCost(improver.config);
+  const total = policy.numParams();
+  if (cost.unetParams + cost.textParams !== total) {
+    throw new Error(
+      `bench/flops.ts walks ${cost.unetParams + cost.textParams} parameters but the model has ${total}; ` +
+        "the FLOP count no longer follows unet.ts / text-encoder.ts",
+    );
+  }
+  const S = cfg.unet.imageSize;
+  const loadBefore = loadavg();
+
+  // UNet forward: the text embedding is computed once; only the UNet is timed.
+  const fb = opts.forwardBatch;
+  const fwdPrompts = Array.from({ length: fb }, (_, i) => PROMPTS[i % PROMPTS.length]);
+  const text = policy.encodeText(fwdPrompts);
+  const xt = tf.randomNormal([fb, S, S, 3], 0, 1, "float32", 5) as tf.Tensor4D;
+  const ts = Array.from({ length: fb }, (_, i) => (i * 37) % 1000);
+  const forward = measurement(
+    await timeIt(() => {
+      const eps = policy.predictEps(xt, ts, text);
+      eps.dataSync();
+      eps.dispose();
+    }, opts.minSeconds),
+    fb,
+    fb * cost.unetFlops,
+  );
+  tf.dispose([xt, text.tokens, text.bias]);
+
+  // Text-to-image sampling: DDIM 20 steps with classifier-free guidance (2 UNet images per image per step).
+  const steps = 20;
+  const n = opts.sampleImages;
+  const prompts = Array.from({ length: n }, (_, i) => PROMPTS[i % PROMPTS.length]);
+  const seeds = Array.from({ length: n }, (_, i) => 100 + i);
+  const sampling = measurement(
+    await timeIt(async () => {
+      await sample(policy, { prompts, seeds, steps, sampler: "ddim", guidanceScale: 3, batchSize: n });
+    }, opts.minSeconds),
+    n,
+    n * (steps * 2 * cost.unetFlops + 2 * cost.textFlops),
+  );
+
+  // Improver: double guidance, three UNet images per image per step.
+  const images = randomImages(n, S, 7);
+  const improverM = measurement(
+    await timeIt(async () => {
+      await improve(improver, { images, prompts, seeds, steps, sampler: "ddim", batchSize: n });
+    }, opts.minSeconds),
+    n,
+    n * (steps * 3 * improverCost.unetFlops + 3 * improverCost.textFlops),
+  );
+
+  // DPO training: policy forward+backward on 2P images, frozen reference forward on 2P, AdamW.
+  const P = opts.trainPairs;
+  const batch: PreferenceBatch = {
+    prompts: Array.from({ length: P }, (_, i) => PROMPTS[i % PROMPTS.length]),
+    winners: randomImages(P, S, 8),
+    losers: randomImages(P, S, 9),
+  };
+  const trainer = new Trainer(policy.params, dpoObjective(policy, reference, { beta: 1000 }), {
+    schedule: { lr: 1e-5 },
+    maxGradNorm: 1,
+    seed: 3,
+  });
+  const perImage = cost.unetFlops + cost.textFlops;
+  // Forward + backward ≈ 3 forwards for the policy, 1 forward for the reference, 2 images per pair.
+  const training = measurement(
+    await timeIt(() => {
+      trainer.step([batch]);
+    }, opts.minSeconds),
+    P,
+    P * 2 * (3 * perImage + perImage),
+  );
+  const loadAfter = loadavg();
+
+  let profile: BackendResult["profile"];
+  if (opts.profile) {
+    const train = await kernelProfile(() => {
+      trainer.step([batch]);
+    });
+    const text2 = policy.encodeText([...prompts, ...prompts.map(() => "")]);
+    const x2 = tf.randomNormal([2 * n, S, S, 3], 0, 1, "float32", 6) as tf.Tensor4D;
+    const step = await kernelProfile(() => {
+      policy.predictEps(x2, 500, text2).dispose();
+    });
+    tf.dispose([x2, text2.tokens, text2.bias]);
+    profile = {
+      trainingStep: train.slice(0, 25),
+      samplingStep: step.slice(0, 25),
+    };
+  }
+  trainer.dispose();
+  for (const m of [policy, reference, improver] as DiffusionModel[]) m.dispose();
+  return {
+    backend: info.name,
+    threads: info.threads,
+    ...(info.wasmBinary ? { wasmBinary: info.wasmBinary } : {}),
+    preset: "shapes16",
+    params: { unet: cost.unetParams, text: cost.textParams, total },
+    flops: { unetForwardPerImage: cost.unetFlops, textForwardPerPrompt: cost.textFlops },
+    forward,
+    sampling,
+    improver: improverM,
+    training,
+    loadBefore,
+    loadAfter,
+    ...(profile ? { profile } : {}),
+  };
+}
+
+const result = await measure(parseArgs(process.argv.slice(2)));
+process.stdout.write(`BENCH_RESULT ${JSON.stringify(result)}\n`);

@@ -1,0 +1,292 @@
+/**
+ * `npm run bench`: speed of the diffusion model (preset shapes16, the default shapes world) on every
+ * tfjs backend available here, next to the same architecture in PyTorch, with our/PyTorch ratios.
+ *
+ * Each configuration runs in its own process (bench/measure.ts; bench/torch_unet.py under
+ * /usr/bin/python3), one after the other. Figures also go to bench/out/ as JSON.
+ *
+ * Options: --only wasm-1,wasm-2,cpu,tensorflow,tensorflow-gpu,torch-1,torch-2 (default: all available)
+ *          --min-seconds N (per measurement, default 6)  --profile (per-kernel profile of the wasm runs)
+ */
+import { spawn, spawnSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { preset } from "@idpo/diffusion";
+import { modelCost } from "./flops.js";
+import type { BackendResult, KernelTime, Measurement } from "./measure.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = dirname(here);
+const PYTHON = "/usr/bin/python3";
+
+/** One column of the table. */
+interface Column {
+  /** Label, e.g. "wasm-2". */
+  id: string;
+  kind: "tfjs" | "torch";
+  backend: string;
+  threads: number;
+  /** Batch sizes (smaller for the slow pure-JS cpu backend; images/s stay comparable). */
+  forwardBatch: number;
+  sampleImages: number;
+  trainPairs: number;
+}
+
+type Metric = "forward" | "sampling" | "improver" | "training";
+const METRICS: { key: Metric; label: string; unit: string }[] = [
+  { key: "forward", label: "UNet forward", unit: "img/s" },
+  { key: "sampling", label: "sampling DDIM-20 + CFG", unit: "img/s" },
+  { key: "improver", label: "improver, double guidance", unit: "img/s" },
+  { key: "training", label: "DPO training", unit: "pairs/s" },
+];
+/** Targets of the issue: ours / PyTorch at equal threads. */
+const TARGETS: Partial<Record<Metric, number>> = { training: 0.4, sampling: 0.5 };
+
+function parseArgs(argv: string[]): { only?: Set<string>; minSeconds: number; profile: boolean } {
+  const out: { only?: Set<string>; minSeconds: number; profile: boolean } = { minSeconds: 6, profile: false };
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === "--only") out.only = new Set(argv[++i].split(","));
+    else if (argv[i] === "--min-seconds") out.minSeconds = Number(argv[++i]);
+    else if (argv[i] === "--profile") out.profile = true;
+    else throw new Error(`bench: unknown argument ${argv[i]} (see bench/run.ts)`);
+  }
+  if (!(out.minSeconds > 0)) throw new Error("bench: --min-seconds must be positive");
+  return out;
+}
+
+function installed(pkg: string): boolean {
+  try {
+    createRequire(import.meta.url).resolve(pkg);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Why PyTorch cannot run here, or undefined when it can. */
+function torchMissing(): string | undefined {
+  const probe = spawnSync(PYTHON, ["-c", "import torch; print(torch.__version__)"], { encoding: "utf8" });
+  if (probe.error) return `${PYTHON} not found (${probe.error.message})`;
+  if (probe.status !== 0) return `${PYTHON} cannot import torch (${probe.stderr.trim().split("\n").pop()})`;
+  return undefined;
+}
+
+/** Runs a child to completion, streaming its stderr, and returns the BENCH_RESULT it printed. */
+function runChild<T>(cmd: string, args: string[], label: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.on("error", reject);
+    child.on("close", (code) => {
+      const line = stdout.split("\n").find((l) => l.startsWith("BENCH_RESULT "));
+      if (code !== 0 || line == null) {
+        reject(
+          new Error(`bench ${label} failed (exit ${code}):\n${stderr.slice(-3000)}${stdout.slice(-1000)}`),
+        );
+        return;
+      }
+      resolve(JSON.parse(line.slice("BENCH_RESULT ".length)) as T);
+    });
+  });
+}
+
+function fmt(x: number | undefined, digits = 2): string {
+  if (x == null || !Number.isFinite(x)) return "-";
+  if (x >= 100) return x.toFixed(0);
+  if (x >= 10) return x.toFixed(1);
+  return x.toFixed(digits);
+}
+
+function pad(s: string, n: number, left = false): string {
+  return left ? s.padStart(n) : s.padEnd(n);
+}
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  const cfg = preset("shapes16");
+  const cost = modelCost(cfg);
+  const improverCost = modelCost({ ...cfg, unet: { ...cfg.unet, condChannels: cfg.unet.inChannels } });
+  const threads = [1, 2];
+  const full = { forwardBatch: 32, sampleImages: 32, trainPairs: 16 };
+  const columns: Column[] = [];
+  const skipped: string[] = [];
+  for (const [backend, pkg] of [
+    ["tensorflow-gpu", "@tensorflow/tfjs-node-gpu"],
+    ["tensorflow", "@tensorflow/tfjs-node"],
+  ] as const) {
+    if (installed(pkg)) columns.push({ id: backend, kind: "tfjs", backend, threads: cpus().length, ...full });
+    else skipped.push(`${backend}: ${pkg} is not installed`);
+  }
+  for (const t of threads)
+    columns.push({ id: `wasm-${t}`, kind: "tfjs", backend: "wasm", threads: t, ...full });
+  columns.push({
+    id: "cpu",
+    kind: "tfjs",
+    backend: "cpu",
+    threads: 1,
+    forwardBatch: 8,
+    sampleImages: 4,
+    trainPairs: 2,
+  });
+  const missing = torchMissing();
+  if (missing == null) {
+    for (const t of threads)
+      columns.push({ id: `torch-${t}`, kind: "torch", backend: "pytorch", threads: t, ...full });
+  } else {
+    skipped.push(
+      `PyTorch reference: ${missing}; install it with \`apt-get install -y python3-torch libopenblas0\`. ` +
+        "The torch columns and the ratios are left out.",
+    );
+  }
+  const selected = columns.filter((c) => opts.only == null || opts.only.has(c.id));
+
+  console.log(
+    `idpo bench: preset shapes16 (S=${cfg.unet.imageSize}), ${cost.unetParams + cost.textParams} weights`,
+  );
+  console.log(
+    `  analytic FLOPs: UNet forward ${(cost.unetFlops / 1e6).toFixed(1)} MFLOP/image ` +
+      `(improver ${(improverCost.unetFlops / 1e6).toFixed(1)}), text encoder ${(cost.textFlops / 1e6).toFixed(2)} MFLOP/prompt`,
+  );
+  console.log(
+    `  machine: ${cpus().length}× ${cpus()[0]?.model ?? "cpu"}, node ${process.version}, load ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")}`,
+  );
+  for (const s of skipped) console.log(`  skipped ${s}`);
+
+  const results = new Map<string, BackendResult>();
+  const specPath = join(tmpdir(), `idpo-bench-spec-${process.pid}.json`);
+  for (const col of selected) {
+    const started = performance.now();
+    process.stdout.write(`  running ${col.id} ... `);
+    let result: BackendResult;
+    const sizes = [
+      "--forward-batch",
+      String(col.forwardBatch),
+      "--sample-images",
+      String(col.sampleImages),
+      "--train-pairs",
+      String(col.trainPairs),
+      "--min-seconds",
+      String(opts.minSeconds),
+    ];
+    if (col.kind === "tfjs") {
+      const args = [
+        "--import",
+        "tsx",
+        join(here, "measure.ts"),
+        "--backend",
+        col.backend,
+        "--threads",
+        String(col.threads),
+        ...sizes,
+      ];
+      if (opts.profile && col.backend === "wasm") args.push("--profile");
+      result = await runChild<BackendResult>(process.execPath, args, col.id);
+    } else {
+      const spec = {
+        unet: cfg.unet,
+        text: { ...cfg.text, vocab: undefined, vocabSize: cfg.text.vocab.length },
+        params: { unet: cost.unetParams, text: cost.textParams },
+        flops: {
+          unetForwardPerImage: cost.unetFlops,
+          improverUnetForwardPerImage: improverCost.unetFlops,
+          textForwardPerPrompt: cost.textFlops,
+        },
+        threads: col.threads,
+        forwardBatch: col.forwardBatch,
+        sampleImages: col.sampleImages,
+        trainPairs: col.trainPairs,
+        minSeconds: opts.minSeconds,
+      };
+      writeFileSync(specPath, JSON.stringify(spec));
+      result = await runChild<BackendResult>(PYTHON, [join(here, "torch_unet.py"), specPath], col.id);
+    }
+    results.set(col.id, result);
+    console.log(
+      `${((performance.now() - started) / 1000).toFixed(0)} s (load ${result.loadBefore[0].toFixed(2)} → ${result.loadAfter[0].toFixed(2)})`,
+    );
+  }
+
+  // Table: one row per metric, a value and GFLOP/s per column, then ours/PyTorch at equal threads.
+  const ids = [...results.keys()];
+  const ratioPairs: [string, string][] = [];
+  for (const id of ids) {
+    const r = results.get(id);
+    if (r == null || r.backend === "pytorch") continue;
+    const torch = results.get(`torch-${r.threads}`);
+    if (torch != null) ratioPairs.push([id, `torch-${r.threads}`]);
+  }
+  const w0 = 28;
+  const w = 17;
+  console.log("");
+  console.log(
+    pad("metric", w0) +
+      ids.map((id) => pad(`${id} (GFLOP/s)`, w, true)).join("") +
+      ratioPairs.map(([a, b]) => pad(`${a}/${b}`, w, true)).join(""),
+  );
+  for (const m of METRICS) {
+    const cells = ids.map((id) => {
+      const x: Measurement = results.get(id)![m.key];
+      return pad(`${fmt(x.perSecond)} (${fmt(x.gflops, 1)})`, w, true);
+    });
+    const ratios = ratioPairs.map(([a, b]) => {
+      const ratio = results.get(a)![m.key].perSecond / results.get(b)![m.key].perSecond;
+      const target = TARGETS[m.key];
+      const mark = target == null ? "" : ratio >= target ? " ok" : ` <${target}`;
+      return pad(`${ratio.toFixed(2)}×${mark}`, w, true);
+    });
+    console.log(pad(`${m.label} ${m.unit}`, w0) + cells.join("") + ratios.join(""));
+  }
+  console.log("");
+  console.log(
+    "  sizes: forward batch 32, sampling/improver 32 images (cpu: 8, 4), DPO 16 pairs per step (cpu: 2); " +
+      "training FLOPs = 2 images × (3 policy + 1 reference forwards) per pair",
+  );
+  console.log(
+    `  targets (ours/PyTorch, same threads): training ≥ ${TARGETS.training}×, sampling ≥ ${TARGETS.sampling}×`,
+  );
+
+  for (const [id, r] of results) {
+    if (r.profile == null) continue;
+    for (const [what, kernels] of Object.entries(r.profile)) {
+      const total = kernels.reduce((a: number, k: KernelTime) => a + k.ms, 0);
+      console.log(`\n  ${id} profile, ${what} (top kernels, ms):`);
+      for (const k of kernels.slice(0, 12)) {
+        console.log(
+          `    ${pad(k.name, 26)}${pad(k.ms.toFixed(1), 9, true)} ${pad(`${((100 * k.ms) / total).toFixed(0)}%`, 5, true)} ${k.calls} calls`,
+        );
+      }
+    }
+  }
+
+  const outDir = join(here, "out");
+  mkdirSync(outDir, { recursive: true });
+  const record = {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model,
+    preset: "shapes16",
+    cost,
+    improverUnetFlops: improverCost.unetFlops,
+    skipped,
+    results: Object.fromEntries(results),
+  };
+  const stamp = record.date.replace(/[:.]/g, "-");
+  writeFileSync(join(outDir, `bench-${stamp}.json`), `${JSON.stringify(record, null, 2)}\n`);
+  writeFileSync(join(outDir, "latest.json"), `${JSON.stringify(record, null, 2)}\n`);
+  console.log(`\n  figures written to bench/out/bench-${stamp}.json (and latest.json)`);
+}
+
+await main();
