@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { classifierFreeGuidance, doubleGuidance } from "./guidance.js";
-import { createModel, type DiffusionModel, improverFromPolicy } from "./model.js";
+import { createModel, DiffusionModel, improverFromPolicy } from "./model.js";
 import { Rng } from "./rng.js";
 import { improve, sample, samplerStep, samplingTimesteps, stepSigma } from "./samplers.js";
 import { maxAbsDiff, microConfig, randomImages, randomizeWeights, setupTestBackend } from "./test-support.js";
@@ -67,6 +67,42 @@ describe("samplerStep", () => {
       ((Math.sqrt(a) * (1 - ab[400])) / (1 - ab[600])) * 0.3;
     expect(Math.abs(run("ddpm", 0, 0.7) - (mean + Math.sqrt(post) * 0.7))).toBeLessThan(1e-5);
     expect(() => run("ddpm", 0)).toThrow(/no noise/);
+  });
+});
+
+describe("samplers with the exact ε of a point-mass data distribution", () => {
+  it("recover the point (DDIM η = 0, DDIM η = 1, DDPM)", async () => {
+    const base = createModel(microConfig(), 1);
+    const point = [0.9, 0.1, 0.4];
+    // For data x₀ = point, ε(x_t, t) = (x_t − √ᾱ_t x₀)/√(1 − ᾱ_t) exactly.
+    class Oracle extends DiffusionModel {
+      override predictEps(xt: tf.Tensor4D, t: number | ArrayLike<number>): tf.Tensor4D {
+        const ab = this.schedule.alphasCumprod[typeof t === "number" ? t : t[0]];
+        return tf.tidy(() =>
+          tf.div(
+            tf.sub(xt, tf.mul(tf.tensor1d(point.map((v) => 2 * v - 1)), Math.sqrt(ab))),
+            Math.sqrt(1 - ab),
+          ),
+        );
+      }
+    }
+    const oracle = new Oracle(base.config, base.params);
+    for (const opts of [
+      { sampler: "ddim" as const },
+      { sampler: "ddim" as const, eta: 1 },
+      { sampler: "ddpm" as const },
+    ]) {
+      const out = await sample(oracle, {
+        prompts: ["", ""],
+        seeds: [3, 4],
+        steps: 10,
+        guidanceScale: 1,
+        ...opts,
+      });
+      const want = Float32Array.from({ length: out.data.length }, (_, i) => point[i % 3]);
+      expect(maxAbsDiff(out.data, want)).toBeLessThan(1e-5);
+    }
+    base.dispose();
   });
 });
 
