@@ -214,6 +214,33 @@ describe("idpo wasm kernels match the cpu backend", () => {
     expect(await relativeError(tf.SplitV, { x: { shape: c.x } }, attrs)).toBe(0);
   });
 
+  const REDUCE_CASES: { x: number[]; axis: number[]; keepDims: boolean }[] = [
+    { x: [4, 16, 8, 3], axis: [1, 3], keepDims: true },
+    { x: [4, 16, 8, 3], axis: [0, 1, 2], keepDims: false },
+    { x: [5, 7], axis: [0], keepDims: false },
+    { x: [3, 4, 5, 6, 2], axis: [0, 2, 4], keepDims: true },
+    { x: [6, 10], axis: [1], keepDims: false },
+  ];
+
+  it.each(REDUCE_CASES)("Sum and Mean x=$x axis=$axis keepDims=$keepDims", async (c) => {
+    for (const kernel of [tf.Sum, tf.Mean]) {
+      const attrs = { axis: c.axis, keepDims: c.keepDims };
+      expect(await relativeError(kernel, { x: { shape: c.x } }, attrs)).toBeLessThan(1e-5);
+    }
+  });
+
+  it("Identity shares the buffer and releases it with the last reference", async () => {
+    await tf.setBackend("wasm");
+    const buffers = tf.engine().backend.numDataIds();
+    const x = tf.tensor1d([1, 2, 3]);
+    const y = tf.engine().runKernel(tf.Identity, { x }) as tf.Tensor;
+    expect(tf.engine().backend.numDataIds()).toBe(buffers + 1);
+    x.dispose();
+    expect(Array.from(y.dataSync())).toEqual([1, 2, 3]);
+    y.dispose();
+    expect(tf.engine().backend.numDataIds()).toBe(buffers);
+  });
+
   it("UnsortedSegmentSum sums rows into segments and drops out-of-range ids", async () => {
     const inputs = {
       x: { shape: [6, 2, 3] },
@@ -251,6 +278,9 @@ describe("idpo wasm kernels match the cpu backend", () => {
       { x: { shape: [2, 5, 6, 40] } },
       { begin: [1, 1, 2, 3], size: [1, 3, 4, 30] },
     );
+    await expectNoLeak(tf.Mean, { x: { shape: [4, 16, 8, 3] } }, { axis: [1, 3], keepDims: true });
+    await expectNoLeak(tf.Sum, { x: { shape: [4, 16, 8, 3] } }, { axis: [0, 1, 2], keepDims: false });
+    await expectNoLeak(tf.Identity, { x: { shape: [4, 3] } }, {});
     await expectNoLeak(tf.SplitV, { x: { shape: [4, 6, 10] } }, { numOrSizeSplits: [3, 3], axis: 1 });
     await expectNoLeak(
       tf.UnsortedSegmentSum,
