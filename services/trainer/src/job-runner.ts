@@ -281,7 +281,7 @@ export async function runJob(
         `spec.data: images are ${sources[0].size}x${sources[0].size} but the model works on ${model.imageSize}x${model.imageSize}`,
       );
     }
-    const [objective, build] = objectiveFor(job, models, deps.spin);
+    const [objective, build] = objectiveFor(job, models, { ...deps.spin, ...job.spinSampler });
     let state: TrainingState | undefined;
     if (resume) {
       const bytes = await deps.bus.artifacts.get(trainingStateArtifact(resume.checkpointId));

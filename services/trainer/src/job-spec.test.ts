@@ -67,6 +67,21 @@ describe("resolveSpec", () => {
     expect(spin.spec.training!.learningRate).toBeCloseTo(2e-5, 12);
   });
 
+  it("carries SPIN sampler settings when given and validates them", () => {
+    expect(resolveSpec(spec({ kind: JobKind.SPIN }), () => "x").job.spinSampler).toEqual({});
+    const { job } = resolveSpec(
+      spec({ kind: JobKind.SPIN, samplingSteps: 8, guidanceScale: 2.5 }),
+      () => "x",
+    );
+    expect(job.spinSampler).toEqual({ steps: 8, guidanceScale: 2.5 });
+    expect(rejects(spec({ samplingSteps: 5000 })).rawMessage).toMatch(
+      /spec.sampling_steps: 5000 is outside \[0, 1000\]/,
+    );
+    expect(rejects(spec({ guidanceScale: 31 })).rawMessage).toMatch(
+      /spec.guidance_scale: 31 is outside \[0, 30\]/,
+    );
+  });
+
   it("is stable when applied to its own output (resume reads the stored spec)", () => {
     const once = resolveSpec(spec({ training: { steps: 3, learningRate: 0.3, beta: 123.4 } }), () => "x");
     const twice = resolveSpec(once.spec, () => "y");

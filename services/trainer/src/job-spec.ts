@@ -79,6 +79,8 @@ export interface ResolvedJob {
   outputCheckpointId: string;
   iteration: number;
   training: ResolvedTraining;
+  /** SPIN loser sampling settings given by the spec (the trainer's defaults fill the rest). */
+  spinSampler: { steps?: number; guidanceScale?: number };
 }
 
 function invalid(message: string): ConnectError {
@@ -186,6 +188,8 @@ export function resolveSpec(
   }
   if (t.batchSize === 0) t.batchSize = JOB_DEFAULTS.batchSize;
   inRange("spec.training.batch_size", t.batchSize, 1, JOB_LIMITS.maxBatchSize);
+  inRange("spec.sampling_steps", spec.samplingSteps, 0, 1000);
+  if (spec.guidanceScale !== undefined) inRange("spec.guidance_scale", spec.guidanceScale, 0, 30);
   t.learningRate ??= isPreferenceKind(kind) ? JOB_DEFAULTS.preferenceLearningRate : JOB_DEFAULTS.learningRate;
   inRange("spec.training.learning_rate", t.learningRate, 0, 1, true);
   inRange("spec.training.warmup_steps", t.warmupSteps, 0, JOB_LIMITS.maxSteps);
@@ -258,6 +262,10 @@ export function resolveSpec(
       outputCheckpointId: spec.outputCheckpointId,
       iteration: spec.iteration,
       training,
+      spinSampler: {
+        ...(spec.samplingSteps > 0 ? { steps: spec.samplingSteps } : {}),
+        ...(spec.guidanceScale !== undefined ? { guidanceScale: f(spec.guidanceScale) } : {}),
+      },
     },
   };
 }
