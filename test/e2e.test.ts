@@ -4,9 +4,12 @@
  * (SIGKILL) in the middle of an iteration and restarts it.
  */
 import { randomBytes } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { join } from "node:path";
 import { type Bus, openBus } from "@idpo/bus";
 import { type Run, RunStage, RunState } from "@idpo/proto";
 import { afterEach, describe, expect, inject, it } from "vitest";
+import { progressLine } from "../cli/src/quickstart/run-format.js";
 import { type MeshProcesses, startMeshProcesses } from "./support/mesh.js";
 import { pairsReady, runEvents } from "./support/mesh-bus.js";
 
@@ -53,12 +56,14 @@ async function follow(
   onUpdate?: (r: Run) => Promise<void> | void,
 ): Promise<Run> {
   const client = mesh.controller();
+  const progress = createWriteStream(join(mesh.dir, "progress.log"), { flags: "a" });
   let last: Run | undefined;
   // The stream can break when a service restarts; GetRun tells where the run is, and the watch resumes.
   for (let attempt = 0; attempt < 20; attempt++) {
     try {
       for await (const res of client.watchRun({ runId })) {
         last = res.run!;
+        progress.write(`${new Date().toISOString()} ${progressLine(last)}\n`);
         await onUpdate?.(last);
       }
       if (
@@ -138,10 +143,13 @@ async function checkRun(mesh: MeshProcesses, bus: Bus, run: Run): Promise<void> 
 describe("the mesh end to end (separate processes, real NATS)", () => {
   let mesh: MeshProcesses | undefined;
   let bus: Bus | undefined;
-  afterEach(async () => {
+  afterEach(async (ctx) => {
     await bus?.close({ timeoutMs: 1000 });
     bus = undefined;
-    await mesh?.close();
+    // A failed test keeps the services' logs (and the run's progress log) for inspection.
+    const failed = ctx.task.result?.state === "fail";
+    if (failed && mesh) process.stderr.write(`e2e: logs kept in ${mesh.dir}\n`);
+    await mesh?.close(failed);
     mesh = undefined;
   });
 

@@ -43,7 +43,7 @@ export class MeshProcesses {
   readonly ports = {} as Record<MeshServiceName, number>;
   private readonly children = new Map<MeshServiceName, Child>();
   private readonly onExit = () => {
-    for (const c of this.children.values()) if (c.proc.exitCode === null) c.proc.kill("SIGKILL");
+    for (const [svc, c] of this.children) if (this.running(svc)) c.proc.kill("SIGKILL");
   };
 
   constructor(readonly opts: MeshProcessOptions) {
@@ -97,7 +97,7 @@ export class MeshProcesses {
 
   /** Starts (or restarts) one service and waits until it listens. */
   async start(svc: MeshServiceName, timeoutMs = 90_000): Promise<void> {
-    if (this.children.get(svc)?.proc.exitCode === null) throw new Error(`${svc} is already running`);
+    if (this.running(svc)) throw new Error(`${svc} is already running`);
     const log = createWriteStream(this.logPath(svc), { flags: "a" });
     const proc = spawn(process.execPath, [CLI, "serve", svc, "--port", String(this.ports[svc])], {
       cwd: ROOT,
@@ -132,10 +132,16 @@ export class MeshProcesses {
     }
   }
 
+  /** True while the service's process has not exited. */
+  running(svc: MeshServiceName): boolean {
+    const p = this.children.get(svc)?.proc;
+    return p !== undefined && p.exitCode === null && p.signalCode === null;
+  }
+
   /** Kills one service with `signal` (SIGKILL: a crash) and waits for it to exit. */
   async kill(svc: MeshServiceName, signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
     const c = this.children.get(svc);
-    if (!c || c.proc.exitCode !== null || c.proc.signalCode !== null) return;
+    if (!c || !this.running(svc)) return;
     c.proc.kill(signal);
     await c.exited;
   }
@@ -145,7 +151,7 @@ export class MeshProcesses {
     for (const svc of [...MESH_SERVICES].reverse()) {
       const c = this.children.get(svc);
       if (!c) continue;
-      if (c.proc.exitCode === null && c.proc.signalCode === null) {
+      if (this.running(svc)) {
         c.proc.kill("SIGTERM");
         const timer = setTimeout(() => c.proc.kill("SIGKILL"), graceMs);
         await c.exited;
