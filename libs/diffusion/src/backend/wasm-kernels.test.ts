@@ -229,6 +229,23 @@ describe("idpo wasm kernels match the cpu backend", () => {
     }
   });
 
+  const TRANSPOSE_CASES: { x: number[]; perm: number[]; dtype?: "int32" }[] = [
+    { x: [37, 21], perm: [1, 0] },
+    { x: [32, 4, 4, 6], perm: [3, 1, 2, 0] },
+    { x: [3, 5, 7, 2], perm: [1, 2, 0, 3] },
+    { x: [2, 3, 17, 19], perm: [0, 1, 3, 2] },
+    { x: [4, 6, 2, 5], perm: [0, 2, 3, 1], dtype: "int32" },
+    { x: [2, 1, 3, 1, 4], perm: [4, 1, 3, 0, 2] },
+    { x: [5, 1, 3], perm: [1, 0, 2] },
+  ];
+
+  it.each(TRANSPOSE_CASES)("Transpose x=$x perm=$perm", async (c) => {
+    const values =
+      c.dtype === "int32" ? Array.from({ length: tf.util.sizeFromShape(c.x) }, (_, i) => i) : undefined;
+    const inputs = { x: { shape: c.x, dtype: c.dtype, values } };
+    expect(await relativeError(tf.Transpose, inputs, { perm: c.perm })).toBe(0);
+  });
+
   it("Identity shares the buffer and releases it with the last reference", async () => {
     await tf.setBackend("wasm");
     const buffers = tf.engine().backend.numDataIds();
@@ -280,6 +297,8 @@ describe("idpo wasm kernels match the cpu backend", () => {
     );
     await expectNoLeak(tf.Mean, { x: { shape: [4, 16, 8, 3] } }, { axis: [1, 3], keepDims: true });
     await expectNoLeak(tf.Sum, { x: { shape: [4, 16, 8, 3] } }, { axis: [0, 1, 2], keepDims: false });
+    await expectNoLeak(tf.Transpose, { x: { shape: [32, 4, 4, 6] } }, { perm: [3, 1, 2, 0] });
+    await expectNoLeak(tf.Transpose, { x: { shape: [5, 1, 3] } }, { perm: [1, 0, 2] });
     await expectNoLeak(tf.Identity, { x: { shape: [4, 3] } }, {});
     await expectNoLeak(tf.SplitV, { x: { shape: [4, 6, 10] } }, { numOrSizeSplits: [3, 3], axis: 1 });
     await expectNoLeak(

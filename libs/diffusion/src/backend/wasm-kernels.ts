@@ -6,6 +6,7 @@ import { identityConfig } from "./kernels/identity.js";
 import { meanConfig, sumConfig } from "./kernels/reduce.js";
 import { captureStock } from "./kernels/scope.js";
 import { sliceConfig, splitVConfig } from "./kernels/slice.js";
+import { transposeConfig } from "./kernels/transpose.js";
 import { unsortedSegmentSumConfig } from "./kernels/unsorted-segment-sum.js";
 
 /** The kernels idpo registers on (or replaces in) the wasm backend. */
@@ -19,6 +20,7 @@ const CONFIGS: tf.KernelConfig[] = [
   identityConfig,
   sumConfig,
   meanConfig,
+  transposeConfig,
 ];
 
 let registered = false;

@@ -57,6 +57,12 @@ export class Scope {
     return out;
   }
 
+  /** Tracks a tensor made outside run() so that finish() disposes it. */
+  track(x: Info): Info {
+    this.temps.push(x);
+    return x;
+  }
+
   reshape(x: Info, shape: number[]): Info {
     return this.run(tf.Reshape, { x }, { shape });
   }
