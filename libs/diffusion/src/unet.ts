@@ -62,6 +62,13 @@ export function validateUNetConfig(cfg: UNetConfig): void {
   if (!Array.isArray(cfg.channelMult) || cfg.channelMult.length < 1) {
     throw new Error("unet config: channelMult must list at least one level");
   }
+  if (
+    !Array.isArray(cfg.attentionResolutions) ||
+    !cfg.attentionResolutions.every((r) => Number.isInteger(r) && r > 0)
+  ) {
+    throw new Error("unet config: attentionResolutions must be a list of positive integers (spatial sizes)");
+  }
+  if (typeof cfg.midAttention !== "boolean") throw new Error("unet config: midAttention must be a boolean");
   const levels = cfg.channelMult.length;
   if (cfg.imageSize % 2 ** (levels - 1) !== 0) {
     throw new Error(
