@@ -242,6 +242,8 @@ export function renderReport(
   L.push("");
   L.push("## Stage wall times");
   L.push("");
+  L.push("<details><summary>Every stage (its last successful attempt)</summary>");
+  L.push("");
   L.push(
     markdownTable(
       ["stage", "wall time"],
@@ -249,6 +251,8 @@ export function renderReport(
       ["left", "right"],
     ),
   );
+  L.push("");
+  L.push("</details>");
   L.push("");
   return `${L.join("\n")}\n`;
 }
@@ -276,12 +280,15 @@ export function discussion(cfg: PaperConfig, results: PaperResults): string {
   if (pref.length > 0) {
     const rising = pref.filter(([, v]) => v.raw_model_loss > v.ref_loss);
     const acc = pref.map(([, v]) => v.implicit_acc).filter((v) => v !== undefined && Number.isFinite(v));
+    const accText =
+      acc.length > 0
+        ? ` (final implicit accuracy ${Math.min(...acc).toFixed(2)}–${Math.max(...acc).toFixed(2)})`
+        : "";
     P.push(
-      `In ${rising.length} of ${pref.length} preference jobs the policy's final ε-MSE on the pair images (raw_model_loss) ended above the reference's (ref_loss)` +
-        (acc.length > 0
-          ? `, with implicit accuracy ${Math.min(...acc).toFixed(2)}–${Math.max(...acc).toFixed(2)}`
-          : "") +
-        ": DPO widens the margin between winner and loser partly by raising the loss on both, the failure mode the reference run reported.",
+      `In ${rising.length} of ${pref.length} preference jobs${accText} the policy's final ε-MSE on the pair images (raw_model_loss) ended above the reference's (ref_loss)` +
+        (rising.length * 2 > pref.length
+          ? ": mostly, DPO widened the winner–loser margin by raising the loss on both images, the failure mode the reference run reported."
+          : ": mostly, the policy's likelihood of the pair images did not fall below the reference's, unlike in the reference run."),
     );
   }
   if (results.tuning && m[results.tuning.modelKey] && m.base) {

@@ -31,6 +31,8 @@ export interface BenchPaperOptions {
   dataDir: string;
   /** The command line, for the report. */
   command: string;
+  /** A configuration to use instead of the named one (its `name` must still be `config`); for tests. */
+  override?: PaperConfig;
 }
 
 /** The services' settings the benchmark sets before starting them (sampling batch sizes, SPIN's sampler). */
@@ -41,6 +43,9 @@ export function serviceEnv(cfg: PaperConfig): Record<string, string> {
     IDPO_GENERATOR_BATCH: "128",
     IDPO_IMPROVER_MAX_BATCH: "64",
     IDPO_GENERATOR_IMPROVE_CHUNK: "64",
+    // One stage runs at a time: a generator that has not picked up a new checkpoint by itself within a
+    // second is asked to load it.
+    IDPO_CONTROLLER_LOAD_WAIT_MS: "1000",
   };
 }
 
@@ -221,7 +226,8 @@ export async function runBenchPaper(
 ): Promise<{ report: string; seconds: number }> {
   const started = Date.now();
   const loadStart = loadavg()[0];
-  const cfg = paperConfig(opts.config);
+  const cfg = opts.override ?? paperConfig(opts.config);
+  if (cfg.name !== opts.config) throw new Error(`the override is config "${cfg.name}", not "${opts.config}"`);
   validatePaperConfig(cfg);
   if (opts.seeds.length === 0) throw new Error("no seeds to run");
   const dataDir = resolve(opts.dataDir);

@@ -267,7 +267,14 @@ async function runVariant(
       if (!ckpts.includes(candidate)) ckpts.push(candidate);
       let best = currentVal;
       for (const id of ckpts) {
-        const v = await validate(ctx, `tune/${spec.key}/iter-${k}/${id.split("@")[1] ?? "final"}`, id);
+        const v = await validate(
+          ctx,
+          `ckpt/${id
+            .toLowerCase()
+            .replace(/@/g, "-at-")
+            .replace(/[^a-z0-9._:/-]/g, "-")}`,
+          id,
+        );
         if (v.reward > best.reward) best = v;
       }
       ctx.progress(
