@@ -3,9 +3,9 @@ import * as tf from "@tensorflow/tfjs-core";
 import { type Info, stockKernel } from "./scope.js";
 
 /**
- * Sum of float32 `x` over `axes` in one pass over the input, without the transpose the stock wasm
- * kernels make when the reduced axes are not the innermost ones (GroupNorm statistics over
- * [H·W, channels-in-group], bias gradients over [N, H, W]). Accumulates in float64.
+ * Sum of float32 `x` over `axes` in one pass over the input (any axes; neighbouring kept or reduced
+ * axes are merged and the innermost run is added as a vector or summed as a scalar). Accumulates in
+ * float64.
  */
 function reduceSum(x: Float32Array, shape: number[], axes: number[]): Float64Array {
   // Merge neighbouring axes that are both kept or both reduced.
@@ -60,8 +60,11 @@ function makeReduce(name: typeof tf.Sum | typeof tf.Mean) {
     const { x } = args.inputs as { x: Info };
     const backend = args.backend;
     const axes = tf.util.parseAxisParam(args.attrs?.axis as number | number[], x.shape);
-    const innermost = tf.backend_util.getAxesPermutation(axes, x.shape.length) == null;
-    if (x.dtype !== "float32" || innermost || tf.util.sizeFromShape(x.shape) === 0) {
+    // The stock kernels transpose the reduced axes inwards first; that is fast for higher ranks but a
+    // slow element-by-element gather for a matrix, so only matrices reduced over rows come here (the
+    // bias gradients of every linear layer: Σ over rows of [rows, out]).
+    const rowsOfMatrix = x.shape.length === 2 && axes.length === 1 && axes[0] === 0;
+    if (x.dtype !== "float32" || !rowsOfMatrix || tf.util.sizeFromShape(x.shape) === 0) {
       return stockKernel(name)(args);
     }
     const [outShape, reduceShape] = tf.backend_util.computeOutAndReduceShapes(x.shape, axes);
@@ -76,14 +79,14 @@ function makeReduce(name: typeof tf.Sum | typeof tf.Mean) {
   };
 }
 
-/** Sum for the wasm backend (one pass instead of transpose + reduce for non-innermost axes). */
+/** Sum for the wasm backend (one pass over a matrix's rows instead of transpose + reduce). */
 export const sumConfig: tf.KernelConfig = {
   kernelName: tf.Sum,
   backendName: "wasm",
   kernelFunc: makeReduce(tf.Sum) as unknown as tf.KernelFunc,
 };
 
-/** Mean for the wasm backend (one pass instead of transpose + reduce for non-innermost axes). */
+/** Mean for the wasm backend (one pass over a matrix's rows instead of transpose + reduce). */
 export const meanConfig: tf.KernelConfig = {
   kernelName: tf.Mean,
   backendName: "wasm",
