@@ -28,6 +28,8 @@ export interface ReportInputs {
   artifacts: ArtifactStore;
   /** Wall time of the whole quickstart so far, seconds. */
   wallSeconds: number;
+  /** CPU time of this process (all threads, user + system) so far, seconds. */
+  cpuSeconds?: number;
   /** Per-stage timings. */
   stages: StageTiming[];
   /** Pairs shown per iteration in the pair grids. */
@@ -77,6 +79,7 @@ export async function writeReport(dir: string, inputs: ReportInputs): Promise<st
       {
         run: toJson(RunSchema, run),
         wallSeconds: Math.round(inputs.wallSeconds * 10) / 10,
+        cpuSeconds: inputs.cpuSeconds === undefined ? undefined : Math.round(inputs.cpuSeconds * 10) / 10,
         stages: inputs.stages.map((s) => ({ ...s, seconds: Math.round(s.seconds * 10) / 10 })),
       },
       null,

@@ -3,8 +3,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { sharedBus } from "@idpo/mesh";
-import { ControllerService, type Run, RunStage, RunState } from "@idpo/proto";
-import { createLogger, createPeerTransport } from "@idpo/runtime";
+import { ControllerService, type Run, type RunConfig, RunStage, RunState } from "@idpo/proto";
+import { createLogger, createPeerTransport, initTracing, shutdownTracing } from "@idpo/runtime";
 import { startLocalMesh } from "./local-mesh.js";
 import { type QuickstartSettings, quickstartRunConfig } from "./quickstart-config.js";
 import { type StageTiming, writeReport } from "./report.js";
@@ -14,6 +14,8 @@ import { formatDuration, progressLine } from "./run-format.js";
 export interface QuickstartOptions extends QuickstartSettings {
   /** Report folder. */
   out: string;
+  /** The run's config instead of the quickstart's own (tests run a smaller one). */
+  config?: RunConfig;
   /** Data directory of the embedded bus; default a fresh temporary directory. An existing one is reused:
    * a finished quickstart run with the same settings is reported again, an unfinished one resumed. */
   dataDir?: string;
@@ -44,6 +46,7 @@ export interface QuickstartResult {
  */
 export async function runQuickstart(opts: QuickstartOptions, io: QuickstartIo): Promise<QuickstartResult> {
   const started = Date.now();
+  const cpuStart = process.cpuUsage();
   const elapsed = () => (Date.now() - started) / 1000;
   const dataDir = resolve(opts.dataDir ?? mkdtempSync(join(tmpdir(), "idpo-quickstart-")));
   mkdirSync(dataDir, { recursive: true });
@@ -52,6 +55,9 @@ export async function runQuickstart(opts: QuickstartOptions, io: QuickstartIo): 
   const logger = createLogger("info", {}, (line) => log.write(`${line}\n`));
   io.err(`idpo quickstart: all five services in this process, embedded bus in ${dataDir}\n`);
   io.err(`  service logs: ${logPath}\n`);
+  // Spans go to an OTLP collector when one is configured (the services share this process's tracer).
+  const otlp = process.env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim();
+  if (otlp) initTracing({ serviceName: process.env.OTEL_SERVICE_NAME || "idpo-quickstart", endpoint: otlp });
   const mesh = await startLocalMesh({ dataDir, logger });
   const onSigint = () => {
     io.err("\ninterrupted: stopping the services (rerun with --data-dir to resume)\n");
@@ -60,7 +66,7 @@ export async function runQuickstart(opts: QuickstartOptions, io: QuickstartIo): 
   process.once("SIGINT", onSigint);
   try {
     const client = createClient(ControllerService, createPeerTransport(mesh.urls.controller));
-    const config = quickstartRunConfig(opts);
+    const config = opts.config ?? quickstartRunConfig(opts);
     const runId = `quickstart-k${opts.iterations}-p${opts.pairs}-s${opts.seed}`;
     const created = (await client.createRun({ runId, config })).run!;
     io.err(
@@ -69,29 +75,32 @@ export async function runQuickstart(opts: QuickstartOptions, io: QuickstartIo): 
     );
     const stages: StageTiming[] = [];
     let last = created;
-    let lastStatus = "";
+    let lastLine = "";
+    let lastStage = "";
     let lastPrinted = 0;
     for await (const res of client.watchRun({ runId })) {
       const run = res.run!;
       last = run;
       const now = elapsed();
       const stage = `${RunStage[run.stage]}/${run.iteration}`;
-      const current = stages[stages.length - 1];
-      if (run.state === RunState.RUNNING && (!current || `${current.stage}/${current.iteration}` !== stage)) {
+      const stageChanged = stage !== lastStage;
+      if (run.state === RunState.RUNNING && stageChanged) {
+        const current = stages[stages.length - 1];
         if (current) current.seconds = now - current.startSeconds;
         stages.push({ stage: RunStage[run.stage], iteration: run.iteration, startSeconds: now, seconds: 0 });
-        if (io.tty && lastStatus) io.err("\n");
-        lastStatus = "";
       }
       const line = `[${formatDuration(now).padStart(6)}] ${progressLine(run)}`;
       if (io.tty) {
-        io.err(`\r\x1b[K${line.slice(0, (process.stderr.columns || 120) - 1)}`);
-        lastStatus = line;
-      } else if (line !== lastStatus && (stage !== lastStatus.split(" ")[0] || now - lastPrinted >= 5)) {
+        // One line per stage stays on screen; within a stage the line is rewritten in place.
+        io.err(
+          `${stageChanged && lastLine ? "\n" : "\r\x1b[K"}${line.slice(0, (process.stderr.columns || 120) - 1)}`,
+        );
+      } else if (stageChanged || (line !== lastLine && now - lastPrinted >= 5)) {
         io.err(`${line}\n`);
         lastPrinted = now;
-        lastStatus = line;
       }
+      lastLine = line;
+      lastStage = stage;
     }
     if (io.tty) io.err("\n");
     const current = stages[stages.length - 1];
@@ -99,10 +108,12 @@ export async function runQuickstart(opts: QuickstartOptions, io: QuickstartIo): 
     const final = (await client.getRun({ runId })).run ?? last;
     const reportDir = resolve(opts.out);
     const bus = await sharedBus();
+    const cpu = process.cpuUsage(cpuStart);
     const files = await writeReport(reportDir, {
       run: final,
       artifacts: bus.artifacts,
       wallSeconds: elapsed(),
+      cpuSeconds: (cpu.user + cpu.system) / 1e6,
       stages,
     });
     if (final.state !== RunState.SUCCEEDED) {
@@ -114,6 +125,7 @@ export async function runQuickstart(opts: QuickstartOptions, io: QuickstartIo): 
   } finally {
     process.off("SIGINT", onSigint);
     await mesh.shutdown();
+    if (otlp) await shutdownTracing();
     await new Promise<void>((r) => log.end(r));
   }
 }
