@@ -111,7 +111,7 @@ describe("graceful shutdown of a service process", () => {
     const proc = spawnProcess(
       process.execPath,
       ["--import", "tsx", join(root, "test/fixtures/slow-scorer.ts")],
-      { IDPO_PORT: String(port), IDPO_HOST: "127.0.0.1", SLOW_MS: "1500", IDPO_LOG_LEVEL: "warn" },
+      { IDPO_PORT: String(port), IDPO_HOST: "127.0.0.1", SLOW_MS: "1500", IDPO_LOG_LEVEL: "info" },
     );
     await proc.waitFor(/READY \d+/, 60_000);
     const Scorer = loadService(
@@ -121,9 +121,10 @@ describe("graceful shutdown of a service process", () => {
     );
     const a = new Scorer(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
     const inFlight = call<{ scores: unknown[] }>(a, "score", { prompts: ["x"] });
-    await new Promise((r) => setTimeout(r, 300));
+    // SIGTERM only once the server is inside the call (connecting can take a while on a loaded machine).
+    await proc.waitFor(/SCORE STARTED/, 30_000);
     proc.child.kill("SIGTERM");
-    await new Promise((r) => setTimeout(r, 200));
+    await proc.waitFor(/"msg":"shutting down"/, 30_000);
     const b = new Scorer(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
     const refused = await call(b, "score", { prompts: ["late"] }).then(
       () => "accepted",
