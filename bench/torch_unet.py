@@ -215,8 +215,8 @@ def prompts(spec, n, seed):
     return ids, bias
 
 
-def timed(fn, min_seconds):
-    fn()
+def timed(fn, min_seconds, warmup=None):
+    (warmup or fn)()
     calls = 0
     start = time.perf_counter()
     cpu = time.process_time()
@@ -299,7 +299,7 @@ def main():
     n = spec["sampleImages"]
     steps = 20
     cfg = lambda e: e[1] + 3.0 * (e[0] - e[1])
-    timing = timed(lambda: ddim(policy, n, steps, 2, spec, cfg), min_s)
+    timing = timed(lambda: ddim(policy, n, steps, 2, spec, cfg), min_s, lambda: ddim(policy, n, 2, 2, spec, cfg))
     sampling = measurement(
         timing, n, n * (steps * 2 * flops["unetForwardPerImage"] + 2 * flops["textForwardPerPrompt"])
     )
@@ -307,7 +307,11 @@ def main():
     cond = torch.rand(n, 3, size, size)
     cond3 = torch.cat([cond, cond, torch.zeros_like(cond)], 0)
     double = lambda e: e[2] + 3.0 * (e[1] - e[2]) + 3.5 * (e[0] - e[1])
-    timing = timed(lambda: ddim(improver, n, steps, 3, spec, double, cond3), min_s)
+    timing = timed(
+        lambda: ddim(improver, n, steps, 3, spec, double, cond3),
+        min_s,
+        lambda: ddim(improver, n, 2, 3, spec, double, cond3),
+    )
     improver_m = measurement(
         timing,
         n,
