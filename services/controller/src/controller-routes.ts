@@ -136,7 +136,7 @@ export function controllerRoutes(deps: ControllerRoutesDeps) {
         const res = await store.create(run);
         if (res.created) {
           logger.info("run created", { runId, method: config.method, iterations: config.iterations });
-          await publishRunState(bus.events, res.run);
+          await publishRunState(bus, res.run);
         } else if (!equals(RunConfigSchema, res.run.config!, config)) {
           throw new ConnectError(
             `run_id: run ${runId} already exists with a different config`,
@@ -172,7 +172,7 @@ export function controllerRoutes(deps: ControllerRoutesDeps) {
         deps.shutdownSignal.addEventListener("abort", onAbort, { once: true });
         try {
           if (ctx.signal.aborted || deps.shutdownSignal.aborted) return;
-          for await (const run of store.watch(req.runId, stop.signal)) yield { run };
+          for await (const { run } of store.watch(req.runId, stop.signal)) yield { run };
         } finally {
           ctx.signal.removeEventListener("abort", onAbort);
           deps.shutdownSignal.removeEventListener("abort", onAbort);
@@ -193,7 +193,7 @@ export function controllerRoutes(deps: ControllerRoutesDeps) {
         if (res.changed) {
           logger.info("run cancelled", { runId: req.runId, stage: RunStage[stageBefore] });
           manager.stop(req.runId, "cancelled");
-          await publishRunState(bus.events, res.run);
+          await publishRunState(bus, res.run);
           const jobId = currentJob(res.run, stageBefore);
           if (jobId) {
             try {

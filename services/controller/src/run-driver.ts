@@ -95,6 +95,11 @@ export class RunEnded extends Error {
   override readonly name = "RunEnded";
 }
 
+/** The step was overtaken: someone else (another controller) advanced the run past it. */
+class Superseded extends Error {
+  override readonly name = "Superseded";
+}
+
 /** The next thing a run needs, decided from its stored state alone (so a restarted controller resumes). */
 export type Action =
   | { kind: "base" }
@@ -121,6 +126,10 @@ export function nextAction(run: Run): Action {
   }
   if (n < cfg.iterations) return { kind: "start-iteration", k: n + 1 };
   return { kind: "finish" };
+}
+
+function sameAction(a: Action, b: Action): boolean {
+  return a.kind === b.kind && ("k" in a ? a.k : 0) === ("k" in b ? b.k : 0);
 }
 
 /** The policy checkpoint iteration k starts from. */
@@ -206,6 +215,8 @@ const MAX_UNEXPECTED_ERRORS = 5;
  */
 export class RunDriver {
   private readonly abort = new AbortController();
+  /** The step in progress: its action, the revision it was decided at, and its own abort. */
+  private current?: { action: Action; revision: number; abort: AbortController; signal: AbortSignal };
   private lastPublished = "";
   private lastProgressWrite = 0;
 
@@ -214,9 +225,9 @@ export class RunDriver {
     private readonly deps: DriverDeps,
   ) {}
 
-  /** Aborted when the driver must stop. */
+  /** Aborted when the driver must stop, or when the current step was overtaken by another driver. */
   get signal(): AbortSignal {
-    return this.abort.signal;
+    return this.current?.signal ?? this.abort.signal;
   }
 
   /** Stops driving (the run's state is kept; another driver can resume it). */
@@ -241,13 +252,20 @@ export class RunDriver {
     }
   }
 
-  /** Ends the driver when someone else ends the run (CancelRun, a shard_failed event, another controller). */
+  /**
+   * Ends the driver when someone else ends the run (CancelRun, a shard_failed event, another controller),
+   * and abandons the current step when another controller's write moved the run past it.
+   */
   private async stopWhenEnded(signal: AbortSignal): Promise<void> {
     try {
-      for await (const run of this.deps.store.watch(this.runId, signal)) {
+      for await (const { run, revision } of this.deps.store.watch(this.runId, signal)) {
         if (isTerminal(run.state)) {
           this.stop(`run is ${RunState[run.state]}`);
           return;
+        }
+        const cur = this.current;
+        if (cur && revision > cur.revision && !sameAction(nextAction(run), cur.action)) {
+          cur.abort.abort(new Superseded(`the run moved on to ${nextAction(run).kind}`));
         }
       }
     } catch (err) {
@@ -270,11 +288,22 @@ export class RunDriver {
         return;
       }
       const action = nextAction(cur.run);
+      const stepAbort = new AbortController();
+      this.current = {
+        action,
+        revision: cur.revision,
+        abort: stepAbort,
+        signal: AbortSignal.any([this.abort.signal, stepAbort.signal]),
+      };
       try {
         if (await this.step(cur.run, action)) return;
         unexpected = 0;
       } catch (err) {
-        if (this.signal.aborted || err instanceof RunEnded) return;
+        if (this.abort.signal.aborted || err instanceof RunEnded) return;
+        if (stepAbort.signal.aborted) {
+          logger.debug("step overtaken by another controller", { runId: this.runId, action: action.kind });
+          continue;
+        }
         const where =
           action.kind === "finish" ? "finish" : `${action.kind}${"k" in action ? ` ${action.k}` : ""}`;
         if (err instanceof StageError) {
@@ -295,7 +324,9 @@ export class RunDriver {
           await this.fail(`${where}: ${errorMessage(err)}`);
           return;
         }
-        await sleep(backoffMs(unexpected, 500, 10_000), this.signal).catch(() => undefined);
+        await sleep(backoffMs(unexpected, 500, 10_000), this.abort.signal).catch(() => undefined);
+      } finally {
+        this.current = undefined;
       }
     }
   }
@@ -348,7 +379,7 @@ export class RunDriver {
   private async publish(run: Run): Promise<void> {
     const id = stateEventId(run);
     if (id === this.lastPublished) return;
-    await publishRunState(this.deps.bus.events, run);
+    await publishRunState(this.deps.bus, run);
     this.lastPublished = id;
   }
 
@@ -800,7 +831,8 @@ export class RunDriver {
     const { options } = this.deps;
     const signal = this.signal;
     const started = Date.now();
-    let lastTransientOk = Date.now();
+    // When the current streak of transient failures (generator down or restarting) began; 0 when none.
+    let unreachableSince = 0;
     for (let attempt = 0; ; attempt++) {
       try {
         const images: GeneratedImage[] = [];
@@ -824,6 +856,7 @@ export class RunDriver {
       } catch (err) {
         if (signal.aborted) throw signal.reason;
         if (err instanceof ConnectError && err.code === Code.FailedPrecondition) {
+          unreachableSince = 0;
           const waited = Date.now() - started;
           if (waited > options.peerRetryMs) {
             throw new StageError(
@@ -836,11 +869,11 @@ export class RunDriver {
             );
           }
         } else if (isTransient(err)) {
-          if (Date.now() - lastTransientOk > options.peerRetryMs) throw err;
+          unreachableSince ||= Date.now();
+          if (Date.now() - unreachableSince > options.peerRetryMs) throw err;
         } else {
           throw err;
         }
-        if (!isTransient(err)) lastTransientOk = Date.now();
         await sleep(backoffMs(attempt, 250, 5_000), signal);
       }
     }

@@ -1,7 +1,6 @@
-import { create, toBinary } from "@bufbuild/protobuf";
-import { timestampNow } from "@bufbuild/protobuf/wkt";
-import type { EventLog } from "@idpo/bus";
-import { type Run, RunEventSchema, RunStage, RunState } from "@idpo/proto";
+import type { Bus } from "@idpo/bus";
+import { publishRunEvent } from "@idpo/mesh";
+import { type Run, RunStage, RunState } from "@idpo/proto";
 
 /** The deterministic event id of a run's state change: a run passes each (state, stage, iteration) once. */
 export function stateEventId(run: Run): string {
@@ -12,11 +11,10 @@ export function stateEventId(run: Run): string {
  * Publishes `run_state_changed` for the run's current state. Publishing the same state again (a retry, or a
  * restarted controller) is de-duplicated by its event id.
  */
-export async function publishRunState(events: EventLog, run: Run): Promise<void> {
-  const ev = create(RunEventSchema, {
+export async function publishRunState(bus: Pick<Bus, "events">, run: Run): Promise<void> {
+  await publishRunEvent(bus, {
     eventId: stateEventId(run),
     runId: run.runId,
-    time: timestampNow(),
     payload: {
       case: "runStateChanged",
       value: {
@@ -26,8 +24,5 @@ export async function publishRunState(events: EventLog, run: Run): Promise<void>
         message: run.state === RunState.FAILED ? run.error : (run.progress?.message ?? ""),
       },
     },
-  });
-  await events.publish(`idpo.events.${run.runId}.run_state_changed`, toBinary(RunEventSchema, ev), {
-    msgId: ev.eventId,
   });
 }

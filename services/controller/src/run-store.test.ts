@@ -71,7 +71,7 @@ describe("RunStore", () => {
     const ac = new AbortController();
     const seen: RunState[] = [];
     const done = (async () => {
-      for await (const r of store.watch("w", ac.signal)) seen.push(r.state);
+      for await (const r of store.watch("w", ac.signal)) seen.push(r.run.state);
     })();
     // A key that shares the prefix must not leak into the watch of "w".
     await store.create(create(RunSchema, { runId: "w2", state: RunState.FAILED }));

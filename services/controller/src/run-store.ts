@@ -90,10 +90,10 @@ export class RunStore {
   }
 
   /**
-   * Yields the run now and after every stored change, until `signal` aborts or the run is terminal (the
-   * terminal state is yielded). Returns at once (yielding nothing) if the run does not exist.
+   * Yields the run (with its revision) now and after every stored change, until `signal` aborts or the run
+   * is terminal (the terminal state is yielded). Waits for the run to appear if it does not exist yet.
    */
-  async *watch(runId: string, signal: AbortSignal): AsyncGenerator<Run> {
+  async *watch(runId: string, signal: AbortSignal): AsyncGenerator<StoredRun> {
     const key = runKey(runId);
     const w = await this.state.watch(key, { includeExisting: true });
     const onAbort = () => w.stop();
@@ -106,7 +106,7 @@ export class RunStore {
         lastRevision = change.revision;
         if (change.op === "delete") return;
         const run = this.decode(key, change.value);
-        yield run;
+        yield { run, revision: change.revision };
         if (isTerminal(run.state)) return;
       }
     } finally {

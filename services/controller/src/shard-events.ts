@@ -1,4 +1,4 @@
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import {
   type Bus,
   type Delivery,
@@ -6,14 +6,8 @@ import {
   RevisionConflictError,
   type Subscription,
 } from "@idpo/bus";
-import {
-  PairsReadySchema,
-  ProgressSchema,
-  type RunEvent,
-  RunEventSchema,
-  RunStage,
-  RunState,
-} from "@idpo/proto";
+import { decodeRunEvent } from "@idpo/mesh";
+import { PairsReadySchema, ProgressSchema, RunStage, RunState } from "@idpo/proto";
 import type { Logger } from "@idpo/runtime";
 import { RUN_ID_PATTERN } from "./run-config.js";
 import { publishRunState } from "./run-events.js";
@@ -25,18 +19,9 @@ export const PAIRS_READY_CONSUMER = "controller";
 /** Durable consumer of shard_failed events. */
 export const SHARD_FAILED_CONSUMER = "controller-shard-failed";
 
-function decodeEvent(msg: Delivery, kind: RunEvent["payload"]["case"]): RunEvent {
-  let ev: RunEvent;
-  try {
-    ev = fromBinary(RunEventSchema, msg.data);
-  } catch (err) {
-    throw new MalformedMessageError(`${msg.subject}: not a RunEvent (${(err as Error).message})`);
-  }
-  if (ev.payload.case !== kind) {
-    throw new MalformedMessageError(
-      `${msg.subject}: event ${ev.eventId} carries ${ev.payload.case ?? "no payload"}, not ${kind}`,
-    );
-  }
+/** Decodes a delivered event of `kind`, checking that it belongs to the run its subject names. */
+function decodeEvent<K extends "pairsReady" | "shardFailed">(msg: Delivery, kind: K) {
+  const ev = decodeRunEvent(msg.data, kind);
   const subjectRun = msg.subject.split(".")[2];
   if (!RUN_ID_PATTERN.test(ev.runId) || ev.runId !== subjectRun) {
     throw new MalformedMessageError(
@@ -60,7 +45,7 @@ export async function subscribeShardEvents(
     { consumer: PAIRS_READY_CONSUMER, filter: "idpo.events.*.pairs_ready", concurrency: 4 },
     async (msg) => {
       const ev = decodeEvent(msg, "pairsReady");
-      const p = ev.payload.value as Extract<RunEvent["payload"], { case: "pairsReady" }>["value"];
+      const p = ev.payload.value;
       const expected = shardArtifact(ev.runId, p.iteration, p.shardIndex);
       if (p.iteration < 1 || p.artifact !== expected) {
         throw new MalformedMessageError(
@@ -99,7 +84,7 @@ export async function subscribeShardEvents(
     { consumer: SHARD_FAILED_CONSUMER, filter: "idpo.events.*.shard_failed" },
     async (msg) => {
       const ev = decodeEvent(msg, "shardFailed");
-      const p = ev.payload.value as Extract<RunEvent["payload"], { case: "shardFailed" }>["value"];
+      const p = ev.payload.value;
       const stored = await store.get(ev.runId);
       if (!stored || isTerminal(stored.run.state)) return;
       if (await bus.state.get(shardKey(ev.runId, p.iteration, p.shardIndex))) {
@@ -123,7 +108,7 @@ export async function subscribeShardEvents(
       });
       if (res.changed) {
         logger.error("run failed", { runId: ev.runId, error: message });
-        await publishRunState(bus.events, res.run);
+        await publishRunState(bus, res.run);
       }
     },
   );
