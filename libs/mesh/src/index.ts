@@ -21,8 +21,6 @@ export {
   publishRunEvent,
   type RunEventKind,
   replicaConsumerName,
-  runEventKindToken,
-  runEventSubject,
   subscribeCheckpointPublished,
 } from "./run-events.js";
 export { closeSharedBus, sharedBus } from "./shared-bus.js";

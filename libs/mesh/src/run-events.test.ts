@@ -5,12 +5,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { type Bus, decodeReport, openBus } from "@idpo/bus";
 import { type CheckpointPublished, ModelKind, type RunEvent, RunEventSchema } from "@idpo/proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  publishRunEvent,
-  replicaConsumerName,
-  runEventSubject,
-  subscribeCheckpointPublished,
-} from "./run-events.js";
+import { publishRunEvent, replicaConsumerName, subscribeCheckpointPublished } from "./run-events.js";
 
 let bus: Bus;
 
@@ -27,12 +22,6 @@ async function until(cond: () => boolean): Promise<void> {
 }
 
 describe("run events", () => {
-  it("names subjects after the payload case in snake_case", () => {
-    expect(runEventSubject("r1", "pairsReady")).toBe("idpo.events.r1.pairs_ready");
-    expect(runEventSubject("r1", "checkpointPublished")).toBe("idpo.events.r1.checkpoint_published");
-    expect(runEventSubject("r1", "runStateChanged")).toBe("idpo.events.r1.run_state_changed");
-  });
-
   it("makes consumer names that are valid durable names", () => {
     expect(replicaConsumerName("improver")).toMatch(/^improver-[A-Za-z0-9_-]+-\d+$/);
   });

@@ -1,38 +1,27 @@
 import { hostname } from "node:os";
-import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
-import { timestampNow } from "@bufbuild/protobuf/wkt";
-import { type Bus, MalformedMessageError, type PublishAck, type Subscription } from "@idpo/bus";
+import { fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import {
+  type Bus,
+  MalformedMessageError,
+  type PublishAck,
+  publishRunEvent as publishOnLog,
+  type RunEventCase,
+  type Subscription,
+} from "@idpo/bus";
 import { type CheckpointPublished, type RunEvent, RunEventSchema } from "@idpo/proto";
 
 /** The oneof case of a RunEvent payload, e.g. "pairsReady". */
-export type RunEventKind = NonNullable<RunEvent["payload"]["case"]>;
-
-/** snake_case subject token of a payload case: "pairsReady" → "pairs_ready". */
-export function runEventKindToken(kind: RunEventKind): string {
-  return kind.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-}
-
-/** Subject of a run event: `idpo.events.<runId>.<kind in snake_case>`. */
-export function runEventSubject(runId: string, kind: RunEventKind): string {
-  return `idpo.events.${runId}.${runEventKindToken(kind)}`;
-}
+export type RunEventKind = RunEventCase;
 
 /**
- * Publishes a run event with Nats-Msg-Id = its event id (so a retried publish is stored once).
- * `time` defaults to now. Returns the bus's acknowledgement.
+ * Publishes a run event with Nats-Msg-Id = its event id (so a retried publish is stored once), on
+ * `idpo.events.<runId>.<kind>`. `time` defaults to now. Returns the bus's acknowledgement.
  */
-export async function publishRunEvent(
+export function publishRunEvent(
   bus: Pick<Bus, "events">,
   init: MessageInitShape<typeof RunEventSchema>,
 ): Promise<PublishAck> {
-  const event = create(RunEventSchema, { time: timestampNow(), ...init });
-  const kind = event.payload.case;
-  if (!kind) throw new Error(`run event ${event.eventId}: no payload set`);
-  if (!event.eventId) throw new Error("run event: event_id is required (it is the de-duplication key)");
-  if (!event.runId) throw new Error(`run event ${event.eventId}: run_id is required`);
-  return bus.events.publish(runEventSubject(event.runId, kind), toBinary(RunEventSchema, event), {
-    msgId: event.eventId,
-  });
+  return publishOnLog(bus.events, init);
 }
 
 /** Decodes a delivered run event; undecodable bytes or a payload other than `kind` are malformed. */
