@@ -46,18 +46,39 @@ export function sliceInfo(backend: BackendWasm, x: Info, begin: number[], size: 
     heap.copyWithin(dst, src + offset, src + offset + total * bytes);
     return out;
   }
-  // Copy runs along the last axis; iterate the other axes with an odometer.
-  const run = size[rank - 1] * bytes;
-  const runs = total / size[rank - 1];
-  const index = new Array<number>(Math.max(rank - 1, 0)).fill(0);
+  // Contiguous runs span the innermost partial axis and every full axis inside it.
+  let inner = rank - 1;
+  while (inner > 0 && size[inner] === x.shape[inner]) inner--;
+  const runElems = size[inner] * (inner + 1 < rank ? strides[inner] : 1);
+  const runs = total / runElems;
+  const index = new Array<number>(inner).fill(0);
   let written = dst;
+  if (runElems < 32) {
+    // Short runs: an element loop beats one copyWithin call per run.
+    const from = backend.typedArrayFromHeap(x) as Typed;
+    const to = backend.typedArrayFromHeap(out) as Typed;
+    let o = 0;
+    for (let r = 0; r < runs; r++) {
+      let offset = begin[inner] * (inner + 1 < rank ? strides[inner] : 1);
+      for (let d = 0; d < inner; d++) offset += (begin[d] + index[d]) * strides[d];
+      for (let j = 0; j < runElems; j++) to[o + j] = from[offset + j];
+      o += runElems;
+      for (let d = inner - 1; d >= 0; d--) {
+        index[d]++;
+        if (index[d] < size[d]) break;
+        index[d] = 0;
+      }
+    }
+    return out;
+  }
+  const run = runElems * bytes;
   for (let r = 0; r < runs; r++) {
-    let offset = begin[rank - 1];
-    for (let d = 0; d < rank - 1; d++) offset += (begin[d] + index[d]) * strides[d];
+    let offset = begin[inner] * (inner + 1 < rank ? strides[inner] : 1);
+    for (let d = 0; d < inner; d++) offset += (begin[d] + index[d]) * strides[d];
     const from = src + offset * bytes;
     heap.copyWithin(written, from, from + run);
     written += run;
-    for (let d = rank - 2; d >= 0; d--) {
+    for (let d = inner - 1; d >= 0; d--) {
       index[d]++;
       if (index[d] < size[d]) break;
       index[d] = 0;
