@@ -246,6 +246,41 @@ describe("idpo wasm kernels match the cpu backend", () => {
     expect(await relativeError(tf.Transpose, inputs, { perm: c.perm })).toBe(0);
   });
 
+  it.each([
+    {
+      shapes: [
+        [2, 4, 4, 3],
+        [2, 4, 4, 5],
+      ],
+      axis: 3,
+    },
+    {
+      shapes: [
+        [3, 70],
+        [3, 90],
+        [3, 1],
+      ],
+      axis: 1,
+    },
+    {
+      shapes: [
+        [1, 5],
+        [4, 5],
+      ],
+      axis: 0,
+    },
+    {
+      shapes: [
+        [2, 0, 3],
+        [2, 4, 3],
+      ],
+      axis: 1,
+    },
+  ])("Concat shapes=$shapes axis=$axis", async (c) => {
+    const inputs = c.shapes.map((shape) => ({ shape }));
+    expect(await relativeError(tf.Concat, inputs, { axis: c.axis })).toBe(0);
+  });
+
   it("Identity shares the buffer and releases it with the last reference", async () => {
     await tf.setBackend("wasm");
     const buffers = tf.engine().backend.numDataIds();
@@ -299,6 +334,7 @@ describe("idpo wasm kernels match the cpu backend", () => {
     await expectNoLeak(tf.Sum, { x: { shape: [4, 16, 8, 3] } }, { axis: [0, 1, 2], keepDims: false });
     await expectNoLeak(tf.Transpose, { x: { shape: [32, 4, 4, 6] } }, { perm: [3, 1, 2, 0] });
     await expectNoLeak(tf.Transpose, { x: { shape: [5, 1, 3] } }, { perm: [1, 0, 2] });
+    await expectNoLeak(tf.Concat, [{ shape: [2, 4, 4, 3] }, { shape: [2, 4, 4, 5] }], { axis: 3 });
     await expectNoLeak(tf.Identity, { x: { shape: [4, 3] } }, {});
     await expectNoLeak(tf.SplitV, { x: { shape: [4, 6, 10] } }, { numOrSizeSplits: [3, 3], axis: 1 });
     await expectNoLeak(

@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { batchMatMulConfig } from "./kernels/batch-matmul.js";
+import { concatConfig } from "./kernels/concat.js";
 import { conv2DBackpropFilterConfig } from "./kernels/conv2d-backprop-filter.js";
 import { conv2DBackpropInputConfig } from "./kernels/conv2d-backprop-input.js";
 import { identityConfig } from "./kernels/identity.js";
@@ -21,6 +22,7 @@ const CONFIGS: tf.KernelConfig[] = [
   sumConfig,
   meanConfig,
   transposeConfig,
+  concatConfig,
 ];
 
 let registered = false;
