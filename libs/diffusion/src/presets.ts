@@ -8,9 +8,9 @@ export type PresetName = "tiny" | "shapes16" | "shapes32";
 /**
  * Built-in architectures (policy form; improverFromPolicy adds the condition channels).
  * - tiny: unit tests and smoke runs, S = 16, 47k weights.
- * - shapes16: the default shapes world, S = 16, 736k weights of which the UNet has 667k (the
+ * - shapes16: the default shapes world, S = 16, 742k weights of which the UNet has 673k (the
  *   reference's UNet had 613k).
- * - shapes32: the shapes world at S = 32, one more level, 968k weights.
+ * - shapes32: the shapes world at S = 32, one more level, 974k weights.
  */
 export function preset(name: PresetName): DiffusionConfig {
   const vocab = shapesVocabulary();

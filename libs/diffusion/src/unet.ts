@@ -150,6 +150,25 @@ function walkUNet<H>(cfg: UNetConfig, v: UNetVisitor<H>, input: H): H {
 }
 
 /**
+ * `[n, n·length]` block matrix whose product with the token rows is each prompt's mean over its real
+ * tokens (all positions for the null prompt, matching the attention rule). Built on the host: a 2-D
+ * matmul instead of a masked reduction.
+ */
+function poolingMatrix(text: TextEmbedding): tf.Tensor2D {
+  const { n, length, mask } = text;
+  const m = new Float32Array(n * n * length);
+  for (let i = 0; i < n; i++) {
+    let count = 0;
+    for (let j = 0; j < length; j++) count += mask[i * length + j] > 0 ? 1 : 0;
+    for (let j = 0; j < length; j++) {
+      const w = count === 0 ? 1 / length : mask[i * length + j] > 0 ? 1 / count : 0;
+      m[i * n * length + i * length + j] = w;
+    }
+  }
+  return tf.tensor2d(m, [n, n * length]);
+}
+
+/**
  * 2× nearest-neighbour upsampling as a broadcast (reshape, add zeros, reshape): its gradient is a
  * plain sum. tfjs-backend-cpu's ResizeNearestNeighborGrad is wrong for batches larger than one.
  */
@@ -180,6 +199,8 @@ export function buildUNetParams(b: ParamBuilder, cfg: UNetConfig): void {
   b.zeros("unet.time.fc1.b", [tdim]);
   b.fanIn("unet.time.fc2.w", [tdim, tdim], tdim);
   b.zeros("unet.time.fc2.b", [tdim]);
+  b.fanIn("unet.text_pool.w", [cfg.textDim, tdim], cfg.textDim);
+  b.zeros("unet.text_pool.b", [tdim]);
   walkUNet<null>(
     cfg,
     {
@@ -245,11 +266,17 @@ export function unetForward(
     const p = (name: string) => param(params, name);
     const n = x.shape[0];
     const sinus = timestepEmbedding(t, cfg.baseChannels);
-    const temb = linear(
-      silu(linear(sinus, p("unet.time.fc1.w"), p("unet.time.fc1.b"))),
-      p("unet.time.fc2.w"),
-      p("unet.time.fc2.b"),
-    );
+    // The pooled prompt is added to the timestep embedding (as Imagen and SDXL do): a direct, global
+    // conditioning path next to cross-attention, so global attributes (colour, size) are easy to learn.
+    const pooled = linear(poolingMatrix(text), text.tokens);
+    const temb = tf.add(
+      linear(
+        silu(linear(sinus, p("unet.time.fc1.w"), p("unet.time.fc1.b"))),
+        p("unet.time.fc2.w"),
+        p("unet.time.fc2.b"),
+      ),
+      linear(pooled, p("unet.text_pool.w"), p("unet.text_pool.b")),
+    ) as tf.Tensor2D;
     // Every ResBlock consumes SiLU(temb); compute it once.
     const tact = silu(temb);
     const conv = (name: string, h: tf.Tensor4D, stride = 1): tf.Tensor4D =>
