@@ -10,4 +10,4 @@ export {
   generatorDefinition,
   generatorService,
 } from "./generator-service.js";
-export { decodeShardTask, pairsReadyEventId, type ShardOutcome, shardFailedEventId } from "./shard-worker.js";
+export { decodeShardTask, pairsReadyEventId, type ShardOutcome } from "./shard-worker.js";

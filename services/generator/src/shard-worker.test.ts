@@ -266,16 +266,16 @@ describe("pair-shard worker (generator + improver on the embedded bus)", () => {
     await until("three terminations", () => (terminated.length >= 3 ? true : undefined));
     const byId = Object.fromEntries(terminated.map((r) => [r.msgId, r]));
     expect(byId.junk).toMatchObject({ reason: "malformed", deliveryCount: 1 });
-    expect(byId.junk.error).toMatch(/undecodable PairShardTask/);
+    expect(byId.junk.error).toMatch(/not a PairShardTask/);
     expect(byId.mismatch).toMatchObject({ reason: "malformed" });
-    expect(byId.mismatch.error).toMatch(/counts mismatch: 3 prompts but 1 seeds/);
+    expect(byId.mismatch.error).toMatch(/seeds: 1 seeds for 3 prompts/);
     expect(byId["missing-policy"]).toMatchObject({ reason: "max-deliver", deliveryCount: 2 });
     expect(byId["missing-policy"].error).toMatch(/runs\/s1\/missing.* is not in the artifact store/);
     const failed = (shard: number) =>
       events.find((e) => e.payload.case === "shardFailed" && e.payload.value.shardIndex === shard);
     const f5 = await until("shard_failed 5", () => failed(5));
     const f6 = await until("shard_failed 6", () => failed(6));
-    expect(f5.eventId).toBe(`${RUN}/iter-1/shard-failed/5`);
+    expect(f5.eventId).toBe(`${RUN}/iter-1/shard-failed/shard-5`);
     expect(f5.payload.value).toMatchObject({ iteration: 1, deliveries: 1 });
     expect(f6.payload.value).toMatchObject({ iteration: 1, deliveries: 2 });
     expect(await bus.artifacts.info(pairShardArtifact(RUN, 1, 6))).toBeUndefined();

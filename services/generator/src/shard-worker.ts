@@ -1,8 +1,10 @@
-import { create, fromBinary } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import {
   type Bus,
+  consumeShards,
   type Delivery,
+  decodePairShardTask,
   MalformedMessageError,
   type Subscription,
   type TerminationReport,
@@ -25,7 +27,6 @@ import {
   type ImproveImagesResponse,
   type ImproverService,
   type PairShardTask,
-  PairShardTaskSchema,
 } from "@idpo/proto";
 import { type Logger, tracer } from "@idpo/runtime";
 import { SpanStatusCode } from "@opentelemetry/api";
@@ -83,32 +84,22 @@ export interface ShardWorkerDeps {
 
 const SHARD_FORMAT = "idpo-pair-shard/1";
 const MAX_PROMPTS = 65_536;
-const RUN_ID = /^[A-Za-z0-9_=:@-]+$/;
 /** ImproveImages attempts per chunk when the improver serves another checkpoint than the task's. */
 const IMPROVER_SWITCH_ATTEMPTS = 4;
 
-/** Decodes and validates a PairShardTask; anything wrong is a MalformedMessageError naming the field. */
+/**
+ * Decodes a PairShardTask with the bus's structural checks, then the generator's own limits (sizes,
+ * checkpoint ids, sampling ranges); anything wrong is a MalformedMessageError naming the field.
+ */
 export function decodeShardTask(data: Uint8Array): PairShardTask {
-  let t: PairShardTask;
-  try {
-    t = fromBinary(PairShardTaskSchema, data);
-  } catch (e) {
-    throw new MalformedMessageError(`undecodable PairShardTask: ${(e as Error).message}`);
-  }
+  return checkShardTask(decodePairShardTask(data));
+}
+
+/** The generator's limits on a structurally valid task. */
+function checkShardTask(t: PairShardTask): PairShardTask {
   const bad = (msg: string) =>
     new MalformedMessageError(`PairShardTask ${t.outputArtifact || "(no output_artifact)"}: ${msg}`);
-  if (!RUN_ID.test(t.runId)) throw bad(`run_id ${JSON.stringify(t.runId)} must match [A-Za-z0-9_=:@-]+`);
-  if (t.iteration < 1) throw bad("iteration must be ≥ 1");
-  if (t.shardCount > 0 && t.shardIndex >= t.shardCount) {
-    throw bad(`shard_index ${t.shardIndex} is not below shard_count ${t.shardCount}`);
-  }
-  if (t.prompts.length === 0) throw bad("prompts: at least one prompt is required");
   if (t.prompts.length > MAX_PROMPTS) throw bad(`prompts: ${t.prompts.length} is more than ${MAX_PROMPTS}`);
-  if (t.seeds.length !== t.prompts.length) {
-    throw bad(
-      `counts mismatch: ${t.prompts.length} prompts but ${t.seeds.length} seeds (need one seed per pair)`,
-    );
-  }
   for (let i = 0; i < t.seeds.length; i++) {
     if (t.seeds[i] > BigInt(Number.MAX_SAFE_INTEGER))
       throw bad(`seeds[${i}]: ${t.seeds[i]} exceeds ${Number.MAX_SAFE_INTEGER}`);
@@ -119,7 +110,6 @@ export function decodeShardTask(data: Uint8Array): PairShardTask {
     ["policy_checkpoint_id", t.policyCheckpointId],
     ["improver_checkpoint_id", t.improverCheckpointId],
   ] as const) {
-    if (field === "policy_checkpoint_id" && id === "") throw bad("policy_checkpoint_id: required");
     if (id === "") continue;
     try {
       checkpointArtifact(id);
@@ -149,11 +139,6 @@ export function decodeShardTask(data: Uint8Array): PairShardTask {
 /** Event id of a shard's pairs_ready (the de-duplication key): `<run>/iter-<k>/pairs-ready/<i>`. */
 export function pairsReadyEventId(t: Pick<PairShardTask, "runId" | "iteration" | "shardIndex">): string {
   return `${t.runId}/iter-${t.iteration}/pairs-ready/${t.shardIndex}`;
-}
-
-/** Event id of a shard's shard_failed: `<run>/iter-<k>/shard-failed/<i>`. */
-export function shardFailedEventId(t: Pick<PairShardTask, "runId" | "iteration" | "shardIndex">): string {
-  return `${t.runId}/iter-${t.iteration}/shard-failed/${t.shardIndex}`;
 }
 
 /** Mean over pairs and pixels of the RGB Euclidean distance between winner and loser. */
@@ -409,9 +394,10 @@ export function startShardWorker(deps: ShardWorkerDeps): Promise<Subscription> {
     }
   }
 
-  return bus.work.consume(
-    async (msg) => {
-      const t = decodeShardTask(msg.data);
+  return consumeShards(
+    bus,
+    async (task, msg) => {
+      const t = checkShardTask(task);
       const heartbeat = setInterval(() => msg.working(), config.heartbeatMs);
       try {
         await tracer().startActiveSpan(
@@ -449,29 +435,6 @@ export function startShardWorker(deps: ShardWorkerDeps): Promise<Subscription> {
     },
     {
       concurrency: config.workers,
-      beforeTerminate: async (report) => {
-        // Leniently decoded: a task that failed validation still names its run, which must hear of it.
-        let t: PairShardTask;
-        try {
-          t = fromBinary(PairShardTaskSchema, report.data);
-        } catch {
-          return; // Not attributable to a run: the bus's termination report is all there is.
-        }
-        if (!RUN_ID.test(t.runId)) return;
-        await publishRunEvent(bus, {
-          eventId: shardFailedEventId(t),
-          runId: t.runId,
-          payload: {
-            case: "shardFailed",
-            value: {
-              iteration: t.iteration,
-              shardIndex: t.shardIndex,
-              deliveries: report.deliveryCount,
-              reason: report.error,
-            },
-          },
-        });
-      },
       onTerminated: (report) => {
         logger.error("pair shard terminated", {
           reason: report.reason,
