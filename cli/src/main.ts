@@ -1,5 +1,9 @@
 import { Command, CommanderError } from "commander";
+import { benchCommand } from "./commands/bench.js";
 import { dataCommand } from "./commands/data.js";
+import { improveCommand } from "./commands/improve.js";
+import { quickstartCommand } from "./commands/quickstart.js";
+import { runCommand } from "./commands/run.js";
 import { serveCommand } from "./commands/serve.js";
 import { UsageError } from "./errors.js";
 
@@ -13,6 +17,10 @@ export function program(): Command {
     .showHelpAfterError("(run with --help for usage)");
   p.addCommand(serveCommand());
   p.addCommand(dataCommand());
+  p.addCommand(quickstartCommand());
+  p.addCommand(runCommand());
+  p.addCommand(improveCommand());
+  p.addCommand(benchCommand());
   return p;
 }
 
