@@ -102,7 +102,7 @@ describe("markdown tables", () => {
           validation: [0.5, 0.4],
           validationCi: [0.01, 0.01],
           validationVendi: [2, 1.5],
-          trainMetrics: [],
+          trainMetrics: [{ implicit_acc: 0.97, raw_model_loss: 0.1125, ref_loss: 0.1 }],
           checkpoints: ["a"],
         },
         {
@@ -121,9 +121,9 @@ describe("markdown tables", () => {
       modelKey: "dpo",
     };
     const t = tuningTable(r).split("\n");
-    expect(t[2]).toBe("| faithful | none | 0.500 ± 0.010 | 0.400 ± 0.010 | −0.100 | 1.50 |");
+    expect(t[2]).toBe("| faithful | none | 0.500 ± 0.010 | 0.400 ± 0.010 | −0.100 | 1.50 | 0.97 | +0.0125 |");
     expect(t[3]).toBe(
-      "| **early stopping** (chosen) | keep best | 0.500 ± 0.010 | 0.550 ± 0.020 | +0.050 | 2.10 |",
+      "| **early stopping** (chosen) | keep best | 0.500 ± 0.010 | 0.550 ± 0.020 | +0.050 | 2.10 | — | — |",
     );
   });
 });

@@ -180,16 +180,23 @@ export function tuningTable(results: PaperResults): string {
   const iters = Math.max(...t.variants.map((v) => v.validation.length));
   const headers = ["variant", "change"];
   for (let k = 0; k < iters; k++) headers.push(k === 0 ? "start" : `iter ${k}`);
-  headers.push("best Δ vs start", "Vendi (last)");
+  headers.push("last Δ vs start", "Vendi (last)", "implicit_acc (last job)", "raw − ref ε-MSE (last job)");
   const body = t.variants.map((v) => {
     const cells = [v.key === t.chosen ? `**${v.label}** (chosen)` : v.label, v.change];
     for (let k = 0; k < iters; k++) {
       cells.push(k < v.validation.length ? fmtReward(v.validation[k], v.validationCi[k] ?? 0) : "");
     }
-    const best = Math.max(...v.validation.slice(1));
-    cells.push(v.validation.length > 1 ? fmtDelta(best - v.validation[0]) : "—");
+    const last = v.validation[v.validation.length - 1];
+    cells.push(v.validation.length > 1 ? fmtDelta(last - v.validation[0]) : "—");
     cells.push(
       v.validationVendi.length > 0 ? fmtVendi(v.validationVendi[v.validationVendi.length - 1]) : "—",
+    );
+    const m = v.trainMetrics[v.trainMetrics.length - 1] ?? {};
+    cells.push(m.implicit_acc === undefined ? "—" : m.implicit_acc.toFixed(2));
+    cells.push(
+      m.raw_model_loss === undefined || m.ref_loss === undefined
+        ? "—"
+        : fmtDelta(m.raw_model_loss - m.ref_loss, 4),
     );
     return cells;
   });
