@@ -1,6 +1,7 @@
 import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
+import { decodeReport, type TerminationReport } from "@idpo/bus";
 import {
   type ControllerService,
   JobKind,
@@ -348,6 +349,40 @@ describe("controller", () => {
     await reject(client.cancelRun({ runId: "nope" }), Code.NotFound, "run_id");
     await reject(client.listRuns({ pageToken: "garbage" }), Code.InvalidArgument, "page_token");
     await client.cancelRun({ runId: "idem" });
+  });
+
+  it("terminates and reports a malformed pairs_ready instead of crashing", async () => {
+    mesh = await new FakeMesh().start();
+    const { client } = await mesh.controller();
+    await client.createRun({ runId: "mal", config: config({ iterations: 1 }) });
+    const reports: TerminationReport[] = [];
+    const sub = await mesh.bus.events.subscribe(
+      { consumer: "check-reports", filter: "idpo.reports.events.controller" },
+      (msg) => {
+        reports.push(decodeReport(msg));
+      },
+    );
+    await mesh.bus.events.publish("idpo.events.mal.pairs_ready", new Uint8Array([0xff, 0x01, 0x02]), {
+      msgId: "junk-1",
+    });
+    const wrongArtifact = create(RunEventSchema, {
+      eventId: "mal/iter-1/pairs-ready/0/forged",
+      runId: "mal",
+      payload: {
+        case: "pairsReady",
+        value: { iteration: 1, shardIndex: 0, artifact: "elsewhere.pairs", pairCount: 4 },
+      },
+    });
+    await mesh.bus.events.publish("idpo.events.mal.pairs_ready", toBinary(RunEventSchema, wrongArtifact), {
+      msgId: wrongArtifact.eventId,
+    });
+    const { last } = await follow(client, "mal");
+    for (let i = 0; i < 50 && reports.length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+    await sub.stop();
+    expect(last.state, last.error).toBe(RunState.SUCCEEDED);
+    expect(reports.map((r) => r.reason)).toEqual(["malformed", "malformed"]);
+    expect(reports[0].error).toContain("undecodable RunEvent");
+    expect(reports[1].error).toContain('names artifact "elsewhere.pairs"');
   });
 
   it("lists runs newest first, page by page", async () => {
