@@ -329,7 +329,7 @@ export class FakeMesh {
     const def = controllerServiceWith({
       bus: async () => bus,
       peers: this.peers,
-      options: { progressIntervalMs: 0, loadWaitMs: 20, jobPollMs: 10, peerRetryMs: 5_000, ...options },
+      options: { progressIntervalMs: 50, loadWaitMs: 20, jobPollMs: 10, peerRetryMs: 5_000, ...options },
     });
     const built = await buildServer(def, { env: { IDPO_LOG_LEVEL: "error" }, logger: quietLogger });
     this.controllers.push(built);
