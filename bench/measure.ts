@@ -8,6 +8,7 @@
  */
 import { loadavg } from "node:os";
 import {
+  type BackendName,
   cloneModel,
   createModel,
   type DiffusionModel,
@@ -15,6 +16,7 @@ import {
   type ImageBatch,
   improve,
   improverFromPolicy,
+  initBackend,
   type PreferenceBatch,
   preset,
   Rng,
@@ -22,7 +24,6 @@ import {
   Trainer,
 } from "@idpo/diffusion";
 import * as tf from "@tensorflow/tfjs-core";
-import { type BackendName, initBackend } from "../libs/diffusion/src/backend/index.js";
 import { modelCost } from "./flops.js";
 
 /** Settings of one measurement run. */
