@@ -40,6 +40,9 @@ export function modelCost(cfg: DiffusionConfig): ModelCost {
   const tdim = u.timeEmbedDim;
   dense(1, u.baseChannels, tdim, true);
   dense(1, tdim, tdim, true);
+  // The pooled prompt (mean of the real tokens) projected into the timestep embedding.
+  flops += L * u.textDim;
+  dense(1, u.textDim, tdim, true);
   const res = (hw: number, cin: number, cout: number) => {
     norm(cin);
     conv(hw, 3, cin, cout);

@@ -150,7 +150,7 @@ interface Timing {
 
 /**
  * Calls `warmup` (default `fn`) once, then `fn` repeatedly until `minSeconds` have passed (at least
- * twice). A shorter warm-up with the same shapes (e.g. 2 sampling steps) primes the kernels' caches.
+ * once). A shorter warm-up with the same shapes (e.g. 2 sampling steps) primes the kernels' caches.
  */
 async function timeIt(
   fn: () => Promise<void> | void,
@@ -162,7 +162,7 @@ async function timeIt(
   const start = performance.now();
   const cpu = process.cpuUsage();
   let elapsed = 0;
-  while (calls < 2 || elapsed < minSeconds) {
+  while (calls < 1 || elapsed < minSeconds) {
     await fn();
     calls++;
     elapsed = (performance.now() - start) / 1000;

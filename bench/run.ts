@@ -7,6 +7,7 @@
  *
  * Options: --only wasm-1,wasm-2,cpu,tensorflow,tensorflow-gpu,torch-1,torch-2 (default: all available)
  *          --min-seconds N (per measurement, default 6)  --profile (per-kernel profile of the wasm runs)
+ * Environment: IDPO_BENCH_PYTHON overrides the interpreter of the PyTorch reference.
  */
 import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -20,7 +21,8 @@ import type { BackendResult, KernelTime, Measurement } from "./measure.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = dirname(here);
-const PYTHON = "/usr/bin/python3";
+/** Interpreter of the PyTorch reference (Debian's python3-torch lives under /usr/bin/python3). */
+const PYTHON = process.env.IDPO_BENCH_PYTHON ?? "/usr/bin/python3";
 
 /** One column of the table. */
 interface Column {
