@@ -131,14 +131,15 @@ async function main(): Promise<void> {
   }
   for (const t of threads)
     columns.push({ id: `wasm-${t}`, kind: "tfjs", backend: "wasm", threads: t, ...full });
+  // The pure-JS cpu backend is ~20× slower: small batches keep its column to a few minutes.
   columns.push({
     id: "cpu",
     kind: "tfjs",
     backend: "cpu",
     threads: 1,
-    forwardBatch: 8,
-    sampleImages: 4,
-    trainPairs: 2,
+    forwardBatch: 4,
+    sampleImages: 2,
+    trainPairs: 1,
   });
   const missing = torchMissing();
   if (missing == null) {
@@ -272,7 +273,7 @@ async function main(): Promise<void> {
   }
   console.log("");
   console.log(
-    "  sizes: forward batch 32, sampling/improver 32 images (cpu: 8, 4), DPO 16 pairs per step (cpu: 2); " +
+    "  sizes: forward batch 32, sampling/improver 32 images, DPO 16 pairs per step (cpu: 4, 2, 1); " +
       "training FLOPs = 2 images × (3 policy + 1 reference forwards) per pair",
   );
   console.log(
