@@ -64,7 +64,15 @@ describe("quickstart (in-process mesh) and run tracing", () => {
     expect(progress).toMatch(/loss \d/);
     expect(progress).toContain("generate · iteration 1/1");
     expect(result.reportDir).toBe(join(dir, "report"));
-    for (const f of ["metrics.json", "rewards.txt", "rewards.png", "pairs-iter-1.png", "samples.png"]) {
+    expect(readFileSync(join(dir, "report", "services.log"), "utf8")).toContain('"msg":"run succeeded"');
+    for (const f of [
+      "metrics.json",
+      "rewards.txt",
+      "rewards.png",
+      "pairs-iter-1.png",
+      "samples.png",
+      "services.log",
+    ]) {
       expect(existsSync(join(dir, "report", f)), f).toBe(true);
     }
     const metrics = JSON.parse(readFileSync(join(dir, "report", "metrics.json"), "utf8"));

@@ -3,6 +3,7 @@
  * suite's nats-server, drive a tiny iterative DPO run to the end; the second test crashes the generator
  * (SIGKILL) in the middle of an iteration and restarts it.
  */
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { join } from "node:path";
@@ -166,6 +167,20 @@ describe("the mesh end to end (separate processes, real NATS)", () => {
     expect(created.run!.state).toBe(RunState.PENDING);
     const run = await follow(mesh, "e2e-run");
     await checkRun(mesh, bus, run);
+    // The CLI client against the real controller.
+    const cli = (...args: string[]) =>
+      execFileSync(
+        process.execPath,
+        [join(import.meta.dirname, "../cli/bin/idpo.js"), "run", ...args, "--addr", mesh.url("controller")],
+        {
+          encoding: "utf8",
+        },
+      );
+    expect(cli("list")).toMatch(/^e2e-run\s+\S+\s+succeeded/m);
+    const shown = cli("get", "e2e-run");
+    expect(shown).toContain("run e2e-run (e2e): succeeded");
+    expect(shown).toMatch(/iteration 2\s+0\.\d{4} ± 0\.\d{4}/);
+    expect(JSON.parse(cli("get", "e2e-run", "--json")).iterations).toHaveLength(K);
   });
 
   it("survives a generator killed mid-iteration and restarted, losing and duplicating no shard", {

@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import { QUICKSTART_DEFAULTS } from "../quickstart/quickstart-config.js";
 import { rewardTable } from "../quickstart/run-format.js";
@@ -42,7 +43,7 @@ export function quickstartCommand(): Command {
         process.stdout.write(
           `quickstart finished in ${Math.round(res.wallSeconds)} s; report: ${res.reportDir}\n`,
         );
-        for (const f of res.files) process.stdout.write(`  ${f}\n`);
+        for (const f of [...res.files, join(res.reportDir, "services.log")]) process.stdout.write(`  ${f}\n`);
       },
     );
 }

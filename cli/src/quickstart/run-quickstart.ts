@@ -1,4 +1,4 @@
-import { createWriteStream, mkdirSync, mkdtempSync } from "node:fs";
+import { copyFileSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createClient } from "@connectrpc/connect";
@@ -32,7 +32,7 @@ export interface QuickstartResult {
   run: Run;
   /** Absolute path of the report folder. */
   reportDir: string;
-  /** Files written into it. */
+  /** Files written into it (services.log is copied there too once the services stopped). */
   files: string[];
   /** Wall time, seconds. */
   wallSeconds: number;
@@ -48,13 +48,14 @@ export async function runQuickstart(opts: QuickstartOptions, io: QuickstartIo): 
   const started = Date.now();
   const cpuStart = process.cpuUsage();
   const elapsed = () => (Date.now() - started) / 1000;
+  const temporary = opts.dataDir === undefined;
   const dataDir = resolve(opts.dataDir ?? mkdtempSync(join(tmpdir(), "idpo-quickstart-")));
   mkdirSync(dataDir, { recursive: true });
   const logPath = join(dataDir, "services.log");
   const log = createWriteStream(logPath, { flags: "a" });
   const logger = createLogger("info", {}, (line) => log.write(`${line}\n`));
   io.err(`idpo quickstart: all five services in this process, embedded bus in ${dataDir}\n`);
-  io.err(`  service logs: ${logPath}\n`);
+  io.err(`  service logs: ${logPath} (copied into the report folder at the end)\n`);
   // Spans go to an OTLP collector when one is configured (the services share this process's tracer).
   const otlp = process.env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim();
   if (otlp) initTracing({ serviceName: process.env.OTEL_SERVICE_NAME || "idpo-quickstart", endpoint: otlp });
@@ -64,6 +65,7 @@ export async function runQuickstart(opts: QuickstartOptions, io: QuickstartIo): 
     void mesh.shutdown().finally(() => process.exit(130));
   };
   process.once("SIGINT", onSigint);
+  let succeeded = false;
   try {
     const client = createClient(ControllerService, createPeerTransport(mesh.urls.controller));
     const config = opts.config ?? quickstartRunConfig(opts);
@@ -121,11 +123,15 @@ export async function runQuickstart(opts: QuickstartOptions, io: QuickstartIo): 
         `run ${runId} ended ${RunState[final.state]}: ${final.error || "no reason given"} (partial report in ${reportDir}, logs in ${logPath})`,
       );
     }
+    succeeded = true;
     return { run: final, reportDir, files, wallSeconds: elapsed(), dataDir };
   } finally {
     process.off("SIGINT", onSigint);
     await mesh.shutdown();
     if (otlp) await shutdownTracing();
     await new Promise<void>((r) => log.end(r));
+    // The report keeps the services' log; a temporary data directory is only kept to diagnose a failure.
+    if (existsSync(resolve(opts.out))) copyFileSync(logPath, join(resolve(opts.out), "services.log"));
+    if (succeeded && temporary) rmSync(dataDir, { recursive: true, force: true });
   }
 }
