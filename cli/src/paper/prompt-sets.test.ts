@@ -15,7 +15,7 @@ describe("prompt sets", () => {
     const train = new Set(shapesPrompts("train").map(formatShapesPrompt));
     const test = new Set(shapesPrompts("test").map(formatShapesPrompt));
     expect(s.train.prompts).toHaveLength(12);
-    expect(s.validation.prompts).toHaveLength(8);
+    expect(s.validation.prompts).toHaveLength(12);
     for (const p of [...s.train.prompts, ...s.validation.prompts]) expect(train.has(p)).toBe(true);
     for (const p of s.test.prompts) expect(test.has(p)).toBe(true);
     expect(s.validation.prompts.filter((p) => s.train.prompts.includes(p))).toEqual([]);

@@ -181,6 +181,7 @@ async function runVariant(
   spec: VariantSpec,
   ids: { base: string; improver: string },
   startVal: ValidationEval,
+  faithful: FaithfulResults,
 ): Promise<VariantRun> {
   const { cfg, seed } = ctx;
   const K = cfg.tuning.iterations;
@@ -188,26 +189,48 @@ async function runVariant(
   const stage = { ...cfg.ours, learningRate: spec.learningRate, beta: spec.beta };
   const metrics: TrainMetrics[] = [];
   const vals: ValidationEval[] = [];
-  if (!spec.sftOnWinners && !spec.earlyStop) {
-    // Only the pair count changed and Table 2 already ran it for as many iterations: the same run.
-    const f = faithfulSpec(ctx);
+  const f = faithfulSpec(ctx);
+  const same = (except: keyof VariantSpec) =>
+    (["pairs", "learningRate", "beta", "reference", "sftOnWinners", "earlyStop"] as const).every(
+      (k) => k === except || spec[k] === f[k],
+    );
+  if (!spec.sftOnWinners && !spec.earlyStop && spec.reference === "base") {
+    // Only the pair count changed and Table 2 already ran it for at least as many iterations: the same run.
     const table2 =
-      K === cfg.ours.iterations &&
+      K <= cfg.ours.iterations &&
       cfg.ours.pairSizes.includes(spec.pairs) &&
       spec.pairs !== f.pairs &&
-      spec.learningRate === f.learningRate &&
-      spec.beta === f.beta &&
-      spec.reference === f.reference;
-    const stageName = table2 ? `pairs-${spec.pairs}` : `tune/${spec.key}`;
-    const runId = runIdFor(cfg, seed, table2 ? `pairs-${spec.pairs}` : `t-${spec.key}`);
-    const run = await iteratedStage(ctx, stageName, runId, `search: ${spec.label}`, ids, {
-      method: RunMethod.ITERATIVE_DPO,
-      iterations: K,
-      training: trainingConfig(stage, 0),
-      pairs: spec.pairs,
-      reference,
-      seed: deriveSeed(seed, "ours"),
-    });
+      same("pairs");
+    const run = table2
+      ? await iteratedStage(
+          ctx,
+          `pairs-${spec.pairs}`,
+          runIdFor(cfg, seed, `pairs-${spec.pairs}`),
+          `search: ${spec.label}`,
+          ids,
+          {
+            method: RunMethod.ITERATIVE_DPO,
+            iterations: cfg.ours.iterations,
+            training: trainingConfig(cfg.ours, 0),
+            pairs: spec.pairs,
+            seed: deriveSeed(seed, "ours"),
+          },
+        )
+      : await iteratedStage(
+          ctx,
+          `tune/${spec.key}`,
+          runIdFor(cfg, seed, `t-${spec.key}`),
+          `search: ${spec.label}`,
+          ids,
+          {
+            method: RunMethod.ITERATIVE_DPO,
+            iterations: K,
+            training: trainingConfig(stage, 0),
+            pairs: spec.pairs,
+            reference,
+            seed: deriveSeed(seed, "ours"),
+          },
+        );
     for (let k = 1; k <= K; k++) {
       vals.push(await validate(ctx, `tune/${spec.key}/iter-${k}`, run.checkpoints[k - 1]));
       metrics.push(run.metrics[k - 1]);
@@ -221,7 +244,17 @@ async function runVariant(
   let current = ids.base;
   let currentVal = startVal;
   const every = spec.earlyStop ? Math.max(1, Math.floor(stage.steps / cfg.tuning.earlyStopCheckpoints)) : 0;
+  // A refreshed reference is the base in iteration 1: that iteration is the faithful run's own.
+  const reuseFirst =
+    spec.reference === "previous" && same("reference") && faithful.ours.checkpoints.length > 0;
   for (let k = 1; k <= K; k++) {
+    if (k === 1 && reuseFirst) {
+      current = faithful.ours.checkpoints[0];
+      currentVal = await validate(ctx, "ours/iter-1", current);
+      metrics.push(faithful.ours.metrics[0]);
+      vals.push(currentVal);
+      continue;
+    }
     const runId = runIdFor(cfg, seed, `t-${spec.key}-${k}`);
     const run: IteratedRun = await iteratedStage(
       ctx,
@@ -319,7 +352,7 @@ export async function runTuning(
   ];
   for (const spec of variantSpecs(ctx)) {
     ctx.progress(`search: ${spec.label} (${spec.change})`);
-    runs.push(await runVariant(ctx, spec, ids, startVal));
+    runs.push(await runVariant(ctx, spec, ids, startVal, faithful));
   }
   const final = (r: VariantRun) => r.result.validation[r.result.validation.length - 1];
   const combined = combineHelpful(
@@ -329,7 +362,7 @@ export async function runTuning(
   );
   if (combined) {
     ctx.progress(`search: combined (${combined.change})`);
-    runs.push(await runVariant(ctx, combined, ids, startVal));
+    runs.push(await runVariant(ctx, combined, ids, startVal, faithful));
   }
   let best = runs[0];
   for (const r of runs) if (final(r) > final(best)) best = r;
