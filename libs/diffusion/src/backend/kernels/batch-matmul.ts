@@ -7,7 +7,7 @@ import { type Info, type Scope, withScope } from "./scope.js";
  * per-batch XNNPACK products; below it the stock scalar loop wins because each XNNPACK call costs a
  * few kernel dispatches.
  */
-export const SPLIT_MIN_MACS = 16384;
+const SPLIT_MIN_MACS = 16384;
 
 /** Makes `x` ([batch, r, c]) row-major in the orientation the product needs (explicit transpose). */
 function oriented(s: Scope, x: Info, transpose: boolean): Info {

@@ -50,7 +50,7 @@ export class Scope {
 
   constructor(readonly backend: BackendWasm) {}
 
-  /** Runs the stock wasm kernel `name` and tracks its output. */
+  /** Runs the wasm kernel `name` (stock, or its drop-in replacement set by preferInside) and tracks its output. */
   run(name: string, inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap = {}): Info {
     const out = (preferred.get(name) ?? stockKernel(name))({ inputs, backend: this.backend, attrs });
     this.temps.push(out);
