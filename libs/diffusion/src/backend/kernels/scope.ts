@@ -42,7 +42,7 @@ export function stockKernel(name: string): KernelFunc {
 
 /**
  * Runs wasm kernels on TensorInfos inside a kernel and disposes every intermediate it made, except the
- * ones handed to keep(). The engine only tracks a kernel's inputs and outputs, so intermediates that a
+ * result handed to finish(). The engine only tracks a kernel's inputs and outputs, so intermediates that a
  * composite kernel creates must be freed by hand.
  */
 export class Scope {
