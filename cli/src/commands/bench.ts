@@ -35,7 +35,11 @@ export function benchCommand(): Command {
       parseSeeds,
       [1],
     )
-    .option("--out <dir>", "report directory (RESULTS.md, figures under results/<config>/)", "docs")
+    .option(
+      "--out <dir>",
+      "report directory (RESULTS.md, or RESULTS-<config>.md for --quick/--scale; figures under results/<config>/)",
+      "docs",
+    )
     .option(
       "--data-dir <dir>",
       "embedded bus and benchmark state (default $IDPO_DATA_DIR/bench-paper or .idpo/bench-paper)",

@@ -28,8 +28,8 @@ export interface RunInfo {
   load: { start: number; end: number };
   /** When the report was written. */
   date: string;
-  /** Wall seconds of every stage (its last successful attempt), in order. */
-  stageSeconds: { stage: string; seconds: number }[];
+  /** Wall seconds of every stage (its last successful attempt) and the load average when it ended, in order. */
+  stageSeconds: { stage: string; seconds: number; load?: number }[];
   /** Wall seconds of this invocation (less than the total when earlier invocations did part of the work). */
   invocationSeconds: number;
   /** Figures, relative to the report's directory. */
@@ -99,9 +99,7 @@ export function renderReport(
   );
   L.push(`- Backend: ${info.backend}`);
   L.push(`- Machine: ${info.machine}`);
-  L.push(
-    `- Load average (1 min) when this invocation started / ended: ${info.load.start.toFixed(1)} / ${info.load.end.toFixed(1)} (the machine is shared; wall times scale with it)`,
-  );
+  L.push(`- ${loadLine(info)}`);
   L.push(
     `- Wall time: ${formatDuration(totalSeconds(info))} summed over stages; this invocation ${formatDuration(info.invocationSeconds)}`,
   );
@@ -355,4 +353,17 @@ export function throughputTable(cfg: PaperConfig, info: Pick<RunInfo, "stageSeco
   add("eval:sft", `sample and score ${evalImages} images`, evalImages, "images");
   if (rows.length === 0) return "_no stage timings recorded_";
   return markdownTable(["stage", "work", "wall time", "rate"], rows, ["left", "left", "right", "right"]);
+}
+
+/** The machine's load while the stages ran (time-weighted mean of the 1-minute load at each stage's end). */
+export function loadLine(info: Pick<RunInfo, "stageSeconds" | "load">): string {
+  const timed = info.stageSeconds.filter((s) => s.load !== undefined && s.seconds > 0);
+  const note = "(2 cores, shared with other work; wall times scale with the load)";
+  if (timed.length === 0) {
+    return `Load average (1 min) when this invocation started / ended: ${info.load.start.toFixed(1)} / ${info.load.end.toFixed(1)} ${note}`;
+  }
+  const total = timed.reduce((a, s) => a + s.seconds, 0);
+  const mean = timed.reduce((a, s) => a + s.seconds * (s.load ?? 0), 0) / total;
+  const loads = timed.map((s) => s.load ?? 0);
+  return `Load average (1 min) over the stages: ${mean.toFixed(1)} time-weighted mean, ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)} range ${note}`;
 }

@@ -25,7 +25,7 @@ export interface BenchPaperOptions {
   config: PaperConfigName;
   /** Seeds to run, in order; the first one's results are the report's tables. */
   seeds: number[];
-  /** Report directory: RESULTS.md, figures under results/<config>/. */
+  /** Report directory: RESULTS.md (RESULTS-<config>.md for quick and scale), figures under results/<config>/. */
   out: string;
   /** Data directory of the embedded bus and of the benchmark's state. */
   dataDir: string;
@@ -268,7 +268,7 @@ export async function runBenchPaper(
       date: new Date().toISOString(),
       stageSeconds: Object.entries(snap.stages)
         .sort((a, b) => a[1].finishedAt.localeCompare(b[1].finishedAt))
-        .map(([stage, r]) => ({ stage, seconds: r.seconds })),
+        .map(([stage, r]) => ({ stage, seconds: r.seconds, load: r.load })),
       invocationSeconds: (Date.now() - started) / 1000,
       figures,
       sets: Object.values(ctx.sets).map((s) => ({
@@ -278,7 +278,8 @@ export async function runBenchPaper(
         seed: s.seed,
       })),
     };
-    const report = join(out, "RESULTS.md");
+    // The default configuration's report is RESULTS.md; the others sit beside it, named after their config.
+    const report = join(out, cfg.name === "default" ? "RESULTS.md" : `RESULTS-${cfg.name}.md`);
     await writeFile(report, renderReport(cfg, results, info, ordered));
     await writeFile(
       join(out, "results", cfg.name, "results.json"),

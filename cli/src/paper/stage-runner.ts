@@ -1,4 +1,5 @@
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { loadavg } from "node:os";
 import { dirname } from "node:path";
 
 /** A finished stage as the state file keeps it. */
@@ -11,6 +12,8 @@ export interface StageRecord {
   finishedAt: string;
   /** Wall seconds of that attempt (a resumed stage counts only its last attempt). */
   seconds: number;
+  /** 1-minute load average of the machine when the stage finished (it is shared: wall times scale with it). */
+  load?: number;
 }
 
 /** The state file of one benchmark run (one config and seed). */
@@ -131,6 +134,7 @@ export class StageRunner {
       startedAt: started.toISOString(),
       finishedAt: finished.toISOString(),
       seconds,
+      load: loadavg()[0],
     };
     await this.save();
     this.log(`stage ${name}: finished in ${formatDuration(seconds)}`);

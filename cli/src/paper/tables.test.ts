@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { checkClaims } from "./claims.js";
 import { paperConfig } from "./config.js";
-import { type RunInfo, renderReport } from "./report.js";
+import { loadLine, type RunInfo, renderReport } from "./report.js";
 import type { ModelEval, PaperResults, SetEval } from "./results.js";
 import { pairedDelta, summariseRewards } from "./results.js";
 import { fmtDelta, fmtPercent, markdownTable, methodTable, pairSizeTable, tuningTable } from "./tables.js";
@@ -188,5 +188,25 @@ describe("report", () => {
     }
     expect(md).toContain("![reward per iteration](results/quick/plot.png)");
     expect(md).toContain("| base | 1m 01s |");
+  });
+});
+
+describe("load line", () => {
+  it("weights each stage's load by its wall time", () => {
+    const line = loadLine({
+      load: { start: 9, end: 9 },
+      stageSeconds: [
+        { stage: "a", seconds: 30, load: 2 },
+        { stage: "b", seconds: 10, load: 6 },
+        { stage: "c", seconds: 5 },
+      ],
+    });
+    expect(line).toContain("3.0 time-weighted mean, 2.0–6.0 range");
+  });
+
+  it("falls back to the invocation's load when no stage recorded one", () => {
+    expect(loadLine({ load: { start: 1, end: 2.5 }, stageSeconds: [{ stage: "a", seconds: 3 }] })).toContain(
+      "started / ended: 1.0 / 2.5",
+    );
   });
 });
