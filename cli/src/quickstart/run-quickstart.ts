@@ -80,6 +80,7 @@ export async function runQuickstart(opts: QuickstartOptions, io: QuickstartIo): 
     let lastLine = "";
     let lastStage = "";
     let lastPrinted = 0;
+    let lastPrintedLine = "";
     for await (const res of client.watchRun({ runId })) {
       const run = res.run!;
       last = run;
@@ -98,8 +99,12 @@ export async function runQuickstart(opts: QuickstartOptions, io: QuickstartIo): 
           `${stageChanged && lastLine ? "\n" : "\r\x1b[K"}${line.slice(0, (process.stderr.columns || 120) - 1)}`,
         );
       } else if (stageChanged || (line !== lastLine && now - lastPrinted >= 5)) {
+        // A finished stage's last line (its final step and loss) is kept in the log even when it came
+        // sooner than the 5 s throttle allows.
+        if (stageChanged && lastLine && lastLine !== lastPrintedLine) io.err(`${lastLine}\n`);
         io.err(`${line}\n`);
         lastPrinted = now;
+        lastPrintedLine = line;
       }
       lastLine = line;
       lastStage = stage;
