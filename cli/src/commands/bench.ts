@@ -44,8 +44,21 @@ export function benchCommand(): Command {
       "--data-dir <dir>",
       "embedded bus and benchmark state (default $IDPO_DATA_DIR/bench-paper or .idpo/bench-paper)",
     )
+    .option(
+      "--seeds-from <dir>",
+      "data dir of another invocation of the same config (e.g. a second seed run in parallel); its finished seeds join the seed-noise section (repeatable)",
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
     .action(
-      async (opts: { quick?: boolean; scale?: boolean; seed: number[]; out: string; dataDir?: string }) => {
+      async (opts: {
+        quick?: boolean;
+        scale?: boolean;
+        seed: number[];
+        out: string;
+        dataDir?: string;
+        seedsFrom: string[];
+      }) => {
         if (opts.quick && opts.scale) throw new UsageError("--quick and --scale exclude each other");
         const config = opts.quick ? "quick" : opts.scale ? "scale" : "default";
         const dataDir = opts.dataDir ?? join(process.env.IDPO_DATA_DIR || ".idpo", "bench-paper", config);
@@ -55,8 +68,9 @@ export function benchCommand(): Command {
           "paper",
           ...process.argv.slice(process.argv.indexOf("paper") + 1),
         ].join(" ");
-        await runBenchPaper({ config, seeds: opts.seed, out: opts.out, dataDir, command }, (s) =>
-          process.stderr.write(s),
+        await runBenchPaper(
+          { config, seeds: opts.seed, out: opts.out, dataDir, command, seedDataDirs: opts.seedsFrom },
+          (s) => process.stderr.write(s),
         );
       },
     );

@@ -20,6 +20,11 @@ export interface TrainStage {
   learningRate: number;
   /** Linear warmup steps (≤ steps). */
   warmupSteps: number;
+  /**
+   * EMA decay of the weights (0 or absent: none); the job's checkpoints are then the averaged weights.
+   * Used for the pretrained models (base, improver), where it removes much of the samples' residual noise.
+   */
+  emaDecay?: number;
 }
 
 /** Optimisation of a preference job (DPO or SPIN): a TrainStage plus the DPO temperature. */
@@ -139,12 +144,13 @@ const DEFAULT_CONFIG: PaperConfig = {
   imageSize: 16,
   modelPreset: "tiny",
   offlinePairs: 2000,
-  base: { steps: 1000, batchSize: 64, learningRate: 2e-3, warmupSteps: 50 },
+  base: { steps: 4000, batchSize: 64, learningRate: 2e-3, warmupSteps: 100, emaDecay: 0.999 },
   improver: {
-    steps: 400,
+    steps: 1500,
     batchSize: 32,
     learningRate: 1e-3,
-    warmupSteps: 20,
+    warmupSteps: 50,
+    emaDecay: 0.999,
     improveTaskProbability: 0.8,
     reconstructTaskProbability: 0.1,
   },
@@ -188,7 +194,14 @@ const QUICK_CONFIG: PaperConfig = {
   name: "quick",
   offlinePairs: 500,
   base: { steps: 200, batchSize: 32, learningRate: 2e-3, warmupSteps: 20 },
-  improver: { ...DEFAULT_CONFIG.improver, steps: 100, batchSize: 16, warmupSteps: 10 },
+  improver: {
+    steps: 100,
+    batchSize: 16,
+    learningRate: 1e-3,
+    warmupSteps: 10,
+    improveTaskProbability: 0.8,
+    reconstructTaskProbability: 0.1,
+  },
   sft: { steps: 20, batchSize: 32, learningRate: 2e-4, warmupSteps: 2 },
   dpo: { steps: 20, batchSize: 16, learningRate: 2e-5, warmupSteps: 2, beta: 1000 },
   spin: { steps: 10, batchSize: 16, learningRate: 2e-5, warmupSteps: 1, beta: 1000, iterations: 3 },
@@ -227,7 +240,7 @@ const SCALE_CONFIG: PaperConfig = {
   name: "scale",
   modelPreset: "shapes16",
   offlinePairs: 3000,
-  base: { steps: 4000, batchSize: 64, learningRate: 1e-3, warmupSteps: 100 },
+  base: { steps: 8000, batchSize: 64, learningRate: 1e-3, warmupSteps: 100, emaDecay: 0.999 },
   improver: { ...DEFAULT_CONFIG.improver, steps: 2000, batchSize: 32, warmupSteps: 50 },
   sft: { steps: 300, batchSize: 64, learningRate: 1e-4, warmupSteps: 20 },
   dpo: { steps: 300, batchSize: 32, learningRate: 2e-5, warmupSteps: 20, beta: 1000 },
@@ -282,6 +295,8 @@ function checkStage(s: TrainStage, field: string, errors: string[]): void {
   checkInt(s.batchSize, 1, 4096, `${field}.batchSize`, errors);
   checkNum(s.learningRate, 0, 1, `${field}.learningRate`, errors, true);
   checkInt(s.warmupSteps, 0, s.steps, `${field}.warmupSteps`, errors);
+  if (s.emaDecay !== undefined && !(s.emaDecay >= 0 && s.emaDecay < 1))
+    errors.push(`${field}.emaDecay = ${s.emaDecay}: expected a number in [0, 1)`);
 }
 
 function checkPreference(s: PreferenceStage, field: string, errors: string[]): void {

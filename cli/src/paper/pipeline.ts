@@ -62,6 +62,7 @@ export function trainingConfig(
     batchSize: s.batchSize,
     learningRate: s.learningRate,
     warmupSteps: s.warmupSteps,
+    emaDecay: s.emaDecay ?? 0,
     seed: BigInt(seed),
     ...("beta" in s ? { beta: s.beta } : {}),
     ...extra,

@@ -1,5 +1,6 @@
 import { checkClaims } from "./claims.js";
 import type { PaperConfig } from "./config.js";
+import type { DataReference, RewardSummary } from "./data-reference.js";
 import { type PaperResults, pairedDelta } from "./results.js";
 import { formatDuration } from "./stage-runner.js";
 import {
@@ -36,6 +37,8 @@ export interface RunInfo {
   figures: { rewardPlot: string; compare: string; grids: { label: string; file: string }[] };
   /** The prompt sets (names and sizes), for the setup section. */
   sets: { name: string; prompts: string[]; samplesPerPrompt: number; seed: number }[];
+  /** The offline data's and the ideal renders' rewards, to place the models' rewards on the scale. */
+  reference?: DataReference;
 }
 
 /** Other seeds' results of the same configuration, for the noise section. */
@@ -58,6 +61,30 @@ function seedNoiseTable(runs: readonly SeedRun[]): string {
     ];
   });
   return markdownTable(headers, body, ["left", ...headers.slice(1).map(() => "right" as const)]);
+}
+
+/** The verdict of every claim on every seed: whether a verdict survives a change of seed. */
+function seedClaimsTable(runs: readonly SeedRun[]): string {
+  const perSeed = runs.map((r) => checkClaims(r.results));
+  const claims = perSeed[0].map((c) => c.claim);
+  const body = claims.map((claim) => [
+    claim,
+    ...perSeed.map((checks) => checks.find((c) => c.claim === claim)?.verdict ?? "-"),
+  ]);
+  return markdownTable(["claim", ...runs.map((r) => `seed ${r.seed}`)], body);
+}
+
+function fmtSummary(s: RewardSummary): string {
+  return `${s.mean.toFixed(3)} (median ${s.p50.toFixed(3)}, quartiles ${s.p25.toFixed(3)}–${s.p75.toFixed(3)})`;
+}
+
+/** One paragraph placing the rewards on the scale of the data. */
+function referenceLine(ref: DataReference): string {
+  return (
+    `Reference points on the same oracle: the offline dataset's winners score ${fmtSummary(ref.winners)}, ` +
+    `its losers ${fmtSummary(ref.losers)}; the ideal renders of the evaluated prompts score ` +
+    `${ref.idealTrain.mean.toFixed(3)} (train) and ${ref.idealTest.mean.toFixed(3)} (test).`
+  );
 }
 
 function totalSeconds(info: RunInfo): number {
@@ -133,7 +160,7 @@ export function renderReport(
     ),
   );
   L.push("");
-  L.push(discussion(cfg, results));
+  L.push(discussion(cfg, results, info.reference));
   L.push("");
   L.push("## Table 1 analogue: training prompts");
   L.push("");
@@ -148,6 +175,10 @@ export function renderReport(
       "against the base model's image of the same prompt and seed. Win-rate: fraction of those pairs won (ties half). " +
       "Vendi: per prompt over its samples, averaged over prompts.",
   );
+  if (info.reference) {
+    L.push("");
+    L.push(referenceLine(info.reference));
+  }
   L.push("");
   L.push("## Table 3 analogue: the improvement model as a one-shot fixer");
   L.push("");
@@ -228,6 +259,10 @@ export function renderReport(
     L.push("");
     L.push(seedNoiseTable(seeds));
     L.push("");
+    L.push("The claims' verdicts, checked on each seed alone:");
+    L.push("");
+    L.push(seedClaimsTable(seeds));
+    L.push("");
   }
   L.push("## Measured throughput");
   L.push("");
@@ -262,9 +297,28 @@ function withTuned(results: PaperResults): string[] {
 }
 
 /** Generated discussion: what the training metrics and the tables say about why the methods moved as they did. */
-export function discussion(cfg: PaperConfig, results: PaperResults): string {
+export function discussion(cfg: PaperConfig, results: PaperResults, reference?: DataReference): string {
   const P: string[] = [];
   const m = results.models;
+  if (reference && m.base) {
+    const base = m.base.test.reward;
+    const where =
+      base < reference.losers.p25
+        ? "below the lower quartile of even the offline losers"
+        : base < reference.losers.p50
+          ? "below the median offline loser"
+          : base < reference.winners.p50
+            ? "between the median offline loser and the median winner"
+            : "above the median offline winner";
+    P.push(
+      `The base model's test samples score ${base.toFixed(3)}, ${where} (losers' median ${reference.losers.p50.toFixed(3)}, ` +
+        `winners' ${reference.winners.p50.toFixed(3)}, ideal renders ${reference.idealTest.mean.toFixed(3)})` +
+        (base < reference.losers.p50
+          ? ": every method here starts from a model whose own images are far from the data it was trained on, " +
+            "unlike the paper's SD 1.5, whose samples are already in the range of Pick-a-Pic's images."
+          : "."),
+    );
+  }
   if (m["improver-fix"] && m.base) {
     const t = pairedDelta(m["improver-fix"].test.rewards, m.base.test.rewards);
     P.push(

@@ -10,10 +10,11 @@ import {
   paperConfig,
   validatePaperConfig,
 } from "./config.js";
+import { dataReference } from "./data-reference.js";
 import { BASE_KEY, type EvalContext, FIX_KEY, samplesArtifact } from "./evaluate.js";
 import { imageAt, labelledRows, rewardPlot, sampleGrid } from "./figures.js";
 import { type PipelineContext, runFaithful } from "./pipeline.js";
-import { promptSets } from "./prompt-sets.js";
+import { deriveSeed, promptSets } from "./prompt-sets.js";
 import { type RunInfo, renderReport, type SeedRun } from "./report.js";
 import type { ModelEval, PaperResults } from "./results.js";
 import { formatDuration, StageRunner } from "./stage-runner.js";
@@ -31,6 +32,11 @@ export interface BenchPaperOptions {
   dataDir: string;
   /** The command line, for the report. */
   command: string;
+  /**
+   * Data directories of other invocations of the same configuration (seeds run in parallel, one process
+   * and data directory each): their finished seeds join the seed-noise section.
+   */
+  seedDataDirs?: string[];
   /** A configuration to use instead of the named one (its `name` must still be `config`); for tests. */
   override?: PaperConfig;
 }
@@ -253,7 +259,13 @@ export async function runBenchPaper(
     const backend = await mesh.backend();
     await mkdir(out, { recursive: true });
     const figures = await writeFigures(cfg, results, ctx, out);
-    const seeds = await finishedSeeds(dataDir, cfg);
+    const seeds: SeedRun[] = [];
+    for (const dir of [dataDir, ...(opts.seedDataDirs ?? []).map((d) => resolve(d))]) {
+      for (const run of await finishedSeeds(dir, cfg)) {
+        if (!seeds.some((s) => s.seed === run.seed)) seeds.push(run);
+      }
+    }
+    seeds.sort((a, b) => a.seed - b.seed);
     const ordered = [
       seeds.find((s) => s.seed === opts.seeds[0]),
       ...seeds.filter((s) => s.seed !== opts.seeds[0]),
@@ -271,6 +283,10 @@ export async function runBenchPaper(
         .map(([stage, r]) => ({ stage, seconds: r.seconds, load: r.load })),
       invocationSeconds: (Date.now() - started) / 1000,
       figures,
+      reference: dataReference(
+        { pairs: cfg.offlinePairs, size: cfg.imageSize, seed: deriveSeed(opts.seeds[0], "offline-data") },
+        { train: ctx.sets.train.prompts, test: ctx.sets.test.prompts },
+      ),
       sets: Object.values(ctx.sets).map((s) => ({
         name: s.name,
         prompts: s.prompts,
