@@ -191,6 +191,60 @@ describe("report", () => {
   });
 });
 
+describe("report with reference points and a second seed", () => {
+  const info: RunInfo = {
+    command: "idpo bench paper",
+    seed: 1,
+    backend: "wasm",
+    machine: "2 × test CPU",
+    load: { start: 1, end: 2 },
+    date: "2026-01-01T00:00:00Z",
+    stageSeconds: [{ stage: "base", seconds: 61 }],
+    invocationSeconds: 70,
+    figures: { rewardPlot: "p.png", compare: "c.png", grids: [] },
+    sets: [{ name: "test", prompts: ["p"], samplesPerPrompt: 16, seed: 5 }],
+    reference: {
+      winners: { n: 4, mean: 0.85, p25: 0.8, p50: 0.86, p75: 0.9 },
+      losers: { n: 4, mean: 0.72, p25: 0.7, p50: 0.73, p75: 0.8 },
+      idealTrain: { n: 1, mean: 0.95, p25: 0.95, p50: 0.95, p75: 0.95 },
+      idealTest: { n: 1, mean: 0.96, p25: 0.96, p50: 0.96, p75: 0.96 },
+    },
+  };
+
+  it("places the base model on the data's scale and states the reference points", () => {
+    // The fixture's base has test mean 0.65: below the losers' lower quartile (0.70).
+    const md = renderReport(paperConfig("default"), fixture(), info);
+    expect(md).toContain(
+      "The base model's test samples score 0.650, below the lower quartile of even the offline losers",
+    );
+    expect(md).toContain(
+      "the offline dataset's winners score 0.850 (median 0.860, quartiles 0.800–0.900), its losers 0.720",
+    );
+    expect(md).toContain("ideal renders of the evaluated prompts score 0.950 (train) and 0.960 (test)");
+    expect(md).not.toContain("## Seed noise");
+  });
+
+  it("checks every claim on every seed", () => {
+    const reversed = fixture();
+    // Seed 2: SPIN below DPO on every image, so the ordering claim fails there.
+    reversed.models["spin/iter-1"] = model(
+      "spin/iter-1",
+      "SPIN 1",
+      [0.55, 0.65, 0.75, 0.85],
+      [0.55, 0.65, 0.75, 0.85],
+      reversed.models.base,
+    );
+    const md = renderReport(paperConfig("default"), fixture(), info, [
+      { seed: 1, results: fixture() },
+      { seed: 2, results: reversed },
+    ]);
+    expect(md).toContain("## Seed noise");
+    const table = md.split("The claims' verdicts, checked on each seed alone:")[1];
+    expect(table).toContain("| claim | seed 1 | seed 2 |");
+    expect(table).toMatch(/\| ours > SPIN > Diffusion-DPO > base on reward \| held +\| did not hold \|/);
+  });
+});
+
 describe("load line", () => {
   it("weights each stage's load by its wall time", () => {
     const line = loadLine({
