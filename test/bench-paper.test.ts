@@ -1,0 +1,92 @@
+/**
+ * `idpo bench paper` end to end on a micro configuration: every stage (base, improver, SFT, offline DPO,
+ * SPIN, ours from base and from SPIN, the pair-size runs, the tuning variants, every evaluation) through
+ * the in-process mesh, the report and its figures, and a second invocation that finds every stage done.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type PaperConfig, paperConfig } from "../cli/src/paper/config.js";
+import { runBenchPaper } from "../cli/src/paper/run-paper.js";
+
+/** The quick configuration shrunk to a few steps everywhere (the pipeline, not the numbers, is tested). */
+function microConfig(): PaperConfig {
+  const cfg = paperConfig("quick");
+  const stage = { steps: 2, batchSize: 4, learningRate: 1e-3, warmupSteps: 0 };
+  return {
+    ...cfg,
+    offlinePairs: 32,
+    base: { ...stage, batchSize: 8, emaDecay: 0.9 },
+    improver: { ...cfg.improver, ...stage },
+    sft: stage,
+    dpo: { ...stage, learningRate: 2e-5, beta: 1000 },
+    spin: { ...stage, learningRate: 2e-5, beta: 1000, iterations: 2 },
+    ours: {
+      ...stage,
+      learningRate: 2e-5,
+      beta: 1000,
+      iterations: 2,
+      pairsPerIteration: 4,
+      shardSize: 4,
+      pairSizes: [2, 4, 6],
+    },
+    sampling: { ...cfg.sampling, steps: 2 },
+    eval: {
+      trainPrompts: 1,
+      testPrompts: 1,
+      samplesPerPrompt: 16,
+      validationPrompts: 1,
+      validationSamplesPerPrompt: 2,
+    },
+    tuning: { ...cfg.tuning, iterations: 1, morePairs: 6, sftSteps: 1, earlyStopCheckpoints: 1 },
+  };
+}
+
+describe("idpo bench paper (micro configuration)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "idpo-bench-paper-"));
+  const out = join(dir, "docs");
+  const dataDir = join(dir, "data");
+  let first = "";
+  let second = "";
+
+  beforeAll(async () => {
+    const opts = { config: "quick" as const, seeds: [3], out, dataDir, command: "idpo bench paper --quick" };
+    await runBenchPaper({ ...opts, override: microConfig() }, (s) => (first += s));
+    await runBenchPaper({ ...opts, override: microConfig() }, (s) => (second += s));
+  }, 600_000);
+
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("runs every stage through the services and writes the report with its figures", () => {
+    for (const stage of [
+      "base",
+      "improver",
+      "sft",
+      "dpo",
+      "spin",
+      "ours",
+      "ours-spin",
+      "pairs-2",
+      "pairs-6",
+    ]) {
+      expect(first, stage).toContain(`stage ${stage}: started`);
+    }
+    const md = readFileSync(join(out, "RESULTS-quick.md"), "utf8");
+    for (const h of ["## Claims", "## Table 1 analogue", "## Table 2 analogue", "## Table 3 analogue"]) {
+      expect(md).toContain(h);
+    }
+    expect(md).toContain("## What makes the iterative method work");
+    expect(md).toMatch(/Reference points on the same oracle: the offline dataset's winners score 0\.\d{3}/);
+    expect(md).toMatch(/\| Ours from SPIN, iter 2 \| 0\.\d{3} ± 0\.\d{3} \|/);
+    for (const f of ["reward-per-iteration.png", "compare.png", "samples-base.png", "results.json"]) {
+      expect(existsSync(join(out, "results", "quick", f)), f).toBe(true);
+    }
+  });
+
+  it("resumes: a second invocation finds every stage finished and trains nothing", () => {
+    expect(second).toMatch(/resuming: \d+ stages already finished/);
+    expect(second).not.toContain("started");
+    expect(existsSync(join(out, "RESULTS-quick.md"))).toBe(true);
+  });
+});
