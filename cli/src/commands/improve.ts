@@ -24,6 +24,13 @@ function intArg(flag: string, min: number, max: number): (v: string) => number {
   };
 }
 
+function strengthArg(v: string): number {
+  const n = Number(v);
+  if (v.trim() === "" || !(n > 0 && n <= 1))
+    throw new InvalidArgumentError(`--strength must be a number in (0, 1], got "${v}"`);
+  return n;
+}
+
 /** Options of `idpo improve`. */
 interface ImproveOptions {
   in: string;
@@ -34,6 +41,7 @@ interface ImproveOptions {
   imageGuidance: number;
   steps: number;
   seed: number;
+  strength: number;
 }
 
 /** `idpo improve`: sends a PNG to the Improver's ImproveImages and writes the improved PNG. */
@@ -48,6 +56,12 @@ export function improveCommand(): Command {
     .option("--image-guidance <s>", "image guidance s_I", scaleArg("--image-guidance"), 3.0)
     .option("--steps <n>", "denoising steps", intArg("--steps", 1, 1000), 20)
     .option("--seed <n>", "sampling seed", intArg("--seed", 0, Number.MAX_SAFE_INTEGER), 0)
+    .option(
+      "--strength <s>",
+      "fraction of the trajectory to run: 1 starts from noise, below 1 from the noised input (SDEdit)",
+      strengthArg,
+      1,
+    )
     .action(async (opts: ImproveOptions) => {
       if (opts.prompt.trim() === "") throw new UsageError("--prompt: must not be empty");
       let png: Uint8Array;
@@ -71,6 +85,7 @@ export function improveCommand(): Command {
         imageGuidanceScale: opts.imageGuidance,
         steps: opts.steps,
         seed: BigInt(opts.seed),
+        strength: opts.strength,
         outputFormat: ImageFormat.PNG,
       });
       const out = res.images[0]?.data;

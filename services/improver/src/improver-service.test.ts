@@ -118,6 +118,13 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   return m;
 }
 
+function meanAbsDiff(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += Math.abs(a[i] - b[i]);
+  return s / a.length;
+}
+
 describe("improver service", () => {
   it("is NOT_SERVING and answers FAILED_PRECONDITION until weights are loaded", async () => {
     const s = await start({ IDPO_IMPROVER_CHECKPOINT: "" });
@@ -187,6 +194,8 @@ describe("improver service", () => {
       await bad({ imageGuidanceScale: -1 }, /^image_guidance_scale: -1 is outside \[0, 30\]/);
       await bad({ textGuidanceScale: Number.NaN }, /^text_guidance_scale: NaN/);
       await bad({ steps: 1001 }, /^steps: 1001 is more than 1000/);
+      await bad({ strength: 0 }, /^strength: 0 is outside \(0, 1\]/);
+      await bad({ strength: 1.5 }, /^strength: 1.5 is outside \(0, 1\]/);
       await bad({ seed: BigInt(Number.MAX_SAFE_INTEGER) }, /^seed: .* exceeds the largest seed/);
       await bad({ sampler: 7 as Sampler }, /^sampler: unknown sampler 7/);
       await bad({ outputFormat: 9 as ImageFormat }, /^output_format: unknown image format 9/);
@@ -256,6 +265,36 @@ describe("improver service", () => {
       const out = (r: typeof x) => imagesFromMessages(r.images, { field: "out" }).data;
       expect(maxAbsDiff(out(x), out(y))).toBeGreaterThan(1e-3);
       expect(maxAbsDiff(out(x), out(z))).toBeGreaterThan(1e-3);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("runs part of the trajectory from the noised input at strength < 1 (SDEdit), batched apart", async () => {
+    const s = await start({ IDPO_IMPROVER_MAX_DELAY_MS: "100" });
+    try {
+      await s.waitServing();
+      const input = imagesFromMessages(request(2, {}, 4).images, { field: "in" });
+      const [full, partial] = await Promise.all([
+        s.client.improveImages(request(2, { seed: 7n, steps: 10 }, 4)),
+        s.client.improveImages(request(2, { seed: 7n, steps: 10, strength: 0.3 }, 4)),
+      ]);
+      const got = imagesFromMessages(partial.images, { field: "out", size: S });
+      // The library's improve() with the same strength, alone: the service passes strength through.
+      const ref = await improve(improverA, {
+        images: input,
+        prompts: [PROMPT, PROMPT],
+        seeds: [7, 8],
+        steps: 10,
+        sT: 3.5,
+        sI: 3.0,
+        strength: 0.3,
+      });
+      expect(maxAbsDiff(got.data, ref.data)).toBeLessThanOrEqual(1e-6);
+      // Starting 30 % of the way from the end keeps the output closer to the input than a full run.
+      const fullOut = imagesFromMessages(full.images, { field: "out" }).data;
+      expect(meanAbsDiff(got.data, input.data)).toBeLessThan(meanAbsDiff(fullOut, input.data));
+      expect(maxAbsDiff(got.data, input.data)).toBeGreaterThan(0);
     } finally {
       await s.close();
     }

@@ -92,6 +92,7 @@ interface Group {
   sampler: SamplerKind;
   sT: number;
   sI: number;
+  strength: number;
 }
 
 /** A running improver: routes plus the handles tests and the service definition use. */
@@ -142,6 +143,7 @@ interface Parsed {
   sampler: SamplerKind;
   sT: number;
   sI: number;
+  strength: number;
   format: ImageFormat;
 }
 
@@ -165,6 +167,8 @@ function parseRequest(req: ImproveImagesRequest, maxImages: number): Parsed {
   const sI = scale(req.imageGuidanceScale, LIMITS.defaultImageScale, "image_guidance_scale");
   if (req.steps > LIMITS.maxSteps) throw invalid(`steps: ${req.steps} is more than ${LIMITS.maxSteps}`);
   const steps = req.steps === 0 ? LIMITS.defaultSteps : req.steps;
+  const strength = req.strength ?? 1;
+  if (!(strength > 0 && strength <= 1)) throw invalid(`strength: ${req.strength} is outside (0, 1]`);
   const last = req.seed + BigInt(n - 1);
   if (last > BigInt(Number.MAX_SAFE_INTEGER)) {
     throw invalid(`seed: ${req.seed} + ${n - 1} exceeds the largest seed ${Number.MAX_SAFE_INTEGER}`);
@@ -183,6 +187,7 @@ function parseRequest(req: ImproveImagesRequest, maxImages: number): Parsed {
     sampler: samplerKind(req.sampler, "sampler"),
     sT,
     sI,
+    strength,
     format: outputFormat(req.outputFormat, "output_format"),
   };
 }
@@ -225,6 +230,7 @@ export async function createImprover(deps: ImproverDeps): Promise<Improver> {
         sampler: group.sampler,
         sT: group.sT,
         sI: group.sI,
+        strength: group.strength,
         batchSize: items.length,
       });
       const res: Float32Array[] = [];
@@ -280,8 +286,15 @@ export async function createImprover(deps: ImproverDeps): Promise<Improver> {
               seed: p.seeds[i],
             });
           }
-          const key = `${lease.generation}|${p.steps}|${p.sampler}|${p.sT}|${p.sI}`;
-          const group: Group = { lease, steps: p.steps, sampler: p.sampler, sT: p.sT, sI: p.sI };
+          const key = `${lease.generation}|${p.steps}|${p.sampler}|${p.sT}|${p.sI}|${p.strength}`;
+          const group: Group = {
+            lease,
+            steps: p.steps,
+            sampler: p.sampler,
+            sT: p.sT,
+            sI: p.sI,
+            strength: p.strength,
+          };
           const outs = await batcher.submit(key, group, items, ctx.signal);
           const data = new Float32Array(outs.length * per);
           for (let i = 0; i < outs.length; i++) data.set(outs[i], i * per);
