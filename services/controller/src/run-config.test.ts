@@ -41,6 +41,7 @@ describe("validateRunConfig", () => {
     expect(c.guidanceScale).toBe(3);
     expect(c.textGuidanceScale).toBe(3.5);
     expect(c.imageGuidanceScale).toBe(3);
+    expect(c.improveStrength).toBe(1);
     expect(c.evalSamplesPerPrompt).toBe(4);
     expect(c.evalPrompts).toEqual(shapesPrompts("test").map(formatShapesPrompt));
     expect(c.trainPrompts).toEqual([]);
@@ -85,6 +86,8 @@ describe("validateRunConfig", () => {
     rejects({ guidanceScale: 31 }, "config.guidance_scale");
     rejects({ textGuidanceScale: -1 }, "config.text_guidance_scale");
     rejects({ imageGuidanceScale: Number.NaN }, "config.image_guidance_scale");
+    rejects({ improveStrength: 0 }, "config.improve_strength");
+    rejects({ improveStrength: 1.01 }, "config.improve_strength");
     rejects({ evalSamplesPerPrompt: 257 }, "config.eval_samples_per_prompt");
     rejects({ evalPrompts: ["ok", ""] }, "config.eval_prompts[1]");
     rejects(

@@ -235,6 +235,9 @@ export function validateRunConfig(config: RunConfig | undefined): RunConfig {
   c.guidanceScale = optionalScale(c.guidanceScale, 3.0, "config.guidance_scale");
   c.textGuidanceScale = optionalScale(c.textGuidanceScale, 3.5, "config.text_guidance_scale");
   c.imageGuidanceScale = optionalScale(c.imageGuidanceScale, 3.0, "config.image_guidance_scale");
+  c.improveStrength = c.improveStrength ?? 1;
+  if (!(c.improveStrength > 0 && c.improveStrength <= 1))
+    throw invalid("config.improve_strength", `${c.improveStrength} is outside (0, 1]`);
   if (c.evalPrompts.length === 0) c.evalPrompts = shapesPrompts("test").map(formatShapesPrompt);
   checkPrompts(c.evalPrompts, "config.eval_prompts");
   if (c.evalSamplesPerPrompt === 0) c.evalSamplesPerPrompt = 4;

@@ -26,6 +26,10 @@ describe("planShards", () => {
     expect(tasks.every((t) => t.seeds.length === t.prompts.length)).toBe(true);
     expect(tasks[0].policyCheckpointId).toBe("runs/r/base");
     expect(tasks[0].textGuidanceScale).toBe(3.5);
+    // Unset in the config (validateRunConfig fills in 1): unset in the task, which the generator reads as 1.
+    expect(tasks.every((t) => t.improveStrength === undefined)).toBe(true);
+    const sdedit = planShards("r", { ...config, improveStrength: 0.6 }, prompts, 1, ckpts);
+    expect(sdedit.every((t) => Math.abs((t.improveStrength ?? 0) - 0.6) < 1e-6)).toBe(true);
   });
 
   it("covers every prompt once per pass and is deterministic in (seed, iteration)", () => {

@@ -108,6 +108,7 @@ export function planShards(
         guidanceScale: config.guidanceScale,
         textGuidanceScale: config.textGuidanceScale,
         imageGuidanceScale: config.imageGuidanceScale,
+        improveStrength: config.improveStrength,
         outputArtifact: shardArtifact(runId, k, i),
       }),
     );

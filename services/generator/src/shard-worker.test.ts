@@ -135,6 +135,8 @@ describe("pair-shard worker (generator + improver on the embedded bus)", () => {
         policyCheckpointId: `runs/${RUN}/base`,
         improverCheckpointId: `runs/${RUN}/improver`,
         outputArtifact: pairShardArtifact(RUN, 1, 1),
+        // SDEdit winners: the improver starts from the loser noised halfway.
+        improveStrength: 0.5,
       }),
       { msgId: pairShardArtifact(RUN, 1, 1) },
     );
@@ -188,6 +190,7 @@ describe("pair-shard worker (generator + improver on the embedded bus)", () => {
         prompts,
         seeds: seedsOf[shard],
         steps: 3,
+        strength: shard === 1 ? 0.5 : 1,
       });
       const per = 16 * 16 * 3;
       let dist = 0;
@@ -263,12 +266,26 @@ describe("pair-shard worker (generator + improver on the embedded bus)", () => {
       }),
       { msgId: "missing-policy" },
     );
-    await until("three terminations", () => (terminated.length >= 3 ? true : undefined));
+    await bus.work.enqueue(
+      task({
+        iteration: 1,
+        shardIndex: 7,
+        prompts: PROMPTS.slice(0, 1),
+        seeds: [1n],
+        policyCheckpointId: `runs/${RUN}/base`,
+        outputArtifact: pairShardArtifact(RUN, 1, 7),
+        improveStrength: 1.5,
+      }),
+      { msgId: "bad-strength" },
+    );
+    await until("four terminations", () => (terminated.length >= 4 ? true : undefined));
     const byId = Object.fromEntries(terminated.map((r) => [r.msgId, r]));
     expect(byId.junk).toMatchObject({ reason: "malformed", deliveryCount: 1 });
     expect(byId.junk.error).toMatch(/not a PairShardTask/);
     expect(byId.mismatch).toMatchObject({ reason: "malformed" });
     expect(byId.mismatch.error).toMatch(/seeds: 1 seeds for 3 prompts/);
+    expect(byId["bad-strength"]).toMatchObject({ reason: "malformed" });
+    expect(byId["bad-strength"].error).toMatch(/improve_strength: 1.5 is outside \(0, 1\]/);
     expect(byId["missing-policy"]).toMatchObject({ reason: "max-deliver", deliveryCount: 2 });
     expect(byId["missing-policy"].error).toMatch(/runs\/s1\/missing.* is not in the artifact store/);
     const failed = (shard: number) =>

@@ -133,6 +133,8 @@ function checkShardTask(t: PairShardTask): PairShardTask {
     if (v !== undefined && !(Number.isFinite(v) && v >= 0 && v <= 30))
       throw bad(`${field}: ${v} is outside [0, 30]`);
   }
+  if (t.improveStrength !== undefined && !(t.improveStrength > 0 && t.improveStrength <= 1))
+    throw bad(`improve_strength: ${t.improveStrength} is outside (0, 1]`);
   return t;
 }
 
@@ -259,6 +261,7 @@ export function startShardWorker(deps: ShardWorkerDeps): Promise<Subscription> {
           prompts: t.prompts.slice(start, end),
           textGuidanceScale: t.textGuidanceScale,
           imageGuidanceScale: t.imageGuidanceScale,
+          strength: t.improveStrength,
           steps: t.steps,
           seed: BigInt(seeds[start]),
           outputFormat: ImageFormat.TENSOR,
