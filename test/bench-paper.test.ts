@@ -77,9 +77,17 @@ describe("idpo bench paper (micro configuration)", () => {
       expect(md).toContain(h);
     }
     expect(md).toContain("## What makes the iterative method work");
+    expect(md).toContain("| SDEdit winners |");
+    expect(md).toMatch(/\| Improver on base samples, SDEdit 0\.6 \(one shot\) \| 0\.\d{3}/);
     expect(md).toMatch(/Reference points on the same oracle: the offline dataset's winners score 0\.\d{3}/);
     expect(md).toMatch(/\| Ours from SPIN, iter 2 \| 0\.\d{3} ± 0\.\d{3} \|/);
-    for (const f of ["reward-per-iteration.png", "compare.png", "samples-base.png", "results.json"]) {
+    for (const f of [
+      "reward-per-iteration.png",
+      "compare.png",
+      "samples-base.png",
+      "samples-improver-fix-sdedit.png",
+      "results.json",
+    ]) {
       expect(existsSync(join(out, "results", "quick", f)), f).toBe(true);
     }
   });

@@ -257,7 +257,7 @@ export class BenchMesh {
     images: ImageBatch,
     prompts: readonly string[],
     seed: number,
-    sampling: { steps: number; textGuidance: number; imageGuidance: number },
+    sampling: { steps: number; textGuidance: number; imageGuidance: number; strength?: number },
   ): Promise<ImageBatch> {
     const { improver } = this.clients;
     if (prompts.length !== images.n)
@@ -271,6 +271,7 @@ export class BenchMesh {
         prompts: prompts.slice(s, s + CHUNK),
         textGuidanceScale: sampling.textGuidance,
         imageGuidanceScale: sampling.imageGuidance,
+        strength: sampling.strength,
         steps: sampling.steps,
         seed: BigInt(seed + s),
         outputFormat: ImageFormat.TENSOR,

@@ -83,6 +83,11 @@ export interface TuningConfig {
   sftLearningRate: number;
   /** Intermediate checkpoints per iteration for early stopping (evaluated on validation; best kept). */
   earlyStopCheckpoints: number;
+  /**
+   * Improver strength of the "SDEdit winners" variant: the improver starts from the loser noised to this
+   * fraction of the schedule instead of from pure noise (the faithful method's 1).
+   */
+  improveStrength: number;
 }
 
 /** Everything `idpo bench paper` does, for one configuration. */
@@ -185,6 +190,7 @@ const DEFAULT_CONFIG: PaperConfig = {
     sftSteps: 40,
     sftLearningRate: 2e-4,
     earlyStopCheckpoints: 4,
+    improveStrength: 0.6,
   },
 };
 
@@ -231,6 +237,7 @@ const QUICK_CONFIG: PaperConfig = {
     sftSteps: 5,
     sftLearningRate: 2e-4,
     earlyStopCheckpoints: 2,
+    improveStrength: 0.6,
   },
 };
 
@@ -388,6 +395,8 @@ export function validatePaperConfig(cfg: PaperConfig): void {
   checkInt(t.sftSteps, 1, 1_000_000, "tuning.sftSteps", errors);
   checkNum(t.sftLearningRate, 0, 1, "tuning.sftLearningRate", errors, true);
   checkInt(t.earlyStopCheckpoints, 1, 100, "tuning.earlyStopCheckpoints", errors);
+  if (!(t.improveStrength > 0 && t.improveStrength <= 1))
+    errors.push(`tuning.improveStrength = ${t.improveStrength}: expected a number in (0, 1]`);
   if (t.earlyStopCheckpoints > cfg.ours.steps) {
     errors.push(
       `tuning.earlyStopCheckpoints = ${t.earlyStopCheckpoints}: more than ours.steps (${cfg.ours.steps})`,

@@ -9,6 +9,8 @@ import type { StageRunner } from "./stage-runner.js";
 export const BASE_KEY = "base";
 /** The model key of "the improvement model applied once to the base model's samples". */
 export const FIX_KEY = "improver-fix";
+/** Key of the one-shot fixer started from the noised base sample (SDEdit) instead of pure noise. */
+export const FIX_SDEDIT_KEY = "improver-fix-sdedit";
 
 /** What evaluations need. */
 export interface EvalContext {
@@ -103,18 +105,23 @@ export function evaluateModel(
 
 /**
  * Table 3: the improvement model as a one-shot fixer: each base sample of the train and test sets improved
- * once (s_T, s_I of the config), scored against the base sample it came from.
+ * once (s_T, s_I of the config), scored against the base sample it came from. `strength` below 1 starts
+ * from the base sample noised to that fraction of the schedule (SDEdit) instead of from pure noise.
  */
-export function evaluateFix(ctx: EvalContext, improverId: string): Promise<ModelEval> {
-  return ctx.runner.run(`eval:${FIX_KEY}`, async () => {
+export function evaluateFix(ctx: EvalContext, improverId: string, strength = 1): Promise<ModelEval> {
+  const key = strength === 1 ? FIX_KEY : FIX_SDEDIT_KEY;
+  return ctx.runner.run(`eval:${key}`, async () => {
     const out = {
-      key: FIX_KEY,
-      label: "Improver on base samples (one shot)",
+      key,
+      label:
+        strength === 1
+          ? "Improver on base samples (one shot)"
+          : `Improver on base samples, SDEdit ${strength} (one shot)`,
       checkpointId: improverId,
     } as ModelEval;
     for (const set of ["train", "test"] as const) {
       const ref = await baseReference(ctx, set);
-      const name = samplesArtifact(ctx.tag, FIX_KEY, set);
+      const name = samplesArtifact(ctx.tag, key, set);
       let fixed = await ctx.mesh.loadImages(name, improverId, ref.images.n);
       if (!fixed) {
         fixed = await ctx.mesh.improve(
@@ -122,7 +129,7 @@ export function evaluateFix(ctx: EvalContext, improverId: string): Promise<Model
           ref.images,
           expandPrompts(ctx.sets[set]),
           deriveSeed(ctx.seed, `fix:${set}`),
-          ctx.sampling,
+          { ...ctx.sampling, strength },
         );
         await ctx.mesh.storeImages(name, fixed, improverId);
       }

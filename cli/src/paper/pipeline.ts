@@ -11,7 +11,14 @@ import {
   TrainingConfigSchema,
 } from "@idpo/proto";
 import type { PaperConfig, PreferenceStage, TrainStage } from "./config.js";
-import { BASE_KEY, type EvalContext, evaluateFix, evaluateModel, FIX_KEY } from "./evaluate.js";
+import {
+  BASE_KEY,
+  type EvalContext,
+  evaluateFix,
+  evaluateModel,
+  FIX_KEY,
+  FIX_SDEDIT_KEY,
+} from "./evaluate.js";
 import { deriveSeed } from "./prompt-sets.js";
 import type { IterationSeries, ModelEval, PairSizeRow, TrainMetrics } from "./results.js";
 
@@ -110,6 +117,8 @@ export interface IteratedOptions {
   pairs?: number;
   /** DPO reference (default: the base). */
   reference?: ReferencePolicy;
+  /** Improver strength for the online winners (default: unset, i.e. 1, from pure noise). */
+  improveStrength?: number;
   /** Seed of the run (pairs, prompts, training seeds derive from it). */
   seed: number;
 }
@@ -143,6 +152,7 @@ export function iteratedStage(
       guidanceScale: cfg.sampling.guidanceScale,
       textGuidanceScale: cfg.sampling.textGuidance,
       imageGuidanceScale: cfg.sampling.imageGuidance,
+      improveStrength: o.improveStrength,
       seed: BigInt(o.seed),
       ...controllerEval(ctx),
     });
@@ -225,6 +235,7 @@ export async function runFaithful(ctx: PipelineContext): Promise<FaithfulResults
   });
   models[BASE_KEY] = await evaluateModel(ctx, BASE_KEY, "Base (pretrained)", base.checkpointId);
   models[FIX_KEY] = await evaluateFix(ctx, improver.checkpointId);
+  models[FIX_SDEDIT_KEY] = await evaluateFix(ctx, improver.checkpointId, cfg.tuning.improveStrength);
 
   const sft = await trainStage(ctx, "sft", "SFT", {
     jobId: `${tag}-sft`,

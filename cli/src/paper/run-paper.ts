@@ -11,7 +11,7 @@ import {
   validatePaperConfig,
 } from "./config.js";
 import { dataReference } from "./data-reference.js";
-import { BASE_KEY, type EvalContext, FIX_KEY, samplesArtifact } from "./evaluate.js";
+import { BASE_KEY, type EvalContext, FIX_KEY, FIX_SDEDIT_KEY, samplesArtifact } from "./evaluate.js";
 import { imageAt, labelledRows, rewardPlot, sampleGrid } from "./figures.js";
 import { type PipelineContext, runFaithful } from "./pipeline.js";
 import { deriveSeed, promptSets } from "./prompt-sets.js";
@@ -163,6 +163,7 @@ async function writeFigures(
   const keys = [
     BASE_KEY,
     FIX_KEY,
+    FIX_SDEDIT_KEY,
     "sft",
     "dpo",
     ...last("SPIN"),

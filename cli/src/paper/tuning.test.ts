@@ -11,6 +11,7 @@ const faithful: VariantSpec = {
   reference: "base",
   sftOnWinners: false,
   earlyStop: false,
+  improveStrength: 1,
 };
 
 describe("combineHelpful", () => {
@@ -27,6 +28,7 @@ describe("combineHelpful", () => {
         v({ key: "beta-4000", beta: 4000 }, 0.72),
         v({ key: "low-lr", learningRate: 5e-6 }, 0.6),
         v({ key: "early-stop", earlyStop: true }, 0.71),
+        v({ key: "sdedit", improveStrength: 0.6 }, 0.9),
       ],
       0.7,
     );
@@ -37,8 +39,9 @@ describe("combineHelpful", () => {
       learningRate: 2e-5,
       earlyStop: true,
       sftOnWinners: false,
+      improveStrength: 0.6,
     });
-    expect(c?.change).toBe("1024 pairs + β 250 + early stopping");
+    expect(c?.change).toBe("SDEdit winners (strength 0.6) + 1024 pairs + β 250 + early stopping");
   });
 
   it("needs at least two helpful changes", () => {

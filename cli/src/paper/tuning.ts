@@ -32,6 +32,8 @@ export interface VariantSpec {
   sftOnWinners: boolean;
   /** Intermediate checkpoints each iteration; the best on validation (or the start, if none is better) is kept. */
   earlyStop: boolean;
+  /** Improver strength for the online winners (1: from pure noise, the paper; below 1: SDEdit from the loser). */
+  improveStrength: number;
 }
 
 /** The faithful method as a VariantSpec (the baseline every variant changes one thing of). */
@@ -47,6 +49,7 @@ export function faithfulSpec(ctx: PipelineContext): VariantSpec {
     reference: "base",
     sftOnWinners: false,
     earlyStop: false,
+    improveStrength: 1,
   };
 }
 
@@ -91,6 +94,13 @@ export function variantSpecs(ctx: PipelineContext): VariantSpec[] {
       earlyStop: true,
     },
   ];
+  out.push({
+    ...f,
+    key: "sdedit",
+    label: "SDEdit winners",
+    change: `the improver starts from the loser noised to ${t.improveStrength} of the schedule instead of from pure noise`,
+    improveStrength: t.improveStrength,
+  });
   for (const b of t.betas) {
     out.push({ ...f, key: `beta-${b}`, label: `β = ${b}`, change: `β ${b} instead of ${f.beta}`, beta: b });
   }
@@ -139,6 +149,10 @@ export function combineHelpful(
     if (spec.earlyStop) {
       c.earlyStop = true;
       parts.push("early stopping");
+    }
+    if (spec.improveStrength !== faithful.improveStrength && c.improveStrength === faithful.improveStrength) {
+      c.improveStrength = spec.improveStrength;
+      parts.push(`SDEdit winners (strength ${spec.improveStrength})`);
     }
   }
   c.change = parts.join(" + ");
@@ -191,9 +205,9 @@ async function runVariant(
   const vals: ValidationEval[] = [];
   const f = faithfulSpec(ctx);
   const same = (except: keyof VariantSpec) =>
-    (["pairs", "learningRate", "beta", "reference", "sftOnWinners", "earlyStop"] as const).every(
-      (k) => k === except || spec[k] === f[k],
-    );
+    (
+      ["pairs", "learningRate", "beta", "reference", "sftOnWinners", "earlyStop", "improveStrength"] as const
+    ).every((k) => k === except || spec[k] === f[k]);
   if (!spec.sftOnWinners && !spec.earlyStop && spec.reference === "base") {
     // Only the pair count changed and Table 2 already ran it for at least as many iterations: the same run.
     const table2 =
@@ -228,6 +242,7 @@ async function runVariant(
             training: trainingConfig(stage, 0),
             pairs: spec.pairs,
             reference,
+            improveStrength: spec.improveStrength === 1 ? undefined : spec.improveStrength,
             seed: deriveSeed(seed, "ours"),
           },
         );
@@ -269,6 +284,7 @@ async function runVariant(
         pairs: spec.pairs,
         startCheckpointId: current,
         reference,
+        improveStrength: spec.improveStrength === 1 ? undefined : spec.improveStrength,
         seed: deriveSeed(seed, `tune-chain:${k}`),
       },
     );
