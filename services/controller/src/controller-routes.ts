@@ -12,6 +12,7 @@ import {
   type ListRunsRequest,
   ProgressSchema,
   type Run,
+  type RunConfig,
   RunConfigSchema,
   RunSchema,
   RunStage,
@@ -82,6 +83,20 @@ function currentJob(run: Run, stage: RunStage): string | undefined {
   }
 }
 
+/**
+ * Whether a stored run's config equals a validated request config. The stored one is validated again
+ * first, so a run created before a field gained a default still matches the same request.
+ */
+function sameConfig(stored: RunConfig | undefined, config: RunConfig): boolean {
+  let current: RunConfig;
+  try {
+    current = validateRunConfig(stored);
+  } catch {
+    return false;
+  }
+  return equals(RunConfigSchema, current, config);
+}
+
 /** The ControllerService implementation. */
 export function controllerRoutes(deps: ControllerRoutesDeps) {
   const { store, bus, manager, peers, checkpoints, logger } = deps;
@@ -101,7 +116,7 @@ export function controllerRoutes(deps: ControllerRoutesDeps) {
         const config = validateRunConfig(req.config);
         const existing = await store.get(runId);
         if (existing) {
-          if (!equals(RunConfigSchema, existing.run.config!, config)) {
+          if (!sameConfig(existing.run.config, config)) {
             throw new ConnectError(
               `run_id: run ${runId} already exists with a different config`,
               Code.AlreadyExists,
@@ -137,7 +152,7 @@ export function controllerRoutes(deps: ControllerRoutesDeps) {
         if (res.created) {
           logger.info("run created", { runId, method: config.method, iterations: config.iterations });
           await publishRunState(bus, res.run);
-        } else if (!equals(RunConfigSchema, res.run.config!, config)) {
+        } else if (!sameConfig(res.run.config, config)) {
           throw new ConnectError(
             `run_id: run ${runId} already exists with a different config`,
             Code.AlreadyExists,

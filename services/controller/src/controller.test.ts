@@ -18,6 +18,7 @@ import {
 import { afterEach, describe, expect, it } from "vitest";
 import { FakeMesh } from "./fake-mesh.test-fixture.js";
 import { checkpointIds, jobIds, shardArtifact, shardKey } from "./run-plan.js";
+import { RunStore } from "./run-store.js";
 
 type Controller = Client<typeof ControllerService>;
 
@@ -309,6 +310,13 @@ describe("controller", () => {
     const a = await client.createRun({ runId: "idem", config: config({ baseTraining: { steps: 1000 } }) });
     const b = await client.createRun({ runId: "idem", config: config({ baseTraining: { steps: 1000 } }) });
     expect(b.run!.createTime).toEqual(a.run!.createTime);
+    // A run stored before a field gained a default (improve_strength unset) still matches the same request.
+    await new RunStore(mesh.bus.state).mutate("idem", (r) => {
+      r.config!.improveStrength = undefined;
+      return true;
+    });
+    const c = await client.createRun({ runId: "idem", config: config({ baseTraining: { steps: 1000 } }) });
+    expect(c.run!.createTime).toEqual(a.run!.createTime);
     const reject = async (p: Promise<unknown>, code: Code, text: string) => {
       const err = await p.then(
         () => undefined,
