@@ -136,13 +136,11 @@ const BASE_SAMPLING: SamplingConfig = { steps: 10, guidanceScale: 3, textGuidanc
 
 /**
  * The default configuration, sized from throughput measured through the services on the 2-core
- * development machine (wasm backend, `tiny` preset, 16×16; docs/RESULTS.md has this run's own
- * figures). Measured with the machine shared (1-minute load ≈ 10): PRETRAIN ≈ 38 images/s, IMPROVER ≈
- * 23 pairs/s, SFT ≈ 26 images/s, DPO ≈ 11 pairs/s, SPIN ≈ 4 pairs/s (each pair's loser is sampled), online
- * pairs ≈ 6 pairs/s (policy sample + improver), evaluation ≈ 13 images/s sampled and scored. At those rates
- * this configuration takes about 2.3 hours; on the idle machine (≈ 2.5× faster) about an hour.
- * The `tiny` model reaches an oracle reward of ≈ 0.50 after 1000 steps of 64 images (0.41 at 400, 0.48
- * at 800): a clearly sub-optimal base, the SD 1.5 analogue, with room for every method to improve it.
+ * development machine (wasm backend, `tiny` preset, 16×16, one thread per process, two seeds side by
+ * side): the base model's 4000 steps of 64 images take ≈ 27 minutes (≈ 157 images/s), the improver's
+ * 1500 steps ≈ 5 minutes, everything after them ≈ 30 minutes; about an hour per seed in all.
+ * Its base model reaches an oracle reward of ≈ 0.59 (1000 steps without EMA: ≈ 0.50): a clearly
+ * sub-optimal base, the SD 1.5 analogue, with room for every method to improve it.
  */
 const DEFAULT_CONFIG: PaperConfig = {
   name: "default",
