@@ -194,14 +194,17 @@ async function writeFigures(
     const images: Image[] = [];
     for (let p = 0; p < nTest; p++) images.push(imageAt(te, p * test.samplesPerPrompt));
     for (let p = 0; p < nTrain; p++) images.push(imageAt(tr, p * train.samplesPerPrompt));
-    compareRows.push({ label: shortLabel(m.label), images });
+    compareRows.push({ label: shortLabel(k, m.label), images });
   }
   const compare = join(dir, "compare.png");
   await writePng(compare, labelledRows(compareRows));
   return { rewardPlot: rel(plot), compare: rel(compare), grids };
 }
 
-function shortLabel(label: string): string {
+/** A row label of at most 24 characters; the two one-shot fixers would otherwise read the same. */
+function shortLabel(key: string, label: string): string {
+  if (key === FIX_KEY) return "Improver, one shot";
+  if (key === FIX_SDEDIT_KEY) return "Improver SDEdit, 1 shot";
   return label
     .replace(/\(.*\)/, "")
     .replace(/\s+/g, " ")
