@@ -124,7 +124,7 @@ async function tfjsSide(): Promise<Map<number, number>> {
   await initBackend({ threads, log: () => {} });
   const model = createModel(cfg, recipe.seed);
   const data = new Float32Array(PROMPTS.length * size * size * 3);
-  PROMPTS.forEach((p, i) => data.set(renderIdeal(p, size).data, i * size * size * 3));
+  for (let i = 0; i < PROMPTS.length; i++) data.set(renderIdeal(PROMPTS[i], size).data, i * size * size * 3);
   const rng = new Rng(recipe.seed);
   const trainer = new Trainer(model.params, pretrainObjective(model, recipe.promptDropout), {
     schedule: { lr, warmupSteps: recipe.warmupSteps },
