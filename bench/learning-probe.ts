@@ -10,7 +10,7 @@
  * columns move together, the implementation is not the bottleneck.
  *
  * Options: --preset tiny|shapes16 (default tiny)  --steps N (default 2000)  --every N (default 250)
- *          --lr X (default 2e-3)  --threads N (default 1)
+ *          --lr X (default 2e-3)  --threads N (default 1)  --seed N (default 1)  --only tfjs|torch
  * Environment: IDPO_BENCH_PYTHON overrides the interpreter of the PyTorch side.
  */
 import { spawn } from "node:child_process";
@@ -43,6 +43,8 @@ const { values } = parseArgs({
     every: { type: "string", default: "250" },
     lr: { type: "string", default: "2e-3" },
     threads: { type: "string", default: "1" },
+    seed: { type: "string", default: "1" },
+    only: { type: "string" },
   },
 });
 const presetName = values.preset as PresetName;
@@ -50,7 +52,10 @@ const steps = Number(values.steps);
 const every = Number(values.every);
 const lr = Number(values.lr);
 const threads = Number(values.threads);
-for (const [k, v] of Object.entries({ steps, every, threads })) {
+const seed = Number(values.seed);
+if (values.only !== undefined && values.only !== "tfjs" && values.only !== "torch")
+  throw new Error(`--only must be tfjs or torch, got ${values.only}`);
+for (const [k, v] of Object.entries({ steps, every, threads, seed })) {
   if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be a positive integer, got ${v}`);
 }
 if (!(lr > 0 && lr < 1)) throw new Error(`--lr must be in (0, 1), got ${values.lr}`);
@@ -65,7 +70,7 @@ const recipe = {
   batchSize: 32,
   promptDropout: 0.1,
   sampleSteps: 20,
-  seed: 1,
+  seed,
 };
 
 /** Top-row mean of image i of a [0, 1] batch. */
@@ -160,14 +165,17 @@ async function tfjsSide(): Promise<Map<number, number>> {
 process.stderr.write(
   `learning probe: preset ${presetName}, ${steps} steps of ${recipe.batchSize} images, lr ${lr}, ${threads} thread(s)\n`,
 );
-const ours = await tfjsSide();
-const torch = await torchSide().catch((err: Error) => {
-  process.stderr.write(`  PyTorch side skipped: ${err.message}\n`);
-  return new Map<number, number>();
-});
+const ours = values.only === "torch" ? new Map<number, number>() : await tfjsSide();
+const torch =
+  values.only === "tfjs"
+    ? new Map<number, number>()
+    : await torchSide().catch((err: Error) => {
+        process.stderr.write(`  PyTorch side skipped: ${err.message}\n`);
+        return new Map<number, number>();
+      });
 console.log("\n| step | separation, ours (tfjs) | separation, PyTorch |");
 console.log("| ---: | ---: | ---: |");
-for (const [step, sep] of ours) {
-  const t = torch.get(step);
-  console.log(`| ${step} | ${sep.toFixed(3)} | ${t === undefined ? "-" : t.toFixed(3)} |`);
+for (let step = every; step <= steps; step += every) {
+  const fmt = (v: number | undefined) => (v === undefined ? "-" : v.toFixed(3));
+  console.log(`| ${step} | ${fmt(ours.get(step))} | ${fmt(torch.get(step))} |`);
 }
