@@ -589,8 +589,11 @@ export function busContract(name: string, factory: BusFactory): void {
         );
         await waitFor(() => reports.length === 1, "termination");
         expect(calls).toBe(0);
-        expect(reports[0]).toMatchObject({ reason: "max-deliver", deliveryCount: 2 });
-        expect(reports[0].error).toMatch(/not acknowledged after 1 deliveries/);
+        expect(reports[0].reason).toBe("max-deliver");
+        // 2 when the next delivery reaches the new worker; on NATS a pull the stopped worker left open
+        // may take one more redelivery first, which nobody handles either.
+        expect(reports[0].deliveryCount).toBeGreaterThanOrEqual(2);
+        expect(reports[0].error).toMatch(/not acknowledged after \d+ deliveries/);
         await waitFor(async () => (await b.work.pending()) === 0, "removal");
       });
 
