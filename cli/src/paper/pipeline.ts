@@ -42,9 +42,15 @@ export interface IteratedRun {
   metrics: TrainMetrics[];
 }
 
-/** The shapes:// URI of the offline dataset (train prompts only, generated deterministically by the trainer). */
+/** The offline dataset's shapes-world parameters (train prompts only). */
+export function datasetSpec(cfg: PaperConfig, seed: number): { pairs: number; size: number; seed: number } {
+  return { pairs: cfg.offlinePairs, size: cfg.imageSize, seed: deriveSeed(seed, "offline-data") };
+}
+
+/** The shapes:// URI of the offline dataset (generated deterministically by the trainer). */
 export function datasetUri(cfg: PaperConfig, seed: number): string {
-  return `shapes://?pairs=${cfg.offlinePairs}&size=${cfg.imageSize}&seed=${deriveSeed(seed, "offline-data")}`;
+  const d = datasetSpec(cfg, seed);
+  return `shapes://?pairs=${d.pairs}&size=${d.size}&seed=${d.seed}`;
 }
 
 /** Controller run ids of this benchmark run: `paper-<config>-s<seed>-<what>` ([a-z0-9-], ≤ 63 characters). */

@@ -13,8 +13,8 @@ import {
 import { dataReference } from "./data-reference.js";
 import { BASE_KEY, type EvalContext, FIX_KEY, FIX_SDEDIT_KEY, samplesArtifact } from "./evaluate.js";
 import { imageAt, labelledRows, rewardPlot, sampleGrid } from "./figures.js";
-import { type PipelineContext, runFaithful } from "./pipeline.js";
-import { deriveSeed, promptSets } from "./prompt-sets.js";
+import { datasetSpec, type PipelineContext, runFaithful } from "./pipeline.js";
+import { promptSets } from "./prompt-sets.js";
 import { type RunInfo, renderReport, type SeedRun } from "./report.js";
 import type { ModelEval, PaperResults } from "./results.js";
 import { formatDuration, StageRunner } from "./stage-runner.js";
@@ -287,10 +287,10 @@ export async function runBenchPaper(
         .map(([stage, r]) => ({ stage, seconds: r.seconds, load: r.load })),
       invocationSeconds: (Date.now() - started) / 1000,
       figures,
-      reference: dataReference(
-        { pairs: cfg.offlinePairs, size: cfg.imageSize, seed: deriveSeed(opts.seeds[0], "offline-data") },
-        { train: ctx.sets.train.prompts, test: ctx.sets.test.prompts },
-      ),
+      reference: dataReference(datasetSpec(cfg, opts.seeds[0]), {
+        train: ctx.sets.train.prompts,
+        test: ctx.sets.test.prompts,
+      }),
       sets: Object.values(ctx.sets).map((s) => ({
         name: s.name,
         prompts: s.prompts,

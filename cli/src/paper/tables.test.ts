@@ -155,24 +155,33 @@ describe("claims", () => {
   });
 });
 
+/** Provenance of a report, as run-paper.ts fills it in. */
+function runInfo(over: Partial<RunInfo>): RunInfo {
+  return {
+    command: "idpo bench paper",
+    seed: 1,
+    backend: "wasm",
+    machine: "2 × test CPU",
+    load: { start: 1, end: 2 },
+    date: "2026-01-01T00:00:00Z",
+    stageSeconds: [{ stage: "base", seconds: 61 }],
+    invocationSeconds: 70,
+    figures: { rewardPlot: "p.png", compare: "c.png", grids: [] },
+    sets: [{ name: "test", prompts: ["p"], samplesPerPrompt: 16, seed: 5 }],
+    ...over,
+  };
+}
+
 describe("report", () => {
   it("labels the quick configuration and includes every section", () => {
-    const info: RunInfo = {
+    const info = runInfo({
       command: "idpo bench paper --quick",
-      seed: 1,
-      backend: "wasm",
-      machine: "2 × test CPU",
-      load: { start: 1, end: 2 },
-      date: "2026-01-01T00:00:00Z",
-      stageSeconds: [{ stage: "base", seconds: 61 }],
-      invocationSeconds: 70,
       figures: {
         rewardPlot: "results/quick/plot.png",
         compare: "results/quick/compare.png",
         grids: [{ label: "Base", file: "results/quick/samples-base.png" }],
       },
-      sets: [{ name: "test", prompts: ["p"], samplesPerPrompt: 16, seed: 5 }],
-    };
+    });
     const md = renderReport(paperConfig("quick"), fixture(), info);
     expect(md).toContain("This is the `--quick` configuration");
     for (const h of [
@@ -192,24 +201,14 @@ describe("report", () => {
 });
 
 describe("report with reference points and a second seed", () => {
-  const info: RunInfo = {
-    command: "idpo bench paper",
-    seed: 1,
-    backend: "wasm",
-    machine: "2 × test CPU",
-    load: { start: 1, end: 2 },
-    date: "2026-01-01T00:00:00Z",
-    stageSeconds: [{ stage: "base", seconds: 61 }],
-    invocationSeconds: 70,
-    figures: { rewardPlot: "p.png", compare: "c.png", grids: [] },
-    sets: [{ name: "test", prompts: ["p"], samplesPerPrompt: 16, seed: 5 }],
+  const info = runInfo({
     reference: {
       winners: { n: 4, mean: 0.85, p25: 0.8, p50: 0.86, p75: 0.9 },
       losers: { n: 4, mean: 0.72, p25: 0.7, p50: 0.73, p75: 0.8 },
       idealTrain: { n: 1, mean: 0.95, p25: 0.95, p50: 0.95, p75: 0.95 },
       idealTest: { n: 1, mean: 0.96, p25: 0.96, p50: 0.96, p75: 0.96 },
     },
-  };
+  });
 
   it("places the base model on the data's scale and states the reference points", () => {
     // The fixture's base has test mean 0.65: below the losers' lower quartile (0.70).

@@ -159,6 +159,11 @@ export function combineHelpful(
   return c;
 }
 
+/** The run's improve_strength: unset for the faithful 1, so faithful runs keep their configs. */
+function runStrength(spec: VariantSpec): number | undefined {
+  return spec.improveStrength === 1 ? undefined : spec.improveStrength;
+}
+
 /** A variant's iterates and measurements. */
 interface VariantRun {
   spec: VariantSpec;
@@ -242,7 +247,7 @@ async function runVariant(
             training: trainingConfig(stage, 0),
             pairs: spec.pairs,
             reference,
-            improveStrength: spec.improveStrength === 1 ? undefined : spec.improveStrength,
+            improveStrength: runStrength(spec),
             seed: deriveSeed(seed, "ours"),
           },
         );
@@ -284,7 +289,7 @@ async function runVariant(
         pairs: spec.pairs,
         startCheckpointId: current,
         reference,
-        improveStrength: spec.improveStrength === 1 ? undefined : spec.improveStrength,
+        improveStrength: runStrength(spec),
         seed: deriveSeed(seed, `tune-chain:${k}`),
       },
     );
