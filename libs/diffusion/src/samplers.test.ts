@@ -12,6 +12,30 @@ const P = ["a small red circle on a black background", "a large blue square on a
 const S = 8;
 const PER = S * S * 3;
 
+/**
+ * DDIM (η = 0) written out from Song et al. with x̂₀ clipped and ε̂ recomputed from it, independent of
+ * samplerStep; counts in `clips` how many x̂₀ values the clip changed, so a test can show it was active.
+ */
+function referenceDdimStep(
+  x: tf.Tensor4D,
+  eps: tf.Tensor,
+  ab: number,
+  abPrev: number,
+  clips: { n: number },
+): tf.Tensor4D {
+  const xs = x.dataSync();
+  const es = eps.dataSync();
+  const out = new Float32Array(xs.length);
+  for (let i = 0; i < xs.length; i++) {
+    const raw = (xs[i] - Math.sqrt(1 - ab) * es[i]) / Math.sqrt(ab);
+    const x0 = Math.min(1, Math.max(-1, raw));
+    if (x0 !== raw) clips.n++;
+    const e = (xs[i] - Math.sqrt(ab) * x0) / Math.sqrt(1 - ab);
+    out[i] = Math.sqrt(abPrev) * x0 + Math.sqrt(1 - abPrev) * e;
+  }
+  return tf.tensor4d(out, x.shape);
+}
+
 describe("samplingTimesteps", () => {
   it("spaces steps evenly, starting at T − 1", () => {
     expect(samplingTimesteps(1000, 4)).toEqual([999, 749, 499, 249]);
@@ -52,6 +76,33 @@ describe("samplerStep", () => {
   it("DDIM (η = 0) follows Song et al.'s update", () => {
     const want = Math.sqrt(ab[400]) * x0 + Math.sqrt(1 - ab[400]) * -0.2;
     expect(Math.abs(run("ddim", 0) - want)).toBeLessThan(1e-5);
+  });
+
+  it("recomputes ε̂ from the clipped x̂₀ when x̂₀ leaves [−1, 1] (DDIM at η = 0 and η > 0, DDPM)", () => {
+    // x = 0.3, ε̂ = −0.2 at t = 600 puts x̂₀ far above 1; the step must use x̂₀ = 1 and the ε̂ it implies.
+    expect(x0).toBeGreaterThan(1.5);
+    const clipped = (kind: "ddim" | "ddpm", eta: number, noise?: number) =>
+      tf.tidy(
+        () =>
+          samplerStep(model.schedule, kind, tf.tensor4d([0.3], [1, 1, 1, 1]), tf.tensor4d([-0.2], [1, 1, 1, 1]), 600, 400, {
+            eta,
+            noise: noise === undefined ? undefined : tf.tensor4d([noise], [1, 1, 1, 1]),
+          }).dataSync()[0],
+      );
+    const epsClipped = (0.3 - Math.sqrt(ab[600]) * 1) / Math.sqrt(1 - ab[600]);
+    const ddim0 = Math.sqrt(ab[400]) * 1 + Math.sqrt(1 - ab[400]) * epsClipped;
+    expect(Math.abs(clipped("ddim", 0) - ddim0)).toBeLessThan(1e-5);
+    // The unclipped ε̂ would land elsewhere: the defect this guards against.
+    expect(Math.abs(ddim0 - (Math.sqrt(ab[400]) + Math.sqrt(1 - ab[400]) * -0.2))).toBeGreaterThan(0.05);
+    const post = ((1 - ab[400]) / (1 - ab[600])) * (1 - ab[600] / ab[400]);
+    const sigma = 0.5 * Math.sqrt(post);
+    const ddimEta =
+      Math.sqrt(ab[400]) * 1 + Math.sqrt(1 - ab[400] - sigma * sigma) * epsClipped + sigma * 0.7;
+    expect(Math.abs(clipped("ddim", 0.5, 0.7) - ddimEta)).toBeLessThan(1e-5);
+    const a = ab[600] / ab[400];
+    const mean =
+      ((Math.sqrt(ab[400]) * (1 - a)) / (1 - ab[600])) * 1 + ((Math.sqrt(a) * (1 - ab[400])) / (1 - ab[600])) * 0.3;
+    expect(Math.abs(clipped("ddpm", 0, 0.7) - (mean + Math.sqrt(post) * 0.7))).toBeLessThan(1e-5);
   });
 
   it("DDIM with η and DDPM use the posterior variance", () => {
@@ -137,13 +188,15 @@ describe("sample", () => {
     expect(maxAbsDiff(other.data, alone.data)).toBeGreaterThan(1e-3);
   });
 
-  it("batches the conditional and unconditional branches of classifier-free guidance", async () => {
-    const g = 2.5;
-    const steps = 2;
+  it.each([
+    ["plain (guidance 1)", 1],
+    ["classifier-free guidance", 2.5],
+  ])("matches an independent DDIM loop with x̂₀ clipping active: %s", async (_name, g) => {
+    const steps = 3;
     const seeds = [4, 5];
     const prompts = P.slice(0, 2);
     const got = await sample(policy, { prompts, seeds, steps, guidanceScale: g, sampler: "ddim", eta: 0 });
-    // Independent loop: separate forward passes per branch, guidance written out.
+    // Independent loop: separate forward passes per branch, guidance and the step written out.
     const rngs = seeds.map((s) => new Rng(s));
     const init = new Float32Array(2 * PER);
     rngs.forEach((r, i) => {
@@ -152,25 +205,22 @@ describe("sample", () => {
     let x = tf.tensor4d(init, [2, S, S, 3]);
     const ts = samplingTimesteps(1000, steps);
     const ab = policy.schedule.alphasCumprod;
+    const clips = { n: 0 };
     for (let i = 0; i < steps; i++) {
       const t = ts[i];
       const abPrev = i + 1 < steps ? ab[ts[i + 1]] : 1;
       const next = tf.tidy(() => {
         const c = policy.predictEps(x, t, prompts);
         const u = policy.predictEps(x, t, ["", ""]);
-        const eps = tf.add(u, tf.mul(tf.sub(c, u), g));
-        const x0 = tf.clipByValue(
-          tf.div(tf.sub(x, tf.mul(eps, Math.sqrt(1 - ab[t]))), Math.sqrt(ab[t])),
-          -1,
-          1,
-        );
-        return tf.add(tf.mul(x0, Math.sqrt(abPrev)), tf.mul(eps, Math.sqrt(1 - abPrev)));
+        const eps = g === 1 ? c : tf.add(u, tf.mul(tf.sub(c, u), g));
+        return referenceDdimStep(x, eps, ab[t], abPrev, clips);
       });
       x.dispose();
       x = next as tf.Tensor4D;
     }
     const want = tf.tidy(() => tf.clipByValue(tf.add(tf.mul(x, 0.5), 0.5), 0, 1).dataSync());
     x.dispose();
+    expect(clips.n).toBeGreaterThan(0);
     expect(maxAbsDiff(got.data, want)).toBeLessThan(1e-5);
   });
 
@@ -214,48 +264,56 @@ describe("improve", () => {
   });
   afterAll(() => improver.dispose());
 
-  it("applies Eq. 9 with its three branches in one batch, per-image seeded", async () => {
+  it.each([
+    ["from noise (strength 1)", 1],
+    ["SDEdit (strength 0.5)", 0.5],
+  ])("applies Eq. 9 with its three branches in one batch, per-image seeded, x̂₀ clipped: %s", async (_n, strength) => {
     const images = randomImages(2, S, 5);
     const prompts = P.slice(0, 2);
     const seeds = [6, 7];
     const [sT, sI] = [3.5, 3];
-    const got = await improve(improver, { images, prompts, seeds, steps: 2 });
+    const steps = 4;
+    const got = await improve(improver, { images, prompts, seeds, steps, strength });
     const rngs = seeds.map((s) => new Rng(s));
     const init = new Float32Array(2 * PER);
     rngs.forEach((r, i) => {
       r.normals(PER, init, i * PER);
     });
-    let x = tf.tensor4d(init, [2, S, S, 3]);
     const cond = tf.tidy(() => tf.sub(tf.mul(tf.tensor4d(images.data, [2, S, S, 3]), 2), 1)) as tf.Tensor4D;
     const zero = tf.zerosLike(cond);
-    const ts = samplingTimesteps(1000, 2);
     const ab = improver.schedule.alphasCumprod;
-    for (let i = 0; i < 2; i++) {
+    // SDEdit: keep the last round(steps·strength) timesteps and start from the input noised to the first.
+    const ts = samplingTimesteps(1000, steps).slice(steps - Math.round(steps * strength));
+    const z = tf.tensor4d(init, [2, S, S, 3]);
+    let x =
+      strength < 1
+        ? (tf.tidy(() => tf.add(tf.mul(cond, Math.sqrt(ab[ts[0]])), tf.mul(z, Math.sqrt(1 - ab[ts[0]])))) as tf.Tensor4D)
+        : z.clone();
+    z.dispose();
+    const clips = { n: 0 };
+    for (let i = 0; i < ts.length; i++) {
       const t = ts[i];
-      const abPrev = i + 1 < 2 ? ab[ts[i + 1]] : 1;
+      const abPrev = i + 1 < ts.length ? ab[ts[i + 1]] : 1;
       const next = tf.tidy(() => {
         const eIT = improver.predictEps(x, t, prompts, cond);
         const eI = improver.predictEps(x, t, ["", ""], cond);
         const eN = improver.predictEps(x, t, ["", ""], zero);
         const eps = tf.add(tf.add(eN, tf.mul(tf.sub(eI, eN), sI)), tf.mul(tf.sub(eIT, eI), sT));
-        const x0 = tf.clipByValue(
-          tf.div(tf.sub(x, tf.mul(eps, Math.sqrt(1 - ab[t]))), Math.sqrt(ab[t])),
-          -1,
-          1,
-        );
-        return tf.add(tf.mul(x0, Math.sqrt(abPrev)), tf.mul(eps, Math.sqrt(1 - abPrev)));
+        return referenceDdimStep(x, eps, ab[t], abPrev, clips);
       });
       x.dispose();
       x = next as tf.Tensor4D;
     }
     const want = tf.tidy(() => tf.clipByValue(tf.add(tf.mul(x, 0.5), 0.5), 0, 1).dataSync());
     tf.dispose([x, cond, zero]);
+    expect(clips.n).toBeGreaterThan(0);
     expect(maxAbsDiff(got.data, want)).toBeLessThan(1e-5);
     const second = await improve(improver, {
       images: { ...images, n: 1, data: images.data.slice(PER) },
       prompts: [prompts[1]],
       seeds: [7],
-      steps: 2,
+      steps,
+      strength,
     });
     expect(maxAbsDiff(second.data, got.data.slice(PER))).toBeLessThan(1e-5);
   });

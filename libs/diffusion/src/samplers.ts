@@ -88,6 +88,8 @@ export function samplingTimesteps(T: number, steps: number): number[] {
 
 /**
  * One reverse step x_t → x_{t'} (t' = tPrev, −1 for the final step where ᾱ = 1) given ε̂.
+ * With clipDenoised, x̂₀ is clipped to [−1, 1] and ε̂ is recomputed from the clipped x̂₀ as
+ * (x_t − √ᾱ_t·x̂₀)/√(1 − ᾱ_t), so DDIM's direction term and DDPM's posterior mean agree on one x̂₀.
  * `noise` (same shape as x) is used when the step has a variance (ddpm, or ddim with η > 0).
  * Returns the new tensor; inputs are not disposed.
  */
@@ -107,7 +109,14 @@ export function samplerStep(
     throw new Error("samplerStep: this step has a variance but no noise was given");
   return tf.tidy(() => {
     let x0 = tf.div(tf.sub(x, tf.mul(eps, Math.sqrt(1 - ab))), Math.sqrt(ab));
-    if (opts.clipDenoised ?? true) x0 = tf.clipByValue(x0, -1, 1);
+    let epsUsed: tf.Tensor = eps;
+    if (opts.clipDenoised ?? true) {
+      x0 = tf.clipByValue(x0, -1, 1);
+      // The step must point at the x̂₀ it commits to: with guidance the extrapolated ε̂ is large and
+      // x̂₀ clips often, and keeping the unclipped ε̂ in DDIM's direction term lands on another image
+      // (it cost the shapes16 base ~0.085 oracle reward). This is diffusers' use_clipped_model_output.
+      epsUsed = tf.div(tf.sub(x, tf.mul(x0, Math.sqrt(ab))), Math.sqrt(1 - ab));
+    }
     let mean: tf.Tensor;
     if (kind === "ddpm") {
       const alpha = ab / abPrev;
@@ -116,7 +125,7 @@ export function samplerStep(
       mean = tf.add(tf.mul(x0, c0), tf.mul(x, ct));
     } else if (kind === "ddim") {
       const dir = Math.sqrt(Math.max(0, 1 - abPrev - sigma * sigma));
-      mean = tf.add(tf.mul(x0, Math.sqrt(abPrev)), tf.mul(eps, dir));
+      mean = tf.add(tf.mul(x0, Math.sqrt(abPrev)), tf.mul(epsUsed, dir));
     } else {
       throw new Error(`unknown sampler ${JSON.stringify(kind)} (known: ddim, ddpm)`);
     }
