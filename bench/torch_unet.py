@@ -264,6 +264,7 @@ def ddim(model, n, steps, branches, spec, guide, cond=None):
             ab = abar[t]
             ab_prev = abar[prev] if prev >= 0 else torch.tensor(1.0)
             x0 = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1, 1)
+            eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()  # the step points at the clipped x0
             x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
     return x
 

@@ -84,10 +84,18 @@ describe("samplerStep", () => {
     const clipped = (kind: "ddim" | "ddpm", eta: number, noise?: number) =>
       tf.tidy(
         () =>
-          samplerStep(model.schedule, kind, tf.tensor4d([0.3], [1, 1, 1, 1]), tf.tensor4d([-0.2], [1, 1, 1, 1]), 600, 400, {
-            eta,
-            noise: noise === undefined ? undefined : tf.tensor4d([noise], [1, 1, 1, 1]),
-          }).dataSync()[0],
+          samplerStep(
+            model.schedule,
+            kind,
+            tf.tensor4d([0.3], [1, 1, 1, 1]),
+            tf.tensor4d([-0.2], [1, 1, 1, 1]),
+            600,
+            400,
+            {
+              eta,
+              noise: noise === undefined ? undefined : tf.tensor4d([noise], [1, 1, 1, 1]),
+            },
+          ).dataSync()[0],
       );
     const epsClipped = (0.3 - Math.sqrt(ab[600]) * 1) / Math.sqrt(1 - ab[600]);
     const ddim0 = Math.sqrt(ab[400]) * 1 + Math.sqrt(1 - ab[400]) * epsClipped;
@@ -101,7 +109,8 @@ describe("samplerStep", () => {
     expect(Math.abs(clipped("ddim", 0.5, 0.7) - ddimEta)).toBeLessThan(1e-5);
     const a = ab[600] / ab[400];
     const mean =
-      ((Math.sqrt(ab[400]) * (1 - a)) / (1 - ab[600])) * 1 + ((Math.sqrt(a) * (1 - ab[400])) / (1 - ab[600])) * 0.3;
+      ((Math.sqrt(ab[400]) * (1 - a)) / (1 - ab[600])) * 1 +
+      ((Math.sqrt(a) * (1 - ab[400])) / (1 - ab[600])) * 0.3;
     expect(Math.abs(clipped("ddpm", 0, 0.7) - (mean + Math.sqrt(post) * 0.7))).toBeLessThan(1e-5);
   });
 
@@ -267,56 +276,61 @@ describe("improve", () => {
   it.each([
     ["from noise (strength 1)", 1],
     ["SDEdit (strength 0.5)", 0.5],
-  ])("applies Eq. 9 with its three branches in one batch, per-image seeded, x̂₀ clipped: %s", async (_n, strength) => {
-    const images = randomImages(2, S, 5);
-    const prompts = P.slice(0, 2);
-    const seeds = [6, 7];
-    const [sT, sI] = [3.5, 3];
-    const steps = 4;
-    const got = await improve(improver, { images, prompts, seeds, steps, strength });
-    const rngs = seeds.map((s) => new Rng(s));
-    const init = new Float32Array(2 * PER);
-    rngs.forEach((r, i) => {
-      r.normals(PER, init, i * PER);
-    });
-    const cond = tf.tidy(() => tf.sub(tf.mul(tf.tensor4d(images.data, [2, S, S, 3]), 2), 1)) as tf.Tensor4D;
-    const zero = tf.zerosLike(cond);
-    const ab = improver.schedule.alphasCumprod;
-    // SDEdit: keep the last round(steps·strength) timesteps and start from the input noised to the first.
-    const ts = samplingTimesteps(1000, steps).slice(steps - Math.round(steps * strength));
-    const z = tf.tensor4d(init, [2, S, S, 3]);
-    let x =
-      strength < 1
-        ? (tf.tidy(() => tf.add(tf.mul(cond, Math.sqrt(ab[ts[0]])), tf.mul(z, Math.sqrt(1 - ab[ts[0]])))) as tf.Tensor4D)
-        : z.clone();
-    z.dispose();
-    const clips = { n: 0 };
-    for (let i = 0; i < ts.length; i++) {
-      const t = ts[i];
-      const abPrev = i + 1 < ts.length ? ab[ts[i + 1]] : 1;
-      const next = tf.tidy(() => {
-        const eIT = improver.predictEps(x, t, prompts, cond);
-        const eI = improver.predictEps(x, t, ["", ""], cond);
-        const eN = improver.predictEps(x, t, ["", ""], zero);
-        const eps = tf.add(tf.add(eN, tf.mul(tf.sub(eI, eN), sI)), tf.mul(tf.sub(eIT, eI), sT));
-        return referenceDdimStep(x, eps, ab[t], abPrev, clips);
+  ])(
+    "applies Eq. 9 with its three branches in one batch, per-image seeded, x̂₀ clipped: %s",
+    async (_n, strength) => {
+      const images = randomImages(2, S, 5);
+      const prompts = P.slice(0, 2);
+      const seeds = [6, 7];
+      const [sT, sI] = [3.5, 3];
+      const steps = 4;
+      const got = await improve(improver, { images, prompts, seeds, steps, strength });
+      const rngs = seeds.map((s) => new Rng(s));
+      const init = new Float32Array(2 * PER);
+      rngs.forEach((r, i) => {
+        r.normals(PER, init, i * PER);
       });
-      x.dispose();
-      x = next as tf.Tensor4D;
-    }
-    const want = tf.tidy(() => tf.clipByValue(tf.add(tf.mul(x, 0.5), 0.5), 0, 1).dataSync());
-    tf.dispose([x, cond, zero]);
-    expect(clips.n).toBeGreaterThan(0);
-    expect(maxAbsDiff(got.data, want)).toBeLessThan(1e-5);
-    const second = await improve(improver, {
-      images: { ...images, n: 1, data: images.data.slice(PER) },
-      prompts: [prompts[1]],
-      seeds: [7],
-      steps,
-      strength,
-    });
-    expect(maxAbsDiff(second.data, got.data.slice(PER))).toBeLessThan(1e-5);
-  });
+      const cond = tf.tidy(() => tf.sub(tf.mul(tf.tensor4d(images.data, [2, S, S, 3]), 2), 1)) as tf.Tensor4D;
+      const zero = tf.zerosLike(cond);
+      const ab = improver.schedule.alphasCumprod;
+      // SDEdit: keep the last round(steps·strength) timesteps and start from the input noised to the first.
+      const ts = samplingTimesteps(1000, steps).slice(steps - Math.round(steps * strength));
+      const z = tf.tensor4d(init, [2, S, S, 3]);
+      let x =
+        strength < 1
+          ? (tf.tidy(() =>
+              tf.add(tf.mul(cond, Math.sqrt(ab[ts[0]])), tf.mul(z, Math.sqrt(1 - ab[ts[0]]))),
+            ) as tf.Tensor4D)
+          : z.clone();
+      z.dispose();
+      const clips = { n: 0 };
+      for (let i = 0; i < ts.length; i++) {
+        const t = ts[i];
+        const abPrev = i + 1 < ts.length ? ab[ts[i + 1]] : 1;
+        const next = tf.tidy(() => {
+          const eIT = improver.predictEps(x, t, prompts, cond);
+          const eI = improver.predictEps(x, t, ["", ""], cond);
+          const eN = improver.predictEps(x, t, ["", ""], zero);
+          const eps = tf.add(tf.add(eN, tf.mul(tf.sub(eI, eN), sI)), tf.mul(tf.sub(eIT, eI), sT));
+          return referenceDdimStep(x, eps, ab[t], abPrev, clips);
+        });
+        x.dispose();
+        x = next as tf.Tensor4D;
+      }
+      const want = tf.tidy(() => tf.clipByValue(tf.add(tf.mul(x, 0.5), 0.5), 0, 1).dataSync());
+      tf.dispose([x, cond, zero]);
+      expect(clips.n).toBeGreaterThan(0);
+      expect(maxAbsDiff(got.data, want)).toBeLessThan(1e-5);
+      const second = await improve(improver, {
+        images: { ...images, n: 1, data: images.data.slice(PER) },
+        prompts: [prompts[1]],
+        seeds: [7],
+        steps,
+        strength,
+      });
+      expect(maxAbsDiff(second.data, got.data.slice(PER))).toBeLessThan(1e-5);
+    },
+  );
 
   it("supports partial strength (SDEdit start), releases its tensors and validates inputs", async () => {
     const images = randomImages(1, S, 8);
