@@ -33,6 +33,7 @@ export {
   ImproveImagesResponseSchema,
   ImproverService,
 } from "./gen/idpo/improver/v1/improver_service_pb.js";
+export * from "./gen/idpo/inference/v1/inference_service_pb.js";
 export * from "./gen/idpo/scorer/v1/scorer_service_pb.js";
 export * from "./gen/idpo/trainer/v1/trainer_service_pb.js";
 
