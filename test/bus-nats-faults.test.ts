@@ -4,6 +4,8 @@
  * compare-and-set between processes' connections, and authentication.
  */
 import { randomBytes } from "node:crypto";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   type Bus,
@@ -157,6 +159,38 @@ describe("bus on NATS under faults", () => {
     // A second connection opened after the restart sees the same state.
     const other = await connection();
     expect(await other.events.lastSeq()).toBe(3);
+  });
+
+  it("leaves no consumer on the artifacts stream after 100 gets, whole and streamed", async () => {
+    fresh();
+    const b = await connection();
+    const big = new Uint8Array((5 << 20) / 2).map((_, i) => (i * 7) & 0xff);
+    await b.artifacts.put("ckpt/two-chunks", big);
+    await b.artifacts.put("small", enc.encode("s"));
+    await b.artifacts.put("empty", new Uint8Array(0));
+    for (let i = 0; i < 100; i++) {
+      const name = ["ckpt/two-chunks", "small", "empty"][i % 3];
+      if (i % 2 === 0) {
+        expect((await b.artifacts.get(name))?.length).toBe(
+          name === "small" ? 1 : name === "empty" ? 0 : big.length,
+        );
+      } else {
+        let n = 0;
+        for await (const c of (await b.artifacts.getStream(name))!) n += c.length;
+        expect(n).toBe(name === "small" ? 1 : name === "empty" ? 0 : big.length);
+      }
+    }
+    expect(Buffer.compare(Buffer.from((await b.artifacts.get("ckpt/two-chunks"))!), Buffer.from(big))).toBe(
+      0,
+    );
+    const nc = await connect({ servers: server.url });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const consumers = await jsm.consumers.list(`OBJ_${prefix}_idpo_artifacts`).next();
+      expect(consumers.map((c) => c.name)).toEqual([]);
+    } finally {
+      await nc.close();
+    }
   });
 
   it("stores a message published twice with the same msgId once, across connections", async () => {

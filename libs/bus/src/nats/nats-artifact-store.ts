@@ -1,3 +1,5 @@
+import { createHash } from "node:crypto";
+import type { JetStreamManager } from "@nats-io/jetstream";
 import { type ObjectInfo, type ObjectStore, setSha256Backend } from "@nats-io/obj";
 import { checkArtifactName } from "../checks.js";
 import type { ArtifactInfo, ArtifactStore, PutOptions } from "../types.js";
@@ -47,9 +49,23 @@ function toReadable(chunks: AsyncIterable<Uint8Array>): ReadableStream<Uint8Arra
  * max_payload by the client) keep a checkpoint put to a few dozen round trips. */
 const CHUNK_BYTES = 1024 * 1024;
 
-/** Artifacts in a NATS object store (chunked, SHA-256 verified on read). */
+/**
+ * Artifacts in a NATS object store (chunked, SHA-256 verified on read).
+ *
+ * Reads fetch the chunks one by one with JetStream direct gets (the object store's stream allows them)
+ * instead of the client's `get`, which opens an ordered push consumer per read that the server keeps for
+ * minutes after the read ends and re-creates on every reconnect: a busy mesh piled up thousands.
+ */
 export class NatsArtifactStore implements ArtifactStore {
-  constructor(private readonly os: ObjectStore) {
+  /** The object store's stream, `OBJ_<bucket>`. */
+  private readonly stream: string;
+
+  constructor(
+    private readonly os: ObjectStore,
+    private readonly jsm: JetStreamManager,
+    bucket: string,
+  ) {
+    this.stream = `OBJ_${bucket}`;
     // Node's native SHA-256 instead of the client's pure-JS default: checkpoints are tens of MB.
     setSha256Backend("native");
   }
@@ -69,26 +85,41 @@ export class NatsArtifactStore implements ArtifactStore {
   }
 
   async get(name: string): Promise<Uint8Array | undefined> {
-    checkArtifactName(name);
-    const blob = await this.os.getBlob(name);
-    return blob ?? undefined;
+    const chunks = await this.getStream(name);
+    if (!chunks) return undefined;
+    const parts: Uint8Array[] = [];
+    for await (const c of chunks) parts.push(c);
+    return parts.length === 1 ? parts[0] : new Uint8Array(Buffer.concat(parts));
   }
 
   async getStream(name: string): Promise<AsyncIterable<Uint8Array> | undefined> {
     checkArtifactName(name);
-    const r = await this.os.get(name);
-    if (!r) return undefined;
-    async function* chunks(): AsyncGenerator<Uint8Array> {
-      const reader = r!.data.getReader();
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        yield value;
-      }
-      const err = await r!.error;
-      if (err) throw new Error(`artifact "${name}" is corrupt: ${err.message}`);
+    const o = await this.os.info(name);
+    if (!o || o.deleted) return undefined;
+    if (o.options?.link) throw new Error(`artifact "${name}" is a link, which the bus never writes`);
+    return this.chunks(o);
+  }
+
+  /** The chunks of `o` in order, read by direct get (`next_by_subj` from the last sequence read). */
+  private async *chunks(o: ObjectInfo): AsyncGenerator<Uint8Array> {
+    const subject = `$O.${o.bucket}.C.${o.nuid}`;
+    const sha = createHash("sha256");
+    let seq = 0;
+    let size = 0;
+    for (let i = 0; i < o.chunks; i++) {
+      const m = await this.jsm.direct.getMessage(this.stream, { next_by_subj: subject, seq: seq + 1 });
+      if (!m) throw new Error(`artifact "${o.name}" is corrupt: chunk ${i + 1} of ${o.chunks} is missing`);
+      seq = m.seq;
+      size += m.data.length;
+      sha.update(m.data);
+      yield m.data;
     }
-    return chunks();
+    const digest = sha.digest("hex");
+    if (size !== o.size || digest !== hexDigest(o.digest)) {
+      throw new Error(
+        `artifact "${o.name}" is corrupt: read ${size} bytes with SHA-256 ${digest}, stored ${o.size} bytes with ${hexDigest(o.digest)}`,
+      );
+    }
   }
 
   async info(name: string): Promise<ArtifactInfo | undefined> {

@@ -41,7 +41,7 @@ export async function openNatsBus(conn: NatsConnectOptions, defs: BusDefinitions
       events: new NatsEventLog(ctx),
       work,
       state: new NatsStateStore(kv),
-      artifacts: new NatsArtifactStore(os),
+      artifacts: new NatsArtifactStore(os, jsm, defs.artifactsBucket),
       close(opts: StopOptions = {}) {
         closing ??= (async () => {
           await Promise.all([...ctx.subscriptions].map((s) => s.stop(opts)));
