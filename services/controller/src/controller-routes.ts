@@ -8,6 +8,8 @@ import {
   type CancelRunRequest,
   ControllerService,
   type CreateRunRequest,
+  type GetEvaluationSamplesRequest,
+  type GetIterationPairsRequest,
   type GetRunRequest,
   type ListRunsRequest,
   ProgressSchema,
@@ -23,6 +25,7 @@ import type { Logger } from "@idpo/runtime";
 import { checkRunId, validateRunConfig } from "./run-config.js";
 import type { Peers } from "./run-driver.js";
 import { publishRunState } from "./run-events.js";
+import { evaluationSamples, iterationPairs } from "./run-images.js";
 import type { RunManager } from "./run-manager.js";
 import { jobIds } from "./run-plan.js";
 import { isTerminal, type RunStore } from "./run-store.js";
@@ -114,6 +117,11 @@ export function controllerRoutes(deps: ControllerRoutesDeps) {
         const runId = req.runId === "" ? generateRunId() : req.runId;
         checkRunId(runId);
         const config = validateRunConfig(req.config);
+        if (req.validateOnly) {
+          return {
+            run: create(RunSchema, { runId: req.runId, config, state: RunState.PENDING }),
+          };
+        }
         const existing = await store.get(runId);
         if (existing) {
           if (!sameConfig(existing.run.config, config)) {
@@ -224,6 +232,14 @@ export function controllerRoutes(deps: ControllerRoutesDeps) {
           }
         }
         return { run: res.run };
+      },
+
+      async getIterationPairs(req: GetIterationPairsRequest) {
+        return iterationPairs(bus, await load(req.runId), req);
+      },
+
+      async getEvaluationSamples(req: GetEvaluationSamplesRequest) {
+        return evaluationSamples(bus, await load(req.runId), req);
       },
     });
 }

@@ -8,7 +8,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { CheckpointRef, Estimate } from "../../common/v1/common_pb.js";
+import type { CheckpointRef, Estimate, Image } from "../../common/v1/common_pb.js";
 import { file_idpo_common_v1_common } from "../../common/v1/common_pb.js";
 import type { TrainingConfig } from "../../trainer/v1/trainer_service_pb.js";
 import { file_idpo_trainer_v1_trainer_service } from "../../trainer/v1/trainer_service_pb.js";
@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file idpo/controller/v1/controller_service.proto.
  */
 export const file_idpo_controller_v1_controller_service: GenFile = /*@__PURE__*/
-  fileDesc("CitpZHBvL2NvbnRyb2xsZXIvdjEvY29udHJvbGxlcl9zZXJ2aWNlLnByb3RvEhJpZHBvLmNvbnRyb2xsZXIudjEiwQYKCVJ1bkNvbmZpZxIMCgRuYW1lGAEgASgJEi0KBm1ldGhvZBgCIAEoDjIdLmlkcG8uY29udHJvbGxlci52MS5SdW5NZXRob2QSDwoHZGF0YXNldBgDIAEoCRIUCgxtb2RlbF9wcmVzZXQYBCABKAkSGgoSYmFzZV9jaGVja3BvaW50X2lkGAUgASgJEjYKDWJhc2VfdHJhaW5pbmcYBiABKAsyHy5pZHBvLnRyYWluZXIudjEuVHJhaW5pbmdDb25maWcSHgoWaW1wcm92ZXJfY2hlY2twb2ludF9pZBgHIAEoCRI6ChFpbXByb3Zlcl90cmFpbmluZxgIIAEoCzIfLmlkcG8udHJhaW5lci52MS5UcmFpbmluZ0NvbmZpZxI4Cg9wb2xpY3lfdHJhaW5pbmcYCSABKAsyHy5pZHBvLnRyYWluZXIudjEuVHJhaW5pbmdDb25maWcSEgoKaXRlcmF0aW9ucxgKIAEoDRIbChNwYWlyc19wZXJfaXRlcmF0aW9uGAsgASgNEhIKCnNoYXJkX3NpemUYDCABKA0SGwoTc3RhcnRfY2hlY2twb2ludF9pZBgNIAEoCRI2CglyZWZlcmVuY2UYDiABKA4yIy5pZHBvLmNvbnRyb2xsZXIudjEuUmVmZXJlbmNlUG9saWN5EhYKDnNhbXBsaW5nX3N0ZXBzGA8gASgNEhsKDmd1aWRhbmNlX3NjYWxlGBAgASgCSACIAQESIAoTdGV4dF9ndWlkYW5jZV9zY2FsZRgRIAEoAkgBiAEBEiEKFGltYWdlX2d1aWRhbmNlX3NjYWxlGBIgASgCSAKIAQESFAoMZXZhbF9wcm9tcHRzGBMgAygJEh8KF2V2YWxfc2FtcGxlc19wZXJfcHJvbXB0GBQgASgNEgwKBHNlZWQYFSABKAQSFQoNdHJhaW5fcHJvbXB0cxgWIAMoCRIdChBpbXByb3ZlX3N0cmVuZ3RoGBcgASgCSAOIAQFCEQoPX2d1aWRhbmNlX3NjYWxlQhYKFF90ZXh0X2d1aWRhbmNlX3NjYWxlQhcKFV9pbWFnZV9ndWlkYW5jZV9zY2FsZUITChFfaW1wcm92ZV9zdHJlbmd0aCKQAQoKRXZhbHVhdGlvbhIoCgZyZXdhcmQYASABKAsyGC5pZHBvLmNvbW1vbi52MS5Fc3RpbWF0ZRINCgV2ZW5kaRgCIAEoARIdChB3aW5fcmF0ZV92c19iYXNlGAMgASgBSACIAQESFQoNY2hlY2twb2ludF9pZBgEIAEoCUITChFfd2luX3JhdGVfdnNfYmFzZSLIAgoJSXRlcmF0aW9uEg0KBWluZGV4GAEgASgNEg0KBXBhaXJzGAIgASgNEhMKC3NoYXJkc19kb25lGAMgASgNEhQKDHNoYXJkc190b3RhbBgEIAEoDRIOCgZqb2JfaWQYBSABKAkSMQoKY2hlY2twb2ludBgGIAEoCzIdLmlkcG8uY29tbW9uLnYxLkNoZWNrcG9pbnRSZWYSRgoNdHJhaW5fbWV0cmljcxgHIAMoCzIvLmlkcG8uY29udHJvbGxlci52MS5JdGVyYXRpb24uVHJhaW5NZXRyaWNzRW50cnkSMgoKZXZhbHVhdGlvbhgIIAEoCzIeLmlkcG8uY29udHJvbGxlci52MS5FdmFsdWF0aW9uGjMKEVRyYWluTWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEisgQKA1J1bhIOCgZydW5faWQYASABKAkSLQoGY29uZmlnGAIgASgLMh0uaWRwby5jb250cm9sbGVyLnYxLlJ1bkNvbmZpZxIrCgVzdGF0ZRgDIAEoDjIcLmlkcG8uY29udHJvbGxlci52MS5SdW5TdGF0ZRIrCgVzdGFnZRgEIAEoDjIcLmlkcG8uY29udHJvbGxlci52MS5SdW5TdGFnZRIRCglpdGVyYXRpb24YBSABKA0SNgoPYmFzZV9jaGVja3BvaW50GAYgASgLMh0uaWRwby5jb21tb24udjEuQ2hlY2twb2ludFJlZhI6ChNpbXByb3Zlcl9jaGVja3BvaW50GAcgASgLMh0uaWRwby5jb21tb24udjEuQ2hlY2twb2ludFJlZhI3Cg9iYXNlX2V2YWx1YXRpb24YCCABKAsyHi5pZHBvLmNvbnRyb2xsZXIudjEuRXZhbHVhdGlvbhIxCgppdGVyYXRpb25zGAkgAygLMh0uaWRwby5jb250cm9sbGVyLnYxLkl0ZXJhdGlvbhINCgVlcnJvchgKIAEoCRIvCgtjcmVhdGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCHByb2dyZXNzGA0gASgLMhwuaWRwby5jb250cm9sbGVyLnYxLlByb2dyZXNzImkKCFByb2dyZXNzEgwKBGRvbmUYASABKAQSDQoFdG90YWwYAiABKAQSEQoEbG9zcxgDIAEoAUgAiAEBEhMKC2V0YV9zZWNvbmRzGAQgASgBEg8KB21lc3NhZ2UYBSABKAlCBwoFX2xvc3MiUQoQQ3JlYXRlUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkSLQoGY29uZmlnGAIgASgLMh0uaWRwby5jb250cm9sbGVyLnYxLlJ1bkNvbmZpZyI5ChFDcmVhdGVSdW5SZXNwb25zZRIkCgNydW4YASABKAsyFy5pZHBvLmNvbnRyb2xsZXIudjEuUnVuIh8KDUdldFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIjYKDkdldFJ1blJlc3BvbnNlEiQKA3J1bhgBIAEoCzIXLmlkcG8uY29udHJvbGxlci52MS5SdW4iOAoPTGlzdFJ1bnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIlIKEExpc3RSdW5zUmVzcG9uc2USJQoEcnVucxgBIAMoCzIXLmlkcG8uY29udHJvbGxlci52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiEKD1dhdGNoUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkiOAoQV2F0Y2hSdW5SZXNwb25zZRIkCgNydW4YASABKAsyFy5pZHBvLmNvbnRyb2xsZXIudjEuUnVuIiIKEENhbmNlbFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIjkKEUNhbmNlbFJ1blJlc3BvbnNlEiQKA3J1bhgBIAEoCzIXLmlkcG8uY29udHJvbGxlci52MS5SdW4qigEKCVJ1bk1ldGhvZBIaChZSVU5fTUVUSE9EX1VOU1BFQ0lGSUVEEAASHAoYUlVOX01FVEhPRF9JVEVSQVRJVkVfRFBPEAESEwoPUlVOX01FVEhPRF9TUElOEAISGgoWUlVOX01FVEhPRF9EUE9fT0ZGTElORRADEhIKDlJVTl9NRVRIT0RfU0ZUEAQqbQoPUmVmZXJlbmNlUG9saWN5EiAKHFJFRkVSRU5DRV9QT0xJQ1lfVU5TUEVDSUZJRUQQABIZChVSRUZFUkVOQ0VfUE9MSUNZX0JBU0UQARIdChlSRUZFUkVOQ0VfUE9MSUNZX1BSRVZJT1VTEAIqmwEKCFJ1blN0YXRlEhkKFVJVTl9TVEFURV9VTlNQRUNJRklFRBAAEhUKEVJVTl9TVEFURV9QRU5ESU5HEAESFQoRUlVOX1NUQVRFX1JVTk5JTkcQAhIXChNSVU5fU1RBVEVfU1VDQ0VFREVEEAMSFAoQUlVOX1NUQVRFX0ZBSUxFRBAEEhcKE1JVTl9TVEFURV9DQU5DRUxMRUQQBSqqAQoIUnVuU3RhZ2USGQoVUlVOX1NUQUdFX1VOU1BFQ0lGSUVEEAASEgoOUlVOX1NUQUdFX0JBU0UQARIWChJSVU5fU1RBR0VfSU1QUk9WRVIQAhIWChJSVU5fU1RBR0VfR0VORVJBVEUQAxITCg9SVU5fU1RBR0VfVFJBSU4QBBIWChJSVU5fU1RBR0VfRVZBTFVBVEUQBRISCg5SVU5fU1RBR0VfRE9ORRAGMsgDChFDb250cm9sbGVyU2VydmljZRJYCglDcmVhdGVSdW4SJC5pZHBvLmNvbnRyb2xsZXIudjEuQ3JlYXRlUnVuUmVxdWVzdBolLmlkcG8uY29udHJvbGxlci52MS5DcmVhdGVSdW5SZXNwb25zZRJPCgZHZXRSdW4SIS5pZHBvLmNvbnRyb2xsZXIudjEuR2V0UnVuUmVxdWVzdBoiLmlkcG8uY29udHJvbGxlci52MS5HZXRSdW5SZXNwb25zZRJVCghMaXN0UnVucxIjLmlkcG8uY29udHJvbGxlci52MS5MaXN0UnVuc1JlcXVlc3QaJC5pZHBvLmNvbnRyb2xsZXIudjEuTGlzdFJ1bnNSZXNwb25zZRJXCghXYXRjaFJ1bhIjLmlkcG8uY29udHJvbGxlci52MS5XYXRjaFJ1blJlcXVlc3QaJC5pZHBvLmNvbnRyb2xsZXIudjEuV2F0Y2hSdW5SZXNwb25zZTABElgKCUNhbmNlbFJ1bhIkLmlkcG8uY29udHJvbGxlci52MS5DYW5jZWxSdW5SZXF1ZXN0GiUuaWRwby5jb250cm9sbGVyLnYxLkNhbmNlbFJ1blJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_idpo_common_v1_common, file_idpo_trainer_v1_trainer_service]);
+  fileDesc("CitpZHBvL2NvbnRyb2xsZXIvdjEvY29udHJvbGxlcl9zZXJ2aWNlLnByb3RvEhJpZHBvLmNvbnRyb2xsZXIudjEiwQYKCVJ1bkNvbmZpZxIMCgRuYW1lGAEgASgJEi0KBm1ldGhvZBgCIAEoDjIdLmlkcG8uY29udHJvbGxlci52MS5SdW5NZXRob2QSDwoHZGF0YXNldBgDIAEoCRIUCgxtb2RlbF9wcmVzZXQYBCABKAkSGgoSYmFzZV9jaGVja3BvaW50X2lkGAUgASgJEjYKDWJhc2VfdHJhaW5pbmcYBiABKAsyHy5pZHBvLnRyYWluZXIudjEuVHJhaW5pbmdDb25maWcSHgoWaW1wcm92ZXJfY2hlY2twb2ludF9pZBgHIAEoCRI6ChFpbXByb3Zlcl90cmFpbmluZxgIIAEoCzIfLmlkcG8udHJhaW5lci52MS5UcmFpbmluZ0NvbmZpZxI4Cg9wb2xpY3lfdHJhaW5pbmcYCSABKAsyHy5pZHBvLnRyYWluZXIudjEuVHJhaW5pbmdDb25maWcSEgoKaXRlcmF0aW9ucxgKIAEoDRIbChNwYWlyc19wZXJfaXRlcmF0aW9uGAsgASgNEhIKCnNoYXJkX3NpemUYDCABKA0SGwoTc3RhcnRfY2hlY2twb2ludF9pZBgNIAEoCRI2CglyZWZlcmVuY2UYDiABKA4yIy5pZHBvLmNvbnRyb2xsZXIudjEuUmVmZXJlbmNlUG9saWN5EhYKDnNhbXBsaW5nX3N0ZXBzGA8gASgNEhsKDmd1aWRhbmNlX3NjYWxlGBAgASgCSACIAQESIAoTdGV4dF9ndWlkYW5jZV9zY2FsZRgRIAEoAkgBiAEBEiEKFGltYWdlX2d1aWRhbmNlX3NjYWxlGBIgASgCSAKIAQESFAoMZXZhbF9wcm9tcHRzGBMgAygJEh8KF2V2YWxfc2FtcGxlc19wZXJfcHJvbXB0GBQgASgNEgwKBHNlZWQYFSABKAQSFQoNdHJhaW5fcHJvbXB0cxgWIAMoCRIdChBpbXByb3ZlX3N0cmVuZ3RoGBcgASgCSAOIAQFCEQoPX2d1aWRhbmNlX3NjYWxlQhYKFF90ZXh0X2d1aWRhbmNlX3NjYWxlQhcKFV9pbWFnZV9ndWlkYW5jZV9zY2FsZUITChFfaW1wcm92ZV9zdHJlbmd0aCKQAQoKRXZhbHVhdGlvbhIoCgZyZXdhcmQYASABKAsyGC5pZHBvLmNvbW1vbi52MS5Fc3RpbWF0ZRINCgV2ZW5kaRgCIAEoARIdChB3aW5fcmF0ZV92c19iYXNlGAMgASgBSACIAQESFQoNY2hlY2twb2ludF9pZBgEIAEoCUITChFfd2luX3JhdGVfdnNfYmFzZSLIAgoJSXRlcmF0aW9uEg0KBWluZGV4GAEgASgNEg0KBXBhaXJzGAIgASgNEhMKC3NoYXJkc19kb25lGAMgASgNEhQKDHNoYXJkc190b3RhbBgEIAEoDRIOCgZqb2JfaWQYBSABKAkSMQoKY2hlY2twb2ludBgGIAEoCzIdLmlkcG8uY29tbW9uLnYxLkNoZWNrcG9pbnRSZWYSRgoNdHJhaW5fbWV0cmljcxgHIAMoCzIvLmlkcG8uY29udHJvbGxlci52MS5JdGVyYXRpb24uVHJhaW5NZXRyaWNzRW50cnkSMgoKZXZhbHVhdGlvbhgIIAEoCzIeLmlkcG8uY29udHJvbGxlci52MS5FdmFsdWF0aW9uGjMKEVRyYWluTWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEisgQKA1J1bhIOCgZydW5faWQYASABKAkSLQoGY29uZmlnGAIgASgLMh0uaWRwby5jb250cm9sbGVyLnYxLlJ1bkNvbmZpZxIrCgVzdGF0ZRgDIAEoDjIcLmlkcG8uY29udHJvbGxlci52MS5SdW5TdGF0ZRIrCgVzdGFnZRgEIAEoDjIcLmlkcG8uY29udHJvbGxlci52MS5SdW5TdGFnZRIRCglpdGVyYXRpb24YBSABKA0SNgoPYmFzZV9jaGVja3BvaW50GAYgASgLMh0uaWRwby5jb21tb24udjEuQ2hlY2twb2ludFJlZhI6ChNpbXByb3Zlcl9jaGVja3BvaW50GAcgASgLMh0uaWRwby5jb21tb24udjEuQ2hlY2twb2ludFJlZhI3Cg9iYXNlX2V2YWx1YXRpb24YCCABKAsyHi5pZHBvLmNvbnRyb2xsZXIudjEuRXZhbHVhdGlvbhIxCgppdGVyYXRpb25zGAkgAygLMh0uaWRwby5jb250cm9sbGVyLnYxLkl0ZXJhdGlvbhINCgVlcnJvchgKIAEoCRIvCgtjcmVhdGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCHByb2dyZXNzGA0gASgLMhwuaWRwby5jb250cm9sbGVyLnYxLlByb2dyZXNzImkKCFByb2dyZXNzEgwKBGRvbmUYASABKAQSDQoFdG90YWwYAiABKAQSEQoEbG9zcxgDIAEoAUgAiAEBEhMKC2V0YV9zZWNvbmRzGAQgASgBEg8KB21lc3NhZ2UYBSABKAlCBwoFX2xvc3MiaAoQQ3JlYXRlUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkSLQoGY29uZmlnGAIgASgLMh0uaWRwby5jb250cm9sbGVyLnYxLlJ1bkNvbmZpZxIVCg12YWxpZGF0ZV9vbmx5GAMgASgIIjkKEUNyZWF0ZVJ1blJlc3BvbnNlEiQKA3J1bhgBIAEoCzIXLmlkcG8uY29udHJvbGxlci52MS5SdW4iHwoNR2V0UnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkiNgoOR2V0UnVuUmVzcG9uc2USJAoDcnVuGAEgASgLMhcuaWRwby5jb250cm9sbGVyLnYxLlJ1biI4Cg9MaXN0UnVuc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiUgoQTGlzdFJ1bnNSZXNwb25zZRIlCgRydW5zGAEgAygLMhcuaWRwby5jb250cm9sbGVyLnYxLlJ1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIQoPV2F0Y2hSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSI4ChBXYXRjaFJ1blJlc3BvbnNlEiQKA3J1bhgBIAEoCzIXLmlkcG8uY29udHJvbGxlci52MS5SdW4iIgoQQ2FuY2VsUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkiOQoRQ2FuY2VsUnVuUmVzcG9uc2USJAoDcnVuGAEgASgLMhcuaWRwby5jb250cm9sbGVyLnYxLlJ1biJQChhHZXRJdGVyYXRpb25QYWlyc1JlcXVlc3QSDgoGcnVuX2lkGAEgASgJEhEKCWl0ZXJhdGlvbhgCIAEoDRIRCgltYXhfcGFpcnMYAyABKA0iaAoJSW1hZ2VQYWlyEiQKBWxvc2VyGAEgASgLMhUuaWRwby5jb21tb24udjEuSW1hZ2USJQoGd2lubmVyGAIgASgLMhUuaWRwby5jb21tb24udjEuSW1hZ2USDgoGcHJvbXB0GAMgASgJIl8KGUdldEl0ZXJhdGlvblBhaXJzUmVzcG9uc2USLAoFcGFpcnMYASADKAsyHS5pZHBvLmNvbnRyb2xsZXIudjEuSW1hZ2VQYWlyEhQKDHN0b3JlZF9wYWlycxgCIAEoDSJVChtHZXRFdmFsdWF0aW9uU2FtcGxlc1JlcXVlc3QSDgoGcnVuX2lkGAEgASgJEhEKCWl0ZXJhdGlvbhgCIAEoDRITCgttYXhfc2FtcGxlcxgDIAEoDSJWChBFdmFsdWF0aW9uU2FtcGxlEiQKBWltYWdlGAEgASgLMhUuaWRwby5jb21tb24udjEuSW1hZ2USDgoGcHJvbXB0GAIgASgJEgwKBHNlZWQYAyABKAQibAocR2V0RXZhbHVhdGlvblNhbXBsZXNSZXNwb25zZRI1CgdzYW1wbGVzGAEgAygLMiQuaWRwby5jb250cm9sbGVyLnYxLkV2YWx1YXRpb25TYW1wbGUSFQoNY2hlY2twb2ludF9pZBgCIAEoCSqKAQoJUnVuTWV0aG9kEhoKFlJVTl9NRVRIT0RfVU5TUEVDSUZJRUQQABIcChhSVU5fTUVUSE9EX0lURVJBVElWRV9EUE8QARITCg9SVU5fTUVUSE9EX1NQSU4QAhIaChZSVU5fTUVUSE9EX0RQT19PRkZMSU5FEAMSEgoOUlVOX01FVEhPRF9TRlQQBCptCg9SZWZlcmVuY2VQb2xpY3kSIAocUkVGRVJFTkNFX1BPTElDWV9VTlNQRUNJRklFRBAAEhkKFVJFRkVSRU5DRV9QT0xJQ1lfQkFTRRABEh0KGVJFRkVSRU5DRV9QT0xJQ1lfUFJFVklPVVMQAiqbAQoIUnVuU3RhdGUSGQoVUlVOX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRUlVOX1NUQVRFX1BFTkRJTkcQARIVChFSVU5fU1RBVEVfUlVOTklORxACEhcKE1JVTl9TVEFURV9TVUNDRUVERUQQAxIUChBSVU5fU1RBVEVfRkFJTEVEEAQSFwoTUlVOX1NUQVRFX0NBTkNFTExFRBAFKqoBCghSdW5TdGFnZRIZChVSVU5fU1RBR0VfVU5TUEVDSUZJRUQQABISCg5SVU5fU1RBR0VfQkFTRRABEhYKElJVTl9TVEFHRV9JTVBST1ZFUhACEhYKElJVTl9TVEFHRV9HRU5FUkFURRADEhMKD1JVTl9TVEFHRV9UUkFJThAEEhYKElJVTl9TVEFHRV9FVkFMVUFURRAFEhIKDlJVTl9TVEFHRV9ET05FEAYytQUKEUNvbnRyb2xsZXJTZXJ2aWNlElgKCUNyZWF0ZVJ1bhIkLmlkcG8uY29udHJvbGxlci52MS5DcmVhdGVSdW5SZXF1ZXN0GiUuaWRwby5jb250cm9sbGVyLnYxLkNyZWF0ZVJ1blJlc3BvbnNlEk8KBkdldFJ1bhIhLmlkcG8uY29udHJvbGxlci52MS5HZXRSdW5SZXF1ZXN0GiIuaWRwby5jb250cm9sbGVyLnYxLkdldFJ1blJlc3BvbnNlElUKCExpc3RSdW5zEiMuaWRwby5jb250cm9sbGVyLnYxLkxpc3RSdW5zUmVxdWVzdBokLmlkcG8uY29udHJvbGxlci52MS5MaXN0UnVuc1Jlc3BvbnNlElcKCFdhdGNoUnVuEiMuaWRwby5jb250cm9sbGVyLnYxLldhdGNoUnVuUmVxdWVzdBokLmlkcG8uY29udHJvbGxlci52MS5XYXRjaFJ1blJlc3BvbnNlMAESWAoJQ2FuY2VsUnVuEiQuaWRwby5jb250cm9sbGVyLnYxLkNhbmNlbFJ1blJlcXVlc3QaJS5pZHBvLmNvbnRyb2xsZXIudjEuQ2FuY2VsUnVuUmVzcG9uc2UScAoRR2V0SXRlcmF0aW9uUGFpcnMSLC5pZHBvLmNvbnRyb2xsZXIudjEuR2V0SXRlcmF0aW9uUGFpcnNSZXF1ZXN0Gi0uaWRwby5jb250cm9sbGVyLnYxLkdldEl0ZXJhdGlvblBhaXJzUmVzcG9uc2USeQoUR2V0RXZhbHVhdGlvblNhbXBsZXMSLy5pZHBvLmNvbnRyb2xsZXIudjEuR2V0RXZhbHVhdGlvblNhbXBsZXNSZXF1ZXN0GjAuaWRwby5jb250cm9sbGVyLnYxLkdldEV2YWx1YXRpb25TYW1wbGVzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_idpo_common_v1_common, file_idpo_trainer_v1_trainer_service]);
 
 /**
  * Everything a run needs. Zero or unset fields take the documented defaults.
@@ -482,6 +482,13 @@ export type CreateRunRequest = Message<"idpo.controller.v1.CreateRunRequest"> & 
    * @generated from field: idpo.controller.v1.RunConfig config = 2;
    */
   config?: RunConfig | undefined;
+
+  /**
+   * Only validate: the response carries the config with defaults filled in, and no run is created.
+   *
+   * @generated from field: bool validate_only = 3;
+   */
+  validateOnly: boolean;
 };
 
 /**
@@ -498,7 +505,7 @@ export const CreateRunRequestSchema: GenMessage<CreateRunRequest> = /*@__PURE__*
  */
 export type CreateRunResponse = Message<"idpo.controller.v1.CreateRunResponse"> & {
   /**
-   * The created (or existing) run.
+   * The created (or existing) run; with validate_only, an unsaved PENDING run holding the validated config.
    *
    * @generated from field: idpo.controller.v1.Run run = 1;
    */
@@ -693,6 +700,202 @@ export type CancelRunResponse = Message<"idpo.controller.v1.CancelRunResponse"> 
  */
 export const CancelRunResponseSchema: GenMessage<CancelRunResponse> = /*@__PURE__*/
   messageDesc(file_idpo_controller_v1_controller_service, 14);
+
+/**
+ * Request of GetIterationPairs.
+ *
+ * @generated from message idpo.controller.v1.GetIterationPairsRequest
+ */
+export type GetIterationPairsRequest = Message<"idpo.controller.v1.GetIterationPairsRequest"> & {
+  /**
+   * Id of the run; unknown ids fail with NOT_FOUND.
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * 1-based iteration, at most the run's iterations.
+   *
+   * @generated from field: uint32 iteration = 2;
+   */
+  iteration: number;
+
+  /**
+   * Most pairs returned, from the iteration's first shards; 0 means 16; at most 256.
+   *
+   * @generated from field: uint32 max_pairs = 3;
+   */
+  maxPairs: number;
+};
+
+/**
+ * Describes the message idpo.controller.v1.GetIterationPairsRequest.
+ * Use `create(GetIterationPairsRequestSchema)` to create a new message.
+ */
+export const GetIterationPairsRequestSchema: GenMessage<GetIterationPairsRequest> = /*@__PURE__*/
+  messageDesc(file_idpo_controller_v1_controller_service, 15);
+
+/**
+ * One online preference pair.
+ *
+ * @generated from message idpo.controller.v1.ImagePair
+ */
+export type ImagePair = Message<"idpo.controller.v1.ImagePair"> & {
+  /**
+   * The policy's sample.
+   *
+   * @generated from field: idpo.common.v1.Image loser = 1;
+   */
+  loser?: Image | undefined;
+
+  /**
+   * The improver's image made from the loser.
+   *
+   * @generated from field: idpo.common.v1.Image winner = 2;
+   */
+  winner?: Image | undefined;
+
+  /**
+   * Prompt of both.
+   *
+   * @generated from field: string prompt = 3;
+   */
+  prompt: string;
+};
+
+/**
+ * Describes the message idpo.controller.v1.ImagePair.
+ * Use `create(ImagePairSchema)` to create a new message.
+ */
+export const ImagePairSchema: GenMessage<ImagePair> = /*@__PURE__*/
+  messageDesc(file_idpo_controller_v1_controller_service, 16);
+
+/**
+ * Response of GetIterationPairs.
+ *
+ * @generated from message idpo.controller.v1.GetIterationPairsResponse
+ */
+export type GetIterationPairsResponse = Message<"idpo.controller.v1.GetIterationPairsResponse"> & {
+  /**
+   * Pairs, shard by shard in shard order; empty while the iteration has stored none.
+   *
+   * @generated from field: repeated idpo.controller.v1.ImagePair pairs = 1;
+   */
+  pairs: ImagePair[];
+
+  /**
+   * Pairs stored for the iteration so far (in all its shards).
+   *
+   * @generated from field: uint32 stored_pairs = 2;
+   */
+  storedPairs: number;
+};
+
+/**
+ * Describes the message idpo.controller.v1.GetIterationPairsResponse.
+ * Use `create(GetIterationPairsResponseSchema)` to create a new message.
+ */
+export const GetIterationPairsResponseSchema: GenMessage<GetIterationPairsResponse> = /*@__PURE__*/
+  messageDesc(file_idpo_controller_v1_controller_service, 17);
+
+/**
+ * Request of GetEvaluationSamples.
+ *
+ * @generated from message idpo.controller.v1.GetEvaluationSamplesRequest
+ */
+export type GetEvaluationSamplesRequest = Message<"idpo.controller.v1.GetEvaluationSamplesRequest"> & {
+  /**
+   * Id of the run; unknown ids fail with NOT_FOUND.
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * 0 for the base model, else the 1-based iteration whose checkpoint was evaluated (at most the run's iterations).
+   *
+   * @generated from field: uint32 iteration = 2;
+   */
+  iteration: number;
+
+  /**
+   * Most samples returned, prompt-major from the first; 0 means 16; at most 1024.
+   *
+   * @generated from field: uint32 max_samples = 3;
+   */
+  maxSamples: number;
+};
+
+/**
+ * Describes the message idpo.controller.v1.GetEvaluationSamplesRequest.
+ * Use `create(GetEvaluationSamplesRequestSchema)` to create a new message.
+ */
+export const GetEvaluationSamplesRequestSchema: GenMessage<GetEvaluationSamplesRequest> = /*@__PURE__*/
+  messageDesc(file_idpo_controller_v1_controller_service, 18);
+
+/**
+ * One evaluation sample.
+ *
+ * @generated from message idpo.controller.v1.EvaluationSample
+ */
+export type EvaluationSample = Message<"idpo.controller.v1.EvaluationSample"> & {
+  /**
+   * The image.
+   *
+   * @generated from field: idpo.common.v1.Image image = 1;
+   */
+  image?: Image | undefined;
+
+  /**
+   * Its prompt.
+   *
+   * @generated from field: string prompt = 2;
+   */
+  prompt: string;
+
+  /**
+   * Its sampling seed (the same for every model of the run).
+   *
+   * @generated from field: uint64 seed = 3;
+   */
+  seed: bigint;
+};
+
+/**
+ * Describes the message idpo.controller.v1.EvaluationSample.
+ * Use `create(EvaluationSampleSchema)` to create a new message.
+ */
+export const EvaluationSampleSchema: GenMessage<EvaluationSample> = /*@__PURE__*/
+  messageDesc(file_idpo_controller_v1_controller_service, 19);
+
+/**
+ * Response of GetEvaluationSamples.
+ *
+ * @generated from message idpo.controller.v1.GetEvaluationSamplesResponse
+ */
+export type GetEvaluationSamplesResponse = Message<"idpo.controller.v1.GetEvaluationSamplesResponse"> & {
+  /**
+   * Samples in prompt-major order; empty until the model has been evaluated.
+   *
+   * @generated from field: repeated idpo.controller.v1.EvaluationSample samples = 1;
+   */
+  samples: EvaluationSample[];
+
+  /**
+   * Checkpoint that drew them; empty until evaluated.
+   *
+   * @generated from field: string checkpoint_id = 2;
+   */
+  checkpointId: string;
+};
+
+/**
+ * Describes the message idpo.controller.v1.GetEvaluationSamplesResponse.
+ * Use `create(GetEvaluationSamplesResponseSchema)` to create a new message.
+ */
+export const GetEvaluationSamplesResponseSchema: GenMessage<GetEvaluationSamplesResponse> = /*@__PURE__*/
+  messageDesc(file_idpo_controller_v1_controller_service, 20);
 
 /**
  * Which training method a run applies to the policy.
@@ -949,6 +1152,28 @@ export const ControllerService: GenService<{
     methodKind: "unary";
     input: typeof CancelRunRequestSchema;
     output: typeof CancelRunResponseSchema;
+  },
+  /**
+   * Returns some of an iteration's online pairs (loser and the improver's winner, same prompt and seed),
+   * read from the artifact store.
+   *
+   * @generated from rpc idpo.controller.v1.ControllerService.GetIterationPairs
+   */
+  getIterationPairs: {
+    methodKind: "unary";
+    input: typeof GetIterationPairsRequestSchema;
+    output: typeof GetIterationPairsResponseSchema;
+  },
+  /**
+   * Returns the evaluation samples of the base model or of an iteration's checkpoint: every model of a
+   * run is sampled on the same prompts with the same seeds, so sample i of each is comparable.
+   *
+   * @generated from rpc idpo.controller.v1.ControllerService.GetEvaluationSamples
+   */
+  getEvaluationSamples: {
+    methodKind: "unary";
+    input: typeof GetEvaluationSamplesRequestSchema;
+    output: typeof GetEvaluationSamplesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_idpo_controller_v1_controller_service, 0);

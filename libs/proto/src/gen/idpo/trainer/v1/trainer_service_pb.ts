@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file idpo/trainer/v1/trainer_service.proto.
  */
 export const file_idpo_trainer_v1_trainer_service: GenFile = /*@__PURE__*/
-  fileDesc("CiVpZHBvL3RyYWluZXIvdjEvdHJhaW5lcl9zZXJ2aWNlLnByb3RvEg9pZHBvLnRyYWluZXIudjEi8QMKDlRyYWluaW5nQ29uZmlnEg0KBXN0ZXBzGAEgASgNEhIKCmJhdGNoX3NpemUYAiABKA0SGgoNbGVhcm5pbmdfcmF0ZRgDIAEoAkgAiAEBEhQKDHdhcm11cF9zdGVwcxgEIAEoDRIUCgx3ZWlnaHRfZGVjYXkYBSABKAISGgoNbWF4X2dyYWRfbm9ybRgGIAEoAkgBiAEBEh0KFWdyYWRpZW50X2FjY3VtdWxhdGlvbhgHIAEoDRIRCgllbWFfZGVjYXkYCCABKAISEQoEYmV0YRgJIAEoAkgCiAEBEhsKDnByb21wdF9kcm9wb3V0GAogASgCSAOIAQESJQoYaW1wcm92ZV90YXNrX3Byb2JhYmlsaXR5GAsgASgCSASIAQESKQoccmVjb25zdHJ1Y3RfdGFza19wcm9iYWJpbGl0eRgMIAEoAkgFiAEBEgwKBHNlZWQYDSABKAQSGAoQY2hlY2twb2ludF9ldmVyeRgOIAEoDUIQCg5fbGVhcm5pbmdfcmF0ZUIQCg5fbWF4X2dyYWRfbm9ybUIHCgVfYmV0YUIRCg9fcHJvbXB0X2Ryb3BvdXRCGwoZX2ltcHJvdmVfdGFza19wcm9iYWJpbGl0eUIfCh1fcmVjb25zdHJ1Y3RfdGFza19wcm9iYWJpbGl0eSLeAgoHSm9iU3BlYxIOCgZqb2JfaWQYASABKAkSDgoGcnVuX2lkGAIgASgJEiYKBGtpbmQYAyABKA4yGC5pZHBvLnRyYWluZXIudjEuSm9iS2luZBIMCgRkYXRhGAQgAygJEhoKEmluaXRfY2hlY2twb2ludF9pZBgFIAEoCRIfChdyZWZlcmVuY2VfY2hlY2twb2ludF9pZBgGIAEoCRIUCgxtb2RlbF9wcmVzZXQYByABKAkSMQoIdHJhaW5pbmcYCCABKAsyHy5pZHBvLnRyYWluZXIudjEuVHJhaW5pbmdDb25maWcSHAoUb3V0cHV0X2NoZWNrcG9pbnRfaWQYCSABKAkSEQoJaXRlcmF0aW9uGAogASgNEhYKDnNhbXBsaW5nX3N0ZXBzGAsgASgNEhsKDmd1aWRhbmNlX3NjYWxlGAwgASgCSACIAQFCEQoPX2d1aWRhbmNlX3NjYWxlIuEDCgNKb2ISDgoGam9iX2lkGAEgASgJEiYKBHNwZWMYAiABKAsyGC5pZHBvLnRyYWluZXIudjEuSm9iU3BlYxIoCgVzdGF0ZRgDIAEoDjIZLmlkcG8udHJhaW5lci52MS5Kb2JTdGF0ZRIMCgRzdGVwGAQgASgNEhMKC3RvdGFsX3N0ZXBzGAUgASgNEjIKB21ldHJpY3MYBiADKAsyIS5pZHBvLnRyYWluZXIudjEuSm9iLk1ldHJpY3NFbnRyeRIyCgtjaGVja3BvaW50cxgHIAMoCzIdLmlkcG8uY29tbW9uLnYxLkNoZWNrcG9pbnRSZWYSNwoQZmluYWxfY2hlY2twb2ludBgIIAEoCzIdLmlkcG8uY29tbW9uLnYxLkNoZWNrcG9pbnRSZWYSDQoFZXJyb3IYCSABKAkSLwoLY3JlYXRlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtldGFfc2Vjb25kcxgMIAEoARouCgxNZXRyaWNzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ASI5Cg9TdGFydEpvYlJlcXVlc3QSJgoEc3BlYxgBIAEoCzIYLmlkcG8udHJhaW5lci52MS5Kb2JTcGVjIjUKEFN0YXJ0Sm9iUmVzcG9uc2USIQoDam9iGAEgASgLMhQuaWRwby50cmFpbmVyLnYxLkpvYiIfCg1HZXRKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSIzCg5HZXRKb2JSZXNwb25zZRIhCgNqb2IYASABKAsyFC5pZHBvLnRyYWluZXIudjEuSm9iIkgKD0xpc3RKb2JzUmVxdWVzdBIOCgZydW5faWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiTwoQTGlzdEpvYnNSZXNwb25zZRIiCgRqb2JzGAEgAygLMhQuaWRwby50cmFpbmVyLnYxLkpvYhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIQoPV2F0Y2hKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI1ChBXYXRjaEpvYlJlc3BvbnNlEiEKA2pvYhgBIAEoCzIULmlkcG8udHJhaW5lci52MS5Kb2IiIgoQQ2FuY2VsSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiNgoRQ2FuY2VsSm9iUmVzcG9uc2USIQoDam9iGAEgASgLMhQuaWRwby50cmFpbmVyLnYxLkpvYiqIAQoHSm9iS2luZBIYChRKT0JfS0lORF9VTlNQRUNJRklFRBAAEhUKEUpPQl9LSU5EX1BSRVRSQUlOEAESFQoRSk9CX0tJTkRfSU1QUk9WRVIQAhIQCgxKT0JfS0lORF9TRlQQAxIQCgxKT0JfS0lORF9EUE8QBBIRCg1KT0JfS0lORF9TUElOEAUqmgEKCEpvYlN0YXRlEhkKFUpPQl9TVEFURV9VTlNQRUNJRklFRBAAEhQKEEpPQl9TVEFURV9RVUVVRUQQARIVChFKT0JfU1RBVEVfUlVOTklORxACEhcKE0pPQl9TVEFURV9TVUNDRUVERUQQAxIUChBKT0JfU1RBVEVfRkFJTEVEEAQSFwoTSk9CX1NUQVRFX0NBTkNFTExFRBAFMqQDCg5UcmFpbmVyU2VydmljZRJPCghTdGFydEpvYhIgLmlkcG8udHJhaW5lci52MS5TdGFydEpvYlJlcXVlc3QaIS5pZHBvLnRyYWluZXIudjEuU3RhcnRKb2JSZXNwb25zZRJJCgZHZXRKb2ISHi5pZHBvLnRyYWluZXIudjEuR2V0Sm9iUmVxdWVzdBofLmlkcG8udHJhaW5lci52MS5HZXRKb2JSZXNwb25zZRJPCghMaXN0Sm9icxIgLmlkcG8udHJhaW5lci52MS5MaXN0Sm9ic1JlcXVlc3QaIS5pZHBvLnRyYWluZXIudjEuTGlzdEpvYnNSZXNwb25zZRJRCghXYXRjaEpvYhIgLmlkcG8udHJhaW5lci52MS5XYXRjaEpvYlJlcXVlc3QaIS5pZHBvLnRyYWluZXIudjEuV2F0Y2hKb2JSZXNwb25zZTABElIKCUNhbmNlbEpvYhIhLmlkcG8udHJhaW5lci52MS5DYW5jZWxKb2JSZXF1ZXN0GiIuaWRwby50cmFpbmVyLnYxLkNhbmNlbEpvYlJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_idpo_common_v1_common]);
+  fileDesc("CiVpZHBvL3RyYWluZXIvdjEvdHJhaW5lcl9zZXJ2aWNlLnByb3RvEg9pZHBvLnRyYWluZXIudjEi8QMKDlRyYWluaW5nQ29uZmlnEg0KBXN0ZXBzGAEgASgNEhIKCmJhdGNoX3NpemUYAiABKA0SGgoNbGVhcm5pbmdfcmF0ZRgDIAEoAkgAiAEBEhQKDHdhcm11cF9zdGVwcxgEIAEoDRIUCgx3ZWlnaHRfZGVjYXkYBSABKAISGgoNbWF4X2dyYWRfbm9ybRgGIAEoAkgBiAEBEh0KFWdyYWRpZW50X2FjY3VtdWxhdGlvbhgHIAEoDRIRCgllbWFfZGVjYXkYCCABKAISEQoEYmV0YRgJIAEoAkgCiAEBEhsKDnByb21wdF9kcm9wb3V0GAogASgCSAOIAQESJQoYaW1wcm92ZV90YXNrX3Byb2JhYmlsaXR5GAsgASgCSASIAQESKQoccmVjb25zdHJ1Y3RfdGFza19wcm9iYWJpbGl0eRgMIAEoAkgFiAEBEgwKBHNlZWQYDSABKAQSGAoQY2hlY2twb2ludF9ldmVyeRgOIAEoDUIQCg5fbGVhcm5pbmdfcmF0ZUIQCg5fbWF4X2dyYWRfbm9ybUIHCgVfYmV0YUIRCg9fcHJvbXB0X2Ryb3BvdXRCGwoZX2ltcHJvdmVfdGFza19wcm9iYWJpbGl0eUIfCh1fcmVjb25zdHJ1Y3RfdGFza19wcm9iYWJpbGl0eSLeAgoHSm9iU3BlYxIOCgZqb2JfaWQYASABKAkSDgoGcnVuX2lkGAIgASgJEiYKBGtpbmQYAyABKA4yGC5pZHBvLnRyYWluZXIudjEuSm9iS2luZBIMCgRkYXRhGAQgAygJEhoKEmluaXRfY2hlY2twb2ludF9pZBgFIAEoCRIfChdyZWZlcmVuY2VfY2hlY2twb2ludF9pZBgGIAEoCRIUCgxtb2RlbF9wcmVzZXQYByABKAkSMQoIdHJhaW5pbmcYCCABKAsyHy5pZHBvLnRyYWluZXIudjEuVHJhaW5pbmdDb25maWcSHAoUb3V0cHV0X2NoZWNrcG9pbnRfaWQYCSABKAkSEQoJaXRlcmF0aW9uGAogASgNEhYKDnNhbXBsaW5nX3N0ZXBzGAsgASgNEhsKDmd1aWRhbmNlX3NjYWxlGAwgASgCSACIAQFCEQoPX2d1aWRhbmNlX3NjYWxlIpEECgNKb2ISDgoGam9iX2lkGAEgASgJEiYKBHNwZWMYAiABKAsyGC5pZHBvLnRyYWluZXIudjEuSm9iU3BlYxIoCgVzdGF0ZRgDIAEoDjIZLmlkcG8udHJhaW5lci52MS5Kb2JTdGF0ZRIMCgRzdGVwGAQgASgNEhMKC3RvdGFsX3N0ZXBzGAUgASgNEjIKB21ldHJpY3MYBiADKAsyIS5pZHBvLnRyYWluZXIudjEuSm9iLk1ldHJpY3NFbnRyeRIyCgtjaGVja3BvaW50cxgHIAMoCzIdLmlkcG8uY29tbW9uLnYxLkNoZWNrcG9pbnRSZWYSNwoQZmluYWxfY2hlY2twb2ludBgIIAEoCzIdLmlkcG8uY29tbW9uLnYxLkNoZWNrcG9pbnRSZWYSDQoFZXJyb3IYCSABKAkSLwoLY3JlYXRlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtldGFfc2Vjb25kcxgMIAEoARIuCgdoaXN0b3J5GA0gAygLMh0uaWRwby50cmFpbmVyLnYxLk1ldHJpY3NQb2ludBouCgxNZXRyaWNzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ASKJAQoMTWV0cmljc1BvaW50EgwKBHN0ZXAYASABKA0SOwoHbWV0cmljcxgCIAMoCzIqLmlkcG8udHJhaW5lci52MS5NZXRyaWNzUG9pbnQuTWV0cmljc0VudHJ5Gi4KDE1ldHJpY3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIjkKD1N0YXJ0Sm9iUmVxdWVzdBImCgRzcGVjGAEgASgLMhguaWRwby50cmFpbmVyLnYxLkpvYlNwZWMiNQoQU3RhcnRKb2JSZXNwb25zZRIhCgNqb2IYASABKAsyFC5pZHBvLnRyYWluZXIudjEuSm9iIh8KDUdldEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIjMKDkdldEpvYlJlc3BvbnNlEiEKA2pvYhgBIAEoCzIULmlkcG8udHJhaW5lci52MS5Kb2IiSAoPTGlzdEpvYnNSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJPChBMaXN0Sm9ic1Jlc3BvbnNlEiIKBGpvYnMYASADKAsyFC5pZHBvLnRyYWluZXIudjEuSm9iEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIhCg9XYXRjaEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIjUKEFdhdGNoSm9iUmVzcG9uc2USIQoDam9iGAEgASgLMhQuaWRwby50cmFpbmVyLnYxLkpvYiIiChBDYW5jZWxKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI2ChFDYW5jZWxKb2JSZXNwb25zZRIhCgNqb2IYASABKAsyFC5pZHBvLnRyYWluZXIudjEuSm9iKogBCgdKb2JLaW5kEhgKFEpPQl9LSU5EX1VOU1BFQ0lGSUVEEAASFQoRSk9CX0tJTkRfUFJFVFJBSU4QARIVChFKT0JfS0lORF9JTVBST1ZFUhACEhAKDEpPQl9LSU5EX1NGVBADEhAKDEpPQl9LSU5EX0RQTxAEEhEKDUpPQl9LSU5EX1NQSU4QBSqaAQoISm9iU3RhdGUSGQoVSk9CX1NUQVRFX1VOU1BFQ0lGSUVEEAASFAoQSk9CX1NUQVRFX1FVRVVFRBABEhUKEUpPQl9TVEFURV9SVU5OSU5HEAISFwoTSk9CX1NUQVRFX1NVQ0NFRURFRBADEhQKEEpPQl9TVEFURV9GQUlMRUQQBBIXChNKT0JfU1RBVEVfQ0FOQ0VMTEVEEAUypAMKDlRyYWluZXJTZXJ2aWNlEk8KCFN0YXJ0Sm9iEiAuaWRwby50cmFpbmVyLnYxLlN0YXJ0Sm9iUmVxdWVzdBohLmlkcG8udHJhaW5lci52MS5TdGFydEpvYlJlc3BvbnNlEkkKBkdldEpvYhIeLmlkcG8udHJhaW5lci52MS5HZXRKb2JSZXF1ZXN0Gh8uaWRwby50cmFpbmVyLnYxLkdldEpvYlJlc3BvbnNlEk8KCExpc3RKb2JzEiAuaWRwby50cmFpbmVyLnYxLkxpc3RKb2JzUmVxdWVzdBohLmlkcG8udHJhaW5lci52MS5MaXN0Sm9ic1Jlc3BvbnNlElEKCFdhdGNoSm9iEiAuaWRwby50cmFpbmVyLnYxLldhdGNoSm9iUmVxdWVzdBohLmlkcG8udHJhaW5lci52MS5XYXRjaEpvYlJlc3BvbnNlMAESUgoJQ2FuY2VsSm9iEiEuaWRwby50cmFpbmVyLnYxLkNhbmNlbEpvYlJlcXVlc3QaIi5pZHBvLnRyYWluZXIudjEuQ2FuY2VsSm9iUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_idpo_common_v1_common]);
 
 /**
  * Optimisation settings. A zero or unset field takes the documented default.
@@ -323,6 +323,14 @@ export type Job = Message<"idpo.trainer.v1.Job"> & {
    * @generated from field: double eta_seconds = 12;
    */
   etaSeconds: number;
+
+  /**
+   * The training curve: the metrics at every progress write (every IDPO_TRAINER_PROGRESS_EVERY steps and
+   * the last step), oldest first. Past 512 points every other point is dropped, so it spans the whole job.
+   *
+   * @generated from field: repeated idpo.trainer.v1.MetricsPoint history = 13;
+   */
+  history: MetricsPoint[];
 };
 
 /**
@@ -331,6 +339,34 @@ export type Job = Message<"idpo.trainer.v1.Job"> & {
  */
 export const JobSchema: GenMessage<Job> = /*@__PURE__*/
   messageDesc(file_idpo_trainer_v1_trainer_service, 2);
+
+/**
+ * The metrics of one optimiser step.
+ *
+ * @generated from message idpo.trainer.v1.MetricsPoint
+ */
+export type MetricsPoint = Message<"idpo.trainer.v1.MetricsPoint"> & {
+  /**
+   * Optimiser step (1-based).
+   *
+   * @generated from field: uint32 step = 1;
+   */
+  step: number;
+
+  /**
+   * Metrics of that step (loss, raw_model_loss, ref_loss, implicit_acc, lr, grad_norm, ...).
+   *
+   * @generated from field: map<string, double> metrics = 2;
+   */
+  metrics: { [key: string]: number };
+};
+
+/**
+ * Describes the message idpo.trainer.v1.MetricsPoint.
+ * Use `create(MetricsPointSchema)` to create a new message.
+ */
+export const MetricsPointSchema: GenMessage<MetricsPoint> = /*@__PURE__*/
+  messageDesc(file_idpo_trainer_v1_trainer_service, 3);
 
 /**
  * Request of StartJob.
@@ -351,7 +387,7 @@ export type StartJobRequest = Message<"idpo.trainer.v1.StartJobRequest"> & {
  * Use `create(StartJobRequestSchema)` to create a new message.
  */
 export const StartJobRequestSchema: GenMessage<StartJobRequest> = /*@__PURE__*/
-  messageDesc(file_idpo_trainer_v1_trainer_service, 3);
+  messageDesc(file_idpo_trainer_v1_trainer_service, 4);
 
 /**
  * Response of StartJob.
@@ -372,7 +408,7 @@ export type StartJobResponse = Message<"idpo.trainer.v1.StartJobResponse"> & {
  * Use `create(StartJobResponseSchema)` to create a new message.
  */
 export const StartJobResponseSchema: GenMessage<StartJobResponse> = /*@__PURE__*/
-  messageDesc(file_idpo_trainer_v1_trainer_service, 4);
+  messageDesc(file_idpo_trainer_v1_trainer_service, 5);
 
 /**
  * Request of GetJob.
@@ -393,7 +429,7 @@ export type GetJobRequest = Message<"idpo.trainer.v1.GetJobRequest"> & {
  * Use `create(GetJobRequestSchema)` to create a new message.
  */
 export const GetJobRequestSchema: GenMessage<GetJobRequest> = /*@__PURE__*/
-  messageDesc(file_idpo_trainer_v1_trainer_service, 5);
+  messageDesc(file_idpo_trainer_v1_trainer_service, 6);
 
 /**
  * Response of GetJob.
@@ -414,7 +450,7 @@ export type GetJobResponse = Message<"idpo.trainer.v1.GetJobResponse"> & {
  * Use `create(GetJobResponseSchema)` to create a new message.
  */
 export const GetJobResponseSchema: GenMessage<GetJobResponse> = /*@__PURE__*/
-  messageDesc(file_idpo_trainer_v1_trainer_service, 6);
+  messageDesc(file_idpo_trainer_v1_trainer_service, 7);
 
 /**
  * Request of ListJobs.
@@ -449,7 +485,7 @@ export type ListJobsRequest = Message<"idpo.trainer.v1.ListJobsRequest"> & {
  * Use `create(ListJobsRequestSchema)` to create a new message.
  */
 export const ListJobsRequestSchema: GenMessage<ListJobsRequest> = /*@__PURE__*/
-  messageDesc(file_idpo_trainer_v1_trainer_service, 7);
+  messageDesc(file_idpo_trainer_v1_trainer_service, 8);
 
 /**
  * Response of ListJobs.
@@ -477,7 +513,7 @@ export type ListJobsResponse = Message<"idpo.trainer.v1.ListJobsResponse"> & {
  * Use `create(ListJobsResponseSchema)` to create a new message.
  */
 export const ListJobsResponseSchema: GenMessage<ListJobsResponse> = /*@__PURE__*/
-  messageDesc(file_idpo_trainer_v1_trainer_service, 8);
+  messageDesc(file_idpo_trainer_v1_trainer_service, 9);
 
 /**
  * Request of WatchJob.
@@ -498,7 +534,7 @@ export type WatchJobRequest = Message<"idpo.trainer.v1.WatchJobRequest"> & {
  * Use `create(WatchJobRequestSchema)` to create a new message.
  */
 export const WatchJobRequestSchema: GenMessage<WatchJobRequest> = /*@__PURE__*/
-  messageDesc(file_idpo_trainer_v1_trainer_service, 9);
+  messageDesc(file_idpo_trainer_v1_trainer_service, 10);
 
 /**
  * One update of WatchJob: sent at start, after every step, and on every state change.
@@ -519,7 +555,7 @@ export type WatchJobResponse = Message<"idpo.trainer.v1.WatchJobResponse"> & {
  * Use `create(WatchJobResponseSchema)` to create a new message.
  */
 export const WatchJobResponseSchema: GenMessage<WatchJobResponse> = /*@__PURE__*/
-  messageDesc(file_idpo_trainer_v1_trainer_service, 10);
+  messageDesc(file_idpo_trainer_v1_trainer_service, 11);
 
 /**
  * Request of CancelJob.
@@ -540,7 +576,7 @@ export type CancelJobRequest = Message<"idpo.trainer.v1.CancelJobRequest"> & {
  * Use `create(CancelJobRequestSchema)` to create a new message.
  */
 export const CancelJobRequestSchema: GenMessage<CancelJobRequest> = /*@__PURE__*/
-  messageDesc(file_idpo_trainer_v1_trainer_service, 11);
+  messageDesc(file_idpo_trainer_v1_trainer_service, 12);
 
 /**
  * Response of CancelJob.
@@ -561,7 +597,7 @@ export type CancelJobResponse = Message<"idpo.trainer.v1.CancelJobResponse"> & {
  * Use `create(CancelJobResponseSchema)` to create a new message.
  */
 export const CancelJobResponseSchema: GenMessage<CancelJobResponse> = /*@__PURE__*/
-  messageDesc(file_idpo_trainer_v1_trainer_service, 12);
+  messageDesc(file_idpo_trainer_v1_trainer_service, 13);
 
 /**
  * What a job trains.
