@@ -18,6 +18,7 @@ import type { Logger } from "@idpo/runtime";
 import { JobInputError, type ResumePoint, runJob, type SpinSamplerSettings } from "./job-runner.js";
 import { intermediateCheckpointId, type ResolvedJob, resolveSpec } from "./job-spec.js";
 import { JobStore } from "./job-store.js";
+import { appendHistory } from "./metrics-history.js";
 import { checkReachable, DataSourceError } from "./pair-sources.js";
 import { publishCheckpoint, publishProgress } from "./run-events.js";
 import { trainingStateArtifact } from "./training-state.js";
@@ -553,6 +554,7 @@ export class JobManager {
             l.job.updateTime = timestampNow();
             this.notify(l);
             if (u.step % this.progressEvery === 0 || u.step === r.training.steps) {
+              l.job.history = appendHistory(l.job.history, u.step, u.metrics);
               if (!(await this.persist(l))) return;
               await publishProgress(events, {
                 ...eventBase,

@@ -214,6 +214,10 @@ describe("TrainerService", () => {
     expect(finalEv.checkpoint!.sha256).toBe(last.finalCheckpoint!.sha256);
     const progress = evs.filter((e) => e.payload.case === "jobProgress").map((e) => e.eventId);
     expect(progress).toEqual([2, 4, 6, 8].map((s) => `r1/job/pre-1/progress/${s}`));
+    // The training curve holds the metrics of every progress write, the last one equal to the final metrics.
+    expect(last.history.map((p) => p.step)).toEqual([2, 4, 6, 8]);
+    expect(last.history[3].metrics).toEqual(last.metrics);
+    expect(last.history.every((p) => Number.isFinite(p.metrics.loss))).toBe(true);
 
     // The loss on a fixed batch (fixed timesteps and noise) is lower after training than at initialisation.
     const records = [];
