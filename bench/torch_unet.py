@@ -91,7 +91,8 @@ class UNet(nn.Module):
                 skips.append(ch)
             if i < levels - 1:
                 name = f"down_{i}_downsample"
-                self.blocks[name] = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+                # tfjs' "same" padding on a stride-2 conv of an even size pads bottom/right only.
+                self.blocks[name] = nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(ch, ch, 3, stride=2))
                 self.plan.append(("conv", name))
                 self.plan.append(("push",))
                 size //= 2

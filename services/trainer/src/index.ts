@@ -1,4 +1,6 @@
 /** The Trainer service (idpo.trainer.v1): training jobs (pretraining, improver, SFT, DPO, SPIN) on the bus. */
+
+export { type Example, type ExampleBatch, ExampleStream, type ExampleUnit } from "./example-stream.js";
 export {
   createTrainer,
   DEFAULT_SPIN_SAMPLER,
@@ -6,7 +8,8 @@ export {
   type JobPage,
   type TrainerOptions,
 } from "./job-manager.js";
-export { intermediateCheckpointId, JOB_DEFAULTS } from "./job-spec.js";
+export { intermediateCheckpointId, type ResolvedJob, resolveSpec } from "./job-spec.js";
+export { openPairSources, type PairSource } from "./pair-sources.js";
 export { eventToken } from "./run-events.js";
 export {
   startTrainer,
