@@ -24,6 +24,7 @@ export {
 } from "./config.js";
 export { HealthRegistry, healthRoutes, ServingStatus } from "./health.js";
 export { createLogger, type Logger, type LogSink } from "./logger.js";
+export { backoffMs, isTransient, type RetryOptions, retryTransient, sleep } from "./retry.js";
 export {
   type BuildOptions,
   type BuiltServer,

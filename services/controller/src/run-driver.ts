@@ -29,8 +29,7 @@ import {
   type TrainingConfig,
   TrainingConfigSchema,
 } from "@idpo/proto";
-import type { Logger } from "@idpo/runtime";
-import { backoffMs, isTransient, retryTransient, sleep } from "./retry.js";
+import { backoffMs, isTransient, type Logger, retryTransient, sleep } from "@idpo/runtime";
 import { publishRunState, stateEventId } from "./run-events.js";
 import {
   checkpointIds,

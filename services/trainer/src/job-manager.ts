@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { clone, create } from "@bufbuild/protobuf";
+import { clone, create, toBinary } from "@bufbuild/protobuf";
 import { type Timestamp, TimestampSchema, timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type Bus, RevisionConflictError } from "@idpo/bus";
@@ -15,12 +15,13 @@ import {
   ModelKind,
 } from "@idpo/proto";
 import type { Logger } from "@idpo/runtime";
+import { DEFAULT_BUS_WAIT_MS, untilBusAnswers } from "./bus-wait.js";
 import { JobInputError, type ResumePoint, runJob, type SpinSamplerSettings } from "./job-runner.js";
 import { intermediateCheckpointId, type ResolvedJob, resolveSpec } from "./job-spec.js";
 import { JobStore } from "./job-store.js";
 import { appendHistory } from "./metrics-history.js";
 import { checkReachable, DataSourceError } from "./pair-sources.js";
-import { publishCheckpoint, publishProgress } from "./run-events.js";
+import { type ProgressEventInput, publishCheckpoint, publishProgress } from "./run-events.js";
 import { trainingStateArtifact } from "./training-state.js";
 
 /** Dependencies and settings of a trainer. */
@@ -36,6 +37,9 @@ export interface TrainerOptions {
   progressEvery?: number;
   /** Resume QUEUED/RUNNING jobs found in KV at start (default true). */
   resume?: boolean;
+  /** How long a write the job cannot go on without (final checkpoint, end state) waits for an unreachable
+   * bus before the job fails, ms (default 10 minutes). Progress writes never wait. */
+  busWaitMs?: number;
 }
 
 /** Default SPIN sampler settings: the run defaults of the controller (steps 20, guidance 3.0). */
@@ -61,7 +65,15 @@ interface LocalJob {
   /** Resolves when the job leaves this trainer (ended, stopped or lost). */
   settled: Promise<void>;
   settle: () => void;
+  /** Encodings of KV writes sent since the last confirmed one: a write that timed out may still have
+   * landed, and a conflict with one of these is this trainer's own write, not someone else's. */
+  unconfirmed: Uint8Array[];
+  /** The progress write in flight, if any (it never rejects; writes of one job never overlap). */
+  progressWrite?: Promise<void>;
 }
+
+/** Most unconfirmed writes remembered per job (writes are serial, so a handful cover any outage). */
+const MAX_UNCONFIRMED = 8;
 
 /** A page of ListJobs. */
 export interface JobPage {
@@ -118,12 +130,14 @@ export class JobManager {
   private lastSubmission = 0n;
   private readonly spin: SpinSamplerSettings;
   private readonly progressEvery: number;
+  private readonly busWaitMs: number;
 
   constructor(private readonly opts: TrainerOptions) {
     this.store = new JobStore(opts.bus.state);
     this.checkpoints = new CheckpointStore(opts.bus.artifacts);
     this.spin = { ...DEFAULT_SPIN_SAMPLER, ...(opts.spin ?? {}) };
     this.progressEvery = opts.progressEvery ?? 10;
+    this.busWaitMs = opts.busWaitMs ?? DEFAULT_BUS_WAIT_MS;
     if (!Number.isInteger(this.progressEvery) || this.progressEvery < 1) {
       throw new Error(`progressEvery must be a positive integer, got ${opts.progressEvery}`);
     }
@@ -174,7 +188,7 @@ export class JobManager {
     const settled = new Promise<void>((r) => {
       settle = r;
     });
-    const l: LocalJob = { job, revision, resolved, listeners: new Set(), settled, settle };
+    const l: LocalJob = { job, revision, resolved, listeners: new Set(), settled, settle, unconfirmed: [] };
     this.local.set(job.jobId, l);
     return l;
   }
@@ -449,14 +463,32 @@ export class JobManager {
   /**
    * Writes the local job to KV with compare-and-set. On a conflict (another trainer took the job over, or
    * cancelled it through KV) the local copy adopts the stored one, the job is stopped, and false is returned.
+   * A conflict with a write of this trainer that failed on the wire but landed (a timeout while NATS
+   * restarted) is no conflict: the write is made again on the revision it produced.
    */
   private async persist(l: LocalJob): Promise<boolean> {
     if (l.stopReason === "lost") return false;
+    l.unconfirmed.push(toBinary(JobSchema, l.job));
+    if (l.unconfirmed.length > MAX_UNCONFIRMED) l.unconfirmed.shift();
     try {
-      l.revision = await this.store.update(l.job, l.revision);
+      try {
+        l.revision = await this.store.update(l.job, l.revision);
+      } catch (e) {
+        if (!(e instanceof RevisionConflictError)) throw e;
+        const s = await this.store.get(l.job.jobId);
+        const stored = s && Buffer.from(toBinary(JobSchema, s.job));
+        if (!s || !l.unconfirmed.some((u) => stored!.equals(u))) throw e;
+        this.opts.logger.info("a job write that had failed on the wire had landed; writing again", {
+          jobId: l.job.jobId,
+          revision: s.revision,
+        });
+        l.revision = await this.store.update(l.job, s.revision);
+      }
+      l.unconfirmed.length = 0;
       return true;
     } catch (e) {
       if (!(e instanceof RevisionConflictError)) throw e;
+      l.unconfirmed.length = 0;
       const s = await this.store.get(l.job.jobId);
       if (s) {
         l.job = s.job;
@@ -473,12 +505,51 @@ export class JobManager {
     }
   }
 
+  /** {@link persist} once the progress write in flight is done. */
+  private async persistNow(l: LocalJob): Promise<boolean> {
+    await l.progressWrite;
+    return this.persist(l);
+  }
+
+  /** {@link persistNow}, retried while the bus is unreachable (for writes the job cannot go on without). */
+  private persistSurely(l: LocalJob, what: string): Promise<boolean> {
+    return untilBusAnswers(what, () => this.persistNow(l), {
+      logger: this.opts.logger,
+      budgetMs: this.busWaitMs,
+      signal: l.abort?.signal,
+    });
+  }
+
+  /**
+   * Records a step's progress in KV and publishes job_progress without holding up training: while the bus
+   * is away the write fails and is logged, and a later progress point writes the newer state; a progress
+   * point reached while the previous write is still in flight is skipped for the same reason.
+   */
+  private writeProgress(l: LocalJob, progress: Omit<ProgressEventInput, "runId" | "jobId">): void {
+    if (l.progressWrite) return;
+    const r = l.resolved;
+    l.progressWrite = (async () => {
+      try {
+        if (!(await this.persist(l))) return;
+        await publishProgress(this.opts.bus, { runId: r.runId, jobId: r.jobId, ...progress });
+      } catch (e) {
+        this.opts.logger.warn("progress not recorded (bus unavailable); training goes on", {
+          jobId: r.jobId,
+          step: progress.step,
+          error: (e as Error).message,
+        });
+      } finally {
+        l.progressWrite = undefined;
+      }
+    })();
+  }
+
   private async finish(l: LocalJob, state: JobState, error: string): Promise<void> {
     l.job.state = state;
     l.job.error = error;
     l.job.etaSeconds = 0;
     l.job.updateTime = timestampNow();
-    const persisted = await this.persist(l);
+    const persisted = await this.persistSurely(l, `job ${l.job.jobId} ${JobState[state]}`);
     this.notify(l);
     if (persisted && isTerminal(state)) {
       // An ended job is never resumed: its training states are garbage now (its checkpoints stay).
@@ -512,9 +583,15 @@ export class JobManager {
     this.running = l;
     l.abort = new AbortController();
     try {
+      const wait = { logger, budgetMs: this.busWaitMs, signal: l.abort.signal };
       if (l.job.finalCheckpoint) {
         // Stopped between storing the final checkpoint and marking the job done: finish the bookkeeping.
-        await publishCheckpoint(events, { ...eventBase, checkpoint: l.job.finalCheckpoint, isFinal: true });
+        const checkpoint = l.job.finalCheckpoint;
+        await untilBusAnswers(
+          "final checkpoint_published",
+          () => publishCheckpoint(events, { ...eventBase, checkpoint, isFinal: true }),
+          wait,
+        );
         await this.finish(l, JobState.SUCCEEDED, "");
         return;
       }
@@ -523,7 +600,7 @@ export class JobManager {
       l.job.step = resume?.step ?? 0;
       l.job.updateTime = timestampNow();
       // This write claims the job: a trainer that lost the race stops here.
-      if (!(await this.persist(l))) return;
+      if (!(await this.persistSurely(l, `job ${r.jobId} RUNNING`))) return;
       this.notify(l);
       if (resume) {
         const ref = l.job.checkpoints.find((c) => c.id === resume.checkpointId)!;
@@ -544,6 +621,7 @@ export class JobManager {
           dataDir: this.opts.dataDir,
           logger,
           spin: this.spin,
+          busWaitMs: this.busWaitMs,
         },
         {
           signal: l.abort.signal,
@@ -555,9 +633,7 @@ export class JobManager {
             this.notify(l);
             if (u.step % this.progressEvery === 0 || u.step === r.training.steps) {
               l.job.history = appendHistory(l.job.history, u.step, u.metrics);
-              if (!(await this.persist(l))) return;
-              await publishProgress(events, {
-                ...eventBase,
+              this.writeProgress(l, {
                 step: u.step,
                 totalSteps: r.training.steps,
                 metrics: u.metrics,
@@ -569,10 +645,15 @@ export class JobManager {
             l.job.checkpoints = [...l.job.checkpoints.filter((c) => c.id !== ref.id), ref];
             if (isFinal) l.job.finalCheckpoint = ref;
             l.job.updateTime = timestampNow();
-            // KV first: whoever sees the event finds the checkpoint listed in the job.
-            if (!(await this.persist(l))) throw new Error("job lost while writing a checkpoint");
+            // KV first: whoever sees the event finds the checkpoint listed in the job. An intermediate
+            // checkpoint is not worth waiting for (the job goes on; the next one is recorded), a final one is.
+            const what = `checkpoint ${ref.id}`;
+            if (!(await (isFinal ? this.persistSurely(l, what) : this.persistNow(l)))) {
+              throw new Error("job lost while writing a checkpoint");
+            }
             this.notify(l);
-            await publishCheckpoint(events, { ...eventBase, checkpoint: ref, isFinal });
+            const publish = () => publishCheckpoint(events, { ...eventBase, checkpoint: ref, isFinal });
+            await (isFinal ? untilBusAnswers(`${what} published`, publish, wait) : publish());
             logger.info("checkpoint published", {
               jobId: r.jobId,
               checkpoint: ref.id,

@@ -24,6 +24,7 @@ import {
 import type { CheckpointStore } from "@idpo/mesh";
 import { type CheckpointRef, JobKind, ModelKind } from "@idpo/proto";
 import type { Logger } from "@idpo/runtime";
+import { untilBusAnswers } from "./bus-wait.js";
 import {
   type ExampleBatch,
   ExampleStream,
@@ -56,6 +57,8 @@ export interface RunnerDeps {
   dataDir: string;
   logger: Logger;
   spin: SpinSamplerSettings;
+  /** How long the final checkpoint waits for an unreachable bus, ms. */
+  busWaitMs: number;
 }
 
 /** One finished optimiser step. */
@@ -336,16 +339,27 @@ export async function runJob(
         await hooks.onStep({ step, metrics, etaSeconds: perStep * (t.steps - step) });
         if (t.checkpointEvery > 0 && step % t.checkpointEvery === 0 && step < t.steps) {
           const id = intermediateCheckpointId(job.outputCheckpointId, step);
-          await saveTrainingState(
-            deps.bus.artifacts,
-            id,
-            encodeTrainingState(trainer, { jobId: job.jobId, step }),
-          );
-          const ref = await writeCheckpoint(job, models, trainer, id, step, deps.checkpoints);
-          await hooks.onCheckpoint(ref, false);
-          // Only the newest training state is needed to resume.
-          if (lastState !== undefined) await deps.bus.artifacts.delete(trainingStateArtifact(lastState));
-          lastState = id;
+          try {
+            await saveTrainingState(
+              deps.bus.artifacts,
+              id,
+              encodeTrainingState(trainer, { jobId: job.jobId, step }),
+            );
+            const ref = await writeCheckpoint(job, models, trainer, id, step, deps.checkpoints);
+            await hooks.onCheckpoint(ref, false);
+            // Only the newest training state is needed to resume.
+            const previous = lastState;
+            lastState = id;
+            if (previous !== undefined) await deps.bus.artifacts.delete(trainingStateArtifact(previous));
+          } catch (e) {
+            if (hooks.signal.aborted) return "stopped";
+            // The bus is away: training goes on, and the next intermediate checkpoint is the resume point.
+            deps.logger.warn("intermediate checkpoint skipped", {
+              jobId: job.jobId,
+              checkpoint: id,
+              error: (e as Error).message,
+            });
+          }
         }
         // Let RPCs, watchers and timers run between steps.
         await new Promise<void>((r) => setImmediate(r));
@@ -353,9 +367,21 @@ export async function runJob(
     } finally {
       await examples.return?.(undefined);
     }
-    const ref = await writeCheckpoint(job, models, trainer, job.outputCheckpointId, step, deps.checkpoints);
+    const ref = await untilBusAnswers(
+      `final checkpoint ${job.outputCheckpointId}`,
+      () => writeCheckpoint(job, models, trainer!, job.outputCheckpointId, step, deps.checkpoints),
+      { logger: deps.logger, budgetMs: deps.busWaitMs, signal: hooks.signal },
+    );
     await hooks.onCheckpoint(ref, true);
-    if (lastState !== undefined) await deps.bus.artifacts.delete(trainingStateArtifact(lastState));
+    if (lastState !== undefined) {
+      const state = trainingStateArtifact(lastState);
+      await deps.bus.artifacts.delete(state).catch((e) =>
+        deps.logger.warn("could not delete a training state", {
+          artifact: state,
+          error: (e as Error).message,
+        }),
+      );
+    }
     return "finished";
   } finally {
     trainer?.dispose();

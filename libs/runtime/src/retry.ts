@@ -56,10 +56,15 @@ export interface RetryOptions {
   /** Aborts the waiting. */
   signal?: AbortSignal;
   /** Called before each wait, e.g. to log. */
-  onRetry?: (err: unknown, attempt: number) => void;
+  onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
+  /** Which errors are worth another try; default {@link isTransient}. */
+  retryable?: (err: unknown) => boolean;
 }
 
-/** Calls `fn` until it succeeds, retrying transient errors (see `isTransient`) within the time budget. */
+/**
+ * Calls `fn` until it succeeds, retrying the errors `opts.retryable` accepts (by default the transient gRPC
+ * ones, see `isTransient`) with exponential backoff until `opts.budgetMs` has passed since the first failure.
+ */
 export async function retryTransient<T>(fn: () => Promise<T>, opts: RetryOptions): Promise<T> {
   let firstFailure = 0;
   for (let attempt = 0; ; attempt++) {
@@ -67,12 +72,13 @@ export async function retryTransient<T>(fn: () => Promise<T>, opts: RetryOptions
       return await fn();
     } catch (err) {
       if (opts.signal?.aborted) throw opts.signal.reason;
-      if (!isTransient(err)) throw err;
+      if (!(opts.retryable ?? isTransient)(err)) throw err;
       const now = Date.now();
       if (firstFailure === 0) firstFailure = now;
       if (now - firstFailure >= opts.budgetMs) throw err;
-      opts.onRetry?.(err, attempt);
-      await sleep(backoffMs(attempt, opts.baseDelayMs ?? 250, opts.maxDelayMs ?? 5_000), opts.signal);
+      const delay = backoffMs(attempt, opts.baseDelayMs ?? 250, opts.maxDelayMs ?? 5_000);
+      opts.onRetry?.(err, attempt, delay);
+      await sleep(delay, opts.signal);
     }
   }
 }
