@@ -9,6 +9,11 @@ const MASKED = -1e9;
  * to none: the encoder's output for the all-[PAD] prompt is then the learned null embedding.
  */
 export function keyBias(mask: Float32Array, n: number, keys: number): tf.Tensor4D {
+  return tf.tensor4d(keyBiasValues(mask, n, keys), [n, 1, 1, keys]);
+}
+
+/** The values of keyBias, row-major `[n, keys]`, for engines other than tfjs. */
+export function keyBiasValues(mask: Float32Array, n: number, keys: number): Float32Array {
   if (mask.length !== n * keys)
     throw new Error(`keyBias: mask has ${mask.length} entries, expected ${n}x${keys}`);
   const bias = new Float32Array(n * keys);
@@ -18,7 +23,7 @@ export function keyBias(mask: Float32Array, n: number, keys: number): tf.Tensor4
     if (!any) continue;
     for (let j = 0; j < keys; j++) bias[i * keys + j] = mask[i * keys + j] > 0 ? 0 : MASKED;
   }
-  return tf.tensor4d(bias, [n, 1, 1, keys]);
+  return bias;
 }
 
 /**

@@ -111,12 +111,19 @@ export interface LoadedCheckpoint {
   metadata: CheckpointMetadata;
 }
 
+/** A checkpoint's validated weights on the host, for engines other than tfjs. */
+export interface CheckpointWeights {
+  /** Weight name → shape and values, in the config's parameter order. */
+  weights: Map<string, SafetensorsTensor>;
+  metadata: CheckpointMetadata;
+}
+
 /**
- * Rebuilds a model from checkpoint bytes. Fails loudly when the content hash does not match the data,
- * when a weight the config implies is missing or extra, or when any weight's shape differs from the
- * config's.
+ * Reads checkpoint bytes into validated host arrays. Fails loudly when the content hash does not match
+ * the data, when a weight the config implies is missing or extra, or when any weight's shape differs
+ * from the config's.
  */
-export function decodeCheckpoint(bytes: Uint8Array, opts: { trainable?: boolean } = {}): LoadedCheckpoint {
+export function decodeCheckpointWeights(bytes: Uint8Array): CheckpointWeights {
   const file = decodeSafetensors(bytes);
   const metadata = parseMetadata(file.metadata);
   const actual = contentHash(file.dataSection);
@@ -143,10 +150,17 @@ export function decodeCheckpoint(bytes: Uint8Array, opts: { trainable?: boolean 
       `checkpoint does not match its config: ${shown}${problems.length > 10 ? ` (+${problems.length - 10} more)` : ""}`,
     );
   }
+  const weights = new Map<string, SafetensorsTensor>();
+  for (const name of expected.keys()) weights.set(name, file.tensors.get(name)!);
+  return { weights, metadata };
+}
+
+/** Rebuilds a model from checkpoint bytes, validated as decodeCheckpointWeights does. */
+export function decodeCheckpoint(bytes: Uint8Array, opts: { trainable?: boolean } = {}): LoadedCheckpoint {
+  const { weights, metadata } = decodeCheckpointWeights(bytes);
   const params: Params = new Map();
-  for (const [name, shape] of expected) {
-    const t = file.tensors.get(name)!;
-    const init = tf.tensor(t.data, shape, "float32");
+  for (const [name, t] of weights) {
+    const init = tf.tensor(t.data, t.shape, "float32");
     params.set(name, tf.variable(init, opts.trainable ?? true));
     init.dispose();
   }

@@ -7,13 +7,16 @@
 import "./gradients.js";
 
 export { AdamW, type AdamWConfig } from "./adamw.js";
+export { keyBiasValues } from "./attention.js";
 export * from "./backend/index.js";
 export {
   CHECKPOINT_FORMAT,
   type CheckpointInfo,
   type CheckpointMetadata,
+  type CheckpointWeights,
   contentHash,
   decodeCheckpoint,
+  decodeCheckpointWeights,
   encodeCheckpoint,
   type LoadedCheckpoint,
   readCheckpointMetadata,
@@ -72,6 +75,7 @@ export {
   validateConfig,
 } from "./model.js";
 export {
+  assertTimesteps,
   LINEAR_SCHEDULE,
   makeNoiseSchedule,
   type NoiseSchedule,
@@ -97,8 +101,12 @@ export {
   type SafetensorsTensor,
 } from "./safetensors.js";
 export {
+  checkPromptsSeeds,
   type ImproveOptions,
   improve,
+  NoiseSource,
+  type ResolvedSamplerOptions,
+  resolveSamplerOptions,
   SAMPLER_DEFAULTS,
   type SampleOptions,
   type SamplerKind,
@@ -110,6 +118,7 @@ export {
 } from "./samplers.js";
 export { type SpinBatch, spinLoss } from "./spin-loss.js";
 export { disposeTextEmbedding, type TextEmbedding, type TextEncoderConfig } from "./text-encoder.js";
+export { timestepEmbeddingValues } from "./timestep-embedding.js";
 export {
   loadVocabulary,
   PAD_TOKEN,
@@ -121,4 +130,4 @@ export {
   UNK_TOKEN,
 } from "./tokenizer.js";
 export { type Objective, type StepReport, Trainer, type TrainerConfig } from "./trainer.js";
-export type { UNetConfig } from "./unet.js";
+export { poolingWeights, type UNetConfig } from "./unet.js";

@@ -140,7 +140,8 @@ export function stepSigma(kind: SamplerKind, ab: number, abPrev: number, eta: nu
   return eta * Math.sqrt(Math.max(0, posterior));
 }
 
-interface Resolved {
+/** SamplerOptions with every default filled in. */
+export interface ResolvedSamplerOptions {
   steps: number;
   sampler: SamplerKind;
   eta: number;
@@ -148,8 +149,9 @@ interface Resolved {
   batchSize: number;
 }
 
-function resolve(opts: SamplerOptions, T: number): Resolved {
-  const r: Resolved = {
+/** Fills in the defaults and validates, throwing a message that names the bad option. */
+export function resolveSamplerOptions(opts: SamplerOptions, T: number): ResolvedSamplerOptions {
+  const r: ResolvedSamplerOptions = {
     steps: opts.steps ?? SAMPLER_DEFAULTS.steps,
     sampler: opts.sampler ?? SAMPLER_DEFAULTS.sampler,
     eta: opts.eta ?? SAMPLER_DEFAULTS.eta,
@@ -165,7 +167,8 @@ function resolve(opts: SamplerOptions, T: number): Resolved {
   return r;
 }
 
-function checkPromptsSeeds(prompts: readonly string[], seeds: readonly number[], n?: number): void {
+/** Throws unless there is one string prompt and one valid seed per image (and `n` images when given). */
+export function checkPromptsSeeds(prompts: readonly string[], seeds: readonly number[], n?: number): void {
   if (!Array.isArray(prompts)) throw new Error("prompts must be an array of strings");
   if (!Array.isArray(seeds)) throw new Error("seeds must be an array of integers");
   if (seeds.length !== prompts.length) {
@@ -180,7 +183,7 @@ function checkPromptsSeeds(prompts: readonly string[], seeds: readonly number[],
 }
 
 /** Per-image noise streams: image i draws only from Rng(seed_i). */
-class NoiseSource {
+export class NoiseSource {
   private readonly rngs: Rng[];
   constructor(
     seeds: readonly number[],
@@ -188,11 +191,16 @@ class NoiseSource {
   ) {
     this.rngs = seeds.map((s) => new Rng(s));
   }
-  next(): tf.Tensor4D {
+  /** The next draw for every image, `[n, ...shape]` row-major. */
+  nextValues(): Float32Array {
     const per = this.shape[0] * this.shape[1] * this.shape[2];
     const data = new Float32Array(per * this.rngs.length);
     for (let i = 0; i < this.rngs.length; i++) this.rngs[i].normals(per, data, i * per);
-    return tf.tensor4d(data, [this.rngs.length, ...this.shape]);
+    return data;
+  }
+  /** The next draw as a tensor. */
+  next(): tf.Tensor4D {
+    return tf.tensor4d(this.nextValues(), [this.rngs.length, ...this.shape]);
   }
 }
 
@@ -202,7 +210,7 @@ const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resol
 async function denoise(
   model: DiffusionModel,
   seeds: readonly number[],
-  r: Resolved,
+  r: ResolvedSamplerOptions,
   predict: (x: tf.Tensor4D, t: number) => tf.Tensor4D,
   progress: { done: number; total: number; opts: SamplerOptions },
   start?: { x0: tf.Tensor4D; strength: number },
@@ -256,7 +264,7 @@ export async function sample(model: DiffusionModel, opts: SampleOptions): Promis
   if (model.kind !== "policy")
     throw new Error("sample: expects a text-to-image policy; use improve() for an improver");
   checkPromptsSeeds(opts.prompts, opts.seeds);
-  const r = resolve(opts, model.schedule.timesteps);
+  const r = resolveSamplerOptions(opts, model.schedule.timesteps);
   const g = opts.guidanceScale ?? SAMPLER_DEFAULTS.guidanceScale;
   if (!Number.isFinite(g)) throw new Error(`guidanceScale must be a finite number, got ${g}`);
   const n = opts.prompts.length;
@@ -305,7 +313,7 @@ export async function improve(improver: DiffusionModel, opts: ImproveOptions): P
   const S = improver.imageSize;
   assertImageBatch(opts.images, "improve: images", S);
   checkPromptsSeeds(opts.prompts, opts.seeds, opts.images.n);
-  const r = resolve(opts, improver.schedule.timesteps);
+  const r = resolveSamplerOptions(opts, improver.schedule.timesteps);
   const sT = opts.sT ?? SAMPLER_DEFAULTS.sT;
   const sI = opts.sI ?? SAMPLER_DEFAULTS.sI;
   const strength = opts.strength ?? SAMPLER_DEFAULTS.strength;

@@ -5,6 +5,11 @@ import * as tf from "@tensorflow/tfjs-core";
  * half, frequencies 10000^(−i/half)). Computed in JS: timesteps are known on the host.
  */
 export function timestepEmbedding(t: ArrayLike<number>, dim: number, maxPeriod = 10000): tf.Tensor2D {
+  return tf.tensor2d(timestepEmbeddingValues(t, dim, maxPeriod), [t.length, dim]);
+}
+
+/** The values of timestepEmbedding, row-major `[n, dim]`, for engines other than tfjs. */
+export function timestepEmbeddingValues(t: ArrayLike<number>, dim: number, maxPeriod = 10000): Float32Array {
   if (dim % 2 !== 0) throw new Error(`timestepEmbedding: dim must be even, got ${dim}`);
   const half = dim / 2;
   const n = t.length;
@@ -16,5 +21,5 @@ export function timestepEmbedding(t: ArrayLike<number>, dim: number, maxPeriod =
       out[i * dim + half + j] = Math.sin(arg);
     }
   }
-  return tf.tensor2d(out, [n, dim]);
+  return out;
 }

@@ -150,20 +150,32 @@ function walkUNet<H>(cfg: UNetConfig, v: UNetVisitor<H>, input: H): H {
 }
 
 /**
- * `[n, n·length]` block matrix whose product with the token rows is each prompt's mean over its real
- * tokens (all positions for the null prompt, matching the attention rule). Built on the host: a 2-D
- * matmul instead of a masked reduction.
+ * Each prompt's pooling weights over its token positions, `[n, length]`: 1/count on its real tokens
+ * (all positions, 1/length, for the null prompt, matching the attention rule).
  */
-function poolingMatrix(text: TextEmbedding): tf.Tensor2D {
-  const { n, length, mask } = text;
-  const m = new Float32Array(n * n * length);
+export function poolingWeights(mask: Float32Array, n: number, length: number): Float32Array {
+  const w = new Float32Array(n * length);
   for (let i = 0; i < n; i++) {
     let count = 0;
     for (let j = 0; j < length; j++) count += mask[i * length + j] > 0 ? 1 : 0;
     for (let j = 0; j < length; j++) {
-      const w = count === 0 ? 1 / length : mask[i * length + j] > 0 ? 1 / count : 0;
-      m[i * n * length + i * length + j] = w;
+      w[i * length + j] = count === 0 ? 1 / length : mask[i * length + j] > 0 ? 1 / count : 0;
     }
+  }
+  return w;
+}
+
+/**
+ * `[n, n·length]` block matrix whose product with the token rows is each prompt's mean over its real
+ * tokens (poolingWeights on the block diagonal). Built on the host: a 2-D matmul instead of a masked
+ * reduction.
+ */
+function poolingMatrix(text: TextEmbedding): tf.Tensor2D {
+  const { n, length, mask } = text;
+  const w = poolingWeights(mask, n, length);
+  const m = new Float32Array(n * n * length);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < length; j++) m[i * n * length + i * length + j] = w[i * length + j];
   }
   return tf.tensor2d(m, [n, n * length]);
 }

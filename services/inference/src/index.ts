@@ -1,0 +1,15 @@
+/**
+ * @idpo/inference: the model-serving sidecar. A checkpoint's text encoder and UNet become ONNX graphs
+ * (built from its architecture config and safetensors weights) run by ONNX Runtime, with the diffusion
+ * library's samplers reproduced on the host around them.
+ */
+export type { Weights } from "./graph-layers.js";
+export { type EncodedGraph, ONNX_OPSET } from "./onnx-graph.js";
+export {
+  buildModelGraphs,
+  type ModelGraphs,
+  OrtDiffusionModel,
+  type OrtOptions,
+  type OrtTextEmbedding,
+} from "./ort-model.js";
+export { hostSamplerStep, ortImprove, ortSample } from "./ort-sampler.js";
