@@ -1,5 +1,9 @@
-/** What the mesh's services share: image messages ↔ batches, the process-wide bus, the checkpoint store. */
+/**
+ * What the mesh's services share: image messages ↔ batches, the process-wide bus, the checkpoint store and
+ * the trainer contract (training-config defaults and limits, data URIs, model presets, job kinds).
+ */
 export { CheckpointStore, checkpointArtifact } from "./checkpoint-store.js";
+export { type BatcherLimits, type BatcherStats, type BatchRunner, DynamicBatcher } from "./dynamic-batcher.js";
 export { type ImageLimits, imagesFromMessages, imagesToMessages } from "./images.js";
 export { type LoadedModel, type ModelLease, ModelSlot } from "./model-slot.js";
 export {
@@ -16,6 +20,15 @@ export {
   pairShardRecords,
 } from "./pair-shard.js";
 export {
+  PRETRAINED,
+  PRETRAINED_BASE_ID,
+  PRETRAINED_IMPROVER_ID,
+  type PretrainedCheckpoint,
+  pretrainedAvailable,
+  seedPretrained,
+  startFromPretrained,
+} from "./pretrained.js";
+export {
   type CheckpointSubscriptionOptions,
   decodeRunEvent,
   publishRunEvent,
@@ -24,3 +37,31 @@ export {
   subscribeCheckpointPublished,
 } from "./run-events.js";
 export { closeSharedBus, sharedBus } from "./shared-bus.js";
+export { checkRange, invalidField } from "./trainer-contract/contract-error.js";
+export {
+  type DataUri,
+  MAX_SHAPES_PAIRS,
+  parseDataUri,
+  SHAPES_SIZE_RANGE,
+} from "./trainer-contract/data-uri.js";
+export {
+  checkJobKind,
+  isPreferenceKind,
+  kindUses,
+  OBJECTIVE_SETTINGS,
+  type ObjectiveSetting,
+  rejectUnusedSettings,
+} from "./trainer-contract/job-kinds.js";
+export {
+  DEFAULT_MODEL_PRESET,
+  MODEL_PRESET_IMAGE_SIZES,
+  MODEL_PRESETS,
+  type ModelPresetName,
+  resolveModelPreset,
+} from "./trainer-contract/model-presets.js";
+export {
+  resolveTrainingConfig,
+  TRAINING_DEFAULTS,
+  TRAINING_LIMITS,
+  type TrainingDefaults,
+} from "./trainer-contract/training-config.js";

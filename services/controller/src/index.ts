@@ -5,7 +5,7 @@ export {
   controllerService,
   controllerServiceWith,
 } from "./controller-service.js";
-export { PRESET_IMAGE_SIZES, validateRunConfig } from "./run-config.js";
+export { policyJobKind, validateRunConfig } from "./run-config.js";
 export { type ControllerOptions, DEFAULT_CONTROLLER_OPTIONS, type Peers } from "./run-driver.js";
 export {
   checkpointIds,

@@ -1,10 +1,9 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { formatShapesPrompt, shapesPrompts } from "@idpo/data";
-import { PRESET_NAMES, preset } from "@idpo/diffusion";
 import { ReferencePolicy, type RunConfig, RunConfigSchema, RunMethod } from "@idpo/proto";
 import { describe, expect, it } from "vitest";
-import { PRESET_IMAGE_SIZES, parseDatasetUri, validateRunConfig } from "./run-config.js";
+import { validateRunConfig } from "./run-config.js";
 
 type Init = Exclude<MessageInitShape<typeof RunConfigSchema>, RunConfig>;
 const base: Init = {
@@ -108,28 +107,5 @@ describe("validateRunConfig", () => {
     );
     rejects({ baseCheckpointId: "../etc" }, "config.base_checkpoint_id");
     rejects({ dataset: "artifact://shards/" }, "config.train_prompts");
-  });
-});
-
-describe("parseDatasetUri", () => {
-  it("parses the three forms", () => {
-    expect(parseDatasetUri("shapes://?pairs=5&size=16&seed=2", "d")).toEqual({
-      kind: "shapes",
-      pairs: 5,
-      size: 16,
-      seed: 2,
-    });
-    expect(parseDatasetUri("file:///data/pairs", "d")).toEqual({ kind: "file", dir: "/data/pairs" });
-    expect(parseDatasetUri("artifact://runs/r/iter-1/", "d")).toEqual({
-      kind: "artifact",
-      prefix: "runs/r/iter-1/",
-    });
-  });
-});
-
-describe("PRESET_IMAGE_SIZES", () => {
-  it("matches the image size of every diffusion preset", () => {
-    expect(Object.keys(PRESET_IMAGE_SIZES).sort()).toEqual([...PRESET_NAMES].sort());
-    for (const name of PRESET_NAMES) expect(PRESET_IMAGE_SIZES[name], name).toBe(preset(name).unet.imageSize);
   });
 });

@@ -1,6 +1,6 @@
 import { formatShapesPrompt, readPairs, shapesPrompts } from "@idpo/data";
+import { parseDataUri } from "@idpo/mesh";
 import type { RunConfig } from "@idpo/proto";
-import { parseDatasetUri } from "./run-config.js";
 
 /** Largest number of distinct prompts collected from a dataset (a run samples pairs from them). */
 const MAX_TRAIN_PROMPTS = 100_000;
@@ -12,7 +12,7 @@ const MAX_TRAIN_PROMPTS = 100_000;
  */
 export async function resolveTrainPrompts(config: RunConfig): Promise<string[]> {
   if (config.trainPrompts.length > 0) return [...config.trainPrompts];
-  const uri = parseDatasetUri(config.dataset, "config.dataset");
+  const uri = parseDataUri(config.dataset, "config.dataset");
   switch (uri.kind) {
     case "shapes":
       return shapesPrompts("train").map(formatShapesPrompt);

@@ -1,8 +1,9 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { PRESET_NAMES, preset } from "@idpo/diffusion";
+import { MODEL_PRESET_IMAGE_SIZES, MODEL_PRESETS } from "@idpo/mesh";
 import { JobKind, type JobSpec, JobSpecSchema } from "@idpo/proto";
 import { describe, expect, it } from "vitest";
-import { parseDataUri } from "./data-uri.js";
 import { resolveSpec } from "./job-spec.js";
 
 const SHAPES = "shapes://?pairs=8&size=16&seed=1";
@@ -142,33 +143,10 @@ describe("resolveSpec", () => {
   });
 });
 
-describe("parseDataUri", () => {
-  it("parses the three forms", () => {
-    expect(parseDataUri("file:///data/pairs/", "d")).toEqual({
-      kind: "file",
-      uri: "file:///data/pairs/",
-      dir: "/data/pairs",
-    });
-    expect(parseDataUri("artifact://runs/r1/iter-2/", "d")).toEqual({
-      kind: "artifact",
-      uri: "artifact://runs/r1/iter-2/",
-      prefix: "runs/r1/iter-2/",
-    });
-    expect(parseDataUri("shapes://?pairs=100&size=32", "d")).toMatchObject({
-      kind: "shapes",
-      pairs: 100,
-      size: 32,
-      seed: 0,
-    });
-  });
-
-  it("rejects malformed URIs with the field name", () => {
-    expect(() => parseDataUri("shapes://?pairs=10&size=16&colour=red", "spec.data[2]")).toThrow(
-      /spec\.data\[2\]: unknown shapes parameter/,
-    );
-    expect(() => parseDataUri("shapes://?pairs=10&size=3", "x")).toThrow(/size=3 is outside/);
-    expect(() => parseDataUri("artifact://", "x")).toThrow(/needs a prefix/);
-    expect(() => parseDataUri("artifact://a/../b", "x")).toThrow(/artifact prefix/);
-    expect(() => parseDataUri("file://host/dir", "x")).toThrow(/empty host/);
+describe("MODEL_PRESET_IMAGE_SIZES", () => {
+  it("names every diffusion preset with its image size", () => {
+    expect([...MODEL_PRESETS].sort()).toEqual([...PRESET_NAMES].sort());
+    for (const name of MODEL_PRESETS)
+      expect(MODEL_PRESET_IMAGE_SIZES[name], name).toBe(preset(name).unet.imageSize);
   });
 });

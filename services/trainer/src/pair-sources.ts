@@ -3,9 +3,8 @@ import { rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { ArtifactStore } from "@idpo/bus";
 import { type PairRecord, readPairManifest, readPairs, writeShapesPairs } from "@idpo/data";
-import { decodePairShard } from "@idpo/mesh";
+import { type DataUri, decodePairShard } from "@idpo/mesh";
 import { oracleRewardValue } from "@idpo/metrics";
-import type { DataUri } from "./data-uri.js";
 
 /** One readable collection of preference pairs (a dataset directory, a set of online shards, ...). */
 export interface PairSource {
