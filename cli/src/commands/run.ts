@@ -11,6 +11,7 @@ import {
   RunState,
   TrainingConfigSchema,
 } from "@idpo/proto";
+import { PRETRAINED_BASE_ID, PRETRAINED_IMPROVER_ID, startFromPretrained } from "@idpo/mesh";
 import { createPeerTransport, peerAddress } from "@idpo/runtime";
 import { Command, InvalidArgumentError } from "commander";
 import { UsageError } from "../errors.js";
@@ -73,6 +74,7 @@ interface CreateOptions {
   seed?: number;
   baseCheckpoint?: string;
   improverCheckpoint?: string;
+  fromScratch?: boolean;
   watch?: boolean;
   addr?: string;
   json?: boolean;
@@ -135,6 +137,7 @@ export function buildRunConfig(opts: CreateOptions): RunConfig {
   training("baseTraining", opts.baseSteps);
   training("improverTraining", opts.improverSteps);
   training("policyTraining", opts.policySteps);
+  if (!opts.fromScratch) startFromPretrained(config);
   return config;
 }
 
@@ -222,6 +225,10 @@ export function runCommand(): Command {
       .option("--seed <n>", "master seed", intArg("--seed", 0, Number.MAX_SAFE_INTEGER))
       .option("--base-checkpoint <id>", "use this base checkpoint instead of pretraining")
       .option("--improver-checkpoint <id>", "use this improver checkpoint instead of training one")
+      .option(
+        "--from-scratch",
+        `train the base and improver instead of starting a shapes16 run from the shipped ${PRETRAINED_BASE_ID} and ${PRETRAINED_IMPROVER_ID}`,
+      )
       .option("--watch", "follow the run until it ends"),
   ).action(async (opts: CreateOptions) => {
     const config = buildRunConfig(opts);

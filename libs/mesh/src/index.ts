@@ -3,7 +3,12 @@
  * the trainer contract (training-config defaults and limits, data URIs, model presets, job kinds).
  */
 export { CheckpointStore, checkpointArtifact } from "./checkpoint-store.js";
-export { type BatcherLimits, type BatcherStats, type BatchRunner, DynamicBatcher } from "./dynamic-batcher.js";
+export {
+  type BatcherLimits,
+  type BatcherStats,
+  type BatchRunner,
+  DynamicBatcher,
+} from "./dynamic-batcher.js";
 export { type ImageLimits, imagesFromMessages, imagesToMessages } from "./images.js";
 export { type LoadedModel, type ModelLease, ModelSlot } from "./model-slot.js";
 export {

@@ -1,6 +1,6 @@
 import { createClient } from "@connectrpc/connect";
 import type { Bus } from "@idpo/bus";
-import { CheckpointStore, sharedBus } from "@idpo/mesh";
+import { CheckpointStore, seedPretrained, sharedBus } from "@idpo/mesh";
 import { ControllerService, GeneratorService, ScorerService, TrainerService } from "@idpo/proto";
 import {
   createPeerTransport,
@@ -57,6 +57,9 @@ async function createController(ctx: ServiceContext, overrides: ControllerOverri
   }
   const store = new RunStore(bus.state);
   const checkpoints = new CheckpointStore(bus.artifacts);
+  // The shipped checkpoints (models/) become ids that any run can start from.
+  const seeded = await seedPretrained(checkpoints);
+  if (seeded.length > 0) ctx.logger.info("pretrained checkpoints stored", { ids: seeded });
   const manager = new RunManager({ store, bus, peers, checkpoints, logger: ctx.logger, options });
   const subscriptions = await subscribeShardEvents(bus, store, ctx.logger);
   const routes = controllerRoutes({

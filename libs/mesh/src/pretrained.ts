@@ -1,0 +1,106 @@
+import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { ModelKind, type RunConfig, RunMethod } from "@idpo/proto";
+import type { CheckpointStore } from "./checkpoint-store.js";
+
+/** One checkpoint shipped in the repository's `models/` folder (each with a MODEL_CARD.md beside it). */
+export interface PretrainedCheckpoint {
+  /** Checkpoint id under which it is seeded into the artifact store. */
+  id: string;
+  /** Policy or improver. */
+  kind: ModelKind;
+  /** Absolute path of its safetensors file. */
+  path: string;
+  /** One line saying what it is. */
+  description: string;
+}
+
+const MODELS_DIR = fileURLToPath(new URL("../../../models/", import.meta.url));
+
+/** Id of the shipped shapes16 base model (text-to-image policy). */
+export const PRETRAINED_BASE_ID = "pretrained/shapes16-base";
+/** Id of the shipped shapes16 improvement model, trained on the base's offline data. */
+export const PRETRAINED_IMPROVER_ID = "pretrained/shapes16-improver";
+
+/** The checkpoints idpo ships, as diffusion tools start from a pretrained model. */
+export const PRETRAINED: readonly PretrainedCheckpoint[] = [
+  {
+    id: PRETRAINED_BASE_ID,
+    kind: ModelKind.POLICY,
+    path: `${MODELS_DIR}shapes16/base.safetensors`,
+    description: "shapes16 base model (16×16 shapes world), see models/shapes16/MODEL_CARD.md",
+  },
+  {
+    id: PRETRAINED_IMPROVER_ID,
+    kind: ModelKind.IMPROVER,
+    path: `${MODELS_DIR}shapes16/improver.safetensors`,
+    description: "shapes16 improvement model trained on the base's data, see models/shapes16/MODEL_CARD.md",
+  },
+];
+
+/** Whether every shipped checkpoint file is present (a checkout without `models/` has none). */
+export function pretrainedAvailable(): boolean {
+  return PRETRAINED.every((p) => existsSync(p.path));
+}
+
+/** The `__metadata__` of a safetensors file, read from its header alone (no tensor library needed). */
+function safetensorsMetadata(bytes: Uint8Array, path: string): Record<string, string> {
+  if (bytes.length < 8) throw new Error(`${path}: not a safetensors file (${bytes.length} bytes)`);
+  const n = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
+  if (n > bytes.length - 8) throw new Error(`${path}: safetensors header of ${n} bytes overruns the file`);
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))) as {
+    __metadata__?: Record<string, string>;
+  };
+  return header.__metadata__ ?? {};
+}
+
+/**
+ * Puts the shipped checkpoints into the artifact store under their ids, unless the same bytes are already
+ * there, so runs can name them as base_checkpoint_id / improver_checkpoint_id. Returns the ids seeded.
+ */
+export async function seedPretrained(store: CheckpointStore): Promise<string[]> {
+  const seeded: string[] = [];
+  for (const p of PRETRAINED) {
+    if (!existsSync(p.path)) continue;
+    const bytes = readFileSync(p.path);
+    const meta = safetensorsMetadata(bytes, p.path);
+    // The same content hash the Trainer records for the checkpoints it writes.
+    const sha256 = (meta.content_hash ?? "").replace(/^sha256:/, "");
+    if (!/^[0-9a-f]{64}$/.test(sha256)) throw new Error(`${p.path}: metadata content_hash is missing`);
+    const have = await store.ref(p.id);
+    if (have?.sha256 === sha256) continue;
+    await store.put({ id: p.id, kind: p.kind, step: Number(meta.step ?? 0), sha256 }, bytes);
+    seeded.push(p.id);
+  }
+  return seeded;
+}
+
+/**
+ * Makes a run start from the shipped checkpoints where it would otherwise train them from scratch on the
+ * data they were trained for: a shapes-world dataset at 16 px, preset shapes16 (or unset), and no base
+ * (improver) training settings of its own. The improver is used only with the shipped base, and only by
+ * iterative-DPO runs. Returns which ids were filled in; `config` is changed in place.
+ */
+export function startFromPretrained(config: RunConfig): { base: boolean; improver: boolean } {
+  const out = { base: false, improver: false };
+  if (!pretrainedAvailable()) return out;
+  const shapes16 =
+    /^shapes:\/\/\?/.test(config.dataset) &&
+    new URLSearchParams(config.dataset.slice(9)).get("size") === "16";
+  const presetOk = config.modelPreset === "" || config.modelPreset === "shapes16";
+  if (config.baseCheckpointId === "" && !config.baseTraining?.steps && shapes16 && presetOk) {
+    config.baseCheckpointId = PRETRAINED_BASE_ID;
+    out.base = true;
+  }
+  const iterative = config.method === RunMethod.UNSPECIFIED || config.method === RunMethod.ITERATIVE_DPO;
+  if (
+    iterative &&
+    config.baseCheckpointId === PRETRAINED_BASE_ID &&
+    config.improverCheckpointId === "" &&
+    !config.improverTraining?.steps
+  ) {
+    config.improverCheckpointId = PRETRAINED_IMPROVER_ID;
+    out.improver = true;
+  }
+  return out;
+}
