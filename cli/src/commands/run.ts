@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { create, fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
 import { type Client, createClient } from "@connectrpc/connect";
+import { PRETRAINED_BASE_ID, PRETRAINED_IMPROVER_ID, startFromPretrained } from "@idpo/mesh";
 import {
   ControllerService,
   type Run,
@@ -11,7 +12,6 @@ import {
   RunState,
   TrainingConfigSchema,
 } from "@idpo/proto";
-import { PRETRAINED_BASE_ID, PRETRAINED_IMPROVER_ID, startFromPretrained } from "@idpo/mesh";
 import { createPeerTransport, peerAddress } from "@idpo/runtime";
 import { Command, InvalidArgumentError } from "commander";
 import { UsageError } from "../errors.js";
