@@ -9,6 +9,7 @@ export {
   type BatchRunner,
   DynamicBatcher,
 } from "./dynamic-batcher.js";
+export { type BatcherLimits, type BatcherStats, type BatchRunner, DynamicBatcher } from "./dynamic-batcher.js";
 export { type ImageLimits, imagesFromMessages, imagesToMessages } from "./images.js";
 export { type LoadedModel, type ModelLease, ModelSlot } from "./model-slot.js";
 export {

@@ -3,7 +3,9 @@ import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@co
 import type { Bus, Subscription } from "@idpo/bus";
 import { type DiffusionModel, improve, initBackend, type SamplerKind } from "@idpo/diffusion";
 import {
+  type BatcherStats,
   CheckpointStore,
+  DynamicBatcher,
   imagesFromMessages,
   imagesToMessages,
   type ModelLease,
@@ -24,7 +26,6 @@ import {
 } from "@idpo/proto";
 import { envInt, envString, type Logger, type ServiceDefinition } from "@idpo/runtime";
 import { loadDiffusionCheckpoint } from "./checkpoint-loader.js";
-import { type BatcherStats, DynamicBatcher } from "./dynamic-batcher.js";
 
 /** Improver settings (from the environment by {@link improverConfigFromEnv}). */
 export interface ImproverConfig {

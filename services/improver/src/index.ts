@@ -1,6 +1,5 @@
 /** The Improver service (idpo.improver.v1): the improvement model behind a dynamically batched ImproveImages. */
 
-export { type BatcherLimits, type BatcherStats, DynamicBatcher } from "./dynamic-batcher.js";
 export {
   createImprover,
   type Improver,
