@@ -65,6 +65,9 @@ export interface GeneratorConfig {
   improveChunk: number;
   /** Deadline of each ImproveImages call, ms (IDPO_GENERATOR_IMPROVE_TIMEOUT_MS, default 600000). */
   improveTimeoutMs: number;
+  /** How long a shard keeps retrying an Improver that is down or overloaded before the delivery fails, ms
+   * (IDPO_GENERATOR_PEER_RETRY_S, default 600 s, as long as the controller waits for its peers). */
+  peerRetryMs: number;
 }
 
 /** Reads the generator's settings from the environment (errors name the variable). */
@@ -79,6 +82,7 @@ export function generatorConfigFromEnv(env: Record<string, string | undefined>):
     heartbeatMs: envInt(env, "IDPO_GENERATOR_HEARTBEAT_MS", 5000, 100, 600_000),
     improveChunk: envInt(env, "IDPO_GENERATOR_IMPROVE_CHUNK", 64, 1, 1024),
     improveTimeoutMs: envInt(env, "IDPO_GENERATOR_IMPROVE_TIMEOUT_MS", 600_000, 1000, 86_400_000),
+    peerRetryMs: envInt(env, "IDPO_GENERATOR_PEER_RETRY_S", 600, 0, 86_400) * 1000,
   };
 }
 

@@ -28,7 +28,7 @@ import {
   type ImproverService,
   type PairShardTask,
 } from "@idpo/proto";
-import { type Logger, tracer } from "@idpo/runtime";
+import { type Logger, retryTransient, tracer } from "@idpo/runtime";
 import { SpanStatusCode } from "@opentelemetry/api";
 
 /** Settings of the pair-shard worker. */
@@ -45,6 +45,9 @@ export interface ShardWorkerConfig {
   improveChunk: number;
   /** Deadline of each ImproveImages call, ms. */
   improveTimeoutMs: number;
+  /** How long calls to an Improver that is down, overloaded or past its deadline are retried, ms: a peer
+   * that is away is not a bad shard, so these waits spend none of the shard's deliveries. */
+  peerRetryMs: number;
 }
 
 /** What happened to one shard delivery; given to `onShard` (tests and metrics). */
@@ -233,6 +236,23 @@ export function startShardWorker(deps: ShardWorkerDeps): Promise<Subscription> {
     });
   }
 
+  /** Calls the Improver, riding out its outages (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED). */
+  function callImprover<T>(what: string, t: PairShardTask, call: () => Promise<T>): Promise<T> {
+    return retryTransient(call, {
+      budgetMs: config.peerRetryMs,
+      baseDelayMs: 500,
+      maxDelayMs: 5_000,
+      onRetry: (err, attempt, delayMs) =>
+        logger.warn("improver unreachable; retrying without spending the shard's deliveries", {
+          artifact: t.outputArtifact,
+          call: what,
+          attempt: attempt + 1,
+          retryInMs: delayMs,
+          error: err instanceof ConnectError ? `${Code[err.code]}: ${err.rawMessage}` : String(err),
+        }),
+    });
+  }
+
   /** Winners for the losers from the Improver, checking it serves the task's improver checkpoint. */
   async function improveLosers(
     t: PairShardTask,
@@ -269,15 +289,16 @@ export function startShardWorker(deps: ShardWorkerDeps): Promise<Subscription> {
         for (let attempt = 1; ; attempt++) {
           let res: ImproveImagesResponse;
           try {
-            res = await deps.improver.improveImages(req, { timeoutMs: config.improveTimeoutMs });
+            res = await callImprover("ImproveImages", t, () =>
+              deps.improver.improveImages(req, { timeoutMs: config.improveTimeoutMs }),
+            );
           } catch (err) {
             // A replica without weights yet (it loads on checkpoint.published) can be told which to load.
             const unloaded = err instanceof ConnectError && err.code === Code.FailedPrecondition;
             if (!unloaded || want === "" || attempt >= IMPROVER_SWITCH_ATTEMPTS) throw err;
             logger.info("improver has no weights: asking it to load the task's", { want });
-            await deps.improver.loadCheckpoint(
-              { checkpointId: want },
-              { timeoutMs: config.improveTimeoutMs },
+            await callImprover("LoadCheckpoint", t, () =>
+              deps.improver.loadCheckpoint({ checkpointId: want }, { timeoutMs: config.improveTimeoutMs }),
             );
             continue;
           }
@@ -292,9 +313,8 @@ export function startShardWorker(deps: ShardWorkerDeps): Promise<Subscription> {
               serving: got,
               want,
             });
-            await deps.improver.loadCheckpoint(
-              { checkpointId: want },
-              { timeoutMs: config.improveTimeoutMs },
+            await callImprover("LoadCheckpoint", t, () =>
+              deps.improver.loadCheckpoint({ checkpointId: want }, { timeoutMs: config.improveTimeoutMs }),
             );
             continue;
           }
