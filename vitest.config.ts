@@ -5,6 +5,7 @@ export default defineConfig({
     include: [
       "libs/*/src/**/*.test.ts",
       "services/*/src/**/*.test.ts",
+      "apps/*/src/**/*.test.ts",
       "cli/src/**/*.test.ts",
       "test/**/*.test.ts",
     ],

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from "commander";
 import { benchCommand } from "./commands/bench.js";
+import { dashboardCommand } from "./commands/dashboard.js";
 import { dataCommand } from "./commands/data.js";
 import { improveCommand } from "./commands/improve.js";
 import { quickstartCommand } from "./commands/quickstart.js";
@@ -21,6 +22,7 @@ export function program(): Command {
   p.addCommand(runCommand());
   p.addCommand(improveCommand());
   p.addCommand(benchCommand());
+  p.addCommand(dashboardCommand());
   return p;
 }
 

@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { DASHBOARD_DEFAULT_PORT } from "@idpo/dashboard";
 import { Command, InvalidArgumentError } from "commander";
 import { QUICKSTART_DEFAULTS } from "../quickstart/quickstart-config.js";
 import { rewardTable } from "../quickstart/run-format.js";
@@ -33,12 +34,31 @@ export function quickstartCommand(): Command {
       QUICKSTART_DEFAULTS.pairs,
     )
     .option("--seed <n>", "master seed", intArg("--seed", 0, 2 ** 31 - 1), QUICKSTART_DEFAULTS.seed)
+    .option(
+      "--dashboard-port <port>",
+      "port of the run dashboard on 127.0.0.1 (a busy port falls back to a free one; 0 picks a free one)",
+      intArg("--dashboard-port", 0, 65535),
+      DASHBOARD_DEFAULT_PORT,
+    )
+    .option("--no-dashboard", "do not serve the run dashboard")
     .action(
-      async (opts: { out: string; dataDir?: string; iterations: number; pairs: number; seed: number }) => {
-        const res = await runQuickstart(opts, {
-          err: (t) => process.stderr.write(t),
-          tty: process.stderr.isTTY === true,
-        });
+      async (opts: {
+        out: string;
+        dataDir?: string;
+        iterations: number;
+        pairs: number;
+        seed: number;
+        dashboard: boolean;
+        dashboardPort: number;
+      }) => {
+        const { dashboard, dashboardPort, ...settings } = opts;
+        const res = await runQuickstart(
+          { ...settings, dashboardPort: dashboard ? dashboardPort : false },
+          {
+            err: (t) => process.stderr.write(t),
+            tty: process.stderr.isTTY === true,
+          },
+        );
         process.stdout.write(`${rewardTable(res.run)}\n\n`);
         process.stdout.write(
           `quickstart finished in ${Math.round(res.wallSeconds)} s; report: ${res.reportDir}\n`,

@@ -2,9 +2,16 @@ import { copyFileSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, rm
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createClient } from "@connectrpc/connect";
+import { type RunningDashboard, startDashboard } from "@idpo/dashboard";
 import { sharedBus } from "@idpo/mesh";
 import { ControllerService, type Run, type RunConfig, RunStage, RunState } from "@idpo/proto";
-import { createLogger, createPeerTransport, initTracing, shutdownTracing } from "@idpo/runtime";
+import {
+  createLogger,
+  createPeerTransport,
+  initTracing,
+  type MeshService,
+  shutdownTracing,
+} from "@idpo/runtime";
 import { startLocalMesh } from "./local-mesh.js";
 import { type QuickstartSettings, quickstartRunConfig } from "./quickstart-config.js";
 import { type StageTiming, writeReport } from "./report.js";
@@ -19,6 +26,9 @@ export interface QuickstartOptions extends QuickstartSettings {
   /** Data directory of the embedded bus; default a fresh temporary directory. An existing one is reused:
    * a finished quickstart run with the same settings is reported again, an unfinished one resumed. */
   dataDir?: string;
+  /** Port of the run dashboard on 127.0.0.1 (0: a free one; a busy port falls back to a free one);
+   * false: no dashboard. Default false. */
+  dashboardPort?: number | false;
 }
 
 /** Where the quickstart writes: progress to `err`; `tty` enables an in-place status line. */
@@ -38,6 +48,18 @@ export interface QuickstartResult {
   wallSeconds: number;
   /** The data directory used. */
   dataDir: string;
+  /** The dashboard's URL, when one was served. */
+  dashboardUrl?: string;
+}
+
+/** Starts the dashboard on `port`, or on a free port when that one is taken. */
+async function serveDashboard(port: number, urls: Record<MeshService, string>): Promise<RunningDashboard> {
+  try {
+    return await startDashboard({ host: "127.0.0.1", port, peers: urls });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE" || port === 0) throw err;
+    return await startDashboard({ host: "127.0.0.1", port: 0, peers: urls });
+  }
 }
 
 /**
@@ -66,7 +88,12 @@ export async function runQuickstart(opts: QuickstartOptions, io: QuickstartIo): 
   };
   process.once("SIGINT", onSigint);
   let succeeded = false;
+  let dashboard: RunningDashboard | undefined;
   try {
+    if (opts.dashboardPort !== undefined && opts.dashboardPort !== false) {
+      dashboard = await serveDashboard(opts.dashboardPort, mesh.urls);
+      io.err(`  dashboard: ${dashboard.url} (live while the quickstart runs)\n`);
+    }
     const client = createClient(ControllerService, createPeerTransport(mesh.urls.controller));
     const config = opts.config ?? quickstartRunConfig(opts);
     const runId = `quickstart-k${opts.iterations}-p${opts.pairs}-s${opts.seed}`;
@@ -129,9 +156,10 @@ export async function runQuickstart(opts: QuickstartOptions, io: QuickstartIo): 
       );
     }
     succeeded = true;
-    return { run: final, reportDir, files, wallSeconds: elapsed(), dataDir };
+    return { run: final, reportDir, files, wallSeconds: elapsed(), dataDir, dashboardUrl: dashboard?.url };
   } finally {
     process.off("SIGINT", onSigint);
+    await dashboard?.close();
     await mesh.shutdown();
     if (otlp) await shutdownTracing();
     await new Promise<void>((r) => log.end(r));

@@ -1,0 +1,111 @@
+import { type Run, RunMethod, RunStage, RunState } from "@idpo/proto";
+
+/** Status of one step of a run's timeline. */
+export type StepStatus = "done" | "active" | "pending" | "stopped";
+
+/** One step of a run: a stage, of an iteration where it has one. */
+export interface TimelineStep {
+  /** Stable key, e.g. "base", "eval-0", "generate-2". */
+  key: string;
+  /** What it is, e.g. "iteration 2: DPO". */
+  label: string;
+  status: StepStatus;
+  /** Short facts: shards, steps, reward. */
+  detail: string;
+}
+
+/**
+ * The stages a run goes through, in order, with what is done, what is running and what is left, decided from
+ * the run alone as the controller decides its next action: base model, improver (iterative DPO), evaluation
+ * of the base model, then per iteration the online pairs (iterative DPO), the training job and the evaluation.
+ * When the run has failed or been cancelled, the first unfinished step is the one that was stopped.
+ */
+export function timeline(run: Run): TimelineStep[] {
+  const cfg = run.config;
+  const iterative = (cfg?.method ?? RunMethod.ITERATIVE_DPO) === RunMethod.ITERATIVE_DPO;
+  const trainLabel =
+    cfg?.method === RunMethod.SPIN
+      ? "SPIN"
+      : cfg?.method === RunMethod.SFT
+        ? "SFT"
+        : cfg?.method === RunMethod.DPO_OFFLINE
+          ? "offline DPO"
+          : "DPO";
+  const steps: { key: string; label: string; done: boolean; stage: RunStage; k: number; detail: string }[] =
+    [];
+  const reward = (e: Run["baseEvaluation"]) =>
+    e?.reward
+      ? `reward ${e.reward.mean.toFixed(3)} [${e.reward.ci95Low.toFixed(3)}, ${e.reward.ci95High.toFixed(3)}]`
+      : "";
+  steps.push({
+    key: "base",
+    label: cfg?.baseCheckpointId ? "base model (loaded)" : "base model",
+    done: !!run.baseCheckpoint,
+    stage: RunStage.BASE,
+    k: 0,
+    detail: run.baseCheckpoint?.id ?? "",
+  });
+  if (iterative) {
+    steps.push({
+      key: "improver",
+      label: cfg?.improverCheckpointId ? "improver (loaded)" : "improver",
+      done: !!run.improverCheckpoint,
+      stage: RunStage.IMPROVER,
+      k: 0,
+      detail: run.improverCheckpoint?.id ?? "",
+    });
+  }
+  steps.push({
+    key: "eval-0",
+    label: "evaluate base",
+    done: !!run.baseEvaluation,
+    stage: RunStage.EVALUATE,
+    k: 0,
+    detail: reward(run.baseEvaluation),
+  });
+  const total = Math.max(cfg?.iterations ?? 0, run.iterations.length);
+  for (let k = 1; k <= total; k++) {
+    const it = run.iterations[k - 1];
+    if (iterative) {
+      steps.push({
+        key: `generate-${k}`,
+        label: `iteration ${k}: online pairs`,
+        done: !!it && it.shardsTotal > 0 && it.shardsDone >= it.shardsTotal,
+        stage: RunStage.GENERATE,
+        k,
+        detail: it ? `${it.shardsDone}/${it.shardsTotal} shards, ${it.pairs} pairs` : "",
+      });
+    }
+    const loss = it?.trainMetrics.loss;
+    steps.push({
+      key: `train-${k}`,
+      label: `iteration ${k}: ${trainLabel}`,
+      done: !!it?.checkpoint,
+      stage: RunStage.TRAIN,
+      k,
+      detail: loss !== undefined ? `final loss ${loss.toPrecision(4)}` : "",
+    });
+    steps.push({
+      key: `eval-${k}`,
+      label: `iteration ${k}: evaluate`,
+      done: !!it?.evaluation,
+      stage: RunStage.EVALUATE,
+      k,
+      detail: reward(it?.evaluation),
+    });
+  }
+  const stopped = run.state === RunState.FAILED || run.state === RunState.CANCELLED;
+  let firstOpen = true;
+  return steps.map((s) => {
+    let status: StepStatus = "pending";
+    if (s.done) status = "done";
+    else if (run.state === RunState.RUNNING && s.stage === run.stage && s.k === run.iteration)
+      status = "active";
+    else if (stopped && firstOpen) status = "stopped";
+    if (!s.done) firstOpen = false;
+    let detail = s.detail;
+    if (status === "active" && run.progress?.message) detail = run.progress.message;
+    if (status === "stopped" && run.error) detail = run.error;
+    return { key: s.key, label: s.label, status, detail };
+  });
+}
