@@ -11,6 +11,7 @@ import {
   JobKind,
   type JobSpec,
   JobSpecSchema,
+  LrSchedule,
   type RunConfig,
   RunConfigSchema,
   RunMethod,
@@ -54,10 +55,17 @@ const TRAINING_EDGES: Record<string, readonly unknown[]> = {
   reconstructTaskProbability: [undefined, 0, 0.1, 0.2, 1],
   seed: [0n, BigInt(Number.MAX_SAFE_INTEGER), BigInt(Number.MAX_SAFE_INTEGER) + 1n],
   checkpointEvery: [0, 5, 10, 11],
+  lrSchedule: [LrSchedule.UNSPECIFIED, LrSchedule.CONSTANT, LrSchedule.COSINE, LrSchedule.LINEAR, 9],
+  minLrRatio: [undefined, 0, 0.1, 1, 1.5],
 };
 const STEPS = TRAINING_EDGES.steps as number[];
-const BATCH_SIZES = TRAINING_EDGES.batchSize as number[];
-const ACCUMULATIONS = TRAINING_EDGES.gradientAccumulation as number[];
+/** Fields whose limits depend on each other: every pair of their edges is tried. */
+const COUPLED: [string, string][] = [
+  ["batchSize", "gradientAccumulation"],
+  ["warmupSteps", "lrSchedule"],
+  ["lrSchedule", "minLrRatio"],
+  ["improveTaskProbability", "reconstructTaskProbability"],
+];
 
 /** Edge values of the RunConfig fields a trainer job reads directly. */
 const CONFIG_EDGES: Record<string, readonly unknown[]> = {
@@ -91,9 +99,10 @@ function* sweep(): Generator<ConfigInit> {
       for (const [field, values] of Object.entries(TRAINING_EDGES)) {
         for (const v of values) yield { ...VALID, method, [stage]: { ...VALID_TRAINING, [field]: v } };
       }
-      for (const batchSize of BATCH_SIZES) {
-        for (const gradientAccumulation of ACCUMULATIONS) {
-          yield { ...VALID, method, [stage]: { steps: 10, batchSize, gradientAccumulation } };
+      for (const [a, b] of COUPLED) {
+        for (const va of TRAINING_EDGES[a]) {
+          for (const vb of TRAINING_EDGES[b])
+            yield { ...VALID, method, [stage]: { steps: 10, [a]: va, [b]: vb } };
         }
       }
     }

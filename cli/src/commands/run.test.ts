@@ -11,6 +11,7 @@ import {
   type CreateRunRequest,
   type ImproveImagesRequest,
   ImproverService,
+  LrSchedule,
   type Run,
   RunMethod,
   RunSchema,
@@ -90,6 +91,18 @@ describe("buildRunConfig", () => {
       /--config: .* is not a RunConfig/,
     );
     expect(() => buildRunConfig({ method: "ppo" })).toThrow(/--method: expected one of iterative-dpo, spin/);
+    expect(() => buildRunConfig({ lrSchedule: "step" })).toThrow(
+      /--lr-schedule: expected one of constant, cosine, linear, got "step"/,
+    );
+  });
+
+  it("sets the learning-rate schedule of every training stage", () => {
+    const c = buildRunConfig({ fromScratch: true, baseSteps: 10, lrSchedule: "cosine", minLrRatio: 0.05 });
+    for (const t of [c.baseTraining!, c.improverTraining!, c.policyTraining!]) {
+      expect(t.lrSchedule).toBe(LrSchedule.COSINE);
+      expect(t.minLrRatio).toBe(0.05);
+    }
+    expect(c.baseTraining!.steps).toBe(10);
   });
 });
 

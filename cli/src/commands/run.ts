@@ -4,6 +4,7 @@ import { type Client, createClient } from "@connectrpc/connect";
 import { PRETRAINED_BASE_ID, PRETRAINED_IMPROVER_ID, startFromPretrained } from "@idpo/mesh";
 import {
   ControllerService,
+  LrSchedule,
   type Run,
   type RunConfig,
   RunConfigSchema,
@@ -34,6 +35,12 @@ function numberArg(flag: string): (v: string) => number {
     return n;
   };
 }
+
+const LR_SCHEDULES: Record<string, LrSchedule> = {
+  constant: LrSchedule.CONSTANT,
+  cosine: LrSchedule.COSINE,
+  linear: LrSchedule.LINEAR,
+};
 
 const METHODS: Record<string, RunMethod> = {
   "iterative-dpo": RunMethod.ITERATIVE_DPO,
@@ -69,6 +76,8 @@ interface CreateOptions {
   policySteps?: number;
   batchSize?: number;
   beta?: number;
+  lrSchedule?: string;
+  minLrRatio?: number;
   samplingSteps?: number;
   evalSamples?: number;
   seed?: number;
@@ -121,17 +130,25 @@ export function buildRunConfig(opts: CreateOptions): RunConfig {
   if (opts.seed !== undefined) config.seed = BigInt(opts.seed);
   if (opts.baseCheckpoint !== undefined) config.baseCheckpointId = opts.baseCheckpoint;
   if (opts.improverCheckpoint !== undefined) config.improverCheckpointId = opts.improverCheckpoint;
+  let lrSchedule: LrSchedule | undefined;
+  if (opts.lrSchedule !== undefined) {
+    lrSchedule = LR_SCHEDULES[opts.lrSchedule];
+    if (lrSchedule === undefined) {
+      throw new UsageError(
+        `--lr-schedule: expected one of ${Object.keys(LR_SCHEDULES).join(", ")}, got "${opts.lrSchedule}"`,
+      );
+    }
+  }
+  const everyStage =
+    opts.batchSize !== undefined || lrSchedule !== undefined || opts.minLrRatio !== undefined;
   const training = (field: "baseTraining" | "improverTraining" | "policyTraining", steps?: number) => {
-    if (
-      steps === undefined &&
-      opts.batchSize === undefined &&
-      (field !== "policyTraining" || opts.beta === undefined)
-    )
-      return;
+    if (steps === undefined && !everyStage && (field !== "policyTraining" || opts.beta === undefined)) return;
     config[field] ??= create(TrainingConfigSchema, {});
     const t = config[field]!;
     if (steps !== undefined) t.steps = steps;
     if (opts.batchSize !== undefined) t.batchSize = opts.batchSize;
+    if (lrSchedule !== undefined) t.lrSchedule = lrSchedule;
+    if (opts.minLrRatio !== undefined) t.minLrRatio = opts.minLrRatio;
     if (field === "policyTraining" && opts.beta !== undefined) t.beta = opts.beta;
   };
   training("baseTraining", opts.baseSteps);
@@ -212,6 +229,15 @@ export function runCommand(): Command {
       )
       .option("--batch-size <n>", "batch size of every training stage", intArg("--batch-size", 1, 4096))
       .option("--beta <b>", "DPO β (default 2000)", numberArg("--beta"))
+      .option(
+        "--lr-schedule <schedule>",
+        `learning-rate schedule of every training stage after its warmup: ${Object.keys(LR_SCHEDULES).join(", ")} (default constant)`,
+      )
+      .option(
+        "--min-lr-ratio <r>",
+        "final learning rate of a cosine or linear schedule, as a fraction of the peak (default 0.1)",
+        numberArg("--min-lr-ratio"),
+      )
       .option(
         "--sampling-steps <n>",
         "denoising steps of every sampling (default 20)",

@@ -297,7 +297,7 @@ export async function runJob(
       }
     }
     trainer = new Trainer<unknown>(model.params, objective, {
-      schedule: { lr: t.learningRate, warmupSteps: t.warmupSteps },
+      schedule: t.schedule,
       adam: { weightDecay: t.weightDecay },
       maxGradNorm: t.maxGradNorm,
       emaDecay: t.emaDecay > 0 ? t.emaDecay : undefined,

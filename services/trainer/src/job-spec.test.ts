@@ -1,8 +1,8 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { PRESET_NAMES, preset } from "@idpo/diffusion";
+import { learningRateAt, PRESET_NAMES, preset } from "@idpo/diffusion";
 import { MODEL_PRESET_IMAGE_SIZES, MODEL_PRESETS } from "@idpo/mesh";
-import { JobKind, type JobSpec, JobSpecSchema } from "@idpo/proto";
+import { JobKind, type JobSpec, JobSpecSchema, LrSchedule } from "@idpo/proto";
 import { describe, expect, it } from "vitest";
 import { resolveSpec } from "./job-spec.js";
 
@@ -81,6 +81,40 @@ describe("resolveSpec", () => {
     expect(rejects(spec({ guidanceScale: 31 })).rawMessage).toMatch(
       /spec.guidance_scale: 31 is outside \[0, 30\]/,
     );
+  });
+
+  it("turns the learning-rate schedule into the diffusion library's, with the float32 peak", () => {
+    expect(resolveSpec(spec(), () => "x").job.training.schedule).toEqual({
+      lr: Math.fround(2e-5),
+      warmupSteps: 0,
+      kind: "constant",
+    });
+    const { job } = resolveSpec(
+      spec({
+        training: {
+          steps: 6,
+          learningRate: 0.5,
+          warmupSteps: 2,
+          lrSchedule: LrSchedule.LINEAR,
+          minLrRatio: 0.2,
+        },
+      }),
+      () => "x",
+    );
+    expect(job.training.schedule).toEqual({
+      lr: 0.5,
+      warmupSteps: 2,
+      kind: "linear",
+      totalSteps: 6,
+      minLr: 0.5 * Math.fround(0.2),
+    });
+    // Warmup 0.25, 0.5; then from the peak 0.5 down to 0.1 over steps 2..6: 0.5, 0.4, 0.3, 0.2.
+    const lrs = [0, 1, 2, 3, 4, 5].map((k) => learningRateAt(job.training.schedule, k));
+    for (const [k, lr] of [0.25, 0.5, 0.5, 0.4, 0.3, 0.2].entries())
+      expect(lrs[k], `step ${k}`).toBeCloseTo(lr, 6);
+    const cosine = resolveSpec(spec({ training: { steps: 4, lrSchedule: LrSchedule.COSINE } }), () => "x");
+    expect(cosine.spec.training!.minLrRatio).toBeCloseTo(0.1, 7);
+    expect(cosine.job.training.schedule).toMatchObject({ kind: "cosine", totalSteps: 4 });
   });
 
   it("is stable when applied to its own output (resume reads the stored spec)", () => {

@@ -1,5 +1,6 @@
 import { clone } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { LrScheduleConfig } from "@idpo/diffusion";
 import {
   checkJobKind,
   checkpointArtifact,
@@ -11,7 +12,7 @@ import {
   resolveModelPreset,
   resolveTrainingConfig,
 } from "@idpo/mesh";
-import { JobKind, type JobSpec, JobSpecSchema, type TrainingConfig } from "@idpo/proto";
+import { JobKind, type JobSpec, JobSpecSchema, LrSchedule, type TrainingConfig } from "@idpo/proto";
 
 /** Limits of a JobSpec beyond its TrainingConfig (whose limits are TRAINING_LIMITS). */
 export const JOB_LIMITS = { maxData: 1024 } as const;
@@ -29,6 +30,8 @@ export interface ResolvedTraining {
   learningRate: number;
   /** Linear warmup steps. */
   warmupSteps: number;
+  /** The learning rate at every step: warmup, then constant, cosine or linear decay over `steps`. */
+  schedule: LrScheduleConfig;
   /** AdamW decoupled weight decay. */
   weightDecay: number;
   /** Global gradient-norm clip (0 = off). */
@@ -147,17 +150,33 @@ function resolveOutput(spec: JobSpec, steps: number): void {
   }
 }
 
+/** The diffusion library's schedule of a resolved TrainingConfig whose (float32) peak is `lr`. */
+function lrScheduleOf(t: TrainingConfig, lr: number): LrScheduleConfig {
+  if (t.lrSchedule !== LrSchedule.COSINE && t.lrSchedule !== LrSchedule.LINEAR) {
+    return { lr, warmupSteps: t.warmupSteps, kind: "constant" };
+  }
+  return {
+    lr,
+    warmupSteps: t.warmupSteps,
+    kind: t.lrSchedule === LrSchedule.COSINE ? "cosine" : "linear",
+    totalSteps: t.steps,
+    minLr: lr * Math.fround(t.minLrRatio!),
+  };
+}
+
 /**
  * The typed settings of a resolved TrainingConfig. The proto's floats are float32: they are rounded here
  * so that a job resumed from its stored spec trains with exactly the values the first run used.
  */
 function typedTraining(t: TrainingConfig): ResolvedTraining {
   const f = Math.fround;
+  const lr = f(t.learningRate!);
   return {
     steps: t.steps,
     batchSize: t.batchSize,
-    learningRate: f(t.learningRate!),
+    learningRate: lr,
     warmupSteps: t.warmupSteps,
+    schedule: lrScheduleOf(t, lr),
     weightDecay: f(t.weightDecay),
     maxGradNorm: f(t.maxGradNorm!),
     gradientAccumulation: t.gradientAccumulation,

@@ -1,6 +1,6 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { JobKind, type TrainingConfig, TrainingConfigSchema } from "@idpo/proto";
+import { JobKind, LrSchedule, type TrainingConfig, TrainingConfigSchema } from "@idpo/proto";
 import { describe, expect, it } from "vitest";
 import { rejectUnusedSettings } from "./job-kinds.js";
 import { resolveTrainingConfig, TRAINING_DEFAULTS } from "./training-config.js";
@@ -86,6 +86,45 @@ describe("resolveTrainingConfig", () => {
     expect(at({ steps: 5, checkpointEvery: 6 })).toMatch(/^s\.t\.checkpoint_every/);
     // A setting the kind does not read is still range-checked.
     expect(at({ steps: 5, promptDropout: 2 }, JobKind.DPO)).toMatch(/^s\.t\.prompt_dropout/);
+  });
+});
+
+describe("the learning-rate schedule", () => {
+  it("is constant unless set; a decaying one gets min_lr_ratio 0.1", () => {
+    const constant = resolveTrainingConfig(cfg({ steps: 10 }), JobKind.SFT, "t");
+    expect([constant.lrSchedule, constant.minLrRatio]).toEqual([LrSchedule.UNSPECIFIED, undefined]);
+    for (const lrSchedule of [LrSchedule.COSINE, LrSchedule.LINEAR]) {
+      const t = resolveTrainingConfig(
+        cfg({ steps: 10, warmupSteps: 9, lrSchedule }),
+        JobKind.DPO,
+        "t",
+        "used",
+      );
+      expect(t.minLrRatio).toBe(TRAINING_DEFAULTS.minLrRatio);
+      expect(resolveTrainingConfig(t, JobKind.DPO, "t", "used")).toEqual(t);
+    }
+    const zero = resolveTrainingConfig(
+      cfg({ steps: 10, lrSchedule: LrSchedule.LINEAR, minLrRatio: 0 }),
+      JobKind.DPO,
+      "t",
+    );
+    expect(zero.minLrRatio).toBe(0);
+  });
+
+  it("rejects what cannot run, naming the field", () => {
+    const at = (init: Init) => rejection(() => resolveTrainingConfig(cfg(init), JobKind.DPO, "s.t"));
+    expect(at({ steps: 5, lrSchedule: 7 as LrSchedule })).toMatch(/^s\.t\.lr_schedule: unknown schedule 7/);
+    expect(at({ steps: 5, lrSchedule: LrSchedule.COSINE, minLrRatio: 1.5 })).toMatch(/^s\.t\.min_lr_ratio/);
+    expect(at({ steps: 5, lrSchedule: LrSchedule.LINEAR, minLrRatio: -0.1 })).toMatch(/^s\.t\.min_lr_ratio/);
+    expect(at({ steps: 5, minLrRatio: 0.5 })).toBe(
+      "s.t.min_lr_ratio: only applies to the COSINE and LINEAR schedules",
+    );
+    expect(at({ steps: 5, lrSchedule: LrSchedule.CONSTANT, minLrRatio: 0.5 })).toMatch(/^s\.t\.min_lr_ratio/);
+    expect(at({ steps: 5, warmupSteps: 5, lrSchedule: LrSchedule.COSINE })).toMatch(
+      /^s\.t\.warmup_steps: 5 leaves no step to decay over/,
+    );
+    // A constant schedule may warm up over every step.
+    expect(resolveTrainingConfig(cfg({ steps: 5, warmupSteps: 5 }), JobKind.DPO, "t").warmupSteps).toBe(5);
   });
 });
 

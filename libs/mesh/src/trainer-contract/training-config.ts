@@ -1,5 +1,5 @@
 import { clone } from "@bufbuild/protobuf";
-import { type JobKind, type TrainingConfig, TrainingConfigSchema } from "@idpo/proto";
+import { type JobKind, LrSchedule, type TrainingConfig, TrainingConfigSchema } from "@idpo/proto";
 import { checkRange, invalidField } from "./contract-error.js";
 import { isPreferenceKind, kindUses, OBJECTIVE_SETTINGS, type ObjectiveSetting } from "./job-kinds.js";
 
@@ -23,6 +23,8 @@ export const TRAINING_DEFAULTS = {
   improveTaskProbability: 0.8,
   /** IMPROVER: probability of the reconstruction task. */
   reconstructTaskProbability: 0.1,
+  /** Final learning rate of a decaying schedule, as a fraction of the peak. */
+  minLrRatio: 0.1,
 } as const;
 
 /** The limits of TrainingConfig. */
@@ -73,6 +75,34 @@ function resolveObjectiveSettings(
   }
 }
 
+/** Whether `schedule` decays from the peak (and so reads min_lr_ratio and needs steps past the warmup). */
+export function isDecayingSchedule(schedule: LrSchedule): boolean {
+  return schedule === LrSchedule.COSINE || schedule === LrSchedule.LINEAR;
+}
+
+function resolveLrSchedule(t: TrainingConfig, field: string): void {
+  if (!(t.lrSchedule in LrSchedule)) {
+    throw invalidField(
+      `${field}.lr_schedule`,
+      `unknown schedule ${t.lrSchedule} (CONSTANT, COSINE or LINEAR)`,
+    );
+  }
+  if (!isDecayingSchedule(t.lrSchedule)) {
+    if (t.minLrRatio !== undefined) {
+      throw invalidField(`${field}.min_lr_ratio`, "only applies to the COSINE and LINEAR schedules");
+    }
+    return;
+  }
+  t.minLrRatio ??= TRAINING_DEFAULTS.minLrRatio;
+  checkRange(`${field}.min_lr_ratio`, t.minLrRatio, 0, 1);
+  if (t.warmupSteps >= t.steps) {
+    throw invalidField(
+      `${field}.warmup_steps`,
+      `${t.warmupSteps} leaves no step to decay over (${LrSchedule[t.lrSchedule]} needs warmup_steps < steps ${t.steps})`,
+    );
+  }
+}
+
 function checkStepCounts(t: TrainingConfig, field: string): void {
   if (t.warmupSteps > t.steps) {
     throw invalidField(`${field}.warmup_steps`, `${t.warmupSteps} is more than steps (${t.steps})`);
@@ -119,5 +149,6 @@ export function resolveTrainingConfig(
     throw invalidField(`${field}.seed`, `${t.seed} is larger than ${Number.MAX_SAFE_INTEGER}`);
   }
   checkStepCounts(t, field);
+  resolveLrSchedule(t, field);
   return t;
 }

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file idpo/trainer/v1/trainer_service.proto.
  */
 export const file_idpo_trainer_v1_trainer_service: GenFile = /*@__PURE__*/
-  fileDesc("CiVpZHBvL3RyYWluZXIvdjEvdHJhaW5lcl9zZXJ2aWNlLnByb3RvEg9pZHBvLnRyYWluZXIudjEi8QMKDlRyYWluaW5nQ29uZmlnEg0KBXN0ZXBzGAEgASgNEhIKCmJhdGNoX3NpemUYAiABKA0SGgoNbGVhcm5pbmdfcmF0ZRgDIAEoAkgAiAEBEhQKDHdhcm11cF9zdGVwcxgEIAEoDRIUCgx3ZWlnaHRfZGVjYXkYBSABKAISGgoNbWF4X2dyYWRfbm9ybRgGIAEoAkgBiAEBEh0KFWdyYWRpZW50X2FjY3VtdWxhdGlvbhgHIAEoDRIRCgllbWFfZGVjYXkYCCABKAISEQoEYmV0YRgJIAEoAkgCiAEBEhsKDnByb21wdF9kcm9wb3V0GAogASgCSAOIAQESJQoYaW1wcm92ZV90YXNrX3Byb2JhYmlsaXR5GAsgASgCSASIAQESKQoccmVjb25zdHJ1Y3RfdGFza19wcm9iYWJpbGl0eRgMIAEoAkgFiAEBEgwKBHNlZWQYDSABKAQSGAoQY2hlY2twb2ludF9ldmVyeRgOIAEoDUIQCg5fbGVhcm5pbmdfcmF0ZUIQCg5fbWF4X2dyYWRfbm9ybUIHCgVfYmV0YUIRCg9fcHJvbXB0X2Ryb3BvdXRCGwoZX2ltcHJvdmVfdGFza19wcm9iYWJpbGl0eUIfCh1fcmVjb25zdHJ1Y3RfdGFza19wcm9iYWJpbGl0eSLeAgoHSm9iU3BlYxIOCgZqb2JfaWQYASABKAkSDgoGcnVuX2lkGAIgASgJEiYKBGtpbmQYAyABKA4yGC5pZHBvLnRyYWluZXIudjEuSm9iS2luZBIMCgRkYXRhGAQgAygJEhoKEmluaXRfY2hlY2twb2ludF9pZBgFIAEoCRIfChdyZWZlcmVuY2VfY2hlY2twb2ludF9pZBgGIAEoCRIUCgxtb2RlbF9wcmVzZXQYByABKAkSMQoIdHJhaW5pbmcYCCABKAsyHy5pZHBvLnRyYWluZXIudjEuVHJhaW5pbmdDb25maWcSHAoUb3V0cHV0X2NoZWNrcG9pbnRfaWQYCSABKAkSEQoJaXRlcmF0aW9uGAogASgNEhYKDnNhbXBsaW5nX3N0ZXBzGAsgASgNEhsKDmd1aWRhbmNlX3NjYWxlGAwgASgCSACIAQFCEQoPX2d1aWRhbmNlX3NjYWxlIpEECgNKb2ISDgoGam9iX2lkGAEgASgJEiYKBHNwZWMYAiABKAsyGC5pZHBvLnRyYWluZXIudjEuSm9iU3BlYxIoCgVzdGF0ZRgDIAEoDjIZLmlkcG8udHJhaW5lci52MS5Kb2JTdGF0ZRIMCgRzdGVwGAQgASgNEhMKC3RvdGFsX3N0ZXBzGAUgASgNEjIKB21ldHJpY3MYBiADKAsyIS5pZHBvLnRyYWluZXIudjEuSm9iLk1ldHJpY3NFbnRyeRIyCgtjaGVja3BvaW50cxgHIAMoCzIdLmlkcG8uY29tbW9uLnYxLkNoZWNrcG9pbnRSZWYSNwoQZmluYWxfY2hlY2twb2ludBgIIAEoCzIdLmlkcG8uY29tbW9uLnYxLkNoZWNrcG9pbnRSZWYSDQoFZXJyb3IYCSABKAkSLwoLY3JlYXRlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtldGFfc2Vjb25kcxgMIAEoARIuCgdoaXN0b3J5GA0gAygLMh0uaWRwby50cmFpbmVyLnYxLk1ldHJpY3NQb2ludBouCgxNZXRyaWNzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ASKJAQoMTWV0cmljc1BvaW50EgwKBHN0ZXAYASABKA0SOwoHbWV0cmljcxgCIAMoCzIqLmlkcG8udHJhaW5lci52MS5NZXRyaWNzUG9pbnQuTWV0cmljc0VudHJ5Gi4KDE1ldHJpY3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIjkKD1N0YXJ0Sm9iUmVxdWVzdBImCgRzcGVjGAEgASgLMhguaWRwby50cmFpbmVyLnYxLkpvYlNwZWMiNQoQU3RhcnRKb2JSZXNwb25zZRIhCgNqb2IYASABKAsyFC5pZHBvLnRyYWluZXIudjEuSm9iIh8KDUdldEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIjMKDkdldEpvYlJlc3BvbnNlEiEKA2pvYhgBIAEoCzIULmlkcG8udHJhaW5lci52MS5Kb2IiSAoPTGlzdEpvYnNSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJPChBMaXN0Sm9ic1Jlc3BvbnNlEiIKBGpvYnMYASADKAsyFC5pZHBvLnRyYWluZXIudjEuSm9iEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIhCg9XYXRjaEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIjUKEFdhdGNoSm9iUmVzcG9uc2USIQoDam9iGAEgASgLMhQuaWRwby50cmFpbmVyLnYxLkpvYiIiChBDYW5jZWxKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI2ChFDYW5jZWxKb2JSZXNwb25zZRIhCgNqb2IYASABKAsyFC5pZHBvLnRyYWluZXIudjEuSm9iKogBCgdKb2JLaW5kEhgKFEpPQl9LSU5EX1VOU1BFQ0lGSUVEEAASFQoRSk9CX0tJTkRfUFJFVFJBSU4QARIVChFKT0JfS0lORF9JTVBST1ZFUhACEhAKDEpPQl9LSU5EX1NGVBADEhAKDEpPQl9LSU5EX0RQTxAEEhEKDUpPQl9LSU5EX1NQSU4QBSqaAQoISm9iU3RhdGUSGQoVSk9CX1NUQVRFX1VOU1BFQ0lGSUVEEAASFAoQSk9CX1NUQVRFX1FVRVVFRBABEhUKEUpPQl9TVEFURV9SVU5OSU5HEAISFwoTSk9CX1NUQVRFX1NVQ0NFRURFRBADEhQKEEpPQl9TVEFURV9GQUlMRUQQBBIXChNKT0JfU1RBVEVfQ0FOQ0VMTEVEEAUypAMKDlRyYWluZXJTZXJ2aWNlEk8KCFN0YXJ0Sm9iEiAuaWRwby50cmFpbmVyLnYxLlN0YXJ0Sm9iUmVxdWVzdBohLmlkcG8udHJhaW5lci52MS5TdGFydEpvYlJlc3BvbnNlEkkKBkdldEpvYhIeLmlkcG8udHJhaW5lci52MS5HZXRKb2JSZXF1ZXN0Gh8uaWRwby50cmFpbmVyLnYxLkdldEpvYlJlc3BvbnNlEk8KCExpc3RKb2JzEiAuaWRwby50cmFpbmVyLnYxLkxpc3RKb2JzUmVxdWVzdBohLmlkcG8udHJhaW5lci52MS5MaXN0Sm9ic1Jlc3BvbnNlElEKCFdhdGNoSm9iEiAuaWRwby50cmFpbmVyLnYxLldhdGNoSm9iUmVxdWVzdBohLmlkcG8udHJhaW5lci52MS5XYXRjaEpvYlJlc3BvbnNlMAESUgoJQ2FuY2VsSm9iEiEuaWRwby50cmFpbmVyLnYxLkNhbmNlbEpvYlJlcXVlc3QaIi5pZHBvLnRyYWluZXIudjEuQ2FuY2VsSm9iUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_idpo_common_v1_common]);
+  fileDesc("CiVpZHBvL3RyYWluZXIvdjEvdHJhaW5lcl9zZXJ2aWNlLnByb3RvEg9pZHBvLnRyYWluZXIudjEizwQKDlRyYWluaW5nQ29uZmlnEg0KBXN0ZXBzGAEgASgNEhIKCmJhdGNoX3NpemUYAiABKA0SGgoNbGVhcm5pbmdfcmF0ZRgDIAEoAkgAiAEBEhQKDHdhcm11cF9zdGVwcxgEIAEoDRIUCgx3ZWlnaHRfZGVjYXkYBSABKAISGgoNbWF4X2dyYWRfbm9ybRgGIAEoAkgBiAEBEh0KFWdyYWRpZW50X2FjY3VtdWxhdGlvbhgHIAEoDRIRCgllbWFfZGVjYXkYCCABKAISEQoEYmV0YRgJIAEoAkgCiAEBEhsKDnByb21wdF9kcm9wb3V0GAogASgCSAOIAQESJQoYaW1wcm92ZV90YXNrX3Byb2JhYmlsaXR5GAsgASgCSASIAQESKQoccmVjb25zdHJ1Y3RfdGFza19wcm9iYWJpbGl0eRgMIAEoAkgFiAEBEgwKBHNlZWQYDSABKAQSGAoQY2hlY2twb2ludF9ldmVyeRgOIAEoDRIwCgtscl9zY2hlZHVsZRgPIAEoDjIbLmlkcG8udHJhaW5lci52MS5MclNjaGVkdWxlEhkKDG1pbl9scl9yYXRpbxgQIAEoAkgGiAEBQhAKDl9sZWFybmluZ19yYXRlQhAKDl9tYXhfZ3JhZF9ub3JtQgcKBV9iZXRhQhEKD19wcm9tcHRfZHJvcG91dEIbChlfaW1wcm92ZV90YXNrX3Byb2JhYmlsaXR5Qh8KHV9yZWNvbnN0cnVjdF90YXNrX3Byb2JhYmlsaXR5Qg8KDV9taW5fbHJfcmF0aW8i3gIKB0pvYlNwZWMSDgoGam9iX2lkGAEgASgJEg4KBnJ1bl9pZBgCIAEoCRImCgRraW5kGAMgASgOMhguaWRwby50cmFpbmVyLnYxLkpvYktpbmQSDAoEZGF0YRgEIAMoCRIaChJpbml0X2NoZWNrcG9pbnRfaWQYBSABKAkSHwoXcmVmZXJlbmNlX2NoZWNrcG9pbnRfaWQYBiABKAkSFAoMbW9kZWxfcHJlc2V0GAcgASgJEjEKCHRyYWluaW5nGAggASgLMh8uaWRwby50cmFpbmVyLnYxLlRyYWluaW5nQ29uZmlnEhwKFG91dHB1dF9jaGVja3BvaW50X2lkGAkgASgJEhEKCWl0ZXJhdGlvbhgKIAEoDRIWCg5zYW1wbGluZ19zdGVwcxgLIAEoDRIbCg5ndWlkYW5jZV9zY2FsZRgMIAEoAkgAiAEBQhEKD19ndWlkYW5jZV9zY2FsZSKRBAoDSm9iEg4KBmpvYl9pZBgBIAEoCRImCgRzcGVjGAIgASgLMhguaWRwby50cmFpbmVyLnYxLkpvYlNwZWMSKAoFc3RhdGUYAyABKA4yGS5pZHBvLnRyYWluZXIudjEuSm9iU3RhdGUSDAoEc3RlcBgEIAEoDRITCgt0b3RhbF9zdGVwcxgFIAEoDRIyCgdtZXRyaWNzGAYgAygLMiEuaWRwby50cmFpbmVyLnYxLkpvYi5NZXRyaWNzRW50cnkSMgoLY2hlY2twb2ludHMYByADKAsyHS5pZHBvLmNvbW1vbi52MS5DaGVja3BvaW50UmVmEjcKEGZpbmFsX2NoZWNrcG9pbnQYCCABKAsyHS5pZHBvLmNvbW1vbi52MS5DaGVja3BvaW50UmVmEg0KBWVycm9yGAkgASgJEi8KC2NyZWF0ZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLZXRhX3NlY29uZHMYDCABKAESLgoHaGlzdG9yeRgNIAMoCzIdLmlkcG8udHJhaW5lci52MS5NZXRyaWNzUG9pbnQaLgoMTWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEiiQEKDE1ldHJpY3NQb2ludBIMCgRzdGVwGAEgASgNEjsKB21ldHJpY3MYAiADKAsyKi5pZHBvLnRyYWluZXIudjEuTWV0cmljc1BvaW50Lk1ldHJpY3NFbnRyeRouCgxNZXRyaWNzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ASI5Cg9TdGFydEpvYlJlcXVlc3QSJgoEc3BlYxgBIAEoCzIYLmlkcG8udHJhaW5lci52MS5Kb2JTcGVjIjUKEFN0YXJ0Sm9iUmVzcG9uc2USIQoDam9iGAEgASgLMhQuaWRwby50cmFpbmVyLnYxLkpvYiIfCg1HZXRKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSIzCg5HZXRKb2JSZXNwb25zZRIhCgNqb2IYASABKAsyFC5pZHBvLnRyYWluZXIudjEuSm9iIkgKD0xpc3RKb2JzUmVxdWVzdBIOCgZydW5faWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiTwoQTGlzdEpvYnNSZXNwb25zZRIiCgRqb2JzGAEgAygLMhQuaWRwby50cmFpbmVyLnYxLkpvYhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIQoPV2F0Y2hKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI1ChBXYXRjaEpvYlJlc3BvbnNlEiEKA2pvYhgBIAEoCzIULmlkcG8udHJhaW5lci52MS5Kb2IiIgoQQ2FuY2VsSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiNgoRQ2FuY2VsSm9iUmVzcG9uc2USIQoDam9iGAEgASgLMhQuaWRwby50cmFpbmVyLnYxLkpvYiqIAQoHSm9iS2luZBIYChRKT0JfS0lORF9VTlNQRUNJRklFRBAAEhUKEUpPQl9LSU5EX1BSRVRSQUlOEAESFQoRSk9CX0tJTkRfSU1QUk9WRVIQAhIQCgxKT0JfS0lORF9TRlQQAxIQCgxKT0JfS0lORF9EUE8QBBIRCg1KT0JfS0lORF9TUElOEAUqcwoKTHJTY2hlZHVsZRIbChdMUl9TQ0hFRFVMRV9VTlNQRUNJRklFRBAAEhgKFExSX1NDSEVEVUxFX0NPTlNUQU5UEAESFgoSTFJfU0NIRURVTEVfQ09TSU5FEAISFgoSTFJfU0NIRURVTEVfTElORUFSEAMqmgEKCEpvYlN0YXRlEhkKFUpPQl9TVEFURV9VTlNQRUNJRklFRBAAEhQKEEpPQl9TVEFURV9RVUVVRUQQARIVChFKT0JfU1RBVEVfUlVOTklORxACEhcKE0pPQl9TVEFURV9TVUNDRUVERUQQAxIUChBKT0JfU1RBVEVfRkFJTEVEEAQSFwoTSk9CX1NUQVRFX0NBTkNFTExFRBAFMqQDCg5UcmFpbmVyU2VydmljZRJPCghTdGFydEpvYhIgLmlkcG8udHJhaW5lci52MS5TdGFydEpvYlJlcXVlc3QaIS5pZHBvLnRyYWluZXIudjEuU3RhcnRKb2JSZXNwb25zZRJJCgZHZXRKb2ISHi5pZHBvLnRyYWluZXIudjEuR2V0Sm9iUmVxdWVzdBofLmlkcG8udHJhaW5lci52MS5HZXRKb2JSZXNwb25zZRJPCghMaXN0Sm9icxIgLmlkcG8udHJhaW5lci52MS5MaXN0Sm9ic1JlcXVlc3QaIS5pZHBvLnRyYWluZXIudjEuTGlzdEpvYnNSZXNwb25zZRJRCghXYXRjaEpvYhIgLmlkcG8udHJhaW5lci52MS5XYXRjaEpvYlJlcXVlc3QaIS5pZHBvLnRyYWluZXIudjEuV2F0Y2hKb2JSZXNwb25zZTABElIKCUNhbmNlbEpvYhIhLmlkcG8udHJhaW5lci52MS5DYW5jZWxKb2JSZXF1ZXN0GiIuaWRwby50cmFpbmVyLnYxLkNhbmNlbEpvYlJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_idpo_common_v1_common]);
 
 /**
  * Optimisation settings. A zero or unset field takes the documented default.
@@ -47,7 +47,7 @@ export type TrainingConfig = Message<"idpo.trainer.v1.TrainingConfig"> & {
   learningRate?: number | undefined;
 
   /**
-   * Linear warmup steps from 0 to the peak learning rate; default 0.
+   * Linear warmup steps from 0 to the peak learning rate; default 0; at most steps.
    *
    * @generated from field: uint32 warmup_steps = 4;
    */
@@ -61,14 +61,14 @@ export type TrainingConfig = Message<"idpo.trainer.v1.TrainingConfig"> & {
   weightDecay: number;
 
   /**
-   * Global gradient-norm clip; unset means 1.0; 0 disables clipping.
+   * Global gradient-norm clip; unset means 1.0; 0 disables clipping; at most 1e6.
    *
    * @generated from field: optional float max_grad_norm = 6;
    */
   maxGradNorm?: number | undefined;
 
   /**
-   * Micro-batches accumulated per optimiser step; 0 means 1.
+   * Micro-batches accumulated per optimiser step; 0 means 1; must divide batch_size.
    *
    * @generated from field: uint32 gradient_accumulation = 7;
    */
@@ -117,11 +117,28 @@ export type TrainingConfig = Message<"idpo.trainer.v1.TrainingConfig"> & {
   seed: bigint;
 
   /**
-   * Write a checkpoint every this many steps (0 = only at the end). The last one is always written.
+   * Write a checkpoint every this many steps (0 = only at the end); at most steps. The last one is always
+   * written.
    *
    * @generated from field: uint32 checkpoint_every = 14;
    */
   checkpointEvery: number;
+
+  /**
+   * Learning-rate schedule after the warmup; unset means constant. A decaying schedule (COSINE, LINEAR)
+   * needs warmup_steps < steps.
+   *
+   * @generated from field: idpo.trainer.v1.LrSchedule lr_schedule = 15;
+   */
+  lrSchedule: LrSchedule;
+
+  /**
+   * Final learning rate of a decaying schedule as a fraction of the peak; unset means 0.1; range [0, 1].
+   * Only COSINE and LINEAR read it.
+   *
+   * @generated from field: optional float min_lr_ratio = 16;
+   */
+  minLrRatio?: number | undefined;
 };
 
 /**
@@ -655,6 +672,47 @@ export const JobKindSchema: GenEnum<JobKind> = /*@__PURE__*/
   enumDesc(file_idpo_trainer_v1_trainer_service, 0);
 
 /**
+ * Learning-rate schedule after the linear warmup (diffusers' lr_scheduler).
+ *
+ * @generated from enum idpo.trainer.v1.LrSchedule
+ */
+export enum LrSchedule {
+  /**
+   * Constant at the peak learning rate (the default).
+   *
+   * @generated from enum value: LR_SCHEDULE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Constant at the peak learning rate.
+   *
+   * @generated from enum value: LR_SCHEDULE_CONSTANT = 1;
+   */
+  CONSTANT = 1,
+
+  /**
+   * Half-cosine decay from the peak to min_lr_ratio × peak at the last step.
+   *
+   * @generated from enum value: LR_SCHEDULE_COSINE = 2;
+   */
+  COSINE = 2,
+
+  /**
+   * Linear decay from the peak to min_lr_ratio × peak at the last step.
+   *
+   * @generated from enum value: LR_SCHEDULE_LINEAR = 3;
+   */
+  LINEAR = 3,
+}
+
+/**
+ * Describes the enum idpo.trainer.v1.LrSchedule.
+ */
+export const LrScheduleSchema: GenEnum<LrSchedule> = /*@__PURE__*/
+  enumDesc(file_idpo_trainer_v1_trainer_service, 1);
+
+/**
  * Lifecycle of a job.
  *
  * @generated from enum idpo.trainer.v1.JobState
@@ -707,7 +765,7 @@ export enum JobState {
  * Describes the enum idpo.trainer.v1.JobState.
  */
 export const JobStateSchema: GenEnum<JobState> = /*@__PURE__*/
-  enumDesc(file_idpo_trainer_v1_trainer_service, 1);
+  enumDesc(file_idpo_trainer_v1_trainer_service, 2);
 
 /**
  * Owns optimiser state and training jobs. Jobs run one at a time per trainer, in submission order;
