@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { type PairShardTask, PairShardTaskSchema } from "@idpo/proto";
 import { MalformedMessageError } from "./errors.js";
@@ -56,7 +57,8 @@ export function shardFailedEventId(t: Pick<PairShardTask, "runId" | "iteration" 
  * Work pair-generation shards: each task is decoded and validated (malformed → terminated and reported at
  * once), then handed to `handler`; the shard is acked when the handler resolves (after its pairs are
  * stored). A shard terminated for any reason also produces a `shard_failed` RunEvent for its run (when the
- * task names one), published before the termination so that it cannot be lost.
+ * task names one), published before the termination so that it cannot be lost; it carries the SHA-256 of
+ * the task's bytes, so that the controller can tell its own shard from a stray task naming the run.
  */
 export function consumeShards(
   bus: Pick<Bus, "work" | "events">,
@@ -81,6 +83,8 @@ export function consumeShards(
             shardIndex: t.shardIndex,
             deliveries: report.deliveryCount,
             reason: report.error,
+            policyCheckpointId: t.policyCheckpointId,
+            taskSha256: createHash("sha256").update(report.data).digest("hex"),
           },
         },
       });

@@ -26,6 +26,12 @@ export {
   pairShardRecords,
 } from "./pair-shard.js";
 export {
+  PAIR_SHARD_FORMAT,
+  type PairShardMeta,
+  pairShardMeta,
+  readPairShardMeta,
+} from "./pair-shard-meta.js";
+export {
   PRETRAINED,
   PRETRAINED_BASE_ID,
   PRETRAINED_IMPROVER_ID,

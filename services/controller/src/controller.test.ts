@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
@@ -5,6 +6,8 @@ import { decodeReport, type TerminationReport } from "@idpo/bus";
 import {
   type ControllerService,
   JobKind,
+  type PairShardTask,
+  PairShardTaskSchema,
   ReferencePolicy,
   type Run,
   type RunConfig,
@@ -252,13 +255,26 @@ describe("controller", () => {
     const { client } = await mesh.controller();
     await client.createRun({ runId: "sf", config: config() });
     await follow(client, "sf", (r) => r.stage === RunStage.GENERATE);
+    // The report names the task as the controller enqueued it (what consumeShards sends).
+    let task: PairShardTask | undefined;
+    while (!task) {
+      task = mesh.generator.tasks.find((t) => t.outputArtifact === shardArtifact("sf", 1, 1));
+      await new Promise((r) => setTimeout(r, 20));
+    }
     const ev = create(RunEventSchema, {
       eventId: "sf/iter-1/shard-failed/shard-1",
       runId: "sf",
       time: timestampNow(),
       payload: {
         case: "shardFailed",
-        value: { iteration: 1, shardIndex: 1, deliveries: 2, reason: "improver unavailable" },
+        value: {
+          iteration: 1,
+          shardIndex: 1,
+          deliveries: 2,
+          reason: "improver unavailable",
+          policyCheckpointId: task.policyCheckpointId,
+          taskSha256: createHash("sha256").update(toBinary(PairShardTaskSchema, task)).digest("hex"),
+        },
       },
     });
     await mesh.bus.events.publish("idpo.events.sf.shard_failed", toBinary(RunEventSchema, ev), {

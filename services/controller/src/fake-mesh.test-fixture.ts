@@ -18,7 +18,7 @@ import {
 } from "@connectrpc/connect";
 import { type Bus, openBus, type Subscription } from "@idpo/bus";
 import { solidImage, stackImages } from "@idpo/data";
-import { CheckpointStore, imagesToMessages } from "@idpo/mesh";
+import { CheckpointStore, imagesToMessages, pairShardMeta } from "@idpo/mesh";
 import {
   type CheckpointRef,
   ControllerService,
@@ -198,7 +198,17 @@ export class FakeGenerator {
         if (this.failing.has(task.outputArtifact)) throw new Error("improver unavailable");
         if (!(await this.bus.artifacts.info(task.outputArtifact))) {
           this.processed.push(task.outputArtifact);
-          await this.bus.artifacts.put(task.outputArtifact, new Uint8Array(task.prompts.length));
+          await this.bus.artifacts.put(task.outputArtifact, new Uint8Array(task.prompts.length), {
+            meta: pairShardMeta({
+              runId: task.runId,
+              iteration: task.iteration,
+              shardIndex: task.shardIndex,
+              pairCount: task.prompts.length,
+              policyCheckpointId: task.policyCheckpointId,
+              improverCheckpointId: task.improverCheckpointId,
+              meanPairDistance: 0,
+            }),
+          });
         }
         this.loaded = task.policyCheckpointId;
         const ev = create(RunEventSchema, {

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { create, toBinary } from "@bufbuild/protobuf";
 import {
   type Bus,
@@ -6,13 +7,23 @@ import {
   RevisionConflictError,
   type Subscription,
 } from "@idpo/bus";
-import { decodeRunEvent } from "@idpo/mesh";
-import { PairsReadySchema, ProgressSchema, RunStage, RunState } from "@idpo/proto";
+import { decodeRunEvent, readPairShardMeta } from "@idpo/mesh";
+import {
+  PairShardTaskSchema,
+  type PairsReady,
+  PairsReadySchema,
+  ProgressSchema,
+  type Run,
+  RunStage,
+  RunState,
+} from "@idpo/proto";
 import type { Logger } from "@idpo/runtime";
 import { RUN_ID_PATTERN } from "./run-config.js";
+import { previousPolicy } from "./run-driver.js";
 import { publishRunState } from "./run-events.js";
-import { shardArtifact, shardCount, shardKey } from "./run-plan.js";
+import { planShards, shardArtifact, shardCount, shardKey } from "./run-plan.js";
 import { isTerminal, type RunStore } from "./run-store.js";
+import { resolveTrainPrompts } from "./train-prompts.js";
 
 /** Durable consumer of pairs_ready events (shared by every controller replica). */
 export const PAIRS_READY_CONSUMER = "controller";
@@ -29,6 +40,62 @@ function decodeEvent<K extends "pairsReady" | "shardFailed">(msg: Delivery, kind
     );
   }
   return ev;
+}
+
+/** The policy iteration k of `run` samples its losers from, or undefined before the iteration started. */
+function plannedPolicy(run: Run, k: number): string | undefined {
+  if (k < 1 || k > run.iterations.length) return undefined;
+  try {
+    return previousPolicy(run, k);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Why a pairs_ready is not the report of a shard the run planned and a generator stored ("" when it is):
+ * its iteration has not started, or the stored artifact is missing or was written for another run,
+ * iteration, shard, policy or pair count.
+ */
+async function pairsReadyProblem(bus: Bus, run: Run, p: PairsReady): Promise<string> {
+  const policy = plannedPolicy(run, p.iteration);
+  if (policy === undefined) return `iteration ${p.iteration} has not started`;
+  if (p.policyCheckpointId !== policy) {
+    return `policy ${JSON.stringify(p.policyCheckpointId)} is not the iteration's ${JSON.stringify(policy)}`;
+  }
+  const info = await bus.artifacts.info(p.artifact);
+  if (!info) return `artifact ${p.artifact} is not stored`;
+  const meta = readPairShardMeta(info.meta);
+  if (!meta) return `artifact ${p.artifact} is not a pair shard written by a generator`;
+  const want = {
+    runId: run.runId,
+    iteration: p.iteration,
+    shardIndex: p.shardIndex,
+    policyCheckpointId: policy,
+    pairCount: p.pairCount,
+  };
+  for (const [k, v] of Object.entries(want)) {
+    const got = meta[k as keyof typeof want];
+    if (got !== v)
+      return `artifact ${p.artifact} has ${k} ${JSON.stringify(got)}, expected ${JSON.stringify(v)}`;
+  }
+  return "";
+}
+
+/**
+ * SHA-256 (hex) of shard `i` of iteration k as the run's driver enqueued it: the plan is a function of the
+ * run's config, seed and checkpoints, so it is planned again here, byte for byte.
+ */
+async function plannedTaskSha256(run: Run, k: number, i: number): Promise<string | undefined> {
+  const policy = plannedPolicy(run, k);
+  const improver = run.improverCheckpoint?.id;
+  if (policy === undefined || improver === undefined) return undefined;
+  const tasks = planShards(run.runId, run.config!, await resolveTrainPrompts(run.config!), k, {
+    policy,
+    improver,
+  });
+  const t = tasks[i];
+  return t && createHash("sha256").update(toBinary(PairShardTaskSchema, t)).digest("hex");
 }
 
 /**
@@ -63,6 +130,12 @@ export async function subscribeShardEvents(
           `${msg.subject}: iteration ${p.iteration} shard ${p.shardIndex} is outside the run's plan (${cfg.iterations} iterations of ${shardCount(cfg)} shards)`,
         );
       }
+      const problem = await pairsReadyProblem(bus, stored.run, p);
+      if (problem) {
+        throw new MalformedMessageError(
+          `${msg.subject}: event ${ev.eventId} (iteration ${p.iteration} shard ${p.shardIndex}) is not a shard of the run: ${problem}`,
+        );
+      }
       try {
         await bus.state.create(shardKey(ev.runId, p.iteration, p.shardIndex), toBinary(PairsReadySchema, p));
         logger.debug("pairs_ready recorded", {
@@ -87,6 +160,25 @@ export async function subscribeShardEvents(
       const p = ev.payload.value;
       const stored = await store.get(ev.runId);
       if (!stored || isTerminal(stored.run.state)) return;
+      // Only the failure of a shard the run planned, as planned, fails it: a stray task naming the run
+      // (another iteration, an unplanned index, other prompts or policy) is dropped and reported.
+      const run = stored.run;
+      const it = run.iterations[p.iteration - 1];
+      const notPlanned = (why: string) =>
+        new MalformedMessageError(
+          `${msg.subject}: event ${ev.eventId} (iteration ${p.iteration} shard ${p.shardIndex}) is not a shard the run planned: ${why}`,
+        );
+      if (!it || run.iteration !== p.iteration) {
+        throw notPlanned(`the run is at iteration ${run.iteration}`);
+      }
+      if (p.shardIndex >= it.shardsTotal)
+        throw notPlanned(`iteration ${p.iteration} has ${it.shardsTotal} shards`);
+      const planned = await plannedTaskSha256(run, p.iteration, p.shardIndex);
+      if (planned === undefined || planned !== p.taskSha256) {
+        throw notPlanned(
+          `the task (policy ${JSON.stringify(p.policyCheckpointId)}, SHA-256 ${p.taskSha256 || "none"}) differs from the planned one`,
+        );
+      }
       if (await bus.state.get(shardKey(ev.runId, p.iteration, p.shardIndex))) {
         logger.warn("shard_failed of a shard whose pairs are stored ignored", {
           runId: ev.runId,

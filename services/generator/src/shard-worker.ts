@@ -19,7 +19,9 @@ import {
   type ModelSlot,
   type PairPixelDtype,
   type PairShardRecordInput,
+  pairShardMeta,
   publishRunEvent,
+  readPairShardMeta,
 } from "@idpo/mesh";
 import {
   ImageFormat,
@@ -85,7 +87,6 @@ export interface ShardWorkerDeps {
   onTerminated?: (report: TerminationReport) => void;
 }
 
-const SHARD_FORMAT = "idpo-pair-shard/1";
 const MAX_PROMPTS = 65_536;
 /** ImproveImages attempts per chunk when the improver serves another checkpoint than the task's. */
 const IMPROVER_SWITCH_ATTEMPTS = 4;
@@ -187,19 +188,14 @@ export function startShardWorker(deps: ShardWorkerDeps): Promise<Subscription> {
   async function republish(t: PairShardTask, msg: Delivery): Promise<boolean> {
     const info = await bus.artifacts.info(t.outputArtifact);
     if (!info) return false;
-    const meta = info.meta ?? {};
-    const pairCount = Number(meta.pair_count ?? Number.NaN);
-    if (meta.format !== SHARD_FORMAT || !Number.isInteger(pairCount)) {
+    const meta = readPairShardMeta(info.meta);
+    if (!meta) {
       throw new Error(
-        `artifact ${t.outputArtifact} exists but is not a pair shard written by a generator (meta ${JSON.stringify(meta)})`,
+        `artifact ${t.outputArtifact} exists but is not a pair shard written by a generator (meta ${JSON.stringify(info.meta)})`,
       );
     }
-    await publishPairsReady(
-      t,
-      pairCount,
-      meta.policy_checkpoint_id ?? "",
-      Number(meta.mean_pair_distance ?? 0),
-    );
+    const { pairCount } = meta;
+    await publishPairsReady(t, pairCount, meta.policyCheckpointId, meta.meanPairDistance);
     logger.info("pair shard already stored: pairs_ready published again", {
       artifact: t.outputArtifact,
       delivery: msg.deliveryCount,
@@ -210,8 +206,8 @@ export function startShardWorker(deps: ShardWorkerDeps): Promise<Subscription> {
       shardIndex: t.shardIndex,
       artifact: t.outputArtifact,
       pairCount,
-      policyCheckpointId: meta.policy_checkpoint_id ?? "",
-      improverCheckpointId: meta.improver_checkpoint_id ?? "",
+      policyCheckpointId: meta.policyCheckpointId,
+      improverCheckpointId: meta.improverCheckpointId,
       republished: true,
       deliveryCount: msg.deliveryCount,
     });
@@ -382,16 +378,15 @@ export function startShardWorker(deps: ShardWorkerDeps): Promise<Subscription> {
         records,
       });
       await bus.artifacts.put(t.outputArtifact, bytes, {
-        meta: {
-          format: SHARD_FORMAT,
-          pair_count: String(records.length),
-          run_id: t.runId,
-          iteration: String(t.iteration),
-          shard_index: String(t.shardIndex),
-          policy_checkpoint_id: policyId,
-          improver_checkpoint_id: improverId,
-          mean_pair_distance: String(distance),
-        },
+        meta: pairShardMeta({
+          runId: t.runId,
+          iteration: t.iteration,
+          shardIndex: t.shardIndex,
+          pairCount: records.length,
+          policyCheckpointId: policyId,
+          improverCheckpointId: improverId,
+          meanPairDistance: distance,
+        }),
       });
       await publishPairsReady(t, records.length, policyId, distance);
       logger.info("pair shard stored", {
