@@ -99,10 +99,9 @@ describe.skipIf(!existsSync(CHROMIUM))("dashboard in a browser", () => {
     await page.waitForSelector('#sample-grid tr[data-model="iter 1"] img', { timeout: 15_000 });
     await page.waitForSelector('#pairs [data-iteration="1"] img');
     await page.waitForSelector('#curves [data-job] [data-chart="curve"]');
-    await page.waitForFunction(() =>
-      [...document.querySelectorAll<HTMLImageElement>("#sample-grid img, #pairs img")].every(
-        (img) => img.complete && img.naturalWidth === 16,
-      ),
+    // (Browser-side code as strings: this file is compiled without the DOM types.)
+    await page.waitForFunction(
+      "[...document.querySelectorAll('#sample-grid img, #pairs img')].every((i) => i.complete && i.naturalWidth === 16)",
     );
     expect(await page.locator('#sample-grid tr[data-model="base"] img').count()).toBe(4);
     const shot = process.env.IDPO_DASHBOARD_SCREENSHOT ?? join(dir, "dashboard.png");
@@ -120,9 +119,7 @@ describe.skipIf(!existsSync(CHROMIUM))("dashboard in a browser", () => {
     await page.fill("#improver-steps", "4");
     await page.click("#improve");
     await page.waitForSelector("#improved img", { timeout: 60_000 });
-    await page.waitForFunction(
-      () => (document.querySelector("#improved img") as HTMLImageElement).naturalWidth === 16,
-    );
+    await page.waitForFunction("document.querySelector('#improved img').naturalWidth === 16");
 
     // Create from the form: a bad value is named on its field by the controller's validation, then a run is
     // created and cancelled from its page.
