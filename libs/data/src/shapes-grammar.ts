@@ -11,10 +11,10 @@ export const SIZES = ["small", "medium", "large"] as const;
 /** A size word of the shapes world. */
 export type SizeName = (typeof SIZES)[number];
 
-/** Radius fraction r* (of the image side) per size word (DESIGN.md §7). */
+/** Radius fraction r* (of the image side) per size word (docs/architecture.md). */
 export const SIZE_RADIUS: Readonly<Record<SizeName, number>> = { small: 0.18, medium: 0.28, large: 0.38 };
 
-/** Foreground palette (DESIGN.md §7), RGB in [0, 1]. */
+/** Foreground palette (docs/architecture.md), RGB in [0, 1]. */
 export const COLORS = {
   red: [0.9, 0.1, 0.1],
   green: [0.1, 0.8, 0.2],
@@ -30,7 +30,7 @@ export type ColorName = keyof typeof COLORS;
 /** Foreground color names in palette order. */
 export const COLOR_NAMES = Object.keys(COLORS) as ColorName[];
 
-/** Background palette (DESIGN.md §7), RGB in [0, 1]. */
+/** Background palette (docs/architecture.md), RGB in [0, 1]. */
 export const BACKGROUNDS = {
   black: [0, 0, 0],
   gray: [0.5, 0.5, 0.5],

@@ -19,7 +19,7 @@ export interface ShapesPairsConfig {
   reward: RewardFn;
   /** Prompt set to draw from (default "train"). */
   split?: ShapesSplit | "all";
-  /** Degradation magnitudes (default DESIGN.md §7). */
+  /** Degradation magnitudes (default: docs/architecture.md). */
   degrade?: DegradeConfig;
   /** Bradley-Terry temperature: P(a wins) = σ((R_a − R_b)/temperature) (default 0.05). */
   temperature?: number;
@@ -58,7 +58,7 @@ export interface ShapesPairsStats {
 }
 
 /**
- * Generates offline preference pairs (DESIGN.md §7), deterministic from `seed`: prompts cycle through
+ * Generates offline preference pairs (docs/architecture.md), deterministic from `seed`: prompts cycle through
  * the split in a freshly shuffled order each pass; each pair is two degraded renders of the prompt with
  * independent strengths u ~ U(0, 1); both images are quantised to 8 bits and scored; near-ties
  * (|ΔR| < minRewardGap) are dropped; the winner is drawn with P(a wins) = σ((R_a − R_b)/temperature).

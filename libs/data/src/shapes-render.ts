@@ -198,12 +198,12 @@ export function idealGeometry(prompt: string | ShapesPrompt): ShapeGeometry {
   };
 }
 
-/** The ideal S×S render of a prompt (DESIGN.md §7): centred, exact size and colors, anti-aliased. */
+/** The ideal S×S render of a prompt (docs/architecture.md): centred, exact size and colors, anti-aliased. */
 export function renderIdeal(prompt: string | ShapesPrompt, size: number): Image {
   return renderShape(idealGeometry(prompt), size);
 }
 
-/** Degradation magnitudes at strength u = 1 (each scales linearly with u). Defaults: DESIGN.md §7. */
+/** Degradation magnitudes at strength u = 1 (each scales linearly with u). Defaults: docs/architecture.md. */
 export interface DegradeConfig {
   /** Std of the centre offset per axis, fraction of the side (default 0.10). */
   offsetStd: number;
@@ -221,7 +221,7 @@ export interface DegradeConfig {
   wrongColorProb: number;
 }
 
-/** The default degradation (DESIGN.md §7). */
+/** The default degradation (docs/architecture.md). */
 export const DEFAULT_DEGRADE: Readonly<DegradeConfig> = Object.freeze({
   offsetStd: 0.1,
   scaleLogStd: 0.35,
@@ -253,7 +253,7 @@ export interface DegradeInfo {
 }
 
 /**
- * A degraded render of a prompt at strength u ∈ [0, 1] (DESIGN.md §7). Random draws, in this order:
+ * A degraded render of a prompt at strength u ∈ [0, 1] (docs/architecture.md). Random draws, in this order:
  * wrong-shape event (+ which), wrong-color event (+ which), offset x, offset y, log-scale,
  * color jitter r, g, b, blur fraction, then the noise of every pixel channel in HWC order.
  */

@@ -5,7 +5,7 @@ import type { DiffusionModel } from "./model.js";
 import { addNoise, drawNoise, drawTimesteps, perSampleMse } from "./noising.js";
 import type { Rng } from "./rng.js";
 
-/** The improvement model's three training tasks (DESIGN.md §1). */
+/** The improvement model's three training tasks (docs/architecture.md). */
 export type ImproverTask = "improve" | "reconstruct" | "unconditional";
 
 /** Probabilities of the three tasks; they must sum to 1. */

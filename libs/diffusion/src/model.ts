@@ -32,7 +32,7 @@ export interface DiffusionConfig {
   codec: string;
 }
 
-/** "policy": text-to-image; "improver": also conditioned on an image (DESIGN.md §1). */
+/** "policy": text-to-image; "improver": also conditioned on an image (docs/architecture.md). */
 export type ModelKind = "policy" | "improver";
 
 /** Throws with the offending field unless the config is usable. */

@@ -123,7 +123,7 @@ export const SHAPES_VOCAB_URL = new URL("../vocab/shapes.txt", import.meta.url);
 
 let shapesVocab: string[] | undefined;
 
-/** The shapes-world vocabulary (DESIGN.md §7 words plus [PAD] and [UNK]), read once. */
+/** The shapes-world vocabulary (its words, docs/architecture.md, plus [PAD] and [UNK]), read once. */
 export function shapesVocabulary(): string[] {
   shapesVocab ??= loadVocabulary(SHAPES_VOCAB_URL);
   return [...shapesVocab];

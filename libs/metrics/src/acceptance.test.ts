@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { oracleReward, oracleRewardValue } from "./oracle.js";
 import { quantiles } from "./stats.js";
 
-/** p5/p50/p95 found by the independent reference at S = 16 (DESIGN.md §7). */
+/** p5/p50/p95 found by the independent reference at S = 16 (docs/architecture.md). */
 const REFERENCE = { winners: [0.67, 0.86, 0.96], losers: [0.51, 0.72, 0.9], ideal: [0.84, 0.95, 1.0] };
 
 let root: string;

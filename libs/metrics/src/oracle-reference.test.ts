@@ -71,7 +71,7 @@ function blocksImage(rng: Rng, s: number, bg: readonly number[]): Image {
 }
 
 describe.skipIf(!hasNumpy)(
-  "oracle and Vendi agree with the independent numpy reference (DESIGN.md §7)",
+  "oracle and Vendi agree with the independent numpy reference (docs/architecture.md)",
   () => {
     const prompts = allShapesPrompts();
 

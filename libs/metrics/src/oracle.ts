@@ -12,7 +12,7 @@ import {
   toShapesPrompt,
 } from "@idpo/data";
 
-/** The oracle reward of one image and its six component scores, all in [0, 1] (DESIGN.md §7). */
+/** The oracle reward of one image and its six component scores, all in [0, 1] (docs/architecture.md). */
 export interface OracleScore {
   /** R = 0.20 color + 0.15 bg + 0.20 shape + 0.15 size + 0.15 center + 0.15 clean. */
   reward: number;
@@ -63,7 +63,7 @@ function scratch(n: number, s: number): void {
 }
 
 /**
- * The oracle reward R(x, prompt) ∈ [0, 1] of an S×S image (DESIGN.md §7), from pixels only, with its
+ * The oracle reward R(x, prompt) ∈ [0, 1] of an S×S image (docs/architecture.md), from pixels only, with its
  * per-component breakdown. Pure: depends only on the pixel values and the parsed prompt.
  *
  * Throws when the image is malformed or not square, or when the prompt is outside the grammar.

@@ -88,7 +88,7 @@ export function symmetricEigenvalues(matrix: ArrayLike<number>, n: number): Floa
 }
 
 /**
- * Vendi score of a set of images (DESIGN.md §7): e_i = flatten(x_i − 0.5) normalised to unit L2 norm
+ * Vendi score of a set of images (docs/architecture.md): e_i = flatten(x_i − 0.5) normalised to unit L2 norm
  * (an image that is exactly 0.5 everywhere stays the zero vector), K = E Eᵀ, λ the eigenvalues of
  * K/n with negatives clipped to 0, VS = exp(−Σ λ log λ) (0 log 0 = 0). Ranges from 1 (all images
  * the same up to brightness scale) to n (mutually orthogonal). Images must share one size.

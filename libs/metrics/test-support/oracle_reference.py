@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent reference of the shapes-world oracle reward and the Vendi score (DESIGN.md section 7).
+"""Independent reference of the shapes-world oracle reward and the Vendi score (docs/architecture.md).
 
 Written from the design text with numpy, not from the TypeScript, so that a test can check that the two
 agree (to 1e-4) on many images.

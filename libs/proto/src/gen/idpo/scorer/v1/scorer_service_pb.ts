@@ -299,7 +299,7 @@ export const EvaluateResponseSchema: GenMessage<EvaluateResponse> = /*@__PURE__*
 
 /**
  * Reward functions and evaluation metrics. The default reward is the shapes world's oracle
- * (DESIGN.md §7), computed from pixels only.
+ * (docs/architecture.md), computed from pixels only.
  *
  * @generated from service idpo.scorer.v1.ScorerService
  */
