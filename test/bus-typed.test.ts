@@ -163,7 +163,7 @@ describe.each(Object.keys(openers))("typed events and shards: %s", (backend) => 
     expect(good).toEqual(["fine"]);
     expect(reports.every((r) => r.reason === "malformed" && r.deliveryCount === 1)).toBe(true);
     expect(reports.map((r) => r.error)).toEqual([
-      expect.stringMatching(/not a RunEvent/),
+      expect.stringMatching(/undecodable RunEvent/),
       expect.stringMatching(/payload evalCompleted does not match the subject's kind "pairs_ready"/),
       expect.stringMatching(/differs from its Nats-Msg-Id "other-id"/),
       expect.stringMatching(/run_id "r2" does not match the subject's run "r1"/),

@@ -52,17 +52,30 @@ export async function publishRunEvent(
   });
 }
 
+/** A RunEvent whose payload is of case `K`. */
+export type RunEventOf<K extends RunEventCase> = RunEvent & {
+  payload: Extract<RunEvent["payload"], { case: K }>;
+};
+
 /**
  * Decode and validate a delivered run event: it must decode, have an event id equal to its msgId, a run id
- * and payload matching its subject. Anything else is a {@link MalformedMessageError}, which terminates and
- * reports the message instead of redelivering it.
+ * and payload matching its subject, and, when `expected` is given, a payload of that case. Anything else is
+ * a {@link MalformedMessageError}, which terminates and reports the message instead of redelivering it.
  */
-export function decodeRunEvent(msg: Pick<Delivery, "subject" | "data" | "msgId">): RunEvent {
+export function decodeRunEvent(msg: Pick<Delivery, "subject" | "data" | "msgId">): RunEvent;
+export function decodeRunEvent<K extends RunEventCase>(
+  msg: Pick<Delivery, "subject" | "data" | "msgId">,
+  expected: K,
+): RunEventOf<K>;
+export function decodeRunEvent(
+  msg: Pick<Delivery, "subject" | "data" | "msgId">,
+  expected?: RunEventCase,
+): RunEvent {
   let ev: RunEvent;
   try {
     ev = fromBinary(RunEventSchema, msg.data);
   } catch (err) {
-    throw new MalformedMessageError(`${msg.subject}: not a RunEvent (${(err as Error).message})`);
+    throw new MalformedMessageError(`${msg.subject}: undecodable RunEvent (${(err as Error).message})`);
   }
   const bad = (what: string) =>
     new MalformedMessageError(`${msg.subject}: RunEvent ${JSON.stringify(ev.eventId)}: ${what}`);
@@ -74,6 +87,9 @@ export function decodeRunEvent(msg: Pick<Delivery, "subject" | "data" | "msgId">
   if (runToken !== ev.runId) throw bad(`run_id "${ev.runId}" does not match the subject's run "${runToken}"`);
   if (CASE_OF_KIND.get(kindToken) !== ev.payload.case) {
     throw bad(`payload ${ev.payload.case} does not match the subject's kind "${kindToken}"`);
+  }
+  if (expected !== undefined && ev.payload.case !== expected) {
+    throw bad(`expected a ${runEventKind(expected)} payload, got ${runEventKind(ev.payload.case!)}`);
   }
   return ev;
 }

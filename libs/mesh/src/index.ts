@@ -42,9 +42,6 @@ export {
 } from "./pretrained.js";
 export {
   type CheckpointSubscriptionOptions,
-  decodeRunEvent,
-  publishRunEvent,
-  type RunEventKind,
   replicaConsumerName,
   subscribeCheckpointPublished,
 } from "./run-events.js";

@@ -1,5 +1,4 @@
-import type { Bus } from "@idpo/bus";
-import { publishRunEvent } from "@idpo/mesh";
+import { type Bus, publishRunEvent } from "@idpo/bus";
 import { type Run, RunStage, RunState } from "@idpo/proto";
 
 /** The deterministic event id of a run's state change: a run passes each (state, stage, iteration) once. */
@@ -12,7 +11,7 @@ export function stateEventId(run: Run): string {
  * restarted controller) is de-duplicated by its event id.
  */
 export async function publishRunState(bus: Pick<Bus, "events">, run: Run): Promise<void> {
-  await publishRunEvent(bus, {
+  await publishRunEvent(bus.events, {
     eventId: stateEventId(run),
     runId: run.runId,
     payload: {

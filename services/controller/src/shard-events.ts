@@ -3,11 +3,12 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import {
   type Bus,
   type Delivery,
+  decodeRunEvent,
   MalformedMessageError,
   RevisionConflictError,
   type Subscription,
 } from "@idpo/bus";
-import { decodeRunEvent, readPairShardMeta } from "@idpo/mesh";
+import { readPairShardMeta } from "@idpo/mesh";
 import {
   PairShardTaskSchema,
   type PairsReady,
@@ -30,11 +31,10 @@ export const PAIRS_READY_CONSUMER = "controller";
 /** Durable consumer of shard_failed events. */
 export const SHARD_FAILED_CONSUMER = "controller-shard-failed";
 
-/** Decodes a delivered event of `kind`, checking that it belongs to the run its subject names. */
+/** Decodes a delivered event of `kind` (the bus's codec checks it against its subject) of a valid run id. */
 function decodeEvent<K extends "pairsReady" | "shardFailed">(msg: Delivery, kind: K) {
-  const ev = decodeRunEvent(msg.data, kind);
-  const subjectRun = msg.subject.split(".")[2];
-  if (!RUN_ID_PATTERN.test(ev.runId) || ev.runId !== subjectRun) {
+  const ev = decodeRunEvent(msg, kind);
+  if (!RUN_ID_PATTERN.test(ev.runId)) {
     throw new MalformedMessageError(
       `${msg.subject}: event ${ev.eventId} names run ${JSON.stringify(ev.runId)}`,
     );

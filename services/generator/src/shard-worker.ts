@@ -6,6 +6,7 @@ import {
   type Delivery,
   decodePairShardTask,
   MalformedMessageError,
+  publishRunEvent,
   type Subscription,
   type TerminationReport,
 } from "@idpo/bus";
@@ -20,7 +21,6 @@ import {
   type PairPixelDtype,
   type PairShardRecordInput,
   pairShardMeta,
-  publishRunEvent,
   readPairShardMeta,
 } from "@idpo/mesh";
 import {
@@ -215,7 +215,7 @@ export function startShardWorker(deps: ShardWorkerDeps): Promise<Subscription> {
   }
 
   function publishPairsReady(t: PairShardTask, pairCount: number, policyId: string, distance: number) {
-    return publishRunEvent(bus, {
+    return publishRunEvent(bus.events, {
       eventId: pairsReadyEventId(t),
       runId: t.runId,
       payload: {

@@ -1,5 +1,4 @@
-import type { Bus } from "@idpo/bus";
-import { publishRunEvent } from "@idpo/mesh";
+import { type Bus, publishRunEvent } from "@idpo/bus";
 import type { CheckpointRef } from "@idpo/proto";
 
 /**
@@ -24,7 +23,7 @@ export interface CheckpointEventInput {
  * id (and Nats-Msg-Id) `<run or job>/ckpt/<checkpoint id>`, so a republish after a restart is de-duplicated.
  */
 export async function publishCheckpoint(bus: Pick<Bus, "events">, e: CheckpointEventInput): Promise<void> {
-  await publishRunEvent(bus, {
+  await publishRunEvent(bus.events, {
     eventId: `${e.runId || e.jobId}/ckpt/${e.checkpoint.id}`,
     runId: eventToken(e.runId, e.jobId),
     payload: {
@@ -47,7 +46,7 @@ export interface ProgressEventInput {
 /** Publishes job_progress (event id `<run>/job/<job id>/progress/<step>`); only for jobs of a run. */
 export async function publishProgress(bus: Pick<Bus, "events">, e: ProgressEventInput): Promise<void> {
   if (e.runId === "") return;
-  await publishRunEvent(bus, {
+  await publishRunEvent(bus.events, {
     eventId: `${e.runId}/job/${e.jobId}/progress/${e.step}`,
     runId: e.runId,
     payload: {
