@@ -1,7 +1,7 @@
-import { context } from "@opentelemetry/api";
+import { type Context, context } from "@opentelemetry/api";
 import { MalformedMessageError } from "./errors.js";
 import { encodeReport, reportMsgId } from "./reports.js";
-import { endWithError, getHeader, startConsumerSpan } from "./trace.js";
+import { endWithError, getHeader, startConsumerSpan, subscriberContext } from "./trace.js";
 import type {
   Delivery,
   DeliveryHandler,
@@ -95,6 +95,8 @@ function errorMessage(err: unknown): string {
 export class DeliveryRunner {
   private readonly running = new Set<Promise<void>>();
   private abandoned = false;
+  /** The subscriber's context (without its span): deliveries are traced as the subscribing service's. */
+  private readonly owner: Context = subscriberContext();
 
   constructor(
     private readonly source: "events" | "work",
@@ -147,7 +149,13 @@ export class DeliveryRunner {
       );
       return;
     }
-    const { span, ctx } = startConsumerSpan(raw.subject, this.consumer, raw.headers, raw.deliveryCount);
+    const { span, ctx } = startConsumerSpan(
+      raw.subject,
+      this.consumer,
+      raw.headers,
+      raw.deliveryCount,
+      this.owner,
+    );
     const msg: Delivery = {
       subject: raw.subject,
       data: raw.data,

@@ -34,17 +34,25 @@ const setter: TextMapSetter<Headers> = {
   },
 };
 
-/** Run `fn` inside a PRODUCER span for `subject`, with the span's context injected into `headers`
- * (W3C `traceparent` when a propagator is registered; nothing when the OpenTelemetry API is a no-op). */
+/** Run `fn` inside a PRODUCER span for `subject` (OpenTelemetry messaging conventions: operation type
+ * `send`), with the span's context injected into `headers` (W3C `traceparent` when a propagator is
+ * registered; nothing when the OpenTelemetry API is a no-op). */
 export async function withProducerSpan<T>(
   operation: "publish" | "enqueue",
   subject: string,
   headers: Headers,
   fn: (headers: Headers) => Promise<T>,
+  msgId?: string,
 ): Promise<T> {
   const span = tracer.startSpan(`${operation} ${subject}`, {
     kind: SpanKind.PRODUCER,
-    attributes: { "messaging.system": "nats", "messaging.destination.name": subject },
+    attributes: {
+      "messaging.system": "nats",
+      "messaging.operation.type": "send",
+      "messaging.operation.name": operation,
+      "messaging.destination.name": subject,
+      ...(msgId ? { "messaging.message.id": msgId } : {}),
+    },
   });
   const ctx = trace.setSpan(context.active(), span);
   const out: Headers = { ...headers };
@@ -59,28 +67,40 @@ export async function withProducerSpan<T>(
   }
 }
 
-/** The publisher's context as carried in the headers (ROOT_CONTEXT when there is none). */
-export function extractContext(headers: Headers): Context {
-  return propagation.extract(ROOT_CONTEXT, headers, getter);
+/** The publisher's context as carried in the headers, over `base` (ROOT_CONTEXT: nothing else). */
+export function extractContext(headers: Headers, base: Context = ROOT_CONTEXT): Context {
+  return propagation.extract(base, headers, getter);
 }
 
-/** Start the CONSUMER span of one delivery under the publisher's context; returns it with its context. */
+/** What a subscriber's context contributes to its deliveries' spans: its values (e.g. which service of
+ * the process subscribed), not its active span: a delivery continues the publisher's trace. */
+export function subscriberContext(): Context {
+  return trace.deleteSpan(context.active());
+}
+
+/** Start the CONSUMER span of one delivery (operation type `process`) under the publisher's context, with
+ * the values of the subscriber's context `base`; returns it with its context. */
 export function startConsumerSpan(
   subject: string,
   consumer: string,
   headers: Headers,
   deliveryCount: number,
+  base: Context = ROOT_CONTEXT,
 ): { span: Span; ctx: Context } {
-  const parent = extractContext(headers);
+  const parent = extractContext(headers, base);
+  const msgId = getHeader(headers, "Nats-Msg-Id");
   const span = tracer.startSpan(
     `process ${subject}`,
     {
       kind: SpanKind.CONSUMER,
       attributes: {
         "messaging.system": "nats",
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
         "messaging.destination.name": subject,
         "messaging.consumer.group.name": consumer,
         "messaging.message.delivery_count": deliveryCount,
+        ...(msgId ? { "messaging.message.id": msgId } : {}),
       },
     },
     parent,

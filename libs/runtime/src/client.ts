@@ -3,15 +3,16 @@ import { Code, ConnectError, createClient, type Interceptor, type Transport } fr
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus } from "@idpo/proto";
 import { bearerTokenClientInterceptor } from "./auth.js";
-import { clientTracingInterceptor } from "./tracing.js";
+import { clientTracingInterceptor } from "./rpc-tracing.js";
 
-/** Default ports of the five services. */
+/** Default ports of the five services and of the inference sidecar. */
 export const DEFAULT_PORTS = {
   generator: 50051,
   improver: 50052,
   trainer: 50053,
   scorer: 50054,
   controller: 50055,
+  inference: 50056,
 } as const;
 
 /** A service name of the mesh. */

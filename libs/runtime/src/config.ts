@@ -76,6 +76,10 @@ export function envUrl(env: Env, name: string, protocols: readonly string[]): st
   return v;
 }
 
+/** Encodings of OTLP over HTTP (OTEL_EXPORTER_OTLP_PROTOCOL). */
+export type OtlpProtocol = "http/protobuf" | "http/json";
+export const OTLP_PROTOCOLS: readonly OtlpProtocol[] = ["http/protobuf", "http/json"];
+
 /** Log verbosity. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
 export const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
@@ -102,6 +106,8 @@ export interface RuntimeConfig {
   authTokensFile?: string;
   /** OTLP/HTTP collector endpoint (OTEL_EXPORTER_OTLP_ENDPOINT); unset = tracing off. */
   otlpEndpoint?: string;
+  /** How spans are encoded for it (OTEL_EXPORTER_OTLP_PROTOCOL, default http/protobuf as in OpenTelemetry). */
+  otlpProtocol: OtlpProtocol;
 }
 
 /**
@@ -138,5 +144,6 @@ export function loadRuntimeConfig(
     tlsKeyFile,
     authTokensFile: envString(env, "IDPO_AUTH_TOKENS_FILE"),
     otlpEndpoint: envUrl(env, "OTEL_EXPORTER_OTLP_ENDPOINT", ["http:", "https:"]),
+    otlpProtocol: envEnum(env, "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", OTLP_PROTOCOLS),
   };
 }

@@ -3,6 +3,9 @@
  * Connect, grpc.health.v1, graceful shutdown, env configuration, JSON logs, tracing, TLS and bearer auth,
  * plus clients for peers.
  */
+
+/** A trace context (OpenTelemetry's), for code that keeps one without depending on the API itself. */
+export type { Context as TraceContext } from "@opentelemetry/api";
 export { bearerAuthInterceptor, bearerTokenClientInterceptor, readTokensFile } from "./auth.js";
 export {
   createPeerTransport,
@@ -20,11 +23,15 @@ export {
   LOG_LEVELS,
   type LogLevel,
   loadRuntimeConfig,
+  OTLP_PROTOCOLS,
+  type OtlpProtocol,
   type RuntimeConfig,
 } from "./config.js";
 export { HealthRegistry, healthRoutes, ServingStatus } from "./health.js";
 export { createLogger, type Logger, type LogSink } from "./logger.js";
 export { backoffMs, isTransient, type RetryOptions, retryTransient, sleep } from "./retry.js";
+export { clientTracingInterceptor, serverTracingInterceptor } from "./rpc-tracing.js";
+export { runContext, runSpanContext, runTraceId } from "./run-trace.js";
 export {
   type BuildOptions,
   type BuiltServer,
@@ -35,10 +42,13 @@ export {
   type ServiceDefinition,
   type ServiceInstance,
 } from "./server.js";
+export { serviceOf, withService } from "./trace-provider.js";
 export {
-  clientTracingInterceptor,
+  flushTracing,
   initTracing,
-  serverTracingInterceptor,
   shutdownTracing,
+  startSpanWithIds,
+  type TracingOptions,
   tracer,
+  withSpan,
 } from "./tracing.js";

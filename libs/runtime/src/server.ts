@@ -4,11 +4,14 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 import type { ConnectRouter, ConnectRouterOptions, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { context, ROOT_CONTEXT } from "@opentelemetry/api";
 import { bearerAuthInterceptor, readTokensFile } from "./auth.js";
 import { loadRuntimeConfig, type RuntimeConfig } from "./config.js";
 import { HealthRegistry, healthRoutes } from "./health.js";
 import { createLogger, type Logger } from "./logger.js";
-import { initTracing, serverTracingInterceptor, shutdownTracing } from "./tracing.js";
+import { serverTracingInterceptor } from "./rpc-tracing.js";
+import { withService } from "./trace-provider.js";
+import { initTracing, shutdownTracing } from "./tracing.js";
 
 /** What a service gets from the runtime when it is created. */
 export interface ServiceContext {
@@ -90,21 +93,24 @@ export async function buildServer(def: ServiceDefinition, opts: BuildOptions = {
   const logger = opts.logger ?? createLogger(config.logLevel, { service: def.name });
   const health = new HealthRegistry(def.grpcServices);
   const shutdown = new AbortController();
-  const interceptors: Interceptor[] = [serverTracingInterceptor()];
+  const interceptors: Interceptor[] = [serverTracingInterceptor(def.name)];
   if (config.authTokensFile)
     interceptors.unshift(bearerAuthInterceptor(readTokensFile(config.authTokensFile)));
   interceptors.push(...(opts.interceptors ?? []));
-  const instance = await def.create({
-    config,
-    logger,
-    env,
-    setServing: (serving) => {
-      if (health.isClosed) return;
-      health.setAll(serving);
-      logger.info(serving ? "serving" : "not serving");
-    },
-    shutdownSignal: shutdown.signal,
-  });
+  // What the service starts in the background (subscriptions, workers, resumed runs) is traced as its own.
+  const instance = await context.with(withService(ROOT_CONTEXT, def.name), () =>
+    def.create({
+      config,
+      logger,
+      env,
+      setServing: (serving) => {
+        if (health.isClosed) return;
+        health.setAll(serving);
+        logger.info(serving ? "serving" : "not serving");
+      },
+      shutdownSignal: shutdown.signal,
+    }),
+  );
   const routes = (router: ConnectRouter) => {
     instance.routes(router);
     healthRoutes(health)(router);
@@ -242,8 +248,11 @@ export async function runServices(
   const env = opts.env ?? process.env;
   const first = defs[0] ? loadRuntimeConfig(defs[0].name, defs[0].defaultPort, env) : undefined;
   initTracing({
-    serviceName: env.OTEL_SERVICE_NAME || (defs.length === 1 ? `idpo-${defs[0].name}` : "idpo"),
+    serviceName: defs.length === 1 ? `idpo-${defs[0].name}` : "idpo",
     endpoint: first?.otlpEndpoint,
+    protocol: first?.otlpProtocol,
+    logger: opts.logger,
+    env,
   });
   const servers: ListeningServer[] = [];
   for (const def of defs) {

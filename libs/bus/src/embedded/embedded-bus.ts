@@ -95,8 +95,12 @@ class EmbeddedEventLog implements EventLog {
 
   async publish(subject: string, data: Uint8Array, opts: PublishOptions): Promise<PublishAck> {
     checkEventPublish(subject, data, opts);
-    return withProducerSpan("publish", subject, opts.headers ?? {}, async (h) =>
-      this.core.events.publish(subject, data, storeHeaders(h, opts.msgId), opts.msgId),
+    return withProducerSpan(
+      "publish",
+      subject,
+      opts.headers ?? {},
+      async (h) => this.core.events.publish(subject, data, storeHeaders(h, opts.msgId), opts.msgId),
+      opts.msgId,
     );
   }
 
@@ -131,8 +135,12 @@ class EmbeddedWorkQueue implements WorkQueue {
   async enqueue(data: Uint8Array, opts: PublishOptions): Promise<PublishAck> {
     checkEnqueue(data, opts);
     const { subject } = this.core.defs.work;
-    return withProducerSpan("enqueue", subject, opts.headers ?? {}, async (h) =>
-      this.core.work.publish(subject, data, storeHeaders(h, opts.msgId), opts.msgId),
+    return withProducerSpan(
+      "enqueue",
+      subject,
+      opts.headers ?? {},
+      async (h) => this.core.work.publish(subject, data, storeHeaders(h, opts.msgId), opts.msgId),
+      opts.msgId,
     );
   }
 

@@ -19,8 +19,12 @@ export class NatsEventLog implements EventLog {
 
   async publish(subject: string, data: Uint8Array, opts: PublishOptions): Promise<PublishAck> {
     checkEventPublish(subject, data, opts);
-    return withProducerSpan("publish", subject, opts.headers ?? {}, (h) =>
-      this.ctx.publish(subject, data, opts.msgId, h),
+    return withProducerSpan(
+      "publish",
+      subject,
+      opts.headers ?? {},
+      (h) => this.ctx.publish(subject, data, opts.msgId, h),
+      opts.msgId,
     );
   }
 

@@ -36,8 +36,12 @@ export class NatsWorkQueue implements WorkQueue {
   async enqueue(data: Uint8Array, opts: PublishOptions): Promise<PublishAck> {
     checkEnqueue(data, opts);
     const { subject } = this.ctx.defs.work;
-    return withProducerSpan("enqueue", subject, opts.headers ?? {}, (h) =>
-      this.ctx.publish(subject, data, opts.msgId, h),
+    return withProducerSpan(
+      "enqueue",
+      subject,
+      opts.headers ?? {},
+      (h) => this.ctx.publish(subject, data, opts.msgId, h),
+      opts.msgId,
     );
   }
 
