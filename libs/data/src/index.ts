@@ -3,6 +3,7 @@ export * from "./image.js";
 export * from "./pair-dataset.js";
 export * from "./pickapic.js";
 export * from "./pickapic-fixture.js";
+export * from "./png-fixture.js";
 export * from "./pixel-font.js";
 export * from "./plots.js";
 export * from "./prng.js";

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { decodePng, encodePng, type ImageBatch } from "@idpo/data";
+import { decodePng, encodePng, type ImageBatch, readPngHeader } from "@idpo/data";
 import { Dtype, ImageFormat, type Image as ImageMessage, ImageSchema, TensorSchema } from "@idpo/proto";
 
 /** Limits applied when reading images from a request. */
@@ -18,9 +18,37 @@ function invalid(msg: string): ConnectError {
   return new ConnectError(msg, Code.InvalidArgument);
 }
 
-function decodeOne(msg: ImageMessage, where: string): { height: number; width: number; data: Float32Array } {
+/** Refuses a size the limits do not allow; called with the declared size, before anything is decoded. */
+function checkSize(where: string, height: number, width: number, limits: ImageLimits): void {
+  if (limits.size !== undefined && (height !== limits.size || width !== limits.size)) {
+    throw invalid(`${where}: image is ${height}×${width}, the model needs ${limits.size}×${limits.size}`);
+  }
+  const lo = limits.minSide ?? 1;
+  const hi = limits.maxSide ?? 4096;
+  if (height < lo || width < lo || height > hi || width > hi) {
+    throw invalid(`${where}: image is ${height}×${width}, sides must be in [${lo}, ${hi}]`);
+  }
+}
+
+/**
+ * Decodes one image after checking the size it declares (a PNG's header, a tensor's shape) against the
+ * limits, so that a small message declaring a huge image costs nothing: a 196 KB PNG declaring 8192×8192
+ * used to take seconds and a gigabyte to decode before its size was looked at.
+ */
+function decodeOne(
+  msg: ImageMessage,
+  where: string,
+  limits: ImageLimits,
+): { height: number; width: number; data: Float32Array } {
   switch (msg.data.case) {
     case "png": {
+      let header: { height: number; width: number };
+      try {
+        header = readPngHeader(msg.data.value);
+      } catch (err) {
+        throw invalid(`${where}: undecodable PNG (${(err as Error).message})`);
+      }
+      checkSize(where, header.height, header.width, limits);
       try {
         return decodePng(msg.data.value);
       } catch (err) {
@@ -33,6 +61,7 @@ function decodeOne(msg: ImageMessage, where: string): { height: number; width: n
         throw invalid(`${where}: tensor shape [${t.shape.join(", ")}] is not [height, width, 3]`);
       }
       const [h, w] = t.shape;
+      checkSize(where, h, w, limits);
       const count = h * w * 3;
       if (t.dtype === Dtype.FLOAT32) {
         if (t.data.byteLength !== count * 4) {
@@ -66,7 +95,9 @@ function decodeOne(msg: ImageMessage, where: string): { height: number; width: n
 
 /**
  * Decodes request images into one NHWC batch. Every image must have the same size (and `limits.size`
- * when given). Errors are INVALID_ARGUMENT naming the field and index, e.g. "images[3]: undecodable PNG".
+ * when given), checked from what each image declares before it is decoded. PNG alpha is composited onto
+ * black; gray, palette and 16-bit PNGs are converted to 8-bit RGB. Errors are INVALID_ARGUMENT naming the
+ * field and index, e.g. "images[3]: undecodable PNG".
  */
 export function imagesFromMessages(images: readonly ImageMessage[], limits: ImageLimits): ImageBatch {
   if (images.length === 0) throw invalid(`${limits.field}: at least one image is required`);
@@ -75,17 +106,7 @@ export function imagesFromMessages(images: readonly ImageMessage[], limits: Imag
   let data: Float32Array | undefined;
   for (let i = 0; i < images.length; i++) {
     const where = `${limits.field}[${i}]`;
-    const img = decodeOne(images[i], where);
-    if (limits.size !== undefined && (img.height !== limits.size || img.width !== limits.size)) {
-      throw invalid(
-        `${where}: image is ${img.height}×${img.width}, the model needs ${limits.size}×${limits.size}`,
-      );
-    }
-    const lo = limits.minSide ?? 1;
-    const hi = limits.maxSide ?? 4096;
-    if (img.height < lo || img.width < lo || img.height > hi || img.width > hi) {
-      throw invalid(`${where}: image is ${img.height}×${img.width}, sides must be in [${lo}, ${hi}]`);
-    }
+    const img = decodeOne(images[i], where, limits);
     if (i === 0) {
       height = img.height;
       width = img.width;

@@ -63,7 +63,8 @@ export type Image = Message<"idpo.common.v1.Image"> & {
    */
   data: {
     /**
-     * PNG-encoded image (8-bit, RGB or RGBA).
+     * PNG-encoded image: 8-bit RGB or RGBA; gray, palette and 16-bit PNGs are converted to 8-bit RGB. Its
+     * declared size is checked before it is decoded.
      *
      * @generated from field: bytes png = 1;
      */
