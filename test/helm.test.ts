@@ -41,7 +41,12 @@ interface ValueSet {
   streamReplicas: string;
   /** IDPO_BUS_PREFIX, when the set gives one. */
   busPrefix?: string;
+  /** Services whose pods carry the inference sidecar (which then holds the GPU). */
+  sidecars: ServiceName[];
 }
+
+/** Port of the inference sidecar container. */
+const INFERENCE_PORT = 50056;
 
 const BUNDLED_NATS = `nats://${RELEASE}-nats.${NAMESPACE}.svc.cluster.local:4222`;
 const VALUE_SETS: ValueSet[] = [
@@ -51,6 +56,7 @@ const VALUE_SETS: ValueSet[] = [
     gpus: { generator: 1, improver: 1, trainer: 1 },
     natsUrl: BUNDLED_NATS,
     streamReplicas: "1",
+    sidecars: ["generator", "improver"],
   },
   {
     name: "cpu-only",
@@ -58,6 +64,7 @@ const VALUE_SETS: ValueSet[] = [
     gpus: {},
     natsUrl: "nats://nats.nats.svc.cluster.local:4222",
     streamReplicas: "1",
+    sidecars: ["generator"],
   },
   {
     name: "gpu-tolerations",
@@ -65,6 +72,7 @@ const VALUE_SETS: ValueSet[] = [
     gpus: { generator: 1, improver: 1, trainer: 2 },
     natsUrl: BUNDLED_NATS,
     streamReplicas: "1",
+    sidecars: ["generator", "improver"],
   },
   {
     name: "autoscaling",
@@ -73,6 +81,7 @@ const VALUE_SETS: ValueSet[] = [
     natsUrl: BUNDLED_NATS,
     streamReplicas: "3",
     busPrefix: "prod",
+    sidecars: ["generator", "improver"],
   },
 ];
 
@@ -121,10 +130,21 @@ function find(objs: K8sObject[], kind: string, name: string): K8sObject {
 // biome-ignore lint/suspicious/noExplicitAny: containers come from parsed manifests.
 type Container = any;
 
+/** The service's own container (its pod may also hold the inference sidecar, and nothing else). */
 function containerOf(deploy: K8sObject): Container {
+  const svc = deploy.metadata.labels?.["app.kubernetes.io/component"];
   const containers = deploy.spec.template.spec.containers as Container[];
-  expect(containers).toHaveLength(1);
-  return containers[0];
+  const own = containers.filter((c) => c.name === svc);
+  expect(own).toHaveLength(1);
+  expect(containers.filter((c) => c.name !== svc).map((c) => c.name)).toEqual(
+    sidecarOf(deploy) ? ["inference"] : [],
+  );
+  return own[0];
+}
+
+/** The pod's inference sidecar container, if it has one. */
+function sidecarOf(deploy: K8sObject): Container | undefined {
+  return (deploy.spec.template.spec.containers as Container[]).find((c) => c.name === "inference");
 }
 
 function envOf(container: Container, name: string): string | undefined {
@@ -216,16 +236,26 @@ describe("helm/idpo chart", () => {
         expect(objs.filter((o) => o.kind === "Deployment")).toHaveLength(SERVICES.length);
       });
 
-      it("puts nvidia.com/gpu limits exactly on the GPU services", () => {
+      it("puts nvidia.com/gpu limits exactly on the GPU services, on the container that holds the weights", () => {
         const objs = ownObjects(set.name);
         for (const svc of SERVICES) {
-          const c = containerOf(find(objs, "Deployment", `${RELEASE}-${svc}`));
+          const deploy = find(objs, "Deployment", `${RELEASE}-${svc}`);
+          const c = containerOf(deploy);
+          const sidecar = sidecarOf(deploy);
+          expect(sidecar !== undefined, `${svc} sidecar`).toBe(set.sidecars.includes(svc));
           const expected = set.gpus[svc];
-          expect(c.resources.limits?.["nvidia.com/gpu"], `${svc} GPU limit`).toBe(expected);
-          expect(c.resources.requests?.["nvidia.com/gpu"], `${svc} GPU request`).toBeUndefined();
-          const flavour = expected === undefined ? "cpu" : "gpu";
-          expect(c.image, `${svc} image flavour`).toMatch(new RegExp(`(-${flavour}$|@sha256:)`));
-          expect(envOf(c, "IDPO_TF_BACKEND")).toBe(expected === undefined ? "wasm" : "tensorflow-gpu");
+          const holder = sidecar ?? c;
+          expect(holder.resources.limits?.["nvidia.com/gpu"], `${svc} GPU limit`).toBe(expected);
+          if (sidecar) expect(c.resources.limits?.["nvidia.com/gpu"], `${svc} app GPU limit`).toBeUndefined();
+          for (const x of sidecar ? [c, sidecar] : [c]) {
+            expect(x.resources.requests?.["nvidia.com/gpu"], `${svc} GPU request`).toBeUndefined();
+            const flavour = expected === undefined ? "cpu" : "gpu";
+            expect(x.image, `${svc} image flavour`).toMatch(new RegExp(`(-${flavour}$|@sha256:)`));
+          }
+          const appGpu = expected !== undefined && !sidecar;
+          expect(envOf(c, "IDPO_TF_BACKEND")).toBe(appGpu ? "tensorflow-gpu" : "wasm");
+          if (sidecar)
+            expect(envOf(sidecar, "IDPO_INFERENCE_PROVIDER")).toBe(expected === undefined ? "cpu" : "cuda");
         }
         const gpuObjects = objs.filter((o) => JSON.stringify(o).includes('nvidia.com/gpu":'));
         expect(gpuObjects.map((o) => o.metadata.name).sort()).toEqual(
@@ -242,8 +272,11 @@ describe("helm/idpo chart", () => {
           const svc = deploy.metadata.labels?.["app.kubernetes.io/component"] as ServiceName;
           const pod = deploy.spec.template.spec;
           for (const c of [...(pod.initContainers ?? []), ...pod.containers]) {
-            const port = PORTS[svc];
-            expect(c.ports).toEqual([{ name: "grpc", containerPort: port, protocol: "TCP" }]);
+            const isSidecar = c.name === "inference";
+            const port = isSidecar ? INFERENCE_PORT : PORTS[svc];
+            expect(c.ports).toEqual([
+              { name: isSidecar ? "grpc-inference" : "grpc", containerPort: port, protocol: "TCP" },
+            ]);
             for (const probe of ["startupProbe", "readinessProbe", "livenessProbe"]) {
               expect(c[probe]?.grpc?.port, `${svc} ${probe}`).toBe(port);
               expect(c[probe].httpGet ?? c[probe].tcpSocket ?? c[probe].exec).toBeUndefined();
@@ -254,7 +287,7 @@ describe("helm/idpo chart", () => {
             );
             expect(c.resources.requests.cpu, `${svc} cpu request`).toBeDefined();
             expect(c.resources.requests.memory, `${svc} memory request`).toBeDefined();
-            expect(c.args).toEqual(["serve", svc]);
+            expect(c.args).toEqual(["serve", isSidecar ? "inference" : svc]);
             expect(envOf(c, "IDPO_PORT")).toBe(String(port));
             expect(c.securityContext).toMatchObject({
               allowPrivilegeEscalation: false,
@@ -287,6 +320,22 @@ describe("helm/idpo chart", () => {
           const pod = find(objs, "Deployment", `${RELEASE}-${svc}`).spec.template.spec;
           // Kubernetes must not SIGKILL before the service's own drain deadline.
           expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan(graceMs);
+          // The sidecar reads checkpoints from the same bus, and the service reaches it over loopback.
+          const sidecar = sidecarOf(find(objs, "Deployment", `${RELEASE}-${svc}`));
+          if (sidecar) {
+            expect(envOf(c, "IDPO_INFERENCE")).toBe("sidecar");
+            expect(envOf(c, "IDPO_INFERENCE_ADDR")).toBe(`http://127.0.0.1:${INFERENCE_PORT}`);
+            expect(envOf(sidecar, "IDPO_PORT")).toBe(String(INFERENCE_PORT));
+            expect(envOf(sidecar, "IDPO_NATS_URL")).toBe(set.natsUrl);
+            expect(envOf(sidecar, "IDPO_NATS_REPLICAS")).toBe(set.streamReplicas);
+            expect(envOf(sidecar, "IDPO_BUS_PREFIX")).toBe(set.busPrefix);
+            expect(envOf(sidecar, "IDPO_DATA_DIR")).toBe(envOf(c, "IDPO_DATA_DIR"));
+            expect(envOf(sidecar, "IDPO_INFERENCE_THREADS")).toMatch(/^[1-9][0-9]*$/);
+            expect(envOf(sidecar, "OTEL_SERVICE_NAME")).toBe(`idpo-${svc}-inference`);
+            expect(sidecar.volumeMounts).toEqual(c.volumeMounts);
+          } else {
+            expect(envOf(c, "IDPO_INFERENCE")).toBeUndefined();
+          }
         }
       });
     });

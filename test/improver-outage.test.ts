@@ -8,16 +8,16 @@ import { Code, ConnectError, createRouterTransport, type Interceptor } from "@co
 import { type Bus, openBus, type Subscription, type TerminationReport } from "@idpo/bus";
 import { createGenerator, type Generator, generatorConfigFromEnv, type ShardOutcome } from "@idpo/generator";
 import { createImprover, type Improver } from "@idpo/improver";
-import { CheckpointStore } from "@idpo/mesh";
-import { PairShardTaskSchema, type RunEvent, RunEventSchema } from "@idpo/proto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  CheckpointStore,
   memoryLogger,
   putCheckpoint,
   tinyImprover,
   tinyPolicy,
   useTestBackend,
-} from "../services/generator/src/test-fixtures.js";
+} from "@idpo/mesh";
+import { PairShardTaskSchema, type RunEvent, RunEventSchema } from "@idpo/proto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestNats, type TestNats } from "./support/nats.js";
 
 /** How long the Improver is away: longer than the 3 deliveries with 1 s and 5 s backoff used to last. */

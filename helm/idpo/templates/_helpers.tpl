@@ -184,3 +184,89 @@ Physical name of a bus stream: bus.prefix "p" turns IDPO_WORK into p_IDPO_WORK. 
 {{- .stream }}
 {{- end }}
 {{- end }}
+
+{{/*
+Environment every idpo container of a pod shares: data dir, the bus and its credentials, auth. Argument:
+the root context.
+*/}}
+{{- define "idpo.busEnv" -}}
+- name: IDPO_DATA_DIR
+  value: {{ .Values.persistence.dataDir | quote }}
+- name: IDPO_NATS_URL
+  value: {{ include "idpo.natsUrl" . | quote }}
+{{- if .Values.bus.credentialsSecret.name }}
+- name: IDPO_NATS_CREDS_FILE
+  value: {{ printf "/var/run/secrets/idpo/nats/%s" .Values.bus.credentialsSecret.key | quote }}
+{{- end }}
+{{- with .Values.bus.tokenSecret.name }}
+- name: IDPO_NATS_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.bus.tokenSecret.key }}
+{{- end }}
+{{- with .Values.bus.prefix }}
+- name: IDPO_BUS_PREFIX
+  value: {{ . | quote }}
+{{- end }}
+- name: IDPO_NATS_REPLICAS
+  value: {{ include "idpo.streamReplicas" . | quote }}
+{{- if .Values.auth.existingSecret }}
+- name: IDPO_AUTH_TOKENS_FILE
+  value: {{ printf "/var/run/secrets/idpo/auth/%s" .Values.auth.key | quote }}
+{{- with .Values.auth.peerTokenKey }}
+- name: IDPO_AUTH_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ $.Values.auth.existingSecret }}
+      key: {{ . }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Volume mounts every idpo container of a pod shares. Argument: dict root, name, svc.
+*/}}
+{{- define "idpo.volumeMounts" -}}
+{{- $root := .root -}}
+- name: tmp
+  mountPath: /tmp
+- name: data
+  mountPath: {{ $root.Values.persistence.dataDir }}
+{{- if $root.Values.bus.credentialsSecret.name }}
+- name: nats-credentials
+  mountPath: /var/run/secrets/idpo/nats
+  readOnly: true
+{{- end }}
+{{- if $root.Values.auth.existingSecret }}
+- name: auth-tokens
+  mountPath: /var/run/secrets/idpo/auth
+  readOnly: true
+{{- end }}
+{{- with (concat $root.Values.defaults.extraVolumeMounts (.svc.extraVolumeMounts | default list)) }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Startup, readiness and liveness probes over grpc.health.v1. Argument: dict port, probes (the resolved
+defaults.probes merged with the service's).
+*/}}
+{{- define "idpo.grpcProbes" -}}
+{{- $port := .port -}}
+{{- range $kind := list "startup" "readiness" "liveness" }}
+{{- $p := get $.probes $kind }}
+{{ $kind }}Probe:
+  grpc:
+    port: {{ $port }}
+    {{- with $p.service }}
+    service: {{ . | quote }}
+    {{- end }}
+  periodSeconds: {{ $p.periodSeconds }}
+  timeoutSeconds: {{ $p.timeoutSeconds }}
+  failureThreshold: {{ $p.failureThreshold }}
+  {{- if eq $kind "readiness" }}
+  successThreshold: {{ $p.successThreshold }}
+  {{- end }}
+{{- end }}
+{{- end }}

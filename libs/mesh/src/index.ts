@@ -2,6 +2,12 @@
  * What the mesh's services share: image messages ↔ batches, the process-wide bus, the checkpoint store and
  * the trainer contract (training-config defaults and limits, data URIs, model presets, job kinds).
  */
+export {
+  fetchCheckpoint,
+  loadDiffusionCheckpoint,
+  unreadableCheckpoint,
+  wrongModelKind,
+} from "./checkpoint-loader.js";
 export { CheckpointStore, checkpointArtifact } from "./checkpoint-store.js";
 export {
   type BatcherLimits,
@@ -9,8 +15,8 @@ export {
   type BatchRunner,
   DynamicBatcher,
 } from "./dynamic-batcher.js";
-export { type BatcherLimits, type BatcherStats, type BatchRunner, DynamicBatcher } from "./dynamic-batcher.js";
 export { type ImageLimits, imagesFromMessages, imagesToMessages } from "./images.js";
+export { createModelHost, type ModelHost, type ModelHostOptions } from "./model-host.js";
 export { type LoadedModel, type ModelLease, ModelSlot } from "./model-slot.js";
 export {
   decodePairShard,
@@ -45,7 +51,25 @@ export {
   replicaConsumerName,
   subscribeCheckpointPublished,
 } from "./run-events.js";
+export {
+  type EngineFromEnvOptions,
+  INFERENCE_MODES,
+  type InferenceMode,
+  inProcessEngine,
+  type SamplingEngine,
+  type ServedModel,
+  samplingEngineFromEnv,
+  sidecarEngine,
+} from "./sampling-engine.js";
 export { closeSharedBus, sharedBus } from "./shared-bus.js";
+export {
+  memoryLogger,
+  putCheckpoint,
+  tempBus,
+  tinyImprover,
+  tinyPolicy,
+  useTestBackend,
+} from "./test-fixtures.js";
 export { checkRange, invalidField } from "./trainer-contract/contract-error.js";
 export {
   type DataUri,

@@ -3,7 +3,15 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import type { Bus } from "@idpo/bus";
 import { type DiffusionModel, sample } from "@idpo/diffusion";
-import { CheckpointStore, imagesFromMessages } from "@idpo/mesh";
+import {
+  CheckpointStore,
+  imagesFromMessages,
+  memoryLogger,
+  putCheckpoint,
+  tempBus,
+  tinyPolicy,
+  useTestBackend,
+} from "@idpo/mesh";
 import {
   type GenerateImagesResponse,
   type GenerationSpecSchema,
@@ -18,7 +26,6 @@ import {
 import { buildServer } from "@idpo/runtime";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generatorDefinition } from "./generator-service.js";
-import { memoryLogger, putCheckpoint, tempBus, tinyPolicy, useTestBackend } from "./test-fixtures.js";
 
 const S = 16;
 const PROMPTS = ["a small red circle on a black background", "a large blue square on a white background"];

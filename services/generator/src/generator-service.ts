@@ -8,16 +8,18 @@ import {
   type Transport,
 } from "@connectrpc/connect";
 import type { Bus, Subscription, TerminationReport } from "@idpo/bus";
-import { type DiffusionModel, initBackend, sample } from "@idpo/diffusion";
 import {
   CheckpointStore,
+  createModelHost,
   imagesToMessages,
+  inProcessEngine,
   type ModelLease,
-  ModelSlot,
   type PairPixelDtype,
   replicaConsumerName,
+  type SamplingEngine,
+  type ServedModel,
+  samplingEngineFromEnv,
   sharedBus,
-  subscribeCheckpointPublished,
 } from "@idpo/mesh";
 import {
   type CheckpointRef,
@@ -30,7 +32,6 @@ import {
   GeneratorService,
   generatorV1,
   ImproverService,
-  ModelKind,
 } from "@idpo/proto";
 import {
   createPeerTransport,
@@ -41,7 +42,6 @@ import {
   peerAddress,
   type ServiceDefinition,
 } from "@idpo/runtime";
-import { loadDiffusionCheckpoint } from "./checkpoint-loader.js";
 import { type ParsedSpec, parseGenerationSpec } from "./generation-spec.js";
 import { type ShardOutcome, startShardWorker } from "./shard-worker.js";
 
@@ -89,8 +89,10 @@ export function generatorConfigFromEnv(env: Record<string, string | undefined>):
 /** What the generator is built from; the service definition wires the real ones. */
 export interface GeneratorDeps {
   config: GeneratorConfig;
-  /** Where policy checkpoints are read from. */
-  checkpoints: CheckpointStore;
+  /** Loads policy checkpoints and samples them (tfjs in process, or the inference sidecar). */
+  engine?: SamplingEngine;
+  /** Without `engine`: where checkpoints are read from, to sample them with tfjs in this process. */
+  checkpoints?: CheckpointStore;
   /** Bus for checkpoint events and the pair-shard work queue; without it neither runs. */
   bus?: Pick<Bus, "events" | "work" | "artifacts">;
   /** Transport to the Improver (required for the shard worker). */
@@ -100,7 +102,7 @@ export interface GeneratorDeps {
   logger: Logger;
   /** Health: SERVING once weights are loaded. */
   setServing(serving: boolean): void;
-  /** Compute backend name reported by GetModel. */
+  /** Without `engine`: the tfjs backend name GetModel reports. */
   backend?: string;
   /** Called after each acked shard (tests, metrics). */
   onShard?: (outcome: ShardOutcome) => void;
@@ -144,13 +146,20 @@ function noWeights(): ConnectError {
   );
 }
 
-function checkCheckpoint(p: ParsedSpec, lease: ModelLease<DiffusionModel>): void {
+function checkCheckpoint(p: ParsedSpec, lease: ModelLease<ServedModel>): void {
   if (p.checkpointId !== "" && p.checkpointId !== lease.ref.id) {
     throw new ConnectError(
       `spec.checkpoint_id: ${JSON.stringify(p.checkpointId)} is not loaded (the generator holds ${JSON.stringify(lease.ref.id)})`,
       Code.FailedPrecondition,
     );
   }
+}
+
+/** The given engine, or tfjs in this process over the given checkpoint store. */
+function engineOf(deps: GeneratorDeps): SamplingEngine {
+  if (deps.engine) return deps.engine;
+  if (!deps.checkpoints) throw new Error("createGenerator: give an engine or a checkpoint store");
+  return inProcessEngine(deps.checkpoints, deps.backend ?? "");
 }
 
 /**
@@ -166,30 +175,19 @@ export async function createGenerator(deps: GeneratorDeps): Promise<Generator> {
     shardsRepublished: 0,
     shardsTerminated: 0,
   };
-  const slot = new ModelSlot<DiffusionModel>(
-    (m) => m.dispose(),
-    (ref) => {
-      logger.info("policy weights loaded", { checkpoint: ref.id, step: Number(ref.step) });
-      deps.setServing(true);
-    },
-  );
-  deps.setServing(false);
-  const loadPolicy = (id: string) => loadDiffusionCheckpoint(deps.checkpoints, id, "policy");
-  const loadCheckpoint = (id: string) => slot.load(id, loadPolicy);
+  const host = await createModelHost({
+    kind: "policy",
+    engine: engineOf(deps),
+    startupCheckpoint: config.checkpointId,
+    bus: deps.bus,
+    consumerName: deps.consumerName ?? replicaConsumerName("generator"),
+    logger,
+    setServing: deps.setServing,
+  });
+  const slot = host.slot;
 
   const subscriptions: Subscription[] = [];
   if (deps.bus) {
-    subscriptions.push(
-      await subscribeCheckpointPublished(deps.bus, {
-        consumer: deps.consumerName ?? replicaConsumerName("generator"),
-        onCheckpoint: async (published) => {
-          const ref = published.checkpoint!;
-          if (ref.kind !== ModelKind.POLICY || !published.isFinal) return;
-          logger.info("checkpoint.published: loading policy", { checkpoint: ref.id, job: published.jobId });
-          await loadCheckpoint(ref.id);
-        },
-      }),
-    );
     if (config.workers > 0) {
       if (!deps.improverTransport)
         throw new Error("createGenerator: the shard worker needs an improver transport");
@@ -198,7 +196,7 @@ export async function createGenerator(deps: GeneratorDeps): Promise<Generator> {
           config,
           bus: deps.bus,
           slot,
-          loadPolicy,
+          loadPolicy: host.loadModel,
           improver: createClient(ImproverService, deps.improverTransport),
           logger,
           onShard: (o) => {
@@ -215,26 +213,15 @@ export async function createGenerator(deps: GeneratorDeps): Promise<Generator> {
     }
   }
 
-  const ready = config.checkpointId
-    ? loadCheckpoint(config.checkpointId).then(
-        () => undefined,
-        (err: unknown) =>
-          logger.error("could not load the start-up policy checkpoint", {
-            checkpoint: config.checkpointId,
-            error: (err as Error).message,
-          }),
-      )
-    : Promise.resolve();
-
   /** Samples images [start, end) of a parsed spec on a leased model. */
   async function generate(
-    lease: ModelLease<DiffusionModel>,
+    lease: ModelLease<ServedModel>,
     p: ParsedSpec,
     start: number,
     end: number,
     signal: AbortSignal,
   ): Promise<GeneratedImage[]> {
-    const batch = await sample(lease.model, {
+    const batch = await lease.model.sample({
       prompts: p.prompts.slice(start, end),
       seeds: p.seeds.slice(start, end),
       steps: p.steps,
@@ -299,34 +286,24 @@ export async function createGenerator(deps: GeneratorDeps): Promise<Generator> {
       },
 
       getModel() {
-        const lease = slot.acquire();
-        try {
-          return create(generatorV1.GetModelResponseSchema, {
-            checkpoint: lease?.ref,
-            configJson: lease ? JSON.stringify(lease.model.config) : "",
-            backend: deps.backend ?? "",
-          });
-        } finally {
-          lease?.release();
-        }
+        return create(generatorV1.GetModelResponseSchema, host.describe());
       },
 
       async loadCheckpoint(req: generatorV1.LoadCheckpointRequest) {
-        const ref = await loadCheckpoint(req.checkpointId);
+        const ref = await host.loadCheckpoint(req.checkpointId);
         return create(generatorV1.LoadCheckpointResponseSchema, { checkpoint: ref });
       },
     });
 
   return {
     routes,
-    loadCheckpoint,
+    loadCheckpoint: host.loadCheckpoint,
     current: () => slot.current,
-    ready,
+    ready: host.ready,
     stats: () => ({ ...stats }),
     async close() {
       for (const s of subscriptions) await s.stop({ timeoutMs: 10_000 });
-      await ready;
-      slot.close();
+      await host.close();
     },
   };
 }
@@ -339,6 +316,8 @@ export interface GeneratorOverrides {
   checkpoints?: CheckpointStore;
   /** Transport to the Improver; default `createPeerTransport(peerAddress("improver"))`. */
   improverTransport?: Transport;
+  /** Transport to the inference sidecar (IDPO_INFERENCE=sidecar); default one to IDPO_INFERENCE_ADDR. */
+  inferenceTransport?: Transport;
   /** Called after each acked shard. */
   onShard?: (outcome: ShardOutcome) => void;
 }
@@ -351,20 +330,23 @@ export function generatorDefinition(overrides: GeneratorOverrides = {}): Service
     grpcServices: [GeneratorService.typeName],
     async create(ctx) {
       const config = generatorConfigFromEnv(ctx.env);
-      const backend = (await initBackend({ log: (msg, fields) => ctx.logger.info(msg, { ...fields }) })).name;
       const bus = overrides.bus ?? (await sharedBus());
+      const engine = await samplingEngineFromEnv(ctx.env, {
+        checkpoints: overrides.checkpoints ?? new CheckpointStore(bus.artifacts),
+        inferenceTransport: overrides.inferenceTransport,
+        logger: ctx.logger,
+      });
       const owned = overrides.improverTransport
         ? undefined
         : createPeerTransport(peerAddress("improver", ctx.env));
       const generator = await createGenerator({
         config,
-        checkpoints: overrides.checkpoints ?? new CheckpointStore(bus.artifacts),
+        engine: engine.engine,
         bus,
         improverTransport: overrides.improverTransport ?? owned,
         consumerName: replicaConsumerName("generator"),
         logger: ctx.logger,
         setServing: ctx.setServing,
-        backend,
         onShard: overrides.onShard,
       });
       return {
@@ -372,6 +354,7 @@ export function generatorDefinition(overrides: GeneratorOverrides = {}): Service
         close: async () => {
           await generator.close();
           owned?.close();
+          engine.close();
         },
       };
     },

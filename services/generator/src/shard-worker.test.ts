@@ -3,19 +3,21 @@ import { createRouterTransport } from "@connectrpc/connect";
 import type { Bus, Subscription, TerminationReport } from "@idpo/bus";
 import { type DiffusionModel, improve, sample } from "@idpo/diffusion";
 import { createImprover, type Improver } from "@idpo/improver";
-import { CheckpointStore, decodePairShard, pairShardArtifact } from "@idpo/mesh";
-import { PairShardTaskSchema, type RunEvent, RunEventSchema } from "@idpo/proto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createGenerator, type Generator, generatorConfigFromEnv } from "./generator-service.js";
-import type { ShardOutcome } from "./shard-worker.js";
 import {
+  CheckpointStore,
+  decodePairShard,
   memoryLogger,
+  pairShardArtifact,
   putCheckpoint,
   tempBus,
   tinyImprover,
   tinyPolicy,
   useTestBackend,
-} from "./test-fixtures.js";
+} from "@idpo/mesh";
+import { PairShardTaskSchema, type RunEvent, RunEventSchema } from "@idpo/proto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createGenerator, type Generator, generatorConfigFromEnv } from "./generator-service.js";
+import type { ShardOutcome } from "./shard-worker.js";
 
 const RUN = "s1";
 const PROMPTS = [

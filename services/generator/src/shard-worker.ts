@@ -10,7 +10,7 @@ import {
   type Subscription,
   type TerminationReport,
 } from "@idpo/bus";
-import { type DiffusionModel, type ImageBatch, sample } from "@idpo/diffusion";
+import type { ImageBatch } from "@idpo/diffusion";
 import {
   checkpointArtifact,
   encodePairShard,
@@ -22,6 +22,7 @@ import {
   type PairShardRecordInput,
   pairShardMeta,
   readPairShardMeta,
+  type ServedModel,
 } from "@idpo/mesh";
 import {
   ImageFormat,
@@ -75,9 +76,9 @@ export interface ShardWorkerDeps {
   config: ShardWorkerConfig;
   bus: Pick<Bus, "work" | "events" | "artifacts">;
   /** The generator's policy slot (a task's checkpoint becomes the current policy). */
-  slot: ModelSlot<DiffusionModel>;
+  slot: ModelSlot<ServedModel>;
   /** Loads a policy checkpoint by id. */
-  loadPolicy: (id: string) => Promise<LoadedModel<DiffusionModel>>;
+  loadPolicy: (id: string) => Promise<LoadedModel<ServedModel>>;
   /** Client of the Improver (balanced across replicas when its transport is). */
   improver: Client<typeof ImproverService>;
   logger: Logger;
@@ -338,7 +339,7 @@ export function startShardWorker(deps: ShardWorkerDeps): Promise<Subscription> {
     try {
       const seeds = t.seeds.map(Number);
       const steps = t.steps === 0 ? 20 : t.steps;
-      const losers = await sample(lease.model, {
+      const losers = await lease.model.sample({
         prompts: t.prompts,
         seeds,
         steps,

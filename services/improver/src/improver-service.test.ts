@@ -4,7 +4,17 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { type Bus, decodeReport } from "@idpo/bus";
 import { type DiffusionModel, improve } from "@idpo/diffusion";
-import { CheckpointStore, imagesFromMessages, imagesToMessages } from "@idpo/mesh";
+import {
+  CheckpointStore,
+  imagesFromMessages,
+  imagesToMessages,
+  memoryLogger,
+  putCheckpoint,
+  tempBus,
+  tinyImprover,
+  tinyPolicy,
+  useTestBackend,
+} from "@idpo/mesh";
 import {
   Dtype,
   Health,
@@ -20,14 +30,6 @@ import {
 import { buildServer } from "@idpo/runtime";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { improverDefinition } from "./improver-service.js";
-import {
-  memoryLogger,
-  putCheckpoint,
-  tempBus,
-  tinyImprover,
-  tinyPolicy,
-  useTestBackend,
-} from "./test-fixtures.js";
 
 /** The object form of an ImproveImagesRequest initialiser (every field optional). */
 type RequestInit = Exclude<MessageInitShape<typeof ImproveImagesRequestSchema>, ImproveImagesRequest>;

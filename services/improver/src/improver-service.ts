@@ -1,18 +1,22 @@
 import { create } from "@bufbuild/protobuf";
+import type { Transport } from "@connectrpc/connect";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import type { Bus, Subscription } from "@idpo/bus";
-import { type DiffusionModel, improve, initBackend, type SamplerKind } from "@idpo/diffusion";
+import type { Bus } from "@idpo/bus";
+import type { SamplerKind } from "@idpo/diffusion";
 import {
   type BatcherStats,
   CheckpointStore,
+  createModelHost,
   DynamicBatcher,
   imagesFromMessages,
   imagesToMessages,
+  inProcessEngine,
   type ModelLease,
-  ModelSlot,
   replicaConsumerName,
+  type SamplingEngine,
+  type ServedModel,
+  samplingEngineFromEnv,
   sharedBus,
-  subscribeCheckpointPublished,
 } from "@idpo/mesh";
 import {
   type CheckpointRef,
@@ -21,11 +25,9 @@ import {
   ImproveImagesResponseSchema,
   ImproverService,
   improverV1,
-  ModelKind,
   Sampler,
 } from "@idpo/proto";
 import { envInt, envString, type Logger, type ServiceDefinition } from "@idpo/runtime";
-import { loadDiffusionCheckpoint } from "./checkpoint-loader.js";
 
 /** Improver settings (from the environment by {@link improverConfigFromEnv}). */
 export interface ImproverConfig {
@@ -66,8 +68,12 @@ export function improverConfigFromEnv(env: Record<string, string | undefined>): 
 /** What the improver is built from; the service definition wires the real ones. */
 export interface ImproverDeps {
   config: ImproverConfig;
-  /** Where checkpoints are read from. */
-  checkpoints: CheckpointStore;
+  /** Loads checkpoints and samples them (tfjs in process, or the inference sidecar). */
+  engine?: SamplingEngine;
+  /** Without `engine`: where checkpoints are read from, to sample them with tfjs in this process. */
+  checkpoints?: CheckpointStore;
+  /** Without `engine`: the tfjs backend name GetModel reports. */
+  backend?: string;
   /** Event log to follow checkpoint.published on; without it the improver reloads only on LoadCheckpoint. */
   bus?: Pick<Bus, "events">;
   /** Durable consumer name of the checkpoint subscription (unique per replica). */
@@ -75,8 +81,6 @@ export interface ImproverDeps {
   logger: Logger;
   /** Health: SERVING once weights are loaded. */
   setServing(serving: boolean): void;
-  /** Compute backend name reported by GetModel. */
-  backend?: string;
 }
 
 /** One image of a request, as queued for batching. */
@@ -88,7 +92,7 @@ interface Item {
 
 /** Settings every image of a batch shares (the batching key's content). */
 interface Group {
-  lease: ModelLease<DiffusionModel>;
+  lease: ModelLease<ServedModel>;
   steps: number;
   sampler: SamplerKind;
   sT: number;
@@ -200,6 +204,13 @@ function noWeights(): ConnectError {
   );
 }
 
+/** The given engine, or tfjs in this process over the given checkpoint store. */
+function engineOf(deps: ImproverDeps): SamplingEngine {
+  if (deps.engine) return deps.engine;
+  if (!deps.checkpoints) throw new Error("createImprover: give an engine or a checkpoint store");
+  return inProcessEngine(deps.checkpoints, deps.backend ?? "");
+}
+
 /**
  * Creates the improver: it loads `config.checkpointId` in the background (health NOT_SERVING until a
  * model is loaded), follows final IMPROVER checkpoint.published events when given a bus, and serves
@@ -207,14 +218,16 @@ function noWeights(): ConnectError {
  */
 export async function createImprover(deps: ImproverDeps): Promise<Improver> {
   const { config, logger } = deps;
-  const slot = new ModelSlot<DiffusionModel>(
-    (m) => m.dispose(),
-    (ref) => {
-      logger.info("improver weights loaded", { checkpoint: ref.id, step: Number(ref.step) });
-      deps.setServing(true);
-    },
-  );
-  deps.setServing(false);
+  const host = await createModelHost({
+    kind: "improver",
+    engine: engineOf(deps),
+    startupCheckpoint: config.checkpointId,
+    bus: deps.bus,
+    consumerName: deps.consumerName ?? replicaConsumerName("improver"),
+    logger,
+    setServing: deps.setServing,
+  });
+  const slot = host.slot;
 
   const batcher = new DynamicBatcher<Group, Item, Float32Array>(
     { maxBatch: config.maxBatch, maxDelayMs: config.maxDelayMs, maxQueue: config.maxQueue },
@@ -223,7 +236,7 @@ export async function createImprover(deps: ImproverDeps): Promise<Improver> {
       const per = S * S * 3;
       const data = new Float32Array(items.length * per);
       for (let i = 0; i < items.length; i++) data.set(items[i].pixels, i * per);
-      const out = await improve(group.lease.model, {
+      const out = await group.lease.model.improve({
         images: { n: items.length, height: S, width: S, channels: 3, data },
         prompts: items.map((it) => it.prompt),
         seeds: items.map((it) => it.seed),
@@ -241,33 +254,6 @@ export async function createImprover(deps: ImproverDeps): Promise<Improver> {
     (queued, limit) =>
       `improver queue is full: ${queued} images waiting, limit ${limit} (IDPO_IMPROVER_MAX_QUEUE); retry later`,
   );
-
-  const loadCheckpoint = (id: string) =>
-    slot.load(id, (i) => loadDiffusionCheckpoint(deps.checkpoints, i, "improver"));
-
-  let subscription: Subscription | undefined;
-  if (deps.bus) {
-    subscription = await subscribeCheckpointPublished(deps.bus, {
-      consumer: deps.consumerName ?? replicaConsumerName("improver"),
-      onCheckpoint: async (published) => {
-        const ref = published.checkpoint!;
-        if (ref.kind !== ModelKind.IMPROVER || !published.isFinal) return;
-        logger.info("checkpoint.published: loading improver", { checkpoint: ref.id, job: published.jobId });
-        await loadCheckpoint(ref.id);
-      },
-    });
-  }
-
-  const ready = config.checkpointId
-    ? loadCheckpoint(config.checkpointId).then(
-        () => undefined,
-        (err: unknown) =>
-          logger.error("could not load the start-up improver checkpoint", {
-            checkpoint: config.checkpointId,
-            error: (err as Error).message,
-          }),
-      )
-    : Promise.resolve();
 
   const routes = (router: ConnectRouter) =>
     router.service(ImproverService, {
@@ -309,36 +295,25 @@ export async function createImprover(deps: ImproverDeps): Promise<Improver> {
       },
 
       getModel() {
-        const lease = slot.acquire();
-        try {
-          return create(improverV1.GetModelResponseSchema, {
-            checkpoint: lease?.ref,
-            configJson: lease ? JSON.stringify(lease.model.config) : "",
-            backend: deps.backend ?? "",
-          });
-        } finally {
-          lease?.release();
-        }
+        return create(improverV1.GetModelResponseSchema, host.describe());
       },
 
       async loadCheckpoint(req: improverV1.LoadCheckpointRequest) {
-        const ref = await loadCheckpoint(req.checkpointId);
+        const ref = await host.loadCheckpoint(req.checkpointId);
         return create(improverV1.LoadCheckpointResponseSchema, { checkpoint: ref });
       },
     });
 
   return {
     routes,
-    loadCheckpoint,
+    loadCheckpoint: host.loadCheckpoint,
     current: () => slot.current,
-    ready,
+    ready: host.ready,
     stats: () => ({ ...batcher.stats }),
     async close() {
-      await subscription?.stop({ timeoutMs: 5_000 });
       batcher.close();
       await batcher.idle();
-      await ready;
-      slot.close();
+      await host.close();
     },
   };
 }
@@ -349,6 +324,8 @@ export interface ImproverOverrides {
   bus?: Bus;
   /** Checkpoint store; default one over `bus.artifacts`. */
   checkpoints?: CheckpointStore;
+  /** Transport to the inference sidecar (IDPO_INFERENCE=sidecar); default one to IDPO_INFERENCE_ADDR. */
+  inferenceTransport?: Transport;
 }
 
 /** The Improver's service definition, optionally over given dependencies. */
@@ -359,18 +336,27 @@ export function improverDefinition(overrides: ImproverOverrides = {}): ServiceDe
     grpcServices: [ImproverService.typeName],
     async create(ctx) {
       const config = improverConfigFromEnv(ctx.env);
-      const backend = (await initBackend({ log: (msg, fields) => ctx.logger.info(msg, { ...fields }) })).name;
       const bus = overrides.bus ?? (await sharedBus());
+      const engine = await samplingEngineFromEnv(ctx.env, {
+        checkpoints: overrides.checkpoints ?? new CheckpointStore(bus.artifacts),
+        inferenceTransport: overrides.inferenceTransport,
+        logger: ctx.logger,
+      });
       const improver = await createImprover({
         config,
-        checkpoints: overrides.checkpoints ?? new CheckpointStore(bus.artifacts),
+        engine: engine.engine,
         bus,
         consumerName: replicaConsumerName("improver"),
         logger: ctx.logger,
         setServing: ctx.setServing,
-        backend,
       });
-      return { routes: improver.routes, close: () => improver.close() };
+      return {
+        routes: improver.routes,
+        close: async () => {
+          await improver.close();
+          engine.close();
+        },
+      };
     },
   };
 }

@@ -12,10 +12,10 @@ import {
   Rng,
   readCheckpointMetadata,
 } from "@idpo/diffusion";
-import type { CheckpointStore } from "@idpo/mesh";
 import { type CheckpointRef, ModelKind } from "@idpo/proto";
 import { createLogger, type Logger } from "@idpo/runtime";
 import * as tf from "@tensorflow/tfjs-core";
+import type { CheckpointStore } from "./checkpoint-store.js";
 
 /** Tests run on single-threaded wasm: much faster than cpu for these sizes, and deterministic. */
 export async function useTestBackend(): Promise<void> {
@@ -31,9 +31,9 @@ export function memoryLogger(): Logger & { lines: string[] } {
   );
 }
 
-/** A fresh embedded bus in a temp directory, with short timings. */
-export async function tempBus(): Promise<{ bus: Bus; dir: string }> {
-  const dir = mkdtempSync(join(tmpdir(), "idpo-generator-test-"));
+/** A fresh embedded bus in a temp directory named after `service`, with short timings. */
+export async function tempBus(service = "mesh"): Promise<{ bus: Bus; dir: string }> {
+  const dir = mkdtempSync(join(tmpdir(), `idpo-${service}-test-`));
   const bus = await openBus({
     backend: "embedded",
     dataDir: dir,
