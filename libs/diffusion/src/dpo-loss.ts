@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { assertImageBatch, type ImageBatch, imagesToTensor } from "./image-batch.js";
 import { type LossOutput, tidyLoss } from "./loss-output.js";
 import type { DiffusionModel } from "./model.js";
-import { addNoise, drawNoise, drawTimesteps, perSampleMse } from "./noising.js";
+import { addNoise, drawTimesteps, latentSize, perSampleMse } from "./noising.js";
 import type { Rng } from "./rng.js";
 
 /** Preference pairs: for each prompt a preferred (winner) and a dispreferred (loser) image. */
@@ -91,6 +91,67 @@ function checkBeta(beta: number): void {
     throw new Error(`DPO beta must be a positive number, got ${beta}`);
 }
 
+/** The random draws of Diffusion-DPO for a batch of pairs, one entry per pair (shared by winner and loser). */
+export interface DpoDraws {
+  /** Timestep of pair i. */
+  t: number[];
+  /** ε of pair i at `[i·per, (i + 1)·per)` with per = latentSize(model). */
+  noise: Float32Array;
+}
+
+/** Draws DPO's randomness for n pairs from `rng`: every timestep, then the noise (dpoLoss's order). */
+export function drawDpo(model: DiffusionModel, n: number, rng: Rng): DpoDraws {
+  const t = drawTimesteps(rng, n, model.schedule.timesteps);
+  return { t, noise: rng.normals(n * latentSize(model)) };
+}
+
+/** Diffusion-DPO of a batch of pairs with given draws (any slice of a batch with the same slice of its draws). */
+export function dpoLossFromDraws(
+  policy: DiffusionModel,
+  reference: DiffusionModel,
+  batch: PreferenceBatch,
+  draws: DpoDraws,
+  opts: DpoOptions,
+): LossOutput {
+  assertDpoInputs(policy, reference, batch, opts);
+  const n = batch.winners.n;
+  const t = draws.t;
+  if (t.length !== n || draws.noise.length !== n * latentSize(policy)) {
+    throw new Error(`dpoLoss: draws for ${t.length} pairs, batch of ${n}`);
+  }
+  return tidyLoss(() => {
+    const xw = policy.codec.encode(imagesToTensor(batch.winners));
+    const xl = policy.codec.encode(imagesToTensor(batch.losers));
+    const [, h, w, c] = xw.shape;
+    const noise = tf.tensor4d(draws.noise, [n, h, w, c]);
+    const t2 = [...t, ...t];
+    const xt = tf.concat(
+      [addNoise(policy.schedule, xw, noise, t), addNoise(policy.schedule, xl, noise, t)],
+      0,
+    );
+    const prompts = [...batch.prompts, ...batch.prompts];
+    const [policyW, policyL] = tf.split(policy.predictEps(xt, t2, prompts), 2, 0) as tf.Tensor4D[];
+    const [refW, refL] = tf.split(reference.predictEps(xt, t2, prompts), 2, 0) as tf.Tensor4D[];
+    return dpoLossFromPredictions({ noise, policyW, policyL, refW, refL }, opts);
+  });
+}
+
+/** Throws a message naming the problem unless the batch (and models) fit this loss. */
+export function assertDpoInputs(
+  policy: DiffusionModel,
+  reference: DiffusionModel,
+  batch: PreferenceBatch,
+  opts: DpoOptions,
+): void {
+  checkBeta(opts.beta);
+  if (policy.kind !== "policy" || reference.kind !== "policy")
+    throw new Error("dpoLoss: expects two text-to-image policies");
+  if (JSON.stringify(policy.config.unet) !== JSON.stringify(reference.config.unet)) {
+    throw new Error("dpoLoss: policy and reference architectures differ");
+  }
+  assertPreferenceBatch(batch, policy.imageSize, "dpoLoss");
+}
+
 /**
  * Diffusion-DPO on a batch of pairs: one t ~ U[0, T) and one ε per pair, shared by winner and loser;
  * the policy's two forward passes run as one batch of 2n, and so do the frozen reference's.
@@ -102,28 +163,6 @@ export function dpoLoss(
   rng: Rng,
   opts: DpoOptions,
 ): LossOutput {
-  checkBeta(opts.beta);
-  if (policy.kind !== "policy" || reference.kind !== "policy")
-    throw new Error("dpoLoss: expects two text-to-image policies");
-  if (JSON.stringify(policy.config.unet) !== JSON.stringify(reference.config.unet)) {
-    throw new Error("dpoLoss: policy and reference architectures differ");
-  }
-  assertPreferenceBatch(batch, policy.imageSize, "dpoLoss");
-  const n = batch.winners.n;
-  const t = drawTimesteps(rng, n, policy.schedule.timesteps);
-  return tidyLoss(() => {
-    const xw = policy.codec.encode(imagesToTensor(batch.winners));
-    const xl = policy.codec.encode(imagesToTensor(batch.losers));
-    const [, h, w, c] = xw.shape;
-    const noise = drawNoise(rng, [n, h, w, c]);
-    const t2 = [...t, ...t];
-    const xt = tf.concat(
-      [addNoise(policy.schedule, xw, noise, t), addNoise(policy.schedule, xl, noise, t)],
-      0,
-    );
-    const prompts = [...batch.prompts, ...batch.prompts];
-    const [policyW, policyL] = tf.split(policy.predictEps(xt, t2, prompts), 2, 0) as tf.Tensor4D[];
-    const [refW, refL] = tf.split(reference.predictEps(xt, t2, prompts), 2, 0) as tf.Tensor4D[];
-    return dpoLossFromPredictions({ noise, policyW, policyL, refW, refL }, opts);
-  });
+  assertDpoInputs(policy, reference, batch, opts);
+  return dpoLossFromDraws(policy, reference, batch, drawDpo(policy, batch.winners.n, rng), opts);
 }

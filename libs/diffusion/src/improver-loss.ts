@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { assertPreferenceBatch, type PreferenceBatch } from "./dpo-loss.js";
 import { type LossOutput, tidyLoss } from "./loss-output.js";
 import type { DiffusionModel } from "./model.js";
-import { addNoise, drawNoise, drawTimesteps, perSampleMse } from "./noising.js";
+import { addNoise, drawTimesteps, latentSize, perSampleMse } from "./noising.js";
 import type { Rng } from "./rng.js";
 
 /** The improvement model's three training tasks (docs/architecture.md). */
@@ -78,6 +78,34 @@ export function planImproverBatch(
   return plan;
 }
 
+/** The random draws of the improver loss for a batch, one entry per pair. */
+export interface ImproverDraws {
+  /** Task, target and condition of pair i. */
+  plan: ImproverSamplePlan[];
+  /** Timestep of pair i. */
+  t: number[];
+  /** ε of pair i at `[i·per, (i + 1)·per)` with per = latentSize(model). */
+  noise: Float32Array;
+}
+
+/** Draws the improver loss's randomness for n pairs from `rng`: the plan, the timesteps, then the noise. */
+export function drawImprover(
+  improver: DiffusionModel,
+  n: number,
+  rng: Rng,
+  opts: ImproverLossOptions = {},
+): ImproverDraws {
+  const plan = planImproverBatch(n, rng, opts.tasks ?? DEFAULT_IMPROVER_TASKS);
+  const t = drawTimesteps(rng, n, improver.schedule.timesteps);
+  return { plan, t, noise: rng.normals(n * latentSize(improver)) };
+}
+
+/** Throws a message naming the problem unless the batch (and models) fit this loss. */
+export function assertImproverInputs(improver: DiffusionModel, batch: PreferenceBatch): void {
+  if (improver.kind !== "improver") throw new Error("improverLoss: expects an improvement model");
+  assertPreferenceBatch(batch, improver.imageSize, "improverLoss");
+}
+
 /**
  * The improvement model's three-task ε-MSE on preference pairs. Metrics: `loss` (mean over the batch)
  * and `loss_improve`, `loss_reconstruct`, `loss_unconditional` for the tasks present in the batch.
@@ -88,10 +116,22 @@ export function improverLoss(
   rng: Rng,
   opts: ImproverLossOptions = {},
 ): LossOutput {
-  if (improver.kind !== "improver") throw new Error("improverLoss: expects an improvement model");
-  assertPreferenceBatch(batch, improver.imageSize, "improverLoss");
+  assertImproverInputs(improver, batch);
+  return improverLossFromDraws(improver, batch, drawImprover(improver, batch.winners.n, rng, opts));
+}
+
+/** The improver loss of a batch with given draws (any slice of a batch with the same slice of its draws). */
+export function improverLossFromDraws(
+  improver: DiffusionModel,
+  batch: PreferenceBatch,
+  draws: ImproverDraws,
+): LossOutput {
+  assertImproverInputs(improver, batch);
   const n = batch.winners.n;
-  const plan = planImproverBatch(n, rng, opts.tasks ?? DEFAULT_IMPROVER_TASKS);
+  const { plan, t } = draws;
+  if (plan.length !== n || t.length !== n || draws.noise.length !== n * latentSize(improver)) {
+    throw new Error(`improverLoss: draws for ${t.length} pairs, batch of ${n}`);
+  }
   const per = batch.winners.height * batch.winners.width * 3;
   const target = new Float32Array(n * per);
   const cond = new Float32Array(n * per);
@@ -106,7 +146,6 @@ export function improverLoss(
     }
   }
   const prompts = plan.map((p, i) => (p.text ? batch.prompts[i] : ""));
-  const t = drawTimesteps(rng, n, improver.schedule.timesteps);
   const S = improver.imageSize;
   return tidyLoss(() => {
     const toModel = (d: Float32Array) => tf.sub(tf.mul(tf.tensor4d(d, [n, S, S, 3]), 2), 1) as tf.Tensor4D;
@@ -114,7 +153,7 @@ export function improverLoss(
     // The null image condition is zeros in the latent space, as improve() uses it.
     const c = tf.mul(improver.codec.encode(toModel(cond)), tf.tensor4d(keep, [n, 1, 1, 1])) as tf.Tensor4D;
     const [, h, w, ch] = x0.shape;
-    const noise = drawNoise(rng, [n, h, w, ch]);
+    const noise = tf.tensor4d(draws.noise, [n, h, w, ch]);
     const pred = improver.predictEps(addNoise(improver.schedule, x0, noise, t), t, prompts, c);
     return improverLossFromPredictions(pred, noise, plan);
   });

@@ -22,20 +22,29 @@ export {
   readCheckpointMetadata,
 } from "./checkpoint.js";
 export { DataOrder } from "./data-order.js";
+export { type DataParallelOptions, DataParallelTrainer, sliceBounds } from "./data-parallel-trainer.js";
 export {
+  assertDpoInputs,
   assertPreferenceBatch,
+  type DpoDraws,
   type DpoOptions,
   type DpoPredictions,
   dpoLoss,
+  dpoLossFromDraws,
   dpoLossFromPredictions,
+  drawDpo,
   type PreferenceBatch,
 } from "./dpo-loss.js";
 export { Ema } from "./ema.js";
 export {
+  assertCaptionedBatch,
   type CaptionedBatch,
+  drawEpsMse,
+  type EpsMseDraws,
   type EpsMseOptions,
   epsMseFromPredictions,
   epsMseLoss,
+  epsMseLossFromDraws,
 } from "./eps-mse-loss.js";
 export { clipByGlobalNorm, globalNorm } from "./grad-clip.js";
 export { GRADIENT_KERNELS, registerGradients } from "./gradients.js";
@@ -49,13 +58,17 @@ export {
   tensorToImages,
 } from "./image-batch.js";
 export {
+  assertImproverInputs,
   checkTaskProbabilities,
   DEFAULT_IMPROVER_TASKS,
+  drawImprover,
+  type ImproverDraws,
   type ImproverLossOptions,
   type ImproverSamplePlan,
   type ImproverTask,
   type ImproverTaskProbabilities,
   improverLoss,
+  improverLossFromDraws,
   improverLossFromPredictions,
   planImproverBatch,
 } from "./improver-loss.js";
@@ -82,7 +95,7 @@ export {
   type NoiseScheduleConfig,
   SCALED_LINEAR_SCHEDULE,
 } from "./noise-schedule.js";
-export { addNoise, drawNoise, drawTimesteps, perSampleMse } from "./noising.js";
+export { addNoise, drawNoise, drawTimesteps, latentSize, perSampleMse } from "./noising.js";
 export {
   DEFAULT_PROMPT_DROPOUT,
   dpoObjective,
@@ -117,6 +130,12 @@ export {
   stepSigma,
 } from "./samplers.js";
 export { type SpinBatch, spinLoss } from "./spin-loss.js";
+export {
+  type ObjectiveDraws,
+  type ObjectiveSpec,
+  type SplitObjective,
+  splitObjective,
+} from "./split-objective.js";
 export { disposeTextEmbedding, type TextEmbedding, type TextEncoderConfig } from "./text-encoder.js";
 export { timestepEmbeddingValues } from "./timestep-embedding.js";
 export {
@@ -129,5 +148,14 @@ export {
   Tokenizer,
   UNK_TOKEN,
 } from "./tokenizer.js";
-export { type Objective, type StepReport, Trainer, type TrainerConfig } from "./trainer.js";
+export { defaultTrainWorkers } from "./train-workers.js";
+export {
+  averageMetrics,
+  microbatchStream,
+  type Objective,
+  type StepReport,
+  Trainer,
+  type TrainerConfig,
+  type TrainingDriver,
+} from "./trainer.js";
 export { poolingWeights, type UNetConfig } from "./unet.js";

@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs-core";
+import type { DiffusionModel } from "./model.js";
 import type { NoiseSchedule } from "./noise-schedule.js";
 import type { Rng } from "./rng.js";
 
@@ -7,6 +8,12 @@ export function drawTimesteps(rng: Rng, n: number, T: number): number[] {
   const t: number[] = [];
   for (let i = 0; i < n; i++) t.push(rng.int(T));
   return t;
+}
+
+/** Values of one example's latent `[S, S, C]`, i.e. of one example's ε. */
+export function latentSize(model: DiffusionModel): number {
+  const s = model.config.unet.imageSize;
+  return s * s * model.codec.channels;
 }
 
 /** Standard normal noise `[n, h, w, c]` from the host RNG. */

@@ -6,9 +6,14 @@ import type { LossOutput } from "./loss-output.js";
 import { type LrScheduleConfig, learningRateAt } from "./lr-schedule.js";
 import type { Params } from "./params.js";
 import { assertSeed, Rng } from "./rng.js";
+import type { SplitObjective } from "./split-objective.js";
 
-/** A training objective: the loss of one microbatch; `rng` draws its timesteps and noise. */
-export type Objective<B> = (batch: B, rng: Rng) => LossOutput;
+/**
+ * A training objective: the loss of one microbatch; `rng` draws its timesteps and noise. The library's
+ * objectives also carry their split form, which lets DataParallelTrainer compute slices of a
+ * microbatch in worker threads with the same draws.
+ */
+export type Objective<B> = ((batch: B, rng: Rng) => LossOutput) & { split?: SplitObjective };
 
 /** Settings of a training run's optimisation. */
 export interface TrainerConfig {
@@ -36,12 +41,51 @@ export interface StepReport {
   metrics: Record<string, number>;
 }
 
+/** What jobs, checkpoints and training states use of a training driver (Trainer or DataParallelTrainer). */
+export interface TrainingDriver<B> {
+  /** The trained weights. */
+  readonly params: Params;
+  /** The optimiser (its state is saved for resuming). */
+  readonly optimizer: AdamW;
+  /** The EMA of the weights, when kept. */
+  readonly ema: Ema | undefined;
+  /** Optimiser steps taken so far. */
+  readonly stepCount: number;
+  /** Sets the step counter (resuming). */
+  setStepCount(step: number): void;
+  /** One optimiser step over the given microbatches (their gradients are averaged). */
+  step(microbatches: readonly B[]): StepReport | Promise<StepReport>;
+  /** Releases what the driver holds besides the parameters. */
+  dispose(): void | Promise<void>;
+}
+
+/** The seed stream of step k's microbatch j (their randomness: Rng(seed, stream)). */
+export function microbatchStream(step: number, microbatch: number): number {
+  return step * 65536 + microbatch;
+}
+
+/** Means over microbatches of the metrics each reported (a metric absent from some is averaged where present). */
+export function averageMetrics(perMicrobatch: readonly Record<string, number>[]): Record<string, number> {
+  const sums = new Map<string, { total: number; count: number }>();
+  for (const m of perMicrobatch) {
+    for (const [name, v] of Object.entries(m)) {
+      const s = sums.get(name) ?? { total: 0, count: 0 };
+      s.total += v;
+      s.count++;
+      sums.set(name, s);
+    }
+  }
+  const out: Record<string, number> = {};
+  for (const [name, s] of sums) out[name] = s.total / s.count;
+  return out;
+}
+
 /**
  * The training-step driver every job uses (pretraining, improver, SFT, offline/online DPO, SPIN):
  * gradient accumulation over microbatches, global-norm clipping, LR schedule, AdamW, optional EMA.
  * Holds no tensors between steps besides weights, optimiser state and EMA.
  */
-export class Trainer<B> {
+export class Trainer<B> implements TrainingDriver<B> {
   readonly optimizer: AdamW;
   readonly ema: Ema | undefined;
   private steps = 0;
@@ -80,12 +124,10 @@ export class Trainer<B> {
   step(microbatches: readonly B[]): StepReport {
     if (microbatches.length === 0) throw new Error("Trainer.step: no microbatches");
     const k = this.steps;
-    const lr = learningRateAt(this.config.schedule, k);
     let acc: Map<string, tf.Tensor> | undefined;
-    let gradNorm = 0;
-    const sums = new Map<string, { total: number; count: number }>();
+    const perMicrobatch: Record<string, number>[] = [];
     for (let j = 0; j < microbatches.length; j++) {
-      const rng = new Rng(this.config.seed, k * 65536 + j);
+      const rng = new Rng(this.config.seed, microbatchStream(k, j));
       let metrics: Record<string, tf.Scalar> = {};
       const { value, grads } = tf.variableGrads(() => {
         const out = this.objective(microbatches[j], rng);
@@ -93,13 +135,9 @@ export class Trainer<B> {
         metrics = out.metrics;
         return out.loss;
       }, this.vars);
-      for (const [name, m] of Object.entries(metrics)) {
-        const v = m.dataSync()[0];
-        const s = sums.get(name) ?? { total: 0, count: 0 };
-        s.total += v;
-        s.count++;
-        sums.set(name, s);
-      }
+      const values: Record<string, number> = {};
+      for (const [name, m] of Object.entries(metrics)) values[name] = m.dataSync()[0];
+      perMicrobatch.push(values);
       tf.dispose([...new Set([value, ...Object.values(metrics)])]);
       if (!acc) {
         acc = new Map();
@@ -117,31 +155,50 @@ export class Trainer<B> {
     const flat = this.optimizer.layout.flatten(acc!);
     for (const g of acc!.values()) g.dispose();
     try {
-      // Mean over microbatches, then PyTorch's clip_grad_norm_ (factor maxNorm / (norm + 1e-6) when below 1).
-      const sq = tf.tidy(() => tf.sum(tf.square(flat)));
-      const sumSq = sq.dataSync()[0];
-      sq.dispose();
-      const norm = Math.sqrt(sumSq) / microbatches.length;
-      if (!Number.isFinite(norm)) {
-        throw new Error(
-          `Trainer: gradient norm is ${norm} at step ${k + 1}; stopping before corrupting the weights`,
-        );
-      }
-      const maxNorm = this.config.maxGradNorm ?? 1;
-      const clip = maxNorm > 0 && Number.isFinite(maxNorm) ? Math.min(1, maxNorm / (norm + 1e-6)) : 1;
-      const scale = clip / microbatches.length;
-      const g = scale === 1 ? flat : tf.mul(flat, scale);
-      this.optimizer.applyFlat(g as tf.Tensor1D, lr);
-      if (g !== flat) g.dispose();
-      gradNorm = norm;
+      return this.applyGradient(flat, microbatches.length, perMicrobatch);
     } finally {
       flat.dispose();
     }
+  }
+
+  /**
+   * Takes one optimiser step from `sum`, the sum of `microbatches` microbatch gradients as one flat
+   * vector in the optimiser's layout (what step computes, or what data-parallel workers computed):
+   * their mean, clipped to the global norm, goes to AdamW, then the EMA. `metrics` are the
+   * microbatches' metrics. Does not take ownership of `sum`.
+   */
+  applyGradient(
+    sum: tf.Tensor1D,
+    microbatches: number,
+    metrics: readonly Record<string, number>[],
+  ): StepReport {
+    if (!Number.isInteger(microbatches) || microbatches < 1) {
+      throw new Error(`Trainer.applyGradient: bad microbatch count ${microbatches}`);
+    }
+    const k = this.steps;
+    const lr = learningRateAt(this.config.schedule, k);
+    // Mean over microbatches, then PyTorch's clip_grad_norm_ (factor maxNorm / (norm + 1e-6) when below 1).
+    const sq = tf.tidy(() => tf.sum(tf.square(sum)));
+    const sumSq = sq.dataSync()[0];
+    sq.dispose();
+    const norm = Math.sqrt(sumSq) / microbatches;
+    if (!Number.isFinite(norm)) {
+      throw new Error(
+        `Trainer: gradient norm is ${norm} at step ${k + 1}; stopping before corrupting the weights`,
+      );
+    }
+    const maxNorm = this.config.maxGradNorm ?? 1;
+    const clip = maxNorm > 0 && Number.isFinite(maxNorm) ? Math.min(1, maxNorm / (norm + 1e-6)) : 1;
+    const scale = clip / microbatches;
+    const g = scale === 1 ? sum : tf.mul(sum, scale);
+    try {
+      this.optimizer.applyFlat(g as tf.Tensor1D, lr);
+    } finally {
+      if (g !== sum) g.dispose();
+    }
     this.ema?.update();
     this.steps++;
-    const metrics: Record<string, number> = {};
-    for (const [name, s] of sums) metrics[name] = s.total / s.count;
-    return { step: this.steps, lr, gradNorm, metrics };
+    return { step: this.steps, lr, gradNorm: norm, metrics: averageMetrics(metrics) };
   }
 
   /** Releases optimiser state and EMA (not the parameters). */
