@@ -5,7 +5,8 @@
  * Each configuration runs in its own process (bench/measure.ts; bench/torch_unet.py under
  * /usr/bin/python3), one after the other. Figures also go to bench/out/ as JSON.
  *
- * Options: --only wasm-1,wasm-2,cpu,tensorflow,tensorflow-gpu,torch-1,torch-2 (default: all available)
+ * Options: --only wasm-1,wasm-2,cpu,tensorflow,tensorflow-gpu,onnx-1,onnx-2,torch-1,torch-2
+ *          (default: all available; onnx-t: the inference sidecar's ONNX Runtime engine, bench/measure-onnx.ts)
  *          --min-seconds N (per measurement, default 6)  --profile (per-kernel profile of the wasm runs)
  * Environment: IDPO_BENCH_PYTHON overrides the interpreter of the PyTorch reference.
  */
@@ -28,7 +29,7 @@ const PYTHON = process.env.IDPO_BENCH_PYTHON ?? "/usr/bin/python3";
 interface Column {
   /** Label, e.g. "wasm-2". */
   id: string;
-  kind: "tfjs" | "torch";
+  kind: "tfjs" | "onnx" | "torch";
   backend: string;
   threads: number;
   /** Batch sizes (smaller for the slow pure-JS cpu backend; images/s stay comparable). */
@@ -45,6 +46,9 @@ const METRICS: { key: Metric; label: string; unit: string }[] = [
   { key: "training", label: "DPO training", unit: "pairs/s" },
 ];
 /** Targets of the issue: ours / PyTorch at equal threads. */
+/** Targets of the inference sidecar: ONNX Runtime / tfjs wasm at equal threads, and / the faster PyTorch column. */
+const ONNX_TARGETS = { vsWasm: 1.5, vsTorch: 1.3 };
+const ONNX_METRICS = ["forward", "sampling", "improver"] as const;
 const TARGETS: Partial<Record<Metric, number>> = { training: 0.4, sampling: 0.5 };
 
 function parseArgs(argv: string[]): { only?: Set<string>; minSeconds: number; profile: boolean } {
@@ -113,6 +117,38 @@ function pad(s: string, n: number, left = false): string {
   return left ? s.padStart(n) : s.padEnd(n);
 }
 
+/** The inference sidecar's targets: onnx-t / wasm-t at equal threads and onnx-t / the faster PyTorch column. */
+function printOnnx(results: Map<string, BackendResult>): void {
+  const onnx = [1, 2].filter((t) => results.has(`onnx-${t}`));
+  if (onnx.length === 0) return;
+  console.log("");
+  console.log("  inference sidecar engine (onnx-t = ONNX Runtime CPU provider, t intra-op threads):");
+  for (const m of ONNX_METRICS) {
+    const parts: string[] = [];
+    for (const t of onnx) {
+      const ours = results.get(`onnx-${t}`)?.[m];
+      const wasm = results.get(`wasm-${t}`)?.[m];
+      if (ours && wasm) {
+        const r = ours.perSecond / wasm.perSecond;
+        parts.push(
+          `onnx-${t}/wasm-${t} ${r.toFixed(2)}×${r >= ONNX_TARGETS.vsWasm ? " ok" : ` <${ONNX_TARGETS.vsWasm}`}`,
+        );
+      }
+      const torch = ["torch-1", "torch-2"]
+        .map((id) => results.get(id)?.[m])
+        .filter((x): x is Measurement => x != null)
+        .sort((a, b) => b.perSecond - a.perSecond)[0];
+      if (ours && torch) {
+        const r = ours.perSecond / torch.perSecond;
+        parts.push(
+          `onnx-${t}/faster torch ${r.toFixed(2)}×${r >= ONNX_TARGETS.vsTorch ? " ok" : ` <${ONNX_TARGETS.vsTorch}`}`,
+        );
+      }
+    }
+    console.log(`    ${pad(METRICS.find((x) => x.key === m)?.label ?? m, 28)} ${parts.join("; ")}`);
+  }
+}
+
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   const cfg = preset("shapes16");
@@ -141,6 +177,11 @@ async function main(): Promise<void> {
     sampleImages: 2,
     trainPairs: 1,
   });
+  // The inference sidecar's engine (ONNX Runtime, CPU provider) at the wasm columns' thread counts.
+  for (const t of threads) {
+    const base = columns.find((c) => c.id === `wasm-${t}`);
+    if (base) columns.push({ ...base, id: `onnx-${t}`, kind: "onnx", backend: "onnxruntime" });
+  }
   const missing = torchMissing();
   if (missing == null) {
     for (const t of threads)
@@ -183,7 +224,12 @@ async function main(): Promise<void> {
       "--min-seconds",
       String(opts.minSeconds),
     ];
-    if (col.kind === "tfjs") {
+    if (col.kind === "onnx") {
+      const args = ["--import", "tsx", join(here, "measure-onnx.ts"), "--threads", String(col.threads)];
+      args.push("--forward-batch", String(col.forwardBatch), "--sample-images", String(col.sampleImages));
+      args.push("--min-seconds", String(opts.minSeconds));
+      result = await runChild<BackendResult>(process.execPath, args, col.id);
+    } else if (col.kind === "tfjs") {
       const args = [
         "--import",
         "tsx",
@@ -279,6 +325,7 @@ async function main(): Promise<void> {
   console.log(
     `  targets (ours/PyTorch, same threads): training ≥ ${TARGETS.training}×, sampling ≥ ${TARGETS.sampling}×`,
   );
+  printOnnx(results);
   const loads = [...results.values()].flatMap((r) => [r.loadBefore[0], r.loadAfter[0]]);
   console.log(
     `  1-min load average during the runs: ${Math.min(...loads).toFixed(2)}–${Math.max(...loads).toFixed(2)} ` +
