@@ -3,6 +3,7 @@ import {
   type CaptionedBatch,
   cloneModel,
   createModel,
+  DataParallelTrainer,
   type DiffusionModel,
   decodeCheckpoint,
   dpoObjective,
@@ -20,6 +21,8 @@ import {
   sftObjective,
   spinObjective,
   Trainer,
+  type TrainerConfig,
+  type TrainingDriver,
 } from "@idpo/diffusion";
 import type { CheckpointStore } from "@idpo/mesh";
 import { type CheckpointRef, JobKind, ModelKind } from "@idpo/proto";
@@ -59,6 +62,11 @@ export interface RunnerDeps {
   spin: SpinSamplerSettings;
   /** How long the final checkpoint waits for an unreachable bus, ms. */
   busWaitMs: number;
+  /**
+   * Data-parallel worker threads per job (default 1: train in this thread). Above 1, each step's
+   * microbatches are split over that many workers with one compute thread each.
+   */
+  trainWorkers?: number;
 }
 
 /** One finished optimiser step. */
@@ -277,7 +285,7 @@ export async function runJob(
   const stream = new ExampleStream(sources, unit, { seed: t.seed });
   const models = await loadModels(job, deps.checkpoints);
   const { model } = models;
-  let trainer: Trainer<unknown> | undefined;
+  let trainer: TrainingDriver<unknown> | undefined;
   try {
     if (sources[0].size !== model.imageSize) {
       throw new JobInputError(
@@ -296,13 +304,18 @@ export async function runJob(
         );
       }
     }
-    trainer = new Trainer<unknown>(model.params, objective, {
+    const config: TrainerConfig = {
       schedule: t.schedule,
       adam: { weightDecay: t.weightDecay },
       maxGradNorm: t.maxGradNorm,
       emaDecay: t.emaDecay > 0 ? t.emaDecay : undefined,
       seed: t.seed,
-    });
+    };
+    const workers = deps.trainWorkers ?? 1;
+    trainer =
+      workers > 1
+        ? await DataParallelTrainer.start(model.params, objective, config, { workers })
+        : new Trainer<unknown>(model.params, objective, config);
     let step = 0;
     if (state && resume) {
       state.apply(trainer);
@@ -328,7 +341,7 @@ export async function runJob(
           }
         }
         if (hooks.signal.aborted) return "stopped";
-        const report = trainer.step(batches);
+        const report = await trainer.step(batches);
         step = report.step;
         const perStep = (performance.now() - started) / 1000 / (step - startStep);
         const metrics: Record<string, number> = {
@@ -384,7 +397,7 @@ export async function runJob(
     }
     return "finished";
   } finally {
-    trainer?.dispose();
+    await trainer?.dispose();
     model.dispose();
     models.reference?.dispose();
   }
@@ -398,7 +411,7 @@ export async function runJob(
 async function writeCheckpoint(
   job: ResolvedJob,
   models: JobModels,
-  trainer: Trainer<unknown>,
+  trainer: TrainingDriver<unknown>,
   id: string,
   step: number,
   store: CheckpointStore,

@@ -6,8 +6,10 @@ import { type Client, Code, ConnectError, createClient, createRouterTransport } 
 import { type Bus, openBus } from "@idpo/bus";
 import { readPairs, stackImages } from "@idpo/data";
 import {
+  type BackendInfo,
   createModel,
   decodeCheckpoint,
+  defaultTrainWorkers,
   encodeCheckpoint,
   epsMseLoss,
   improverFromPolicy,
@@ -36,7 +38,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTrainer, type JobManager } from "./job-manager.js";
 import { ensureShapesDataset, shapesCacheDir } from "./pair-sources.js";
-import { trainerRoutes, trainerService } from "./trainer-service.js";
+import { trainerEnvConfig, trainerRoutes, trainerService } from "./trainer-service.js";
 import { trainingStateArtifact } from "./training-state.js";
 
 const quiet = createLogger("error", {}, () => {});
@@ -69,13 +71,14 @@ async function freshBus(): Promise<Bus> {
   return bus;
 }
 
-async function trainer(bus: Bus): Promise<{ mgr: JobManager; client: TrainerClient }> {
+async function trainer(bus: Bus, trainWorkers = 1): Promise<{ mgr: JobManager; client: TrainerClient }> {
   const mgr = await createTrainer({
     bus,
     logger: quiet,
     dataDir,
     spin: { steps: 2, guidanceScale: 3 },
     progressEvery: 2,
+    trainWorkers,
   });
   const client = createClient(TrainerService, createRouterTransport(trainerRoutes(() => mgr)));
   return { mgr, client };
@@ -148,6 +151,28 @@ beforeAll(async () => {
 
 afterAll(() => {
   rmSync(root, { recursive: true, force: true });
+});
+
+describe("training workers", () => {
+  it("IDPO_TRAIN_WORKERS is 0 (automatic) unless set to 1–64, and automatic means one per wasm thread", () => {
+    expect(trainerEnvConfig({}).trainWorkers).toBe(0);
+    expect(trainerEnvConfig({ IDPO_TRAIN_WORKERS: "3" }).trainWorkers).toBe(3);
+    for (const bad of ["two", "-1", "65", "1.5"]) {
+      expect(() => trainerEnvConfig({ IDPO_TRAIN_WORKERS: bad })).toThrow(/IDPO_TRAIN_WORKERS/);
+    }
+    const info = (name: BackendInfo["name"], threads: number): BackendInfo => ({
+      name,
+      tfBackend: name,
+      threads,
+      source: "auto",
+      tried: [],
+    });
+    expect(defaultTrainWorkers(info("wasm", 2))).toBe(2);
+    expect(defaultTrainWorkers(info("wasm", 1))).toBe(1);
+    expect(defaultTrainWorkers(info("tensorflow", 16))).toBe(1);
+    expect(defaultTrainWorkers(info("tensorflow-gpu", 16))).toBe(1);
+    expect(defaultTrainWorkers(info("cpu", 1))).toBe(1);
+  });
 });
 
 describe("TrainerService", () => {
@@ -507,6 +532,76 @@ describe("TrainerService", () => {
     const ids = (await events(bus, "idpo.events.r3.>")).map((e) => e.eventId);
     expect(new Set(ids).size).toBe(ids.length);
     await second.mgr.close();
+    await bus.close();
+  });
+
+  it("with 2 training workers, a restarted SPIN job resumes exactly and ends within float tolerance of 1 worker", async () => {
+    const bus = await freshBus();
+    const spec = (jobId: string, runId: string) => ({
+      jobId,
+      kind: JobKind.SPIN,
+      runId,
+      data: [SHAPES],
+      initCheckpointId: BASE,
+      referenceCheckpointId: BASE,
+      training: {
+        steps: 5,
+        batchSize: 3,
+        learningRate: 0.002,
+        beta: 50,
+        seed: 12n,
+        checkpointEvery: 2,
+        emaDecay: 0.9,
+        maxGradNorm: 0.5,
+      },
+    });
+    const first = await trainer(bus, 2);
+    await first.client.startJob({ spec: spec("w2-crash", "r5") });
+    await watch(first.client, "w2-crash", (j) => j.checkpoints.length > 0);
+    await first.mgr.close();
+    const second = await trainer(bus, 2);
+    const updates = await watch(second.client, "w2-crash");
+    const resumedAt = updates.find((u) => u.state === JobState.RUNNING)!.step;
+    expect([2, 4]).toContain(resumedAt);
+    expect(updates[updates.length - 1].state).toBe(JobState.SUCCEEDED);
+    await second.client.startJob({ spec: spec("w2-straight", "r6") });
+    await second.mgr.idle();
+    await second.mgr.close();
+    const single = await trainer(bus, 1);
+    await single.client.startJob({ spec: spec("w1-straight", "r7") });
+    await single.mgr.idle();
+    const jobs = await Promise.all(
+      ["w2-crash", "w2-straight", "w1-straight"].map(
+        async (jobId) => (await single.client.getJob({ jobId })).job!,
+      ),
+    );
+    for (const j of jobs) expect(j.state).toBe(JobState.SUCCEEDED);
+    expect(jobs[0].finalCheckpoint!.sha256).toBe(jobs[1].finalCheckpoint!.sha256);
+    const store = new CheckpointStore(bus.artifacts);
+    const weights = async (id: string) => {
+      const { model } = decodeCheckpoint((await store.get(id))!.bytes);
+      const flat = tf.tidy(() => tf.concat([...model.params.values()].map((v) => tf.reshape(v, [-1]))));
+      const out = flat.dataSync() as Float32Array;
+      flat.dispose();
+      model.dispose();
+      return out;
+    };
+    const [w2, w1, base] = [
+      await weights("jobs/w2-straight"),
+      await weights("jobs/w1-straight"),
+      await weights(BASE),
+    ];
+    let diff = 0;
+    let moved = 0;
+    let scale = 0;
+    for (let i = 0; i < w1.length; i++) {
+      diff = Math.max(diff, Math.abs(w2[i] - w1[i]));
+      moved = Math.max(moved, Math.abs(w1[i] - base[i]));
+      scale = Math.max(scale, Math.abs(w1[i]));
+    }
+    expect(moved).toBeGreaterThan(1e-3);
+    expect(diff / scale).toBeLessThan(1e-4);
+    await single.mgr.close();
     await bus.close();
   });
 

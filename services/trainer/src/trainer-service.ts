@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { initBackend } from "@idpo/diffusion";
+import { defaultTrainWorkers, initBackend } from "@idpo/diffusion";
 import { sharedBus } from "@idpo/mesh";
 import {
   CancelJobResponseSchema,
@@ -24,6 +24,11 @@ export interface TrainerEnvConfig {
   spinGuidance: number;
   /** KV progress writes and job_progress events every N steps (IDPO_TRAINER_PROGRESS_EVERY, default 10). */
   progressEvery: number;
+  /**
+   * Data-parallel worker threads per job (IDPO_TRAIN_WORKERS, 1–64); 0 (the default) picks
+   * defaultTrainWorkers for the backend once it is initialised.
+   */
+  trainWorkers: number;
 }
 
 /** Reads the trainer's environment variables (errors name the variable). */
@@ -41,6 +46,7 @@ export function trainerEnvConfig(env: Record<string, string | undefined>): Train
     spinSteps: envInt(env, "IDPO_TRAINER_SPIN_STEPS", 20, 1, 1000),
     spinGuidance: g,
     progressEvery: envInt(env, "IDPO_TRAINER_PROGRESS_EVERY", 10, 1, 1_000_000),
+    trainWorkers: envInt(env, "IDPO_TRAIN_WORKERS", 0, 0, 64),
   };
 }
 
@@ -84,10 +90,14 @@ export function trainerRoutes(getTrainer: () => JobManager | undefined, shutdown
     });
 }
 
-/** Starts the tfjs backend and a trainer with the given dependencies (what the service and tests share). */
+/**
+ * Starts the tfjs backend and a trainer with the given dependencies (what the service and tests share).
+ * `trainWorkers` 0 picks defaultTrainWorkers for the backend; undefined trains in this thread.
+ */
 export async function startTrainer(opts: TrainerOptions): Promise<JobManager> {
-  await initBackend();
-  return createTrainer(opts);
+  const info = await initBackend();
+  const trainWorkers = opts.trainWorkers === 0 ? defaultTrainWorkers(info) : opts.trainWorkers;
+  return createTrainer({ ...opts, trainWorkers });
 }
 
 /**
@@ -110,6 +120,7 @@ export const trainerService: ServiceDefinition = {
         dataDir: config.dataDir,
         spin: { steps: config.spinSteps, guidanceScale: config.spinGuidance },
         progressEvery: config.progressEvery,
+        trainWorkers: config.trainWorkers,
       });
       ctx.setServing(true);
     })().catch((e) => {

@@ -5,7 +5,7 @@ import {
   type Params,
   type SafetensorsFile,
   type SafetensorsTensor,
-  type Trainer,
+  type TrainingDriver,
 } from "@idpo/diffusion";
 import { checkpointArtifact } from "@idpo/mesh";
 import * as tf from "@tensorflow/tfjs-core";
@@ -32,7 +32,7 @@ function hostTensor(t: tf.Tensor): SafetensorsTensor {
  * (`ema/average`) and update count.
  */
 export function encodeTrainingState(
-  trainer: Trainer<unknown>,
+  trainer: TrainingDriver<unknown>,
   info: { jobId: string; step: number },
 ): Uint8Array {
   const tensors = new Map<string, SafetensorsTensor>();
@@ -94,7 +94,7 @@ export class TrainingState {
   }
 
   /** Restores the raw weights, the optimiser's and the EMA's state, and the step counter. */
-  apply(trainer: Trainer<unknown>): void {
+  apply(trainer: TrainingDriver<unknown>): void {
     if (this.hasEma !== (trainer.ema !== undefined)) {
       throw new Error(
         `training state: EMA ${this.hasEma ? "kept" : "not kept"}, but the job ${trainer.ema ? "keeps" : "keeps no"} EMA`,
