@@ -29,6 +29,14 @@ export {
 } from "./config.js";
 export { HealthRegistry, healthRoutes, ServingStatus } from "./health.js";
 export { createLogger, type Logger, type LogSink } from "./logger.js";
+export {
+  DEFAULT_PAGE_SIZE,
+  MAX_PAGE_SIZE,
+  type PageCursor,
+  type PageRequest,
+  pageNewestFirst,
+  timestampNanos,
+} from "./pagination.js";
 export { backoffMs, isTransient, type RetryOptions, retryTransient, sleep } from "./retry.js";
 export { clientTracingInterceptor, serverTracingInterceptor } from "./rpc-tracing.js";
 export { runContext, runSpanContext, runTraceId } from "./run-trace.js";

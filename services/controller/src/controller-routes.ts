@@ -21,7 +21,7 @@ import {
   RunState,
   type WatchRunRequest,
 } from "@idpo/proto";
-import type { Logger } from "@idpo/runtime";
+import { type Logger, pageNewestFirst, timestampNanos } from "@idpo/runtime";
 import { checkRunId, validateRunConfig } from "./run-config.js";
 import type { Peers } from "./run-driver.js";
 import { publishRunState } from "./run-events.js";
@@ -47,31 +47,6 @@ function generateRunId(): string {
 }
 
 /** Newest first; equal times by run id. */
-function compareRuns(a: Run, b: Run): number {
-  const as = a.createTime?.seconds ?? 0n;
-  const bs = b.createTime?.seconds ?? 0n;
-  if (as !== bs) return as > bs ? -1 : 1;
-  const an = a.createTime?.nanos ?? 0;
-  const bn = b.createTime?.nanos ?? 0;
-  if (an !== bn) return bn - an;
-  return a.runId < b.runId ? -1 : a.runId > b.runId ? 1 : 0;
-}
-
-function pageToken(run: Run): string {
-  const t = run.createTime;
-  return Buffer.from(`${t?.seconds ?? 0n}.${t?.nanos ?? 0}.${run.runId}`).toString("base64url");
-}
-
-function parsePageToken(token: string): Run {
-  const m = /^(\d+)\.(\d+)\.([a-z0-9-]{1,63})$/.exec(Buffer.from(token, "base64url").toString("utf8"));
-  if (!m)
-    throw new ConnectError(
-      "page_token: malformed (use next_page_token of a previous response)",
-      Code.InvalidArgument,
-    );
-  return create(RunSchema, { runId: m[3], createTime: { seconds: BigInt(m[1]), nanos: Number(m[2]) } });
-}
-
 /** The trainer job a run is waiting for in `stage`, if any. */
 function currentJob(run: Run, stage: RunStage): string | undefined {
   switch (stage) {
@@ -175,16 +150,13 @@ export function controllerRoutes(deps: ControllerRoutesDeps) {
       },
 
       async listRuns(req: ListRunsRequest) {
-        const size = req.pageSize === 0 ? 100 : req.pageSize;
-        if (size > 1000)
-          throw new ConnectError(`page_size: ${req.pageSize} is more than 1000`, Code.InvalidArgument);
-        const after = req.pageToken === "" ? undefined : parsePageToken(req.pageToken);
-        const runs = (await store.list()).sort(compareRuns);
-        const start = after ? runs.findIndex((r) => compareRuns(r, after) > 0) : 0;
-        const from = start < 0 ? runs.length : start;
-        const page = runs.slice(from, from + size);
-        const more = from + size < runs.length;
-        return { runs: page, nextPageToken: more ? pageToken(page[page.length - 1]) : "" };
+        const runs = await store.list();
+        const page = pageNewestFirst(
+          runs,
+          (r) => ({ createNanos: timestampNanos(r.createTime), id: r.runId }),
+          req,
+        );
+        return { runs: page.items, nextPageToken: page.nextPageToken };
       },
 
       async *watchRun(req: WatchRunRequest, ctx: HandlerContext) {

@@ -14,7 +14,7 @@ import {
   type ListJobsRequest,
   ModelKind,
 } from "@idpo/proto";
-import type { Logger } from "@idpo/runtime";
+import { type Logger, pageNewestFirst, timestampNanos } from "@idpo/runtime";
 import { DEFAULT_BUS_WAIT_MS, untilBusAnswers } from "./bus-wait.js";
 import { JobInputError, type ResumePoint, runJob, type SpinSamplerSettings } from "./job-runner.js";
 import { intermediateCheckpointId, type ResolvedJob, resolveSpec } from "./job-spec.js";
@@ -40,8 +40,6 @@ export interface TrainerOptions {
   /** How long a write the job cannot go on without (final checkpoint, end state) waits for an unreachable
    * bus before the job fails, ms (default 10 minutes). Progress writes never wait. */
   busWaitMs?: number;
-  /** Data-parallel worker threads per job (default 1: train in the calling thread). */
-  trainWorkers?: number;
 }
 
 /** Default SPIN sampler settings: the run defaults of the controller (steps 20, guidance 3.0). */
@@ -90,8 +88,7 @@ function notFound(jobId: string): ConnectError {
 }
 
 function createNanos(job: Job): bigint {
-  const t = job.createTime;
-  return t ? t.seconds * 1_000_000_000n + BigInt(t.nanos) : 0n;
+  return timestampNanos(job.createTime);
 }
 
 /** Newest first; ties by job id. */
@@ -99,20 +96,6 @@ function compareJobs(a: Job, b: Job): number {
   const d = createNanos(b) - createNanos(a);
   if (d !== 0n) return d > 0n ? 1 : -1;
   return a.jobId < b.jobId ? -1 : a.jobId > b.jobId ? 1 : 0;
-}
-
-function encodePageToken(job: Job): string {
-  return Buffer.from(JSON.stringify({ t: createNanos(job).toString(), id: job.jobId })).toString("base64url");
-}
-
-function decodePageToken(token: string): { t: bigint; id: string } {
-  try {
-    const v = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { t: string; id: string };
-    if (typeof v.t !== "string" || typeof v.id !== "string") throw new Error("shape");
-    return { t: BigInt(v.t), id: v.id };
-  } catch {
-    throw new ConnectError("page_token: not a token returned by ListJobs", Code.InvalidArgument);
-  }
 }
 
 /**
@@ -291,24 +274,12 @@ export class JobManager {
 
   /** ListJobs: newest first, optionally one run's, paged. */
   async listJobs(req: Pick<ListJobsRequest, "runId" | "pageSize" | "pageToken">): Promise<JobPage> {
-    if (req.pageSize > 1000)
-      throw new ConnectError(`page_size: ${req.pageSize} is more than 1000`, Code.InvalidArgument);
-    const size = req.pageSize === 0 ? 100 : req.pageSize;
-    const after = req.pageToken === "" ? undefined : decodePageToken(req.pageToken);
     const byId = new Map<string, Job>();
     for (const s of await this.store.list()) byId.set(s.job.jobId, s.job);
     for (const [id, l] of this.local) byId.set(id, clone(JobSchema, l.job));
-    let jobs = [...byId.values()]
-      .filter((j) => req.runId === "" || j.spec?.runId === req.runId)
-      .sort(compareJobs);
-    if (after) {
-      jobs = jobs.filter((j) => {
-        const t = createNanos(j);
-        return t < after.t || (t === after.t && j.jobId > after.id);
-      });
-    }
-    const page = jobs.slice(0, size);
-    return { jobs: page, nextPageToken: jobs.length > size ? encodePageToken(page[page.length - 1]) : "" };
+    const jobs = [...byId.values()].filter((j) => req.runId === "" || j.spec?.runId === req.runId);
+    const page = pageNewestFirst(jobs, (j) => ({ createNanos: createNanos(j), id: j.jobId }), req);
+    return { jobs: page.items, nextPageToken: page.nextPageToken };
   }
 
   /**
@@ -624,7 +595,6 @@ export class JobManager {
           logger,
           spin: this.spin,
           busWaitMs: this.busWaitMs,
-          trainWorkers: this.opts.trainWorkers,
         },
         {
           signal: l.abort.signal,
