@@ -154,9 +154,9 @@ describe("the mesh end to end (separate processes, real NATS)", () => {
     mesh = undefined;
   });
 
-  async function start() {
+  async function start(serviceEnv: Parameters<typeof startMeshProcesses>[0]["serviceEnv"] = {}) {
     const busPrefix = `e2e${randomBytes(4).toString("hex")}`;
-    mesh = await startMeshProcesses({ natsUrl: inject("natsUrl"), busPrefix, env: MESH_ENV });
+    mesh = await startMeshProcesses({ natsUrl: inject("natsUrl"), busPrefix, env: MESH_ENV, serviceEnv });
     bus = await openBus({ backend: "nats", natsUrl: inject("natsUrl"), namePrefix: busPrefix });
     return { mesh, bus };
   }
@@ -201,5 +201,28 @@ describe("the mesh end to end (separate processes, real NATS)", () => {
     expect(killedAt, "the generator was never killed during pair generation").toBeDefined();
     expect(killedAt!.shardsDone).toBeLessThan(SHARDS);
     await checkRun(mesh, bus, run);
+  });
+
+  it("samples through the inference sidecar process and survives it killed mid-iteration and restarted", {
+    timeout: 480_000,
+  }, async () => {
+    const sidecar = { IDPO_INFERENCE: "sidecar" };
+    const { mesh, bus } = await start({ generator: sidecar, improver: sidecar });
+    await mesh.controller().createRun({ runId: "e2e-sidecar", config: tinyConfig() });
+    let killedAt: { iteration: number; shardsDone: number } | undefined;
+    const run = await follow(mesh, "e2e-sidecar", async (r) => {
+      const it = r.iterations[r.iteration - 1];
+      if (killedAt || r.stage !== RunStage.GENERATE || !it) return;
+      killedAt = { iteration: r.iteration, shardsDone: it.shardsDone };
+      await mesh.kill("inference", "SIGKILL");
+      await new Promise((res) => setTimeout(res, 1000));
+      await mesh.start("inference");
+    });
+    expect(killedAt, "the sidecar was never killed during pair generation").toBeDefined();
+    await checkRun(mesh, bus, run);
+    // Both services sampled through the sidecar, which loaded their checkpoints again after the restart.
+    expect(mesh.logTail("inference", 10_000_000)).toMatch(/"inference model current"/);
+    expect(mesh.logTail("generator", 10_000_000)).toMatch(/"engine":"sidecar http/);
+    expect(mesh.logTail("improver", 10_000_000)).toMatch(/"engine":"sidecar http/);
   });
 });

@@ -1,6 +1,7 @@
 /**
  * The mesh as separate processes for end-to-end tests: one `node cli/bin/idpo.js serve <service>` child per
- * service on free loopback ports, sharing one NATS JetStream server under a bus prefix of their own.
+ * service (and the inference sidecar) on free loopback ports, sharing one NATS JetStream server under a bus
+ * prefix of their own.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, type WriteStream } from "node:fs";
@@ -11,8 +12,19 @@ import { ControllerService } from "@idpo/proto";
 import { createPeerTransport } from "@idpo/runtime";
 import { freePort } from "./nats-server.js";
 
-/** The five services, in start order (dependencies first). */
-export const MESH_SERVICES = ["scorer", "improver", "generator", "trainer", "controller"] as const;
+/**
+ * The five services and one inference sidecar, in start order (dependencies first). The sidecar serves the
+ * generator and the improver that run with IDPO_INFERENCE=sidecar (one process for both: its cache holds
+ * a policy and an improver side by side).
+ */
+export const MESH_SERVICES = [
+  "scorer",
+  "inference",
+  "improver",
+  "generator",
+  "trainer",
+  "controller",
+] as const;
 export type MeshServiceName = (typeof MESH_SERVICES)[number];
 
 const ROOT = resolve(import.meta.dirname, "../..");

@@ -4,26 +4,42 @@ import type { CheckpointRef } from "@idpo/proto";
 import { type CheckpointStore, checkpointArtifact } from "./checkpoint-store.js";
 import type { LoadedModel } from "./model-slot.js";
 
-/**
- * Reads checkpoint `id`'s bytes and reference from the store. Errors are ConnectErrors naming the field:
- * INVALID_ARGUMENT for a missing or malformed id, NOT_FOUND for a checkpoint the store does not hold.
- */
-export async function fetchCheckpoint(
-  store: CheckpointStore,
-  id: string,
-): Promise<{ ref: CheckpointRef; bytes: Uint8Array }> {
+function checkId(id: string): void {
   if (id === "") throw new ConnectError("checkpoint_id: required", Code.InvalidArgument);
   try {
     checkpointArtifact(id);
   } catch (e) {
     throw new ConnectError(`checkpoint_id: ${(e as Error).message}`, Code.InvalidArgument);
   }
+}
+
+function notFound(id: string): ConnectError {
+  return new ConnectError(
+    `checkpoint_id: checkpoint ${JSON.stringify(id)} is not in the artifact store`,
+    Code.NotFound,
+  );
+}
+
+/**
+ * Checkpoint `id`'s reference (its metadata only, without reading the file). Errors are ConnectErrors
+ * naming the field: INVALID_ARGUMENT for a missing or malformed id, NOT_FOUND for a checkpoint the store
+ * does not hold.
+ */
+export async function checkpointRef(store: CheckpointStore, id: string): Promise<CheckpointRef> {
+  checkId(id);
+  const ref = await store.ref(id);
+  if (!ref) throw notFound(id);
+  return ref;
+}
+
+/** Reads checkpoint `id`'s bytes and reference from the store; errors as checkpointRef. */
+export async function fetchCheckpoint(
+  store: CheckpointStore,
+  id: string,
+): Promise<{ ref: CheckpointRef; bytes: Uint8Array }> {
+  checkId(id);
   const got = await store.get(id);
-  if (!got)
-    throw new ConnectError(
-      `checkpoint_id: checkpoint ${JSON.stringify(id)} is not in the artifact store`,
-      Code.NotFound,
-    );
+  if (!got) throw notFound(id);
   return got;
 }
 

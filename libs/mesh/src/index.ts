@@ -3,6 +3,7 @@
  * the trainer contract (training-config defaults and limits, data URIs, model presets, job kinds).
  */
 export {
+  checkpointRef,
   fetchCheckpoint,
   loadDiffusionCheckpoint,
   unreadableCheckpoint,
@@ -58,6 +59,7 @@ export {
   inProcessEngine,
   type SamplingEngine,
   type ServedModel,
+  type SidecarRetry,
   samplingEngineFromEnv,
   sidecarEngine,
 } from "./sampling-engine.js";

@@ -19,7 +19,14 @@ import {
   SampleImagesRequestSchema,
   Sampler,
 } from "@idpo/proto";
-import { createPeerTransport, envEnum, type Logger, peerAddress } from "@idpo/runtime";
+import {
+  createPeerTransport,
+  envEnum,
+  envInt,
+  type Logger,
+  peerAddress,
+  retryTransient,
+} from "@idpo/runtime";
 import { loadDiffusionCheckpoint, wrongModelKind } from "./checkpoint-loader.js";
 import type { CheckpointStore } from "./checkpoint-store.js";
 import { imagesFromMessages, imagesToMessages } from "./images.js";
@@ -101,19 +108,49 @@ function seedsOf(seeds: readonly number[]): bigint[] {
   });
 }
 
+/** How the sidecar engine rides out a sidecar that is restarting. */
+export interface SidecarRetry {
+  /** Give up on a call once this long has passed since its first transient failure (ms). */
+  budgetMs: number;
+  /** Where the retries are reported. */
+  logger?: Logger;
+}
+
 /**
  * The inference sidecar: the service keeps only the checkpoint's reference and config, and every
  * sampling call is a SampleImages call naming the checkpoint, so a call that started before a hot swap
- * finishes on the weights it started with. Calls of more than `batchSize` images (default 32) are
- * split into concurrent calls that the sidecar batches again; `onProgress` counts finished calls.
+ * finishes on the weights it started with, and a restarted sidecar (which has lost its cache) loads the
+ * checkpoint again on the first call. Transient failures (UNAVAILABLE, a refused connection...) are
+ * retried for `retry.budgetMs`. Calls of more than `batchSize` images (default 32) are split into
+ * concurrent calls that the sidecar batches again; `onProgress` counts finished calls.
  */
-export function sidecarEngine(store: CheckpointStore, transport: Transport, address: string): SamplingEngine {
+export function sidecarEngine(
+  store: CheckpointStore,
+  transport: Transport,
+  address: string,
+  retry: SidecarRetry = { budgetMs: 0 },
+): SamplingEngine {
   const client = createClient(InferenceService, transport);
+  const withRetry = <T>(what: string, call: () => Promise<T>, signal?: AbortSignal): Promise<T> =>
+    retryTransient(call, {
+      budgetMs: retry.budgetMs,
+      baseDelayMs: 250,
+      maxDelayMs: 5_000,
+      signal,
+      onRetry: (err, attempt, delayMs) =>
+        retry.logger?.warn("inference sidecar unreachable; retrying", {
+          address,
+          call: what,
+          attempt: attempt + 1,
+          retryInMs: delayMs,
+          error: (err as Error).message,
+        }),
+    });
   return {
     description: `sidecar ${address}`,
     async load(id, kind) {
       const stored = await store.ref(id);
-      const res = await client.loadModel({ checkpointId: id });
+      const res = await withRetry("LoadModel", () => client.loadModel({ checkpointId: id }));
       let config: DiffusionConfig;
       try {
         config = JSON.parse(res.configJson) as DiffusionConfig;
@@ -125,7 +162,7 @@ export function sidecarEngine(store: CheckpointStore, transport: Transport, addr
       const ref = res.checkpoint ?? stored;
       if (!ref)
         throw new ConnectError(`inference sidecar: LoadModel(${id}) returned no checkpoint`, Code.Internal);
-      return { model: sidecarModel(client, id, config), ref };
+      return { model: sidecarModel(client, id, config, withRetry), ref };
     },
   };
 }
@@ -134,6 +171,7 @@ function sidecarModel(
   client: ReturnType<typeof createClient<typeof InferenceService>>,
   id: string,
   config: DiffusionConfig,
+  withRetry: <T>(what: string, call: () => Promise<T>, signal?: AbortSignal) => Promise<T>,
 ): ServedModel {
   const S = config.unet.imageSize;
   const kind = kindOf(config);
@@ -154,7 +192,8 @@ function sidecarModel(
       Array.from({ length: calls }, async (_, c) => {
         const start = c * size;
         const end = Math.min(n, start + size);
-        const res = await client.sampleImages(build(start, end), call);
+        const req = build(start, end);
+        const res = await withRetry("SampleImages", () => client.sampleImages(req, call), opts.signal);
         const images = imagesFromMessages(res.images, { field: "inference response images", size: S });
         if (images.n !== end - start)
           throw new ConnectError(
@@ -251,8 +290,9 @@ export interface EngineFromEnvOptions {
 
 /**
  * The engine IDPO_INFERENCE chooses: "in-process" (default) initialises the tfjs backend here;
- * "sidecar" talks to the inference sidecar at IDPO_INFERENCE_ADDR (http://127.0.0.1:50056 by default).
- * `close` releases the transport it opened.
+ * "sidecar" talks to the inference sidecar at IDPO_INFERENCE_ADDR (http://127.0.0.1:50056 by default),
+ * retrying its transient failures for IDPO_INFERENCE_RETRY_S seconds (default 120). `close` releases
+ * the transport it opened.
  */
 export async function samplingEngineFromEnv(
   env: Record<string, string | undefined>,
@@ -263,7 +303,11 @@ export async function samplingEngineFromEnv(
     const address = peerAddress("inference", env);
     const owned = opts.inferenceTransport ? undefined : createPeerTransport(address);
     const transport = opts.inferenceTransport ?? owned!;
-    return { engine: sidecarEngine(opts.checkpoints, transport, address), close: () => owned?.close() };
+    const budgetMs = envInt(env, "IDPO_INFERENCE_RETRY_S", 120, 0, 86_400) * 1000;
+    return {
+      engine: sidecarEngine(opts.checkpoints, transport, address, { budgetMs, logger: opts.logger }),
+      close: () => owned?.close(),
+    };
   }
   const backend = (await initBackend({ log: (msg, fields) => opts.logger.info(msg, { ...fields }) })).name;
   return { engine: inProcessEngine(opts.checkpoints, backend), close: () => {} };

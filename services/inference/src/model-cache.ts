@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { decodeCheckpointWeights } from "@idpo/diffusion";
-import { type CheckpointStore, fetchCheckpoint, unreadableCheckpoint } from "@idpo/mesh";
+import { type CheckpointStore, checkpointRef, fetchCheckpoint, unreadableCheckpoint } from "@idpo/mesh";
 import type { CheckpointRef } from "@idpo/proto";
 import { buildModelGraphs, OrtDiffusionModel, type OrtOptions } from "./ort-model.js";
 
@@ -70,13 +70,16 @@ export class ModelCache {
    */
   async lease(id: string, makeCurrent = false): Promise<ServedLease & { cached: boolean }> {
     if (this.closed) throw new ConnectError("the inference server is shutting down", Code.Unavailable);
-    const got = await fetchCheckpoint(this.store, id);
-    const hash = got.ref.sha256;
-    let entry = hash ? this.entries.get(hash) : undefined;
+    // The reference alone (no file read) decides a hit; the bytes are read only to build.
+    let stored = await checkpointRef(this.store, id);
+    let entry = stored.sha256 ? this.entries.get(stored.sha256) : undefined;
     const cached = entry !== undefined;
-    if (!entry) entry = await this.build(id, got.bytes, hash);
-    else this.stats.hits++;
-    const ref = { ...got.ref, sha256: entry.hash };
+    if (!entry) {
+      const got = await fetchCheckpoint(this.store, id);
+      stored = got.ref;
+      entry = await this.build(id, got.bytes, stored.sha256);
+    } else this.stats.hits++;
+    const ref = { ...stored, sha256: entry.hash };
     this.refs.set(id, ref);
     if (makeCurrent || this.currentId === undefined) this.currentId = id;
     const lease = this.pin(entry, ref);
