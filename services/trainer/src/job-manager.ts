@@ -40,6 +40,8 @@ export interface TrainerOptions {
   /** How long a write the job cannot go on without (final checkpoint, end state) waits for an unreachable
    * bus before the job fails, ms (default 10 minutes). Progress writes never wait. */
   busWaitMs?: number;
+  /** Data-parallel worker threads per job (default 1: train in the calling thread). */
+  trainWorkers?: number;
 }
 
 /** Default SPIN sampler settings: the run defaults of the controller (steps 20, guidance 3.0). */
@@ -595,6 +597,7 @@ export class JobManager {
           logger,
           spin: this.spin,
           busWaitMs: this.busWaitMs,
+          trainWorkers: this.opts.trainWorkers,
         },
         {
           signal: l.abort.signal,
