@@ -19,6 +19,16 @@ export interface PreferenceBatch {
 export interface DpoOptions {
   /** β, the KL-regularisation strength (the paper: 2000 at SD scale; the shapes reference: 1000). */
   beta: number;
+  /**
+   * α ≥ 0: adds α · mean mse_θ^w, the winners' ε-MSE (their diffusion NLL bound), to the loss — RPO's
+   * likelihood term (Pang et al. 2024), which keeps DPO from lowering the winners' likelihood. Default 0.
+   */
+  sftWeight?: number;
+  /**
+   * λ ≥ 0: DPO-Positive (Pal et al. 2024). Inside the logit, the winner's ε-MSE rising above the
+   * reference's is penalised: z = −β/2 · ((m − r) + λ · max(0, mse_θ^w − mse_ref^w)). Default 0.
+   */
+  dpoPositiveLambda?: number;
 }
 
 /** The ε predictions one DPO step compares, each `[n, h, w, c]` (pair i in row i). */
@@ -38,13 +48,16 @@ export interface DpoPredictions {
 /**
  * Diffusion-DPO (Wallace et al. 2024) from given predictions, in the reference implementation's form:
  * m = mse(ε, ε_θ^w) − mse(ε, ε_θ^l), r = the same with ε_ref (mse = per-sample mean over pixels),
- * L = −mean log σ(−β/2 · (m − r)).
+ * L = −mean log σ(−β/2 · (m − r)), plus the RPO and DPO-Positive terms when their weights are set.
  * Metrics: `loss`; `raw_model_loss` = ½(mean mse_θ^w + mean mse_θ^l); `ref_loss` likewise for the
- * reference; `implicit_acc` = fraction of pairs with m − r < 0, ties counting ½; plus `model_diff`
- * and `ref_diff` (means of m and r).
+ * reference; `implicit_acc` = fraction of pairs with m − r < 0, ties counting ½; `model_diff` and
+ * `ref_diff` (means of m and r); `winner_gap` = mean (mse_θ^w − mse_ref^w), positive when the policy
+ * fits the winners worse than the reference does.
  */
 export function dpoLossFromPredictions(p: DpoPredictions, opts: DpoOptions): LossOutput {
   checkBeta(opts.beta);
+  const alpha = checkWeight(opts.sftWeight, "sftWeight");
+  const lambda = checkWeight(opts.dpoPositiveLambda, "dpoPositiveLambda");
   return tidyLoss(() => {
     const mseW = perSampleMse(p.policyW, p.noise);
     const mseL = perSampleMse(p.policyL, p.noise);
@@ -53,12 +66,16 @@ export function dpoLossFromPredictions(p: DpoPredictions, opts: DpoOptions): Los
     const refL = perSampleMse(p.refL, p.noise);
     const modelDiff = tf.sub(mseW, mseL);
     const refDiff = tf.sub(refW, refL);
-    const inside = tf.mul(tf.sub(modelDiff, refDiff), -0.5 * opts.beta);
+    const winnerGap = tf.sub(mseW, refW);
+    const plain = tf.sub(modelDiff, refDiff);
+    const margin = lambda > 0 ? tf.add(plain, tf.mul(tf.relu(winnerGap), lambda)) : plain;
+    const inside = tf.mul(margin, -0.5 * opts.beta);
     // −log σ(z) = softplus(−z). tf.logSigmoid's gradient reads a tensor it does not save, which an
     // inner tidy disposes before backprop; the Softplus kernel's gradient saves its input.
-    const loss = tf.mean(tf.softplus(tf.neg(inside))) as tf.Scalar;
+    let loss = tf.mean(tf.softplus(tf.neg(inside))) as tf.Scalar;
+    if (alpha > 0) loss = tf.add(loss, tf.mul(tf.mean(mseW), alpha)) as tf.Scalar;
     const acc = tf.mean(
-      tf.add(tf.cast(tf.greater(inside, 0), "float32"), tf.mul(tf.cast(tf.equal(inside, 0), "float32"), 0.5)),
+      tf.add(tf.cast(tf.less(plain, 0), "float32"), tf.mul(tf.cast(tf.equal(plain, 0), "float32"), 0.5)),
     ) as tf.Scalar;
     return {
       loss,
@@ -69,6 +86,7 @@ export function dpoLossFromPredictions(p: DpoPredictions, opts: DpoOptions): Los
         implicit_acc: acc,
         model_diff: tf.mean(modelDiff) as tf.Scalar,
         ref_diff: tf.mean(refDiff) as tf.Scalar,
+        winner_gap: tf.mean(winnerGap) as tf.Scalar,
       },
     };
   });
@@ -84,6 +102,12 @@ export function assertPreferenceBatch(batch: PreferenceBatch, size: number, what
   if (batch.prompts.length !== batch.winners.n) {
     throw new Error(`${what}: ${batch.prompts.length} prompts for ${batch.winners.n} pairs`);
   }
+}
+
+function checkWeight(v: number | undefined, name: string): number {
+  if (v === undefined) return 0;
+  if (!(Number.isFinite(v) && v >= 0)) throw new Error(`DPO ${name} must be a non-negative number, got ${v}`);
+  return v;
 }
 
 function checkBeta(beta: number): void {

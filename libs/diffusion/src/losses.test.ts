@@ -87,6 +87,84 @@ describe("Diffusion-DPO loss from fixed predictions", () => {
     expect(Math.abs(got.model_diff - mean(mw.map((v, i) => v - ml[i])))).toBeLessThan(1e-6);
   });
 
+  it("adds RPO's winner likelihood term and DPO-Positive's penalty as written, and their gradients", () => {
+    const n = 4;
+    const rng = new Rng(5);
+    const noise = rng.normals(n * PER);
+    const near = (scale: number) => Float32Array.from(noise, (v) => v + scale * rng.normal());
+    // Pairs 0 and 2: the policy fits the winner worse than the reference (the penalty is active); 1 and 3: better.
+    const pW = near(0.3);
+    const rW = near(0.3);
+    for (const i of [0, 2])
+      for (let j = 0; j < PER; j++)
+        pW[i * PER + j] = noise[i * PER + j] + 1.5 * (rW[i * PER + j] - noise[i * PER + j]);
+    for (const i of [1, 3])
+      for (let j = 0; j < PER; j++)
+        pW[i * PER + j] = noise[i * PER + j] + 0.5 * (rW[i * PER + j] - noise[i * PER + j]);
+    const pL = near(0.35);
+    const rL = near(0.3);
+    const [beta, alpha, lambda] = [40, 0.7, 3];
+    const shape: [number, number, number, number] = [n, S, S, 3];
+    const predictions = () => ({
+      noise: tf.tensor4d(noise, shape),
+      policyW: tf.tensor4d(pW, shape),
+      policyL: tf.tensor4d(pL, shape),
+      refW: tf.tensor4d(rW, shape),
+      refL: tf.tensor4d(rL, shape),
+    });
+    const got = values(
+      tidyLoss(() =>
+        dpoLossFromPredictions(predictions(), { beta, sftWeight: alpha, dpoPositiveLambda: lambda }),
+      ),
+    );
+    const mw = mse(pW, noise, n);
+    const ml = mse(pL, noise, n);
+    const rw = mse(rW, noise, n);
+    const rl = mse(rL, noise, n);
+    const gap = mw.map((v, i) => v - rw[i]);
+    expect(gap[0] > 0 && gap[2] > 0 && gap[1] < 0 && gap[3] < 0).toBe(true);
+    const z = mw.map(
+      (_, i) => -0.5 * beta * (mw[i] - ml[i] - (rw[i] - rl[i]) + lambda * Math.max(0, gap[i])),
+    );
+    const want = mean(z.map((v) => Math.log1p(Math.exp(-v)))) + alpha * mean(mw);
+    expect(Math.abs(got.loss - want)).toBeLessThan(1e-5);
+    expect(Math.abs(got.winner_gap - mean(gap))).toBeLessThan(1e-6);
+    // implicit_acc stays the plain DPO margin's: the penalty changes the loss, not what counts as preferred.
+    const acc = mean(mw.map((_, i) => (mw[i] - ml[i] - (rw[i] - rl[i]) < 0 ? 1 : 0)));
+    expect(got.implicit_acc).toBeCloseTo(acc, 7);
+    // With both weights 0 (or unset) the loss is plain Diffusion-DPO.
+    const plain = values(tidyLoss(() => dpoLossFromPredictions(predictions(), { beta })));
+    const zero = values(
+      tidyLoss(() => dpoLossFromPredictions(predictions(), { beta, sftWeight: 0, dpoPositiveLambda: 0 })),
+    );
+    expect(zero.loss).toBe(plain.loss);
+    // d loss / d ε_θ^w for pair 0 (penalty active): −σ(−z₀)·(−β/2)(1 + λ)·∂mse₀/∂p + α·∂mse₀/∂p / n, with
+    // ∂mse₀/∂p = 2(p − ε)/PER, all divided by n for the mean over pairs.
+    const grad = tf.tidy(() => {
+      const p = predictions();
+      const g = tf.grad(
+        (w: tf.Tensor4D) =>
+          dpoLossFromPredictions({ ...p, policyW: w }, { beta, sftWeight: alpha, dpoPositiveLambda: lambda })
+            .loss,
+      );
+      return g(p.policyW).dataSync();
+    });
+    const sig = (v: number) => 1 / (1 + Math.exp(-v));
+    for (const [i, j] of [
+      [0, 5],
+      [1, 17],
+      [2, 100],
+    ]) {
+      const dMse = (2 * (pW[i * PER + j] - noise[i * PER + j])) / PER;
+      const active = gap[i] > 0 ? 1 + lambda : 1;
+      const want = (sig(-z[i]) * 0.5 * beta * active * dMse) / n + (alpha * dMse) / n;
+      expect(Math.abs(grad[i * PER + j] - want)).toBeLessThan(1e-4 * Math.max(1, Math.abs(want)));
+    }
+    expect(() =>
+      values(tidyLoss(() => dpoLossFromPredictions(predictions(), { beta, sftWeight: -1 }))),
+    ).toThrow(/sftWeight/);
+  });
+
   it("ε-MSE from fixed predictions is the mean of per-sample pixel means", () => {
     const rng = new Rng(2);
     const a = rng.normals(3 * PER);

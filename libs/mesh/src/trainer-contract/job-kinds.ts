@@ -19,7 +19,9 @@ export type ObjectiveSetting =
   | "beta"
   | "promptDropout"
   | "improveTaskProbability"
-  | "reconstructTaskProbability";
+  | "reconstructTaskProbability"
+  | "sftWeight"
+  | "dpoPositiveLambda";
 
 /** Each objective setting: its proto field name and the job kinds whose objective reads it. */
 export const OBJECTIVE_SETTINGS: Readonly<
@@ -40,6 +42,12 @@ export const OBJECTIVE_SETTINGS: Readonly<
     protoName: "reconstruct_task_probability",
     kinds: [JobKind.IMPROVER],
     usedBy: "IMPROVER training",
+  },
+  sftWeight: { protoName: "sft_weight", kinds: [JobKind.DPO, JobKind.SPIN], usedBy: "DPO and SPIN training" },
+  dpoPositiveLambda: {
+    protoName: "dpo_positive_lambda",
+    kinds: [JobKind.DPO, JobKind.SPIN],
+    usedBy: "DPO and SPIN training",
   },
 };
 

@@ -25,6 +25,10 @@ export const TRAINING_DEFAULTS = {
   reconstructTaskProbability: 0.1,
   /** Final learning rate of a decaying schedule, as a fraction of the peak. */
   minLrRatio: 0.1,
+  /** DPO/SPIN: weight of RPO's winner ε-MSE term (0 = plain Diffusion-DPO). */
+  sftWeight: 0,
+  /** DPO/SPIN: DPO-Positive's λ (0 = plain Diffusion-DPO). */
+  dpoPositiveLambda: 0,
 } as const;
 
 /** The limits of TrainingConfig. */
@@ -50,6 +54,8 @@ const OBJECTIVE_RANGES: Readonly<Record<ObjectiveSetting, [number, number, { low
   promptDropout: [0, 1, {}],
   improveTaskProbability: [0, 1, {}],
   reconstructTaskProbability: [0, 1, {}],
+  sftWeight: [0, 1000, {}],
+  dpoPositiveLambda: [0, 10_000, {}],
 };
 
 function resolveObjectiveSettings(
