@@ -204,6 +204,50 @@ describe("inference service", () => {
     }
   });
 
+  it("batches concurrent PredictEps calls: each gets the ε it gets alone", async () => {
+    const s = await start({
+      IDPO_INFERENCE_CHECKPOINT: "runs/t/improver",
+      IDPO_INFERENCE_MAX_DELAY_MS: "50",
+    });
+    try {
+      await s.waitServing();
+      const call = (seed: number, n: number) => {
+        const x = new Float32Array(n * S * S * 3).map((_, i) => Math.sin(i * 0.1 + seed));
+        const c = new Float32Array(n * S * S * 3).map((_, i) => Math.cos(i * 0.05 + seed) * 0.5);
+        return s.client.predictEps({
+          xT: create(TensorSchema, {
+            shape: [n, S, S, 3],
+            dtype: Dtype.FLOAT32,
+            data: new Uint8Array(x.buffer),
+          }),
+          timesteps: [100 + seed],
+          prompts: [PROMPTS[seed % PROMPTS.length]],
+          condition: create(TensorSchema, {
+            shape: [n, S, S, 3],
+            dtype: Dtype.FLOAT32,
+            data: new Uint8Array(c.buffer),
+          }),
+        });
+      };
+      const together = await Promise.all([call(1, 2), call(2, 1), call(3, 3)]);
+      for (const [i, [seed, n]] of [
+        [1, 2],
+        [2, 1],
+        [3, 3],
+      ].entries()) {
+        const alone = new Float32Array((await call(seed, n)).eps!.data.slice().buffer);
+        const got = new Float32Array(together[i].eps!.data.slice().buffer);
+        expect(together[i].eps!.shape).toEqual([n, S, S, 3]);
+        let scale = 0;
+        for (const v of alone) scale = Math.max(scale, Math.abs(v));
+        expect(scale).toBeGreaterThan(1e-3);
+        expect(maxAbs(got, alone) / scale).toBeLessThan(1e-5);
+      }
+    } finally {
+      await s.close();
+    }
+  });
+
   it("refuses bad requests with INVALID_ARGUMENT or NOT_FOUND before sampling", async () => {
     const s = await start({ IDPO_INFERENCE_CHECKPOINT: "runs/t/base" });
     try {

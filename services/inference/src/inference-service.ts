@@ -107,6 +107,14 @@ interface Group {
   parsed: ParsedSample;
 }
 
+/** One image of a PredictEps call, as queued for batching. */
+interface EpsItem {
+  x: Float32Array;
+  t: number;
+  prompt: string;
+  cond?: Float32Array;
+}
+
 function noModel(): ConnectError {
   return new ConnectError(
     "no model loaded: set IDPO_INFERENCE_CHECKPOINT, call LoadModel, or name checkpoint_id",
@@ -122,7 +130,7 @@ function engineName(o: OrtOptions): string {
 /**
  * Creates the inference server: loads `config.checkpointId` in the background (health NOT_SERVING
  * until a checkpoint is current), follows published checkpoints of `config.follow`, and serves
- * PredictEps directly and SampleImages through a dynamic batcher keyed by weights and settings.
+ * PredictEps and SampleImages through dynamic batchers keyed by the weights (and SampleImages' settings).
  */
 export async function createInferenceServer(deps: InferenceDeps): Promise<InferenceServer> {
   const { config, logger } = deps;
@@ -170,11 +178,39 @@ export async function createInferenceServer(deps: InferenceDeps): Promise<Infere
       `inference queue is full: ${queued} images waiting, limit ${limit} (IDPO_INFERENCE_MAX_QUEUE); retry later`,
   );
 
+  // PredictEps calls on the same weights share forward passes (ε of an image does not depend on its batch).
+  const epsBatcher = new DynamicBatcher<ServedLease, EpsItem, Float32Array>(
+    { maxBatch: config.maxBatch, maxDelayMs: config.maxDelayMs, maxQueue: config.maxQueue },
+    async (lease, items) => {
+      const u = lease.model.config.unet;
+      const per = u.imageSize * u.imageSize * u.inChannels;
+      const perCond = u.imageSize * u.imageSize * u.condChannels;
+      const x = new Float32Array(items.length * per);
+      const cond = perCond > 0 ? new Float32Array(items.length * perCond) : undefined;
+      items.forEach((it, i) => {
+        x.set(it.x, i * per);
+        if (cond && it.cond) cond.set(it.cond, i * perCond);
+      });
+      const text = await lease.model.encodeText(items.map((it) => it.prompt));
+      const eps = await lease.model.predictEps(
+        x,
+        items.map((it) => it.t),
+        text,
+        cond,
+      );
+      return items.map((_, i) => eps.slice(i * per, (i + 1) * per));
+    },
+    (queued, limit) =>
+      `inference queue is full: ${queued} images waiting, limit ${limit} (IDPO_INFERENCE_MAX_QUEUE); retry later`,
+  );
+
   const installed = (ref: CheckpointRef, cached: boolean) => {
     logger.info("inference model current", { checkpoint: ref.id, sha256: ref.sha256, cached });
     deps.setServing(true);
   };
-  const loadModel = async (id: string): Promise<{ ref: CheckpointRef; cached: boolean; configJson: string }> => {
+  const loadModel = async (
+    id: string,
+  ): Promise<{ ref: CheckpointRef; cached: boolean; configJson: string }> => {
     const lease = await cache.lease(id, true);
     lease.release();
     installed(lease.ref, lease.cached);
@@ -241,13 +277,22 @@ export async function createInferenceServer(deps: InferenceDeps): Promise<Infere
         }
       },
 
-      async predictEps(req: PredictEpsRequest) {
+      async predictEps(req: PredictEpsRequest, ctx: HandlerContext) {
         const lease = await leaseFor(req.checkpointId);
         try {
           const p = parsePredict(req, lease.model);
-          const text = await lease.model.encodeText(p.prompts);
-          const eps = await lease.model.predictEps(p.xt, p.t, text, p.cond);
           const u = lease.model.config.unet;
+          const per = u.imageSize * u.imageSize * u.inChannels;
+          const perCond = u.imageSize * u.imageSize * u.condChannels;
+          const items: EpsItem[] = p.prompts.map((prompt, i) => ({
+            x: p.xt.subarray(i * per, (i + 1) * per),
+            t: p.t[i],
+            prompt,
+            cond: p.cond?.subarray(i * perCond, (i + 1) * perCond),
+          }));
+          const outs = await epsBatcher.submit(lease.hash, lease, items, ctx.signal);
+          const eps = new Float32Array(p.n * per);
+          for (let i = 0; i < outs.length; i++) eps.set(outs[i], i * per);
           return create(PredictEpsResponseSchema, {
             eps: create(TensorSchema, tensorMessage(eps, [p.n, u.imageSize, u.imageSize, u.outChannels])),
             checkpoint: lease.ref,
@@ -295,7 +340,8 @@ export async function createInferenceServer(deps: InferenceDeps): Promise<Infere
     async close() {
       await subscription?.stop({ timeoutMs: 5_000 });
       batcher.close();
-      await batcher.idle();
+      epsBatcher.close();
+      await Promise.all([batcher.idle(), epsBatcher.idle()]);
       await ready;
       await cache.close();
     },
