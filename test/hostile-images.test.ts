@@ -6,7 +6,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import type { Bus } from "@idpo/bus";
-import { blackPngBomb, pngFile } from "@idpo/data";
+import { blackPngBomb, pngFile } from "@idpo/data/test-fixtures";
 import { createImprover, type Improver } from "@idpo/improver";
 import { CheckpointStore } from "@idpo/mesh";
 import { ImageFormat, ImageSchema, ImproverService, ScorerService } from "@idpo/proto";

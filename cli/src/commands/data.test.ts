@@ -2,7 +2,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { decodePng, pickAPicFixtureRows, readPairManifest, writePickAPicFixture } from "@idpo/data";
+import { decodePng, readPairManifest } from "@idpo/data";
+import { pickAPicFixtureRows, writePickAPicFixture } from "@idpo/data/test-fixtures";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type DataIo, dataCommand, runDataPickapic, runDataShapes, runDataStats } from "./data.js";
 

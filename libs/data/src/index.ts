@@ -1,9 +1,12 @@
+/**
+ * @idpo/data: images (HWC float32 in [0, 1]) and their codecs, the shapes world (grammar, renders, offline
+ * pairs), the on-disk preference-pair format, Pick-a-Pic ingestion, plots and a seeded PRNG. Test fixtures
+ * live in "@idpo/data/test-fixtures". See libs/data/README.md.
+ */
 export * from "./codecs.js";
 export * from "./image.js";
 export * from "./pair-dataset.js";
 export * from "./pickapic.js";
-export * from "./pickapic-fixture.js";
-export * from "./png-fixture.js";
 export * from "./pixel-font.js";
 export * from "./plots.js";
 export * from "./prng.js";
