@@ -42,7 +42,7 @@ export function dpoObjective(
   reference: DiffusionModel,
   opts: DpoOptions,
 ): Objective<PreferenceBatch> {
-  return fromSplit({ kind: "dpo", beta: opts.beta }, policy, reference);
+  return fromSplit({ kind: "dpo", options: opts }, policy, reference);
 }
 
 /** SPIN-Diffusion: the previous iterate is the reference, its own samples are the losers. */
@@ -51,7 +51,7 @@ export function spinObjective(
   previousIterate: DiffusionModel,
   opts: DpoOptions,
 ): Objective<SpinBatch> {
-  return fromSplit({ kind: "spin", beta: opts.beta }, policy, previousIterate);
+  return fromSplit({ kind: "spin", options: opts }, policy, previousIterate);
 }
 
 /** The improvement model's three-task mixture on preference pairs. */

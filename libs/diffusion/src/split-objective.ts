@@ -34,8 +34,8 @@ import type { SpinBatch } from "./spin-loss.js";
 export type ObjectiveSpec =
   | { kind: "eps-mse"; promptDropout: number }
   | { kind: "improver"; tasks?: ImproverTaskProbabilities }
-  | { kind: "dpo"; beta: number }
-  | { kind: "spin"; beta: number };
+  | { kind: "dpo"; options: DpoOptions }
+  | { kind: "spin"; options: DpoOptions };
 
 /** Per-example random draws of one of the objectives (timesteps and noise, plus dropout or task plans). */
 export type ObjectiveDraws = EpsMseDraws | DpoDraws | ImproverDraws;
@@ -158,7 +158,7 @@ function dpo(
   opts: DpoOptions,
 ): SplitObjective<PreferenceBatch> {
   return {
-    spec: { kind: "dpo", beta: opts.beta },
+    spec: { kind: "dpo", options: { ...opts } },
     model: policy,
     reference,
     size: (b) => b.winners.n,
@@ -182,7 +182,7 @@ function asPairs(b: SpinBatch): PreferenceBatch {
 function spin(policy: DiffusionModel, previous: DiffusionModel, opts: DpoOptions): SplitObjective<SpinBatch> {
   const inner = dpo(policy, previous, opts);
   return {
-    spec: { kind: "spin", beta: opts.beta },
+    spec: { kind: "spin", options: { ...opts } },
     model: policy,
     reference: previous,
     size: (b) => b.real.n,
@@ -220,9 +220,9 @@ export function splitObjective(
     case "improver":
       return improver(model, spec.tasks) as SplitObjective<unknown>;
     case "dpo":
-      return dpo(model, reference!, { beta: spec.beta }) as SplitObjective<unknown>;
+      return dpo(model, reference!, spec.options) as SplitObjective<unknown>;
     case "spin":
-      return spin(model, reference!, { beta: spec.beta }) as SplitObjective<unknown>;
+      return spin(model, reference!, spec.options) as SplitObjective<unknown>;
     default:
       throw new Error(`unknown objective kind ${JSON.stringify((spec as { kind: unknown }).kind)}`);
   }
