@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { type Bus, openBus, RevisionConflictError } from "@idpo/bus";
-import { IterationSchema, RunSchema, RunState } from "@idpo/proto";
+import { IterationSchema, ProgressSchema, RunSchema, RunStage, RunState } from "@idpo/proto";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { runKey } from "./run-plan.js";
 import { RunStore } from "./run-store.js";
@@ -85,5 +85,40 @@ describe("RunStore", () => {
     });
     await done;
     expect(seen).toEqual([RunState.PENDING, RunState.RUNNING, RunState.SUCCEEDED]);
+  });
+
+  it("watch collapses a backlog of progress-only updates for a slow consumer, never a stage change", async () => {
+    const store = new RunStore(bus.state);
+    await store.create(create(RunSchema, { runId: "s", state: RunState.RUNNING, stage: RunStage.BASE }));
+    const ac = new AbortController();
+    const it = store.watch("s", ac.signal)[Symbol.asyncIterator]();
+    const first = await it.next();
+    expect(first.value?.run.stage).toBe(RunStage.BASE);
+    // The consumer is busy while 40 progress writes, a stage change and 40 more land.
+    const progress = (done: number) =>
+      store.mutate("s", (r) => {
+        r.progress = create(ProgressSchema, { done: BigInt(done), total: 100n });
+        return true;
+      });
+    for (let i = 1; i <= 40; i++) await progress(i);
+    await store.mutate("s", (r) => {
+      r.stage = RunStage.IMPROVER;
+      r.progress = create(ProgressSchema, { done: 0n, total: 100n });
+      return true;
+    });
+    for (let i = 1; i <= 40; i++) await progress(i);
+    await store.mutate("s", (r) => {
+      r.state = RunState.SUCCEEDED;
+      return true;
+    });
+    const seen: string[] = [];
+    for (;;) {
+      const r = await it.next();
+      if (r.done) break;
+      seen.push(
+        `${RunStage[r.value.run.stage]}:${r.value.run.progress?.done ?? 0}:${RunState[r.value.run.state]}`,
+      );
+    }
+    expect(seen).toEqual(["BASE:40:RUNNING", "IMPROVER:40:RUNNING", "IMPROVER:40:SUCCEEDED"]);
   });
 });

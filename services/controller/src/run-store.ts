@@ -1,6 +1,6 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
-import { RevisionConflictError, type StateStore } from "@idpo/bus";
+import { RevisionConflictError, type StateChange, type StateStore } from "@idpo/bus";
 import { type Run, RunSchema, RunState } from "@idpo/proto";
 import { runKey } from "./run-plan.js";
 
@@ -13,6 +13,11 @@ export interface StoredRun {
 /** True once a run can no longer change. */
 export function isTerminal(state: RunState): boolean {
   return state === RunState.SUCCEEDED || state === RunState.FAILED || state === RunState.CANCELLED;
+}
+
+/** Whether two versions of a run are at the same state, stage and iteration (differ only in progress). */
+function sameMilestone(a: Run, b: Run): boolean {
+  return a.state === b.state && a.stage === b.stage && a.iteration === b.iteration;
 }
 
 /** Attempts of a read-modify-write before giving up: conflicts mean someone else is writing the same run. */
@@ -92,26 +97,73 @@ export class RunStore {
   /**
    * Yields the run (with its revision) now and after every stored change, until `signal` aborts or the run
    * is terminal (the terminal state is yielded). Waits for the run to appear if it does not exist yet.
+   * A consumer slower than the writers is not fed a backlog: of the changes that arrived while it was busy,
+   * a run of progress-only updates (same state, stage and iteration) collapses to its latest, while every
+   * change of state, stage or iteration is still yielded in order. (With training in the same process, a
+   * training step can hold the event loop for seconds while several progress writes land.)
    */
   async *watch(runId: string, signal: AbortSignal): AsyncGenerator<StoredRun> {
     const key = runKey(runId);
     const w = await this.state.watch(key, { includeExisting: true });
+    const pending: StateChange[] = [];
+    let wake: (() => void) | undefined;
+    let ended = false;
+    let failure: unknown;
+    const pump = (async () => {
+      try {
+        for await (const change of w) {
+          if (change.key !== key) continue;
+          pending.push(change);
+          wake?.();
+        }
+      } catch (err) {
+        failure = err;
+      } finally {
+        ended = true;
+        wake?.();
+      }
+    })();
     const onAbort = () => w.stop();
     signal.addEventListener("abort", onAbort, { once: true });
     try {
       if (signal.aborted) return;
       let lastRevision = 0;
-      for await (const change of w) {
-        if (change.key !== key || change.revision <= lastRevision) continue;
-        lastRevision = change.revision;
-        if (change.op === "delete") return;
-        const run = this.decode(key, change.value);
-        yield { run, revision: change.revision };
-        if (isTerminal(run.state)) return;
+      for (;;) {
+        if (pending.length === 0) {
+          if (ended) {
+            if (failure !== undefined) throw failure;
+            return;
+          }
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
+          wake = undefined;
+          continue;
+        }
+        const out: StoredRun[] = [];
+        let deleted = false;
+        for (const change of pending.splice(0)) {
+          if (change.revision <= lastRevision) continue;
+          lastRevision = change.revision;
+          if (change.op === "delete") {
+            deleted = true;
+            break;
+          }
+          const next = { run: this.decode(key, change.value), revision: change.revision };
+          const prev = out.at(-1);
+          if (prev && sameMilestone(prev.run, next.run)) out[out.length - 1] = next;
+          else out.push(next);
+        }
+        for (const item of out) {
+          yield item;
+          if (isTerminal(item.run.state)) return;
+        }
+        if (deleted) return;
       }
     } finally {
       signal.removeEventListener("abort", onAbort);
       w.stop();
+      await pump;
     }
   }
 }
