@@ -1,18 +1,11 @@
 import { join } from "node:path";
 import { DASHBOARD_DEFAULT_PORT } from "@idpo/dashboard";
-import { Command, InvalidArgumentError } from "commander";
+import { Command } from "commander";
+import { intArg } from "../args.js";
 import { QUICKSTART_DEFAULTS } from "../quickstart/quickstart-config.js";
 import { rewardTable } from "../quickstart/run-format.js";
 import { runQuickstart } from "../quickstart/run-quickstart.js";
-
-function intArg(flag: string, min: number, max: number): (v: string) => number {
-  return (v) => {
-    if (!/^\d+$/.test(v.trim())) throw new InvalidArgumentError(`${flag} must be an integer, got "${v}"`);
-    const n = Number(v);
-    if (n < min || n > max) throw new InvalidArgumentError(`${flag} must be in [${min}, ${max}], got ${n}`);
-    return n;
-  };
-}
+import { buildRunConfig } from "./run.js";
 
 /** `idpo quickstart`: the whole loop in one process on the embedded bus, with a report. */
 export function quickstartCommand(): Command {
@@ -41,6 +34,10 @@ export function quickstartCommand(): Command {
       DASHBOARD_DEFAULT_PORT,
     )
     .option("--no-dashboard", "do not serve the run dashboard")
+    .option(
+      "--config <file>",
+      "a RunConfig as protobuf JSON instead of the quickstart's own (its iterations, pairs and seed win over the flags)",
+    )
     .action(
       async (opts: {
         out: string;
@@ -50,10 +47,17 @@ export function quickstartCommand(): Command {
         seed: number;
         dashboard: boolean;
         dashboardPort: number;
+        config?: string;
       }) => {
-        const { dashboard, dashboardPort, ...settings } = opts;
+        const { dashboard, dashboardPort, config: file, ...settings } = opts;
+        const config = file ? buildRunConfig({ config: file, fromScratch: true }) : undefined;
+        if (config) {
+          settings.iterations = config.iterations;
+          settings.pairs = config.pairsPerIteration;
+          settings.seed = Number(config.seed);
+        }
         const res = await runQuickstart(
-          { ...settings, dashboardPort: dashboard ? dashboardPort : false },
+          { ...settings, config, dashboardPort: dashboard ? dashboardPort : false },
           {
             err: (t) => process.stderr.write(t),
             tty: process.stderr.isTTY === true,

@@ -65,7 +65,7 @@ export class BenchMesh {
     const logFile = join(dataDir, "services.log");
     const log = createWriteStream(logFile, { flags: "a" });
     const logger = createLogger("info", {}, (line) => log.write(`${line}\n`));
-    const mesh = await startLocalMesh({ dataDir, logger });
+    const mesh = await startLocalMesh({ dataDir, logger, serviceName: "idpo-bench" });
     const clients: MeshClients = {
       trainer: createClient(TrainerService, createPeerTransport(mesh.urls.trainer)),
       generator: createClient(GeneratorService, createPeerTransport(mesh.urls.generator)),

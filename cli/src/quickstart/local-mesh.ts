@@ -1,5 +1,13 @@
 import { closeSharedBus } from "@idpo/mesh";
-import { buildServer, type ListeningServer, type Logger, type MeshService } from "@idpo/runtime";
+import {
+  buildServer,
+  initTracing,
+  type ListeningServer,
+  type Logger,
+  loadRuntimeConfig,
+  type MeshService,
+  shutdownTracing,
+} from "@idpo/runtime";
 import { loadService, SERVICE_NAMES } from "../services.js";
 
 /** The five services running in this process on loopback ports, sharing the embedded bus. */
@@ -14,26 +22,39 @@ export interface LocalMesh {
 export interface LocalMeshOptions {
   /** Directory of the embedded bus (state, streams, artifacts) and of the services' caches. */
   dataDir: string;
-  /** Logger given to every service (tagged with its name). */
+  /** Logger given to every service (tagged with its name); trace export failures are logged there too. */
   logger: Logger;
+  /** `service.name` of the command's own spans (its calls into the mesh); default idpo. */
+  serviceName?: string;
 }
 
 /**
  * Starts generator, improver, trainer, scorer and controller in this process with real gRPC servers on
  * free loopback ports, on the embedded bus under `dataDir` (IDPO_NATS_URL is ignored). Services start
  * in dependency order, each on port 0; once one listens, IDPO_<SERVICE>_ADDR points at its real port, so
- * services created after it find it (and no port is chosen before it is bound).
+ * services created after it find it (and no port is chosen before it is bound). With
+ * OTEL_EXPORTER_OTLP_ENDPOINT set, spans are exported with one `service.name` per service; shutdown sends
+ * the last ones (a collector that is gone costs at most 15 s, never an error).
  */
 export async function startLocalMesh(opts: LocalMeshOptions): Promise<LocalMesh> {
   const env = process.env;
   delete env.IDPO_NATS_URL;
   env.IDPO_DATA_DIR = opts.dataDir;
+  const { otlpEndpoint, otlpProtocol } = loadRuntimeConfig("mesh", 0, env);
+  const tracing = initTracing({
+    serviceName: opts.serviceName ?? "idpo",
+    endpoint: otlpEndpoint,
+    protocol: otlpProtocol,
+    logger: opts.logger.child({ component: "tracing" }),
+    env,
+  });
   const servers: ListeningServer[] = [];
   const urls = {} as Record<MeshService, string>;
   const shutdown = async () => {
     for (const s of [...servers].reverse()) await s.shutdown();
     servers.length = 0;
     await closeSharedBus();
+    if (tracing) await shutdownTracing();
   };
   try {
     for (const name of SERVICE_NAMES) {

@@ -5,13 +5,7 @@ import { createClient } from "@connectrpc/connect";
 import { type RunningDashboard, startDashboard } from "@idpo/dashboard";
 import { sharedBus } from "@idpo/mesh";
 import { ControllerService, type Run, type RunConfig, RunStage, RunState } from "@idpo/proto";
-import {
-  createLogger,
-  createPeerTransport,
-  initTracing,
-  type MeshService,
-  shutdownTracing,
-} from "@idpo/runtime";
+import { createLogger, createPeerTransport, type MeshService } from "@idpo/runtime";
 import { startLocalMesh } from "./local-mesh.js";
 import { type QuickstartSettings, quickstartRunConfig } from "./quickstart-config.js";
 import { type StageTiming, writeReport } from "./report.js";
@@ -78,10 +72,8 @@ export async function runQuickstart(opts: QuickstartOptions, io: QuickstartIo): 
   const logger = createLogger("info", {}, (line) => log.write(`${line}\n`));
   io.err(`idpo quickstart: all five services in this process, embedded bus in ${dataDir}\n`);
   io.err(`  service logs: ${logPath} (copied into the report folder at the end)\n`);
-  // Spans go to an OTLP collector when one is configured (the services share this process's tracer).
-  const otlp = process.env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim();
-  if (otlp) initTracing({ serviceName: process.env.OTEL_SERVICE_NAME || "idpo-quickstart", endpoint: otlp });
-  const mesh = await startLocalMesh({ dataDir, logger });
+  // Spans go to an OTLP collector when one is configured (OTEL_EXPORTER_OTLP_ENDPOINT): see startLocalMesh.
+  const mesh = await startLocalMesh({ dataDir, logger, serviceName: "idpo-quickstart" });
   const onSigint = () => {
     io.err("\ninterrupted: stopping the services (rerun with --data-dir to resume)\n");
     void mesh.shutdown().finally(() => process.exit(130));
@@ -161,7 +153,6 @@ export async function runQuickstart(opts: QuickstartOptions, io: QuickstartIo): 
     process.off("SIGINT", onSigint);
     await dashboard?.close();
     await mesh.shutdown();
-    if (otlp) await shutdownTracing();
     await new Promise<void>((r) => log.end(r));
     // The report keeps the services' log; a temporary data directory is only kept to diagnose a failure.
     if (existsSync(resolve(opts.out))) copyFileSync(logPath, join(resolve(opts.out), "services.log"));

@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { trace } from "@opentelemetry/api";
 
 /** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -78,6 +79,12 @@ export async function retryTransient<T>(fn: () => Promise<T>, opts: RetryOptions
       if (now - firstFailure >= opts.budgetMs) throw err;
       const delay = backoffMs(attempt, opts.baseDelayMs ?? 250, opts.maxDelayMs ?? 5_000);
       opts.onRetry?.(err, attempt, delay);
+      // The failed attempt is a CLIENT span of its own; the caller's span says why and when it tries again.
+      trace.getActiveSpan()?.addEvent("retry", {
+        "idpo.retry.attempt": attempt + 1,
+        "idpo.retry.delay_ms": delay,
+        "exception.message": err instanceof Error ? err.message : String(err),
+      });
       await sleep(delay, opts.signal);
     }
   }

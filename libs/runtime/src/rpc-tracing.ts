@@ -90,11 +90,50 @@ async function* streamInContext<T>(
     throw err;
   } finally {
     if (!done) {
-      // The reader stopped early (it had what it needed, or it was cancelled): release the stream.
-      await context.with(ctx, async () => it.return?.()).catch(() => undefined);
+      // The reader stopped early (it had what it needed, or it was cancelled): the call is over for it, even
+      // while the stream underneath is still being released.
       finish();
+      await context.with(ctx, async () => it.return?.()).catch(() => undefined);
     }
   }
+}
+
+/**
+ * The messages of a call's response stream with one message read ahead, `finish` called when the stream
+ * ends or fails. A reader that stops early may not say so (connect's clients drop `return`), so the end of
+ * the call is seen by reading ahead, not by waiting for the reader.
+ */
+function readAhead<T>(
+  messages: AsyncIterable<T>,
+  ctx: Context,
+  finish: (err?: unknown) => void,
+): AsyncIterable<T> {
+  const it = messages[Symbol.asyncIterator]();
+  const pull = () => {
+    const p = context.with(ctx, () => it.next());
+    p.then(
+      (r) => {
+        if (r.done) finish();
+      },
+      (err) => finish(err),
+    );
+    return p;
+  };
+  let ahead: Promise<IteratorResult<T>> | undefined;
+  return {
+    [Symbol.asyncIterator]: () => ({
+      next: async () => {
+        const r = await (ahead ?? pull());
+        ahead = r.done ? undefined : pull();
+        return r;
+      },
+      return: async () => {
+        finish();
+        await it.return?.();
+        return { done: true, value: undefined };
+      },
+    }),
+  };
 }
 
 /** The run a unary request names in a top-level `runId` field, if any. */
@@ -169,7 +208,7 @@ export function clientTracingInterceptor(): Interceptor {
         finish();
         return res;
       }
-      return { ...res, message: streamInContext(res.message, ctx, finish) };
+      return { ...res, message: readAhead(res.message, ctx, finish) };
     } catch (err) {
       finish(err);
       throw err;

@@ -1,12 +1,14 @@
+import { Code, ConnectError } from "@connectrpc/connect";
 import { context, ROOT_CONTEXT } from "@opentelemetry/api";
 import { type ExportResult, ExportResultCode } from "@opentelemetry/core";
 import { InMemorySpanExporter, type ReadableSpan, type SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { afterEach, describe, expect, it } from "vitest";
 import { createLogger } from "./logger.js";
+import { retryTransient } from "./retry.js";
 import { runSpanContext } from "./run-trace.js";
 import { GuardedExporter } from "./trace-export.js";
 import { withService } from "./trace-provider.js";
-import { flushTracing, initTracing, shutdownTracing, startSpanWithIds, tracer } from "./tracing.js";
+import { flushTracing, initTracing, shutdownTracing, startSpanWithIds, tracer, withSpan } from "./tracing.js";
 
 function capture() {
   const lines: { level: string; msg: string }[] = [];
@@ -102,6 +104,28 @@ describe("initTracing", () => {
     expect(root.resource.attributes["service.name"]).toBe("idpo-controller");
     expect([root.spanContext().traceId, root.spanContext().spanId]).toEqual([ids.traceId, ids.spanId]);
     expect(root.parentSpanContext).toBeUndefined();
+  });
+
+  it("marks each retry of a call on the caller's span", async () => {
+    const exporter = new InMemorySpanExporter();
+    initTracing({ serviceName: "idpo-cli", exporter });
+    let calls = 0;
+    await withSpan("stage", {}, () =>
+      retryTransient(
+        async () => {
+          if (++calls < 3) throw new ConnectError("trainer restarting", Code.Unavailable);
+          return calls;
+        },
+        { budgetMs: 10_000, baseDelayMs: 1 },
+      ),
+    );
+    await flushTracing();
+    const [stage] = exporter.getFinishedSpans();
+    expect(stage.events.map((e) => [e.name, e.attributes?.["idpo.retry.attempt"]])).toEqual([
+      ["retry", 1],
+      ["retry", 2],
+    ]);
+    expect(stage.events[0].attributes?.["exception.message"]).toContain("trainer restarting");
   });
 
   it("holds at most the queue and one batch for a collector that hangs, and shuts down anyway", async () => {

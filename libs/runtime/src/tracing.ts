@@ -69,6 +69,10 @@ const QUEUE_SPANS = 2048;
 const BATCH_SPANS = 512;
 /** Longest wait for the last spans at shutdown, ms. */
 const SHUTDOWN_MS = 15_000;
+/** How long one export request may take, ms, unless OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT says otherwise:
+ * longer than OpenTelemetry's 10 s, because a service busy training can hold its event loop for seconds
+ * and the request's timer fires before its answer is read. */
+const REQUEST_MS = 30_000;
 
 let active: { processors: BatchSpanProcessor[]; ids: ServiceTracerProvider["ids"] } | undefined;
 
@@ -100,19 +104,25 @@ export function initTracing(opts: TracingOptions): boolean {
   const env = opts.env ?? process.env;
   const logger = opts.logger ?? createLogger("info", { component: "tracing" });
   const processors: BatchSpanProcessor[] = [];
+  const timeoutMillis =
+    env.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT || env.OTEL_EXPORTER_OTLP_TIMEOUT ? undefined : REQUEST_MS;
   const add = (exporter: SpanExporter, target: string, delayMs: number) =>
     processors.push(
       new BatchSpanProcessor(new GuardedExporter(exporter, target, logger), {
         maxQueueSize: QUEUE_SPANS,
         maxExportBatchSize: BATCH_SPANS,
         scheduledDelayMillis: delayMs,
+        // Two tries (see GuardedExporter) of a request that may take REQUEST_MS each.
+        exportTimeoutMillis: 2 * (timeoutMillis ?? REQUEST_MS) + 5_000,
       }),
     );
   if (opts.exporter) add(opts.exporter, "test exporter", 200);
   if (opts.endpoint) {
     const url = `${opts.endpoint.replace(/\/$/, "")}/v1/traces`;
     const exporter =
-      opts.protocol === "http/json" ? new OtlpJsonExporter({ url }) : new OtlpProtobufExporter({ url });
+      opts.protocol === "http/json"
+        ? new OtlpJsonExporter({ url, timeoutMillis })
+        : new OtlpProtobufExporter({ url, timeoutMillis });
     add(exporter, url, 1000);
   }
   if (processors.length === 0) return false;

@@ -1,6 +1,6 @@
 import { clone, create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
-import type { Bus } from "@idpo/bus";
+import { type Bus, RevisionConflictError } from "@idpo/bus";
 import type { CheckpointStore } from "@idpo/mesh";
 import {
   type CheckpointRef,
@@ -30,6 +30,7 @@ import {
   TrainingConfigSchema,
 } from "@idpo/proto";
 import { backoffMs, isTransient, type Logger, retryTransient, sleep } from "@idpo/runtime";
+import { context, type Span, trace } from "@opentelemetry/api";
 import { publishRunState, stateEventId } from "./run-events.js";
 import {
   checkpointIds,
@@ -42,7 +43,7 @@ import {
   shardKeyPrefix,
 } from "./run-plan.js";
 import { isTerminal, type RunStore } from "./run-store.js";
-import { withStageSpan } from "./run-tracing.js";
+import { endRunSpan, runTraceKey, startRunSpan, withStageSpan } from "./run-tracing.js";
 import { resolveTrainPrompts } from "./train-prompts.js";
 
 /** Clients of the peers a controller drives. */
@@ -234,8 +235,33 @@ export class RunDriver {
     if (!this.abort.signal.aborted) this.abort.abort(new RunEnded(reason));
   }
 
-  /** Drives the run until it ends or `stop` is called. Never throws. */
+  /**
+   * Drives the run until it ends or `stop` is called. Never throws. Everything the driver does is traced
+   * under the run's root span, which is exported when the run ends here (a driver stopped before the end
+   * drops its copy: whoever finishes the run records the root, from the run's creation time).
+   */
   async run(): Promise<void> {
+    const first = await this.deps.store.get(this.runId).catch(() => undefined);
+    const root = first && !isTerminal(first.run.state) ? startRunSpan(first.run) : undefined;
+    const ctx = root ? trace.setSpan(context.active(), root) : context.active();
+    await context.with(ctx, () => this.drive());
+    if (root) await this.endRoot(root);
+  }
+
+  /** Ends the root span if the run has ended and no other controller exported it already. */
+  private async endRoot(root: Span): Promise<void> {
+    try {
+      const cur = await this.deps.store.get(this.runId);
+      if (!cur || !isTerminal(cur.run.state)) return;
+      await this.deps.bus.state.create(runTraceKey(this.runId), new Uint8Array());
+      endRunSpan(root, cur.run);
+    } catch (err) {
+      if (!(err instanceof RevisionConflictError))
+        this.deps.logger.debug("run root span not exported", { runId: this.runId, error: errorMessage(err) });
+    }
+  }
+
+  private async drive(): Promise<void> {
     const watchStop = new AbortController();
     const watching = this.stopWhenEnded(watchStop.signal);
     try {

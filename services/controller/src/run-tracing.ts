@@ -1,63 +1,63 @@
-import { createHash } from "node:crypto";
-import {
-  type Context,
-  context,
-  ROOT_CONTEXT,
-  type Span,
-  SpanKind,
-  SpanStatusCode,
-  TraceFlags,
-  trace,
-} from "@opentelemetry/api";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { type Run, RunMethod, RunState } from "@idpo/proto";
+import { runSpanContext, runTraceId, startSpanWithIds, withSpan } from "@idpo/runtime";
+import { type Context, context, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+
+export { runTraceId };
 
 /**
- * The trace of a run: a trace id and parent span id derived from the run id, so that every stage span of
- * the run (in any controller process, before and after restarts) belongs to one trace. The parent is a
- * remote span context that is never exported itself; the stage spans hang off it.
+ * The state key whose creation decides which controller exports a run's root span: with several replicas
+ * driving one run, each ends its copy of the root, and only the first to create this key sends it.
  */
-export function runTraceContext(runId: string): Context {
-  const h = createHash("sha256").update(`idpo-run-trace:${runId}`).digest();
-  // An all-zero id is invalid in W3C trace context; a SHA-256 prefix being zero is negligible, but guard it.
-  if (h.subarray(0, 16).every((b) => b === 0)) h[15] = 1;
-  if (h.subarray(16, 24).every((b) => b === 0)) h[23] = 1;
-  return trace.setSpanContext(ROOT_CONTEXT, {
-    traceId: h.subarray(0, 16).toString("hex"),
-    spanId: h.subarray(16, 24).toString("hex"),
-    traceFlags: TraceFlags.SAMPLED,
-    isRemote: true,
+export function runTraceKey(runId: string): string {
+  return `run-traces.${runId}`;
+}
+
+/**
+ * Starts the root span of a run's trace (`idpo.run`), with the ids every process derives from the run id
+ * and the run's creation time as its start, so that a controller resuming the run after a restart records
+ * the same root. It links to the span that started the driver (CreateRun, or nothing at a resume).
+ */
+export function startRunSpan(run: Run): Span {
+  const cause = trace.getSpanContext(context.active());
+  const cfg = run.config;
+  return startSpanWithIds("idpo.run", runSpanContext(run.runId), {
+    kind: SpanKind.INTERNAL,
+    startTime: run.createTime ? timestampDate(run.createTime) : undefined,
+    attributes: {
+      "idpo.run_id": run.runId,
+      "idpo.run.name": cfg?.name ?? "",
+      "idpo.run.method": cfg ? RunMethod[cfg.method] : "",
+      "idpo.run.iterations": cfg?.iterations ?? 0,
+    },
+    links: cause && trace.isSpanContextValid(cause) ? [{ context: cause }] : [],
   });
 }
 
-/** The trace id of a run (what `runTraceContext` uses), for finding its spans. */
-export function runTraceId(runId: string): string {
-  return trace.getSpanContext(runTraceContext(runId))!.traceId;
+/** Ends the root span with the run's final state (ERROR when it failed). */
+export function endRunSpan(span: Span, run: Run): void {
+  span.setAttribute("idpo.run.state", RunState[run.state]);
+  if (run.state === RunState.FAILED) span.setStatus({ code: SpanStatusCode.ERROR, message: run.error });
+  span.end();
+}
+
+/** The active context with the run's root as parent, unless its active span already is in the run's trace:
+ * what is done for a run from a request (CreateRun's first state event, CancelRun's) belongs to the run. */
+export function runParent(runId: string): Context {
+  const active = context.active();
+  const root = runSpanContext(runId);
+  return trace.getSpanContext(active)?.traceId === root.traceId ? active : trace.setSpanContext(active, root);
 }
 
 /**
  * Runs `fn` inside a span `name` of the run's trace; peer calls and bus messages made inside it carry the
  * span's context (client interceptor, message headers), so the services' own spans join the run's trace.
  */
-export async function withStageSpan<T>(
+export function withStageSpan<T>(
   runId: string,
   name: string,
   attributes: Record<string, string | number>,
   fn: (span: Span) => Promise<T>,
 ): Promise<T> {
-  const tracer = trace.getTracer("idpo");
-  const parent = runTraceContext(runId);
-  const span = tracer.startSpan(
-    name,
-    { kind: SpanKind.INTERNAL, attributes: { "idpo.run_id": runId, ...attributes } },
-    parent,
-  );
-  try {
-    const out = await context.with(trace.setSpan(parent, span), () => fn(span));
-    span.end();
-    return out;
-  } catch (err) {
-    span.recordException(err instanceof Error ? err : new Error(String(err)));
-    span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
-    span.end();
-    throw err;
-  }
+  return withSpan(name, { "idpo.run_id": runId, ...attributes }, fn, runParent(runId));
 }

@@ -14,7 +14,14 @@ import {
   type ListJobsRequest,
   ModelKind,
 } from "@idpo/proto";
-import { type Logger, pageNewestFirst, timestampNanos } from "@idpo/runtime";
+import {
+  type Logger,
+  pageNewestFirst,
+  runContext,
+  type TraceContext,
+  timestampNanos,
+  withSpan,
+} from "@idpo/runtime";
 import { DEFAULT_BUS_WAIT_MS, untilBusAnswers } from "./bus-wait.js";
 import { JobInputError, type ResumePoint, runJob, type SpinSamplerSettings } from "./job-runner.js";
 import { intermediateCheckpointId, type ResolvedJob, resolveSpec } from "./job-spec.js";
@@ -72,6 +79,8 @@ interface LocalJob {
   unconfirmed: Uint8Array[];
   /** The progress write in flight, if any (it never rejects; writes of one job never overlap). */
   progressWrite?: Promise<void>;
+  /** Where the job's span goes: under the StartJob call, or under its run's root when resumed from KV. */
+  trace: TraceContext;
 }
 
 /** Most unconfirmed writes remembered per job (writes are serial, so a handful cover any outage). */
@@ -175,7 +184,16 @@ export class JobManager {
     const settled = new Promise<void>((r) => {
       settle = r;
     });
-    const l: LocalJob = { job, revision, resolved, listeners: new Set(), settled, settle, unconfirmed: [] };
+    const l: LocalJob = {
+      job,
+      revision,
+      resolved,
+      listeners: new Set(),
+      settled,
+      settle,
+      unconfirmed: [],
+      trace: runContext(resolved.runId),
+    };
     this.local.set(job.jobId, l);
     return l;
   }
@@ -550,7 +568,19 @@ export class JobManager {
     return best ? { checkpointId: best.id, step: Number(best.step) } : undefined;
   }
 
-  private async execute(l: LocalJob): Promise<void> {
+  /** Runs a job inside its span (`trainer.job`), so its checkpoint and progress events join its trace. */
+  private execute(l: LocalJob): Promise<void> {
+    const r = l.resolved;
+    const attributes = {
+      "idpo.job_id": r.jobId,
+      "idpo.job.kind": JobKind[r.kind],
+      "idpo.run_id": r.runId,
+      "idpo.iteration": r.iteration,
+    };
+    return withSpan("trainer.job", attributes, () => this.executeJob(l), l.trace);
+  }
+
+  private async executeJob(l: LocalJob): Promise<void> {
     const { logger } = this.opts;
     const r = l.resolved;
     const events = this.opts.bus;
