@@ -29,6 +29,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
+import { startLocalMesh } from "@idpo/cli";
 import { composeGrid, encodePng, formatShapesPrompt, type Image, shapesPrompts } from "@idpo/data";
 import {
   createModel,
@@ -49,7 +50,6 @@ import { createLogger, createPeerTransport } from "@idpo/runtime";
 import { ExampleStream, openPairSources } from "@idpo/trainer";
 import * as tf from "@tensorflow/tfjs-core";
 import { linePlot } from "../cli/src/paper/line-plot.js";
-import { startLocalMesh } from "../cli/src/quickstart/local-mesh.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const PYTHON = process.env.IDPO_BENCH_PYTHON ?? "/usr/bin/python3";

@@ -12,13 +12,13 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { create, toJsonString } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
+import { type LocalMesh, startLocalMesh } from "@idpo/cli";
 import { type RunningDashboard, startDashboard } from "@idpo/dashboard";
 import { encodePng, solidImage } from "@idpo/data";
 import { ControllerService, RunConfigSchema, RunState } from "@idpo/proto";
 import { createLogger, createPeerTransport } from "@idpo/runtime";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type LocalMesh, startLocalMesh } from "../cli/src/quickstart/local-mesh.js";
 
 const CHROMIUM = process.env.IDPO_CHROMIUM ?? "/usr/bin/chromium";
 const run = promisify(execFile);

@@ -6,12 +6,12 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { type QuickstartResult, runQuickstart } from "@idpo/cli";
 import { decodePng } from "@idpo/data";
 import { RunState } from "@idpo/proto";
 import { initTracing, runSpanContext, shutdownTracing } from "@idpo/runtime";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type QuickstartResult, runQuickstart } from "../cli/src/quickstart/run-quickstart.js";
 import {
   type OtlpReceiver,
   type ReceivedSpan,

@@ -8,9 +8,9 @@ import { randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { join } from "node:path";
 import { type Bus, openBus } from "@idpo/bus";
+import { progressLine } from "@idpo/cli";
 import { type Run, RunStage, RunState } from "@idpo/proto";
 import { afterEach, describe, expect, inject, it } from "vitest";
-import { progressLine } from "../cli/src/quickstart/run-format.js";
 import { type MeshProcesses, startMeshProcesses } from "./support/mesh.js";
 import { pairsReady, runEvents } from "./support/mesh-bus.js";
 

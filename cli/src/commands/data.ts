@@ -15,6 +15,7 @@ import {
 } from "@idpo/data";
 import { oracleRewardValue, quantiles } from "@idpo/metrics";
 import { Command, InvalidArgumentError } from "commander";
+import { intArg } from "../args.js";
 
 /** Where command output goes (stdout for results, stderr for progress); swappable in tests. */
 export interface DataIo {
@@ -28,15 +29,6 @@ const processIo: DataIo = {
   out: (line) => process.stdout.write(`${line}\n`),
   err: (line) => process.stderr.write(`${line}\n`),
 };
-
-function intArg(name: string, min: number, max = Number.MAX_SAFE_INTEGER): (v: string) => number {
-  return (v: string) => {
-    if (!/^-?\d+$/.test(v.trim())) throw new InvalidArgumentError(`${name} must be an integer, got "${v}"`);
-    const n = Number(v);
-    if (n < min || n > max) throw new InvalidArgumentError(`${name} must be in [${min}, ${max}], got ${n}`);
-    return n;
-  };
-}
 
 /** Options of `idpo data shapes`. */
 export interface DataShapesOptions {

@@ -2,34 +2,9 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { createClient } from "@connectrpc/connect";
 import { ImageFormat, ImproverService } from "@idpo/proto";
 import { createPeerTransport, peerAddress } from "@idpo/runtime";
-import { Command, InvalidArgumentError } from "commander";
+import { Command } from "commander";
+import { intArg, numberArg } from "../args.js";
 import { UsageError } from "../errors.js";
-
-function scaleArg(flag: string): (v: string) => number {
-  return (v) => {
-    const n = Number(v);
-    if (v.trim() === "" || !Number.isFinite(n) || n < 0 || n > 30) {
-      throw new InvalidArgumentError(`${flag} must be a number in [0, 30], got "${v}"`);
-    }
-    return n;
-  };
-}
-
-function intArg(flag: string, min: number, max: number): (v: string) => number {
-  return (v) => {
-    if (!/^\d+$/.test(v.trim())) throw new InvalidArgumentError(`${flag} must be an integer, got "${v}"`);
-    const n = Number(v);
-    if (n < min || n > max) throw new InvalidArgumentError(`${flag} must be in [${min}, ${max}], got ${n}`);
-    return n;
-  };
-}
-
-function strengthArg(v: string): number {
-  const n = Number(v);
-  if (v.trim() === "" || !(n > 0 && n <= 1))
-    throw new InvalidArgumentError(`--strength must be a number in (0, 1], got "${v}"`);
-  return n;
-}
 
 /** Options of `idpo improve`. */
 interface ImproveOptions {
@@ -52,14 +27,24 @@ export function improveCommand(): Command {
     .requiredOption("--prompt <text>", "what the image should show")
     .requiredOption("--out <file>", "where to write the improved PNG")
     .option("--addr <url>", "Improver address (default IDPO_IMPROVER_ADDR or http://127.0.0.1:50052)")
-    .option("--text-guidance <s>", "text guidance s_T", scaleArg("--text-guidance"), 3.5)
-    .option("--image-guidance <s>", "image guidance s_I", scaleArg("--image-guidance"), 3.0)
+    .option(
+      "--text-guidance <s>",
+      "text guidance s_T",
+      numberArg("--text-guidance", { min: 0, max: 30 }),
+      3.5,
+    )
+    .option(
+      "--image-guidance <s>",
+      "image guidance s_I",
+      numberArg("--image-guidance", { min: 0, max: 30 }),
+      3.0,
+    )
     .option("--steps <n>", "denoising steps", intArg("--steps", 1, 1000), 20)
     .option("--seed <n>", "sampling seed", intArg("--seed", 0, Number.MAX_SAFE_INTEGER), 0)
     .option(
       "--strength <s>",
       "fraction of the trajectory to run: 1 starts from noise, below 1 from the noised input (SDEdit)",
-      strengthArg,
+      numberArg("--strength", { min: 0, max: 1, minOpen: true }),
       1,
     )
     .action(async (opts: ImproveOptions) => {

@@ -1,19 +1,11 @@
 import { join } from "node:path";
 import { DASHBOARD_DEFAULT_PORT } from "@idpo/dashboard";
-import { Command, InvalidArgumentError } from "commander";
+import { Command } from "commander";
+import { intArg } from "../args.js";
 import { QUICKSTART_DEFAULTS } from "../quickstart/quickstart-config.js";
 import { rewardTable } from "../quickstart/run-format.js";
 import { runQuickstart } from "../quickstart/run-quickstart.js";
 import { buildRunConfig } from "./run.js";
-
-function intArg(flag: string, min: number, max: number): (v: string) => number {
-  return (v) => {
-    if (!/^\d+$/.test(v.trim())) throw new InvalidArgumentError(`${flag} must be an integer, got "${v}"`);
-    const n = Number(v);
-    if (n < min || n > max) throw new InvalidArgumentError(`${flag} must be in [${min}, ${max}], got ${n}`);
-    return n;
-  };
-}
 
 /** `idpo quickstart`: the whole loop in one process on the embedded bus, with a report. */
 export function quickstartCommand(): Command {

@@ -14,27 +14,10 @@ import {
   TrainingConfigSchema,
 } from "@idpo/proto";
 import { createPeerTransport, peerAddress } from "@idpo/runtime";
-import { Command, InvalidArgumentError } from "commander";
+import { Command } from "commander";
+import { intArg, numberArg } from "../args.js";
 import { UsageError } from "../errors.js";
 import { describeRun, progressLine, statusLine } from "../quickstart/run-format.js";
-
-function intArg(flag: string, min: number, max: number): (v: string) => number {
-  return (v) => {
-    if (!/^\d+$/.test(v.trim())) throw new InvalidArgumentError(`${flag} must be an integer, got "${v}"`);
-    const n = Number(v);
-    if (n < min || n > max) throw new InvalidArgumentError(`${flag} must be in [${min}, ${max}], got ${n}`);
-    return n;
-  };
-}
-
-function numberArg(flag: string): (v: string) => number {
-  return (v) => {
-    const n = Number(v);
-    if (v.trim() === "" || !Number.isFinite(n))
-      throw new InvalidArgumentError(`${flag} must be a number, got "${v}"`);
-    return n;
-  };
-}
 
 const LR_SCHEDULES: Record<string, LrSchedule> = {
   constant: LrSchedule.CONSTANT,
