@@ -4,24 +4,33 @@
  * `BENCH_RESULT <json>` at the end.
  *
  * Usage: tsx bench/measure.ts --backend wasm|cpu|tensorflow|tensorflow-gpu --threads N
- *        [--forward-batch 32] [--sample-images 32] [--train-pairs 16] [--min-seconds 4] [--profile]
+ *        [--forward-batch 32] [--sample-images 32] [--train-pairs 16] [--train-images 32]
+ *        [--train-workers W] [--min-seconds 4] [--profile]
+ * With --train-workers W > 1 only training is measured, with DataParallelTrainer (W workers of one
+ * thread each; --threads is then this process's own backend).
  */
 import { loadavg } from "node:os";
 import {
   type BackendName,
+  type CaptionedBatch,
   cloneModel,
   createModel,
+  DataParallelTrainer,
   type DiffusionModel,
   dpoObjective,
   type ImageBatch,
   improve,
   improverFromPolicy,
   initBackend,
+  type Objective,
+  type Params,
   type PreferenceBatch,
   preset,
+  pretrainObjective,
   Rng,
   sample,
   Trainer,
+  type TrainingDriver,
 } from "@idpo/diffusion";
 import * as tf from "@tensorflow/tfjs-core";
 import { modelCost } from "./flops.js";
@@ -38,6 +47,10 @@ export interface MeasureOptions {
   sampleImages: number;
   /** Preference pairs per DPO training step. */
   trainPairs: number;
+  /** Images per ε-MSE training step. */
+  trainImages: number;
+  /** Data-parallel training workers (1: Trainer in this thread). */
+  trainWorkers: number;
   /** Each measurement repeats until it has run this long (after one warm-up call). */
   minSeconds: number;
   /** Also record a per-kernel profile of one training step and one sampling step. */
@@ -75,10 +88,16 @@ export interface BackendResult {
   preset: string;
   params: { unet: number; text: number; total: number };
   flops: { unetForwardPerImage: number; textForwardPerPrompt: number };
-  forward: Measurement;
-  sampling: Measurement;
-  improver: Measurement;
+  /** Inference figures (absent for a data-parallel training run). */
+  forward?: Measurement;
+  sampling?: Measurement;
+  improver?: Measurement;
+  /** DPO training, pairs/s. */
   training: Measurement;
+  /** ε-MSE training (pretraining, SFT), images/s. */
+  epsTraining: Measurement;
+  /** Data-parallel training workers (1: the Trainer in the calling thread). */
+  trainWorkers: number;
   loadBefore: number[];
   loadAfter: number[];
   /** Top kernels by time of one training step and of one CFG sampling step. */
@@ -99,6 +118,8 @@ function parseArgs(argv: string[]): MeasureOptions {
     forwardBatch: 32,
     sampleImages: 32,
     trainPairs: 16,
+    trainImages: 32,
+    trainWorkers: 1,
     minSeconds: 4,
     profile: false,
   };
@@ -128,6 +149,12 @@ function parseArgs(argv: string[]): MeasureOptions {
         break;
       case "--train-pairs":
         opts.trainPairs = int();
+        break;
+      case "--train-images":
+        opts.trainImages = int();
+        break;
+      case "--train-workers":
+        opts.trainWorkers = int();
         break;
       case "--min-seconds":
         opts.minSeconds = int();
@@ -203,24 +230,15 @@ async function kernelProfile(fn: () => void): Promise<KernelTime[]> {
   return [...by.entries()].map(([name, e]) => ({ name, ...e })).sort((a, b) => b.ms - a.ms);
 }
 
-async function measure(opts: MeasureOptions): Promise<BackendResult> {
-  const info = await initBackend({ backend: opts.backend, threads: opts.threads, log: () => {} });
-  const cfg = preset("shapes16");
-  const cost = modelCost(cfg);
-  const policy = createModel(cfg, 1);
-  const reference = cloneModel(policy, { trainable: false });
-  const improver = improverFromPolicy(policy);
+/** Forward, text-to-image sampling and improver sampling (the inference figures). */
+async function measureInference(
+  policy: DiffusionModel,
+  improver: DiffusionModel,
+  opts: MeasureOptions,
+): Promise<{ forward: Measurement; sampling: Measurement; improver: Measurement }> {
+  const cost = modelCost(policy.config);
   const improverCost = modelCost(improver.config);
-  const total = policy.numParams();
-  if (cost.unetParams + cost.textParams !== total) {
-    throw new Error(
-      `bench/flops.ts walks ${cost.unetParams + cost.textParams} parameters but the model has ${total}; ` +
-        "the FLOP count no longer follows unet.ts / text-encoder.ts",
-    );
-  }
-  const S = cfg.unet.imageSize;
-  const loadBefore = loadavg();
-
+  const S = policy.imageSize;
   // UNet forward: the text embedding is computed once; only the UNet is timed.
   const fb = opts.forwardBatch;
   const fwdPrompts = Array.from({ length: fb }, (_, i) => PROMPTS[i % PROMPTS.length]);
@@ -272,6 +290,38 @@ async function measure(opts: MeasureOptions): Promise<BackendResult> {
     n,
     n * (steps * 3 * improverCost.unetFlops + 3 * improverCost.textFlops),
   );
+  return { forward, sampling, improver: improverM };
+}
+
+/** Trainer in this thread (1 worker) or DataParallelTrainer (W workers of one thread each). */
+async function driver<B>(
+  params: Params,
+  objective: Objective<B>,
+  workers: number,
+): Promise<TrainingDriver<B>> {
+  const config = { schedule: { lr: 1e-5 }, maxGradNorm: 1, seed: 3 };
+  return workers === 1
+    ? new Trainer(params, objective, config)
+    : DataParallelTrainer.start(params, objective, config, { workers });
+}
+
+async function measure(opts: MeasureOptions): Promise<BackendResult> {
+  const info = await initBackend({ backend: opts.backend, threads: opts.threads, log: () => {} });
+  const cfg = preset("shapes16");
+  const cost = modelCost(cfg);
+  const policy = createModel(cfg, 1);
+  const reference = cloneModel(policy, { trainable: false });
+  const improver = improverFromPolicy(policy);
+  const total = policy.numParams();
+  if (cost.unetParams + cost.textParams !== total) {
+    throw new Error(
+      `bench/flops.ts walks ${cost.unetParams + cost.textParams} parameters but the model has ${total}; ` +
+        "the FLOP count no longer follows unet.ts / text-encoder.ts",
+    );
+  }
+  const S = cfg.unet.imageSize;
+  const loadBefore = loadavg();
+  const inference = opts.trainWorkers === 1 ? await measureInference(policy, improver, opts) : undefined;
 
   // DPO training: policy forward+backward on 2P images, frozen reference forward on 2P, AdamW.
   const P = opts.trainPairs;
@@ -280,27 +330,28 @@ async function measure(opts: MeasureOptions): Promise<BackendResult> {
     winners: randomImages(P, S, 8),
     losers: randomImages(P, S, 9),
   };
-  const trainer = new Trainer(policy.params, dpoObjective(policy, reference, { beta: 1000 }), {
-    schedule: { lr: 1e-5 },
-    maxGradNorm: 1,
-    seed: 3,
-  });
+  const trainer = await driver(
+    policy.params,
+    dpoObjective(policy, reference, { beta: 1000 }),
+    opts.trainWorkers,
+  );
   const perImage = cost.unetFlops + cost.textFlops;
   // Forward + backward ≈ 3 forwards for the policy, 1 forward for the reference, 2 images per pair.
   const training = measurement(
-    await timeIt(() => {
-      trainer.step([batch]);
+    await timeIt(async () => {
+      await trainer.step([batch]);
     }, opts.minSeconds),
     P,
     P * 2 * (3 * perImage + perImage),
   );
-  const loadAfter = loadavg();
 
   let profile: BackendResult["profile"];
-  if (opts.profile) {
+  if (opts.profile && trainer instanceof Trainer) {
     const train = await kernelProfile(() => {
       trainer.step([batch]);
     });
+    const n = opts.sampleImages;
+    const prompts = Array.from({ length: n }, (_, i) => PROMPTS[i % PROMPTS.length]);
     const text2 = policy.encodeText([...prompts, ...prompts.map(() => "")]);
     const x2 = tf.randomNormal([2 * n, S, S, 3], 0, 1, "float32", 6) as tf.Tensor4D;
     const step = await kernelProfile(() => {
@@ -312,7 +363,25 @@ async function measure(opts: MeasureOptions): Promise<BackendResult> {
       samplingStep: step.slice(0, 25),
     };
   }
-  trainer.dispose();
+  await trainer.dispose();
+
+  // ε-MSE training (pretraining, SFT): policy forward+backward on each image, AdamW.
+  const I = opts.trainImages;
+  const captioned: CaptionedBatch = {
+    prompts: Array.from({ length: I }, (_, i) => PROMPTS[i % PROMPTS.length]),
+    images: randomImages(I, S, 10),
+  };
+  const epsTrainer = await driver(policy.params, pretrainObjective(policy), opts.trainWorkers);
+  const epsTraining = measurement(
+    await timeIt(async () => {
+      await epsTrainer.step([captioned]);
+    }, opts.minSeconds),
+    I,
+    I * 3 * perImage,
+  );
+  const loadAfter = loadavg();
+
+  await epsTrainer.dispose();
   for (const m of [policy, reference, improver] as DiffusionModel[]) m.dispose();
   return {
     backend: info.name,
@@ -321,10 +390,10 @@ async function measure(opts: MeasureOptions): Promise<BackendResult> {
     preset: "shapes16",
     params: { unet: cost.unetParams, text: cost.textParams, total },
     flops: { unetForwardPerImage: cost.unetFlops, textForwardPerPrompt: cost.textFlops },
-    forward,
-    sampling,
-    improver: improverM,
+    ...(inference ?? {}),
     training,
+    epsTraining,
+    trainWorkers: opts.trainWorkers,
     loadBefore,
     loadAfter,
     ...(profile ? { profile } : {}),

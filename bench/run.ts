@@ -5,7 +5,10 @@
  * Each configuration runs in its own process (bench/measure.ts; bench/torch_unet.py under
  * /usr/bin/python3), one after the other. Figures also go to bench/out/ as JSON.
  *
- * Options: --only wasm-1,wasm-2,cpu,tensorflow,tensorflow-gpu,onnx-1,onnx-2,torch-1,torch-2
+ * Columns: wasm-1 and wasm-2 are one process with 1 or 2 wasm threads training in its own thread;
+ * wasm-w2 trains with 2 data-parallel workers of one thread each (DataParallelTrainer; training only).
+ *
+ * Options: --only wasm-1,wasm-2,wasm-w2,cpu,tensorflow,tensorflow-gpu,onnx-1,onnx-2,torch-1,torch-2
  *          (default: all available; onnx-t: the inference sidecar's ONNX Runtime engine, bench/measure-onnx.ts)
  *          --min-seconds N (per measurement, default 6)  --profile (per-kernel profile of the wasm runs)
  * Environment: IDPO_BENCH_PYTHON overrides the interpreter of the PyTorch reference.
@@ -17,6 +20,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { preset } from "@idpo/diffusion";
+import { cpuPeak } from "./cpu-peak.js";
 import { modelCost } from "./flops.js";
 import type { BackendResult, KernelTime, Measurement } from "./measure.js";
 
@@ -32,19 +36,27 @@ interface Column {
   kind: "tfjs" | "onnx" | "torch";
   backend: string;
   threads: number;
+  /** Cores the column uses (threads, or workers × 1 thread): ratios pair columns of equal cores. */
+  cores: number;
+  /** Data-parallel training workers (1: training in the process's own thread). */
+  workers: number;
   /** Batch sizes (smaller for the slow pure-JS cpu backend; images/s stay comparable). */
   forwardBatch: number;
   sampleImages: number;
   trainPairs: number;
+  trainImages: number;
 }
 
-type Metric = "forward" | "sampling" | "improver" | "training";
+type Metric = "forward" | "sampling" | "improver" | "training" | "epsTraining";
 const METRICS: { key: Metric; label: string; unit: string }[] = [
   { key: "forward", label: "UNet forward", unit: "img/s" },
   { key: "sampling", label: "sampling DDIM-20 + CFG", unit: "img/s" },
   { key: "improver", label: "improver, double guidance", unit: "img/s" },
   { key: "training", label: "DPO training", unit: "pairs/s" },
+  { key: "epsTraining", label: "ε-MSE training", unit: "img/s" },
 ];
+/** Targets of data-parallel training: 2 workers vs the faster PyTorch column, and vs 1 worker. */
+const PARALLEL_TARGETS = { vsTorch: 0.45, vsOneWorker: 1.7, trainVsForwardPerThread: 0.8 };
 /** Targets of the issue: ours / PyTorch at equal threads. */
 /** Targets of the inference sidecar: ONNX Runtime / tfjs wasm at equal threads, and / the faster PyTorch column. */
 const ONNX_TARGETS = { vsWasm: 1.5, vsTorch: 1.3 };
@@ -149,33 +161,90 @@ function printOnnx(results: Map<string, BackendResult>): void {
   }
 }
 
+/**
+ * The data-parallel training figures the targets are about: 2 workers against the faster PyTorch
+ * column and against 1 worker, and per-thread training GFLOP/s against forward GFLOP/s.
+ */
+function printParallel(results: Map<string, BackendResult>, peakGflops: number): void {
+  const one = results.get("wasm-1");
+  const two = results.get("wasm-w2");
+  if (one == null && two == null) return;
+  console.log("");
+  console.log("  data-parallel training (wasm-w2 = 2 workers × 1 thread, wasm-1 = 1 thread in-process):");
+  for (const [m, label] of [
+    ["training", "DPO"],
+    ["epsTraining", "ε-MSE"],
+  ] as const) {
+    const parts: string[] = [];
+    const torch = ["torch-1", "torch-2"]
+      .map((id) => results.get(id)?.[m])
+      .filter((x): x is Measurement => x != null)
+      .sort((a, b) => b.perSecond - a.perSecond)[0];
+    if (two && torch) {
+      const r = two[m].perSecond / torch.perSecond;
+      parts.push(
+        `w2 / faster torch ${r.toFixed(2)}× (target ≥ ${PARALLEL_TARGETS.vsTorch}${r >= PARALLEL_TARGETS.vsTorch ? " ok" : ""})`,
+      );
+    }
+    if (two && one) {
+      const r = two[m].perSecond / one[m].perSecond;
+      parts.push(
+        `w2 / w1 ${r.toFixed(2)}× (target ≥ ${PARALLEL_TARGETS.vsOneWorker}${r >= PARALLEL_TARGETS.vsOneWorker ? " ok" : ""})`,
+      );
+    }
+    if (one?.forward) {
+      const r = one[m].gflops / one.forward.gflops;
+      parts.push(
+        `1-thread training/forward GFLOP/s ${r.toFixed(2)} (target ≥ ${PARALLEL_TARGETS.trainVsForwardPerThread}${r >= PARALLEL_TARGETS.trainVsForwardPerThread ? " ok" : ""})`,
+      );
+    }
+    if (two) parts.push(`w2 at ${((100 * two[m].gflops) / peakGflops).toFixed(1)}% of the physical limit`);
+    console.log(`    ${pad(label, 6)} ${parts.join("; ")}`);
+  }
+}
+
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   const cfg = preset("shapes16");
   const cost = modelCost(cfg);
   const improverCost = modelCost({ ...cfg, unet: { ...cfg.unet, condChannels: cfg.unet.inChannels } });
   const threads = [1, 2];
-  const full = { forwardBatch: 32, sampleImages: 32, trainPairs: 16 };
+  const full = { forwardBatch: 32, sampleImages: 32, trainPairs: 16, trainImages: 32 };
   const columns: Column[] = [];
   const skipped: string[] = [];
   for (const [backend, pkg] of [
     ["tensorflow-gpu", "@tensorflow/tfjs-node-gpu"],
     ["tensorflow", "@tensorflow/tfjs-node"],
   ] as const) {
-    if (installed(pkg)) columns.push({ id: backend, kind: "tfjs", backend, threads: cpus().length, ...full });
-    else skipped.push(`${backend}: ${pkg} is not installed`);
+    if (installed(pkg)) {
+      const threads = cpus().length;
+      columns.push({ id: backend, kind: "tfjs", backend, threads, cores: threads, workers: 1, ...full });
+    } else skipped.push(`${backend}: ${pkg} is not installed`);
   }
-  for (const t of threads)
-    columns.push({ id: `wasm-${t}`, kind: "tfjs", backend: "wasm", threads: t, ...full });
+  for (const t of threads) {
+    columns.push({
+      id: `wasm-${t}`,
+      kind: "tfjs",
+      backend: "wasm",
+      threads: t,
+      cores: t,
+      workers: 1,
+      ...full,
+    });
+  }
+  columns.push({ id: "wasm-w2", kind: "tfjs", backend: "wasm", threads: 1, cores: 2, workers: 2, ...full });
   // The pure-JS cpu backend is ~20× slower: small batches keep its column to a few minutes.
   columns.push({
     id: "cpu",
     kind: "tfjs",
     backend: "cpu",
     threads: 1,
+    cores: 1,
+    workers: 1,
     forwardBatch: 4,
     sampleImages: 2,
     trainPairs: 1,
+    trainImages: 2,
   });
   // The inference sidecar's engine (ONNX Runtime, CPU provider) at the wasm columns' thread counts.
   for (const t of threads) {
@@ -185,7 +254,15 @@ async function main(): Promise<void> {
   const missing = torchMissing();
   if (missing == null) {
     for (const t of threads)
-      columns.push({ id: `torch-${t}`, kind: "torch", backend: "pytorch", threads: t, ...full });
+      columns.push({
+        id: `torch-${t}`,
+        kind: "torch",
+        backend: "pytorch",
+        threads: t,
+        cores: t,
+        workers: 1,
+        ...full,
+      });
   } else {
     skipped.push(
       `PyTorch reference: ${missing}; install it with \`apt-get install -y python3-torch libopenblas0\`. ` +
@@ -206,6 +283,8 @@ async function main(): Promise<void> {
       .map((l) => l.toFixed(2))
       .join(" ")}`,
   );
+  const peak = cpuPeak();
+  console.log(`  physical limit: ${peak.explanation}`);
   for (const s of skipped) console.log(`  skipped ${s}`);
 
   const results = new Map<string, BackendResult>();
@@ -221,6 +300,8 @@ async function main(): Promise<void> {
       String(col.sampleImages),
       "--train-pairs",
       String(col.trainPairs),
+      "--train-images",
+      String(col.trainImages),
       "--min-seconds",
       String(opts.minSeconds),
     ];
@@ -238,6 +319,8 @@ async function main(): Promise<void> {
         col.backend,
         "--threads",
         String(col.threads),
+        "--train-workers",
+        String(col.workers),
         ...sizes,
       ];
       if (opts.profile && col.backend === "wasm") args.push("--profile");
@@ -256,6 +339,7 @@ async function main(): Promise<void> {
         forwardBatch: col.forwardBatch,
         sampleImages: col.sampleImages,
         trainPairs: col.trainPairs,
+        trainImages: col.trainImages,
         minSeconds: opts.minSeconds,
       };
       writeFileSync(specPath, JSON.stringify(spec));
@@ -269,18 +353,20 @@ async function main(): Promise<void> {
 
   // Table: one row per metric, a value and GFLOP/s per column, then ours/PyTorch at equal threads.
   const ids = [...results.keys()];
+  const coresOf = new Map(selected.map((c) => [c.id, c.cores]));
   const ratioPairs: [string, string][] = [];
   for (const id of ids) {
     const r = results.get(id);
     if (r == null || r.backend === "pytorch") continue;
-    const torch = results.get(`torch-${r.threads}`);
-    if (torch != null) ratioPairs.push([id, `torch-${r.threads}`]);
+    const torch = `torch-${coresOf.get(id)}`;
+    if (results.has(torch)) ratioPairs.push([id, torch]);
   }
   const w0 = 34;
   const w = 19;
   const ratioCell = (a: string, b: string, m: Metric, cpuTime: boolean) => {
     const ours = results.get(a)![m];
     const ref = results.get(b)![m];
+    if (ours == null || ref == null) return pad("-", w, true);
     const ratio = cpuTime
       ? ours.unitsPerCall / ours.cpuSecondsPerCall / (ref.unitsPerCall / ref.cpuSecondsPerCall)
       : ours.perSecond / ref.perSecond;
@@ -292,8 +378,8 @@ async function main(): Promise<void> {
   console.log(pad("wall clock", w0) + ids.map((id) => pad(`${id} (GFLOP/s)`, w, true)).join(""));
   for (const m of METRICS) {
     const cells = ids.map((id) => {
-      const x: Measurement = results.get(id)![m.key];
-      return pad(`${fmt(x.perSecond)} (${fmt(x.gflops, 1)})`, w, true);
+      const x: Measurement | undefined = results.get(id)![m.key];
+      return pad(x == null ? "-" : `${fmt(x.perSecond)} (${fmt(x.gflops, 1)})`, w, true);
     });
     console.log(pad(`${m.label} ${m.unit}`, w0) + cells.join(""));
   }
@@ -317,10 +403,11 @@ async function main(): Promise<void> {
       );
     }
   }
+  printParallel(results, peak.gflops);
   console.log("");
   console.log(
-    "  sizes: forward batch 32, sampling/improver 32 images, DPO 16 pairs per step (cpu: 4, 2, 1); " +
-      "training FLOPs = 2 images × (3 policy + 1 reference forwards) per pair",
+    "  sizes: forward batch 32, sampling/improver 32 images, DPO 16 pairs and ε-MSE 32 images per step " +
+      "(cpu: 4, 2, 1, 2); DPO FLOPs = 2 images × (3 policy + 1 reference forwards) per pair, ε-MSE 3 forwards per image",
   );
   console.log(
     `  targets (ours/PyTorch, same threads): training ≥ ${TARGETS.training}×, sampling ≥ ${TARGETS.sampling}×`,

@@ -362,6 +362,27 @@ def main():
     timing = timed(train_step, min_s)
     training = measurement(timing, pairs, pairs * 2 * (3 * per_image + per_image))
 
+    # ε-MSE training (pretraining, SFT): forward + backward of the policy on each image, AdamW.
+    images = spec["trainImages"]
+    x0 = torch.rand(images, 3, size, size) * 2 - 1
+    ids1, bias1 = prompts(spec, images, 3)
+    opt_eps = torch.optim.AdamW(policy.parameters(), lr=1e-5, weight_decay=0.01)
+
+    def eps_step():
+        tt = torch.randint(0, 1000, (images,))
+        noise = torch.randn(images, 3, size, size)
+        a = abar[tt][:, None, None, None]
+        eps = policy(a.sqrt() * x0 + (1 - a).sqrt() * noise, tt, ids1, bias1)
+        loss = ((eps - noise) ** 2).mean()
+        opt_eps.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        opt_eps.step()
+        loss.item()
+
+    timing = timed(eps_step, min_s)
+    eps_training = measurement(timing, images, images * 3 * per_image)
+
     result = {
         "backend": "pytorch",
         "threads": torch.get_num_threads(),
@@ -371,6 +392,7 @@ def main():
         "sampling": sampling,
         "improver": improver_m,
         "training": training,
+        "epsTraining": eps_training,
         "loadBefore": load_before,
         "loadAfter": list(os.getloadavg()),
     }
