@@ -5,6 +5,7 @@ import {
   createModel,
   DataParallelTrainer,
   type DiffusionModel,
+  type DpoOptions,
   decodeCheckpoint,
   dpoObjective,
   encodeCheckpoint,
@@ -62,6 +63,9 @@ export interface RunnerDeps {
   spin: SpinSamplerSettings;
   /** How long the final checkpoint waits for an unreachable bus, ms. */
   busWaitMs: number;
+  /** A job of a run with checkpoint_every 0 writes an intermediate checkpoint after this much training
+   * since its last one, ms (0 = never): a crash then loses at most this much of a long job. */
+  runCheckpointMs: number;
   /**
    * Data-parallel worker threads per job (default 1: train in this thread). Above 1, each step's
    * microbatches are split over that many workers with one compute thread each.
@@ -205,6 +209,11 @@ async function loadModels(job: ResolvedJob, store: CheckpointStore): Promise<Job
   }
 }
 
+/** The preference loss's settings of a resolved job (the contract has filled every default). */
+function preferenceOptions(t: ResolvedJob["training"]): DpoOptions {
+  return { beta: t.beta, sftWeight: t.sftWeight, dpoPositiveLambda: t.dpoPositiveLambda };
+}
+
 /** The batch a job kind's objective takes, built from one microbatch of examples. */
 type BatchBuilder = (b: ExampleBatch, signal: AbortSignal) => Promise<unknown>;
 
@@ -239,14 +248,14 @@ function objectiveFor(
       return [objective as Objective<unknown>, build];
     }
     case JobKind.DPO: {
-      const objective = dpoObjective(m.model, m.reference!, { beta: t.beta });
+      const objective = dpoObjective(m.model, m.reference!, preferenceOptions(t));
       const build: BatchBuilder = async (b) =>
         ({ prompts: b.prompts, winners: b.images, losers: b.losers! }) satisfies PreferenceBatch;
       return [objective as Objective<unknown>, build];
     }
     case JobKind.SPIN: {
       const reference = m.reference!;
-      const objective = spinObjective(m.model, reference, { beta: t.beta });
+      const objective = spinObjective(m.model, reference, preferenceOptions(t));
       const build: BatchBuilder = async (b, signal) => {
         // The loser of dataset example i is always the reference's sample with seed i's seed: the same
         // prompt gets the same loser in every epoch and after a restart, as if generated up front.
@@ -327,6 +336,7 @@ export async function runJob(
     const started = performance.now();
     const startStep = step;
     let lastState: string | undefined = resume?.checkpointId;
+    let lastCheckpointAt = performance.now();
     try {
       while (step < t.steps) {
         if (hooks.signal.aborted) return "stopped";
@@ -350,7 +360,14 @@ export async function runJob(
           grad_norm: report.gradNorm,
         };
         await hooks.onStep({ step, metrics, etaSeconds: perStep * (t.steps - step) });
-        if (t.checkpointEvery > 0 && step % t.checkpointEvery === 0 && step < t.steps) {
+        const due =
+          t.checkpointEvery > 0
+            ? step % t.checkpointEvery === 0
+            : job.runId !== "" &&
+              deps.runCheckpointMs > 0 &&
+              performance.now() - lastCheckpointAt >= deps.runCheckpointMs;
+        if (due && step < t.steps) {
+          lastCheckpointAt = performance.now();
           const id = intermediateCheckpointId(job.outputCheckpointId, step);
           try {
             await saveTrainingState(

@@ -42,6 +42,8 @@ describe("resolveSpec", () => {
     expect(t.maxGradNorm).toBe(1);
     expect(t.gradientAccumulation).toBe(1);
     expect(t.beta).toBe(2000);
+    expect(t.sftWeight).toBe(0);
+    expect(t.dpoPositiveLambda).toBe(0);
     expect(t.promptDropout).toBeCloseTo(0.1, 7);
     expect(t.improveTaskProbability).toBeCloseTo(0.8, 7);
     expect(t.reconstructTaskProbability).toBeCloseTo(0.1, 7);
@@ -117,6 +119,15 @@ describe("resolveSpec", () => {
     expect(cosine.job.training.schedule).toMatchObject({ kind: "cosine", totalSteps: 4 });
   });
 
+  it("carries the RPO and DPO-Positive weights to the preference loss", () => {
+    const { job } = resolveSpec(
+      spec({ training: { steps: 3, sftWeight: 0.5, dpoPositiveLambda: 20 } }),
+      () => "x",
+    );
+    expect(job.training.sftWeight).toBe(0.5);
+    expect(job.training.dpoPositiveLambda).toBe(20);
+  });
+
   it("is stable when applied to its own output (resume reads the stored spec)", () => {
     const once = resolveSpec(spec({ training: { steps: 3, learningRate: 0.3, beta: 123.4 } }), () => "x");
     const twice = resolveSpec(once.spec, () => "y");
@@ -137,6 +148,12 @@ describe("resolveSpec", () => {
       /spec\.training\.ema_decay/,
     );
     expect(rejects(spec({ training: { steps: 5, beta: 0 } })).message).toMatch(/spec\.training\.beta/);
+    expect(rejects(spec({ training: { steps: 5, sftWeight: -0.5 } })).message).toMatch(
+      /spec\.training\.sft_weight/,
+    );
+    expect(rejects(spec({ training: { steps: 5, dpoPositiveLambda: 2e4 } })).message).toMatch(
+      /spec\.training\.dpo_positive_lambda/,
+    );
     expect(rejects(spec({ training: { steps: 5, batchSize: 6, gradientAccumulation: 4 } })).message).toMatch(
       /spec\.training\.gradient_accumulation/,
     );

@@ -42,6 +42,10 @@ export interface ResolvedTraining {
   emaDecay: number;
   /** DPO/SPIN β. */
   beta: number;
+  /** DPO/SPIN: weight of RPO's winner ε-MSE term (0 = off). */
+  sftWeight: number;
+  /** DPO/SPIN: DPO-Positive's λ (0 = off). */
+  dpoPositiveLambda: number;
   /** PRETRAIN/SFT prompt dropout. */
   promptDropout: number;
   /** IMPROVER: probability of the improvement task. */
@@ -182,6 +186,8 @@ function typedTraining(t: TrainingConfig): ResolvedTraining {
     gradientAccumulation: t.gradientAccumulation,
     emaDecay: f(t.emaDecay),
     beta: f(t.beta!),
+    sftWeight: f(t.sftWeight!),
+    dpoPositiveLambda: f(t.dpoPositiveLambda!),
     promptDropout: f(t.promptDropout!),
     improveTaskProbability: f(t.improveTaskProbability!),
     reconstructTaskProbability: f(t.reconstructTaskProbability!),
