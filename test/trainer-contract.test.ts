@@ -6,7 +6,7 @@
 import { clone, create, type MessageInitShape } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
 import { checkpointIds, iterationPrefix, jobIds, policyJobKind, validateRunConfig } from "@idpo/controller";
-import { Rng } from "@idpo/data";
+import { DataRng } from "@idpo/data";
 import {
   JobKind,
   type JobSpec,
@@ -110,7 +110,7 @@ function* sweep(): Generator<ConfigInit> {
       for (const v of values) yield { ...VALID, method, [field]: v };
     }
   }
-  const rng = new Rng(20240607);
+  const rng = new DataRng(20240607);
   const pick = <T>(xs: readonly T[]): T => xs[rng.int(xs.length)];
   for (let i = 0; i < 400; i++) {
     const training = (): TrainingInit => {

@@ -1,14 +1,14 @@
 import pngjs from "pngjs";
 import { describe, expect, it } from "vitest";
 import { decodeJpeg, decodePng, encodeJpeg, encodePng, readPngHeader } from "./codecs.js";
+import { DataRng } from "./data-rng.js";
 import { type Image, rgb8ToImage } from "./image.js";
 import { pngFile } from "./png-fixture.js";
-import { Rng } from "./prng.js";
 
 const { PNG } = pngjs;
 
 function randomImage(h: number, w: number, seed: number): Image {
-  const rng = new Rng(seed);
+  const rng = new DataRng(seed);
   const b = new Uint8Array(h * w * 3);
   for (let k = 0; k < b.length; k++) b[k] = rng.int(256);
   return rgb8ToImage(b, h, w);

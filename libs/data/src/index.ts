@@ -4,12 +4,12 @@
  * live in "@idpo/data/test-fixtures". See libs/data/README.md.
  */
 export * from "./codecs.js";
+export * from "./data-rng.js";
 export * from "./image.js";
 export * from "./pair-dataset.js";
 export * from "./pickapic.js";
 export * from "./pixel-font.js";
 export * from "./plots.js";
-export * from "./prng.js";
 export * from "./resize.js";
 export * from "./shapes-grammar.js";
 export * from "./shapes-pairs.js";

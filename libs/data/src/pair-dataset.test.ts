@@ -2,6 +2,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DataRng } from "./data-rng.js";
 import { type Image, rgb8ToImage } from "./image.js";
 import {
   batchPairs,
@@ -11,7 +12,6 @@ import {
   readPairs,
   shuffleStream,
 } from "./pair-dataset.js";
-import { Rng } from "./prng.js";
 
 let root: string;
 beforeAll(async () => {
@@ -21,7 +21,7 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-function randomRgb8(rng: Rng, h: number, w: number): Uint8Array {
+function randomRgb8(rng: DataRng, h: number, w: number): Uint8Array {
   const b = new Uint8Array(h * w * 3);
   for (let k = 0; k < b.length; k++) b[k] = rng.int(256);
   return b;
@@ -36,7 +36,7 @@ async function collect(it: AsyncIterable<PairRecord>): Promise<PairRecord[]> {
 describe("pair dataset format", () => {
   it("round-trips records across several shards, exactly at 8 bits, with rewards, meta and unicode prompts", async () => {
     const dir = join(root, "roundtrip");
-    const rng = new Rng(1);
+    const rng = new DataRng(1);
     const h = 5;
     const w = 7;
     const writer = await PairDatasetWriter.create(dir, {
@@ -189,7 +189,7 @@ describe("pair dataset format", () => {
       3, 0, 0, 4, 0, 0, 5, 0, 0,
     ]);
     expect(Array.from(batches[1].loserRewards)).toEqual([-3, -4, -5]);
-    const rng = new Rng(4);
+    const rng = new DataRng(4);
     const order: string[] = [];
     for await (const r of shuffleStream(readPairs(dir), 4, () => rng.next())) order.push(r.prompt);
     expect(order.slice().sort()).toEqual(["p0", "p1", "p2", "p3", "p4", "p5", "p6"]);

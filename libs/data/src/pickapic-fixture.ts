@@ -1,6 +1,6 @@
 import { writeFile } from "node:fs/promises";
 import { encodeJpeg } from "./codecs.js";
-import { Rng } from "./prng.js";
+import { DataRng } from "./data-rng.js";
 import { cropImage } from "./resize.js";
 import { SHAPES } from "./shapes-grammar.js";
 import { renderShape } from "./shapes-render.js";
@@ -28,7 +28,7 @@ export interface PickAPicFixtureRow {
  * labels that are not a preference. Row i's `expect` says what should happen to it.
  */
 export function pickAPicFixtureRows(count: number, seed = 1): PickAPicFixtureRow[] {
-  const rng = new Rng(seed);
+  const rng = new DataRng(seed);
   const kinds: PickAPicFixtureRow["expect"][] = [
     "winner0",
     "winner1",

@@ -1,6 +1,6 @@
+import { DataRng } from "./data-rng.js";
 import { type Image, quantizeImageInPlace } from "./image.js";
 import { PairDatasetWriter, type PairManifest } from "./pair-dataset.js";
-import { Rng } from "./prng.js";
 import { formatShapesPrompt, type ShapesPrompt, type ShapesSplit, shapesPrompts } from "./shapes-grammar.js";
 import { DEFAULT_DEGRADE, type DegradeConfig, renderDegraded } from "./shapes-render.js";
 
@@ -74,7 +74,7 @@ export function* generateShapesPairs(
   const degrade = config.degrade ?? DEFAULT_DEGRADE;
   const prompts = shapesPrompts(config.split ?? "train");
   if (prompts.length === 0) throw new Error("generateShapesPairs: the prompt split is empty");
-  const rng = new Rng(config.seed);
+  const rng = new DataRng(config.seed);
   const st = stats ?? { pairs: 0, droppedNearTies: 0, upsets: 0 };
   let order: ShapesPrompt[] = [];
   let next = 0;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { DataRng } from "./data-rng.js";
 import { solidImage } from "./image.js";
-import { Rng } from "./prng.js";
 import { BACKGROUNDS, COLORS, SHAPES, SIZE_RADIUS } from "./shapes-grammar.js";
 import {
   DEFAULT_DEGRADE,
@@ -99,23 +99,23 @@ describe("renderDegraded", () => {
   const prompt = "a medium green square on a white background";
 
   it("is deterministic from the generator state", () => {
-    const a = renderDegraded(prompt, 16, 0.7, new Rng(5));
-    const b = renderDegraded(prompt, 16, 0.7, new Rng(5));
+    const a = renderDegraded(prompt, 16, 0.7, new DataRng(5));
+    const b = renderDegraded(prompt, 16, 0.7, new DataRng(5));
     expect(a.image.data).toEqual(b.image.data);
     expect(a.info).toEqual(b.info);
-    const c = renderDegraded(prompt, 16, 0.7, new Rng(6));
+    const c = renderDegraded(prompt, 16, 0.7, new DataRng(6));
     expect(c.image.data).not.toEqual(a.image.data);
   });
 
   it("at u = 0 without wrong-shape/color events equals the ideal render", () => {
     const cfg = { ...DEFAULT_DEGRADE, wrongShapeProb: 0, wrongColorProb: 0 };
-    const d = renderDegraded(prompt, 16, 0, new Rng(1), cfg);
+    const d = renderDegraded(prompt, 16, 0, new DataRng(1), cfg);
     expect(d.image.data).toEqual(renderIdeal(prompt, 16).data);
     expect(d.info.blurSigma).toBe(0);
   });
 
   it("scales its perturbations with u as configured (offset std 0.10u, log-scale std 0.35u, blur up to 1.2u)", () => {
-    const rng = new Rng(11);
+    const rng = new DataRng(11);
     const n = 4000;
     let sx = 0;
     let sl = 0;
@@ -140,10 +140,10 @@ describe("renderDegraded", () => {
   });
 
   it("keeps pixels in [0, 1] and refuses a bad strength or prompt", () => {
-    const { image } = renderDegraded(prompt, 16, 1, new Rng(2));
+    const { image } = renderDegraded(prompt, 16, 1, new DataRng(2));
     for (const v of image.data) expect(v >= 0 && v <= 1).toBe(true);
-    expect(() => renderDegraded(prompt, 16, 1.5, new Rng(2))).toThrow(/strength u/);
-    expect(() => renderDegraded("a red blob", 16, 0.5, new Rng(2))).toThrow(/grammar/);
+    expect(() => renderDegraded(prompt, 16, 1.5, new DataRng(2))).toThrow(/strength u/);
+    expect(() => renderDegraded("a red blob", 16, 0.5, new DataRng(2))).toThrow(/grammar/);
   });
 });
 

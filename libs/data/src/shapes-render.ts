@@ -1,5 +1,5 @@
+import type { DataRng } from "./data-rng.js";
 import { createImage, type Image } from "./image.js";
-import type { Rng } from "./prng.js";
 import {
   BACKGROUNDS,
   COLOR_NAMES,
@@ -261,7 +261,7 @@ export function renderDegraded(
   prompt: string | ShapesPrompt,
   size: number,
   u: number,
-  rng: Rng,
+  rng: DataRng,
   config: DegradeConfig = DEFAULT_DEGRADE,
 ): { image: Image; info: DegradeInfo } {
   if (!(u >= 0 && u <= 1)) throw new Error(`renderDegraded: strength u must be in [0, 1], got ${u}`);

@@ -5,9 +5,9 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   allShapesPrompts,
+  DataRng,
   formatShapesPrompt,
   type Image,
-  Rng,
   renderDegraded,
   renderIdeal,
   solidImage,
@@ -49,14 +49,14 @@ function reference(images: Image[], prompts: string[], vendiGroups: number[][] =
   return JSON.parse(run.stdout) as Reference;
 }
 
-function uniformImage(rng: Rng, s: number): Image {
+function uniformImage(rng: DataRng, s: number): Image {
   const img = solidImage(s, s, [0, 0, 0]);
   for (let k = 0; k < img.data.length; k++) img.data[k] = rng.next();
   return img;
 }
 
 /** Random rectangles of random colors on a palette background: large clean regions, hard edges. */
-function blocksImage(rng: Rng, s: number, bg: readonly number[]): Image {
+function blocksImage(rng: DataRng, s: number, bg: readonly number[]): Image {
   const img = solidImage(s, s, [bg[0], bg[1], bg[2]]);
   const blocks = 1 + rng.int(3);
   for (let b = 0; b < blocks; b++) {
@@ -76,7 +76,7 @@ describe.skipIf(!hasNumpy)(
     const prompts = allShapesPrompts();
 
     it("on random, blocky, rendered, degraded and edge-case images of many sizes, to 1e-4 on every component", () => {
-      const rng = new Rng(20240607);
+      const rng = new DataRng(20240607);
       let worst = 0;
       let compared = 0;
       for (const s of [1, 2, 3, 5, 8, 16, 32]) {
@@ -145,7 +145,7 @@ describe.skipIf(!hasNumpy)(
     });
 
     it("Vendi scores match numpy's eigvalsh to 1e-6 relative, for sets of 1 to 150 images", () => {
-      const rng = new Rng(99);
+      const rng = new DataRng(99);
       const s = 8;
       const images: Image[] = [];
       for (let k = 0; k < 150; k++) {

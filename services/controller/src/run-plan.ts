@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import { Rng } from "@idpo/data";
+import { DataRng } from "@idpo/data";
 import { type PairShardTask, PairShardTaskSchema, type RunConfig } from "@idpo/proto";
 
 /** KV key of a run's state (Run proto binary). */
@@ -76,7 +76,7 @@ export function planShards(
   checkpoints: { policy: string; improver: string },
 ): PairShardTask[] {
   if (trainPrompts.length === 0) throw new Error("planShards: no train prompts");
-  const rng = new Rng(deriveSeed(config.seed, "pairs", k));
+  const rng = new DataRng(deriveSeed(config.seed, "pairs", k));
   const prompts: string[] = [];
   const seeds: bigint[] = [];
   let order: string[] = [];

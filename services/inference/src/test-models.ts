@@ -1,4 +1,4 @@
-import { Rng as DataRng, renderDegraded, renderIdeal } from "@idpo/data";
+import { DataRng, renderDegraded, renderIdeal } from "@idpo/data";
 import {
   createModel,
   type DiffusionConfig,

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { fromBinary } from "@bufbuild/protobuf";
 import { Code, createClient, createRouterTransport } from "@connectrpc/connect";
 import { type Bus, openBus } from "@idpo/bus";
-import { encodePng, Rng, renderDegraded, renderIdeal, solidImage } from "@idpo/data";
+import { DataRng, encodePng, renderDegraded, renderIdeal, solidImage } from "@idpo/data";
 import { imagesToMessages } from "@idpo/mesh";
 import { oracleReward } from "@idpo/metrics";
 import { ImageFormat, RunEventSchema, ScorerService } from "@idpo/proto";
@@ -147,7 +147,7 @@ describe("Evaluate", () => {
   });
 
   it("has more Vendi diversity for varied samples than for copies", async () => {
-    const rng = new Rng(7);
+    const rng = new DataRng(7);
     const varied = [1, 2, 3, 4].map(() => renderDegraded(RED, 16, 1, rng).image);
     const res = await client().evaluate({ images: tensorMessages(varied), prompts: [RED, RED, RED, RED] });
     expect(res.vendi).toBeGreaterThan(1.2);

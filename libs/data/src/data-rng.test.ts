@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { Rng } from "./prng.js";
+import { DataRng } from "./data-rng.js";
 
-describe("Rng", () => {
+describe("DataRng", () => {
   it("is deterministic per seed and differs across nearby seeds", () => {
-    const a = new Rng(42);
-    const b = new Rng(42);
-    const c = new Rng(43);
+    const a = new DataRng(42);
+    const b = new DataRng(42);
+    const c = new DataRng(43);
     const sa = Array.from({ length: 20 }, () => a.next());
     const sb = Array.from({ length: 20 }, () => b.next());
     const sc = Array.from({ length: 20 }, () => c.next());
@@ -15,7 +15,7 @@ describe("Rng", () => {
   });
 
   it("has uniform moments close to 1/2 and 1/12", () => {
-    const r = new Rng(7);
+    const r = new DataRng(7);
     const n = 200_000;
     let s = 0;
     let s2 = 0;
@@ -30,7 +30,7 @@ describe("Rng", () => {
   });
 
   it("draws normals with the asked mean and std (Box-Muller)", () => {
-    const r = new Rng(3);
+    const r = new DataRng(3);
     const n = 200_000;
     let s = 0;
     let s2 = 0;
@@ -49,7 +49,7 @@ describe("Rng", () => {
   });
 
   it("int, choice and shuffle stay in range and shuffle is a permutation", () => {
-    const r = new Rng(9);
+    const r = new DataRng(9);
     const counts = [0, 0, 0];
     for (let i = 0; i < 30_000; i++) counts[r.int(3)]++;
     for (const c of counts) expect(Math.abs(c - 10_000)).toBeLessThan(400);
@@ -59,6 +59,6 @@ describe("Rng", () => {
     expect(shuffled.slice().sort((x, y) => x - y)).toEqual(items);
     expect(() => r.int(0)).toThrow(/positive integer/);
     expect(() => r.choice([])).toThrow(/empty/);
-    expect(() => new Rng(Number.NaN)).toThrow(/finite/);
+    expect(() => new DataRng(Number.NaN)).toThrow(/finite/);
   });
 });

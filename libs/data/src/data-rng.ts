@@ -1,16 +1,19 @@
 /**
- * A small seeded pseudo-random generator (mulberry32: 32-bit state, period 2^32), with uniform,
- * integer, normal (Box-Muller) and choice helpers. The same seed gives the same stream on every
- * platform, which is what makes the shapes world reproducible from a seed.
+ * The random numbers of data: the shapes world's renders and offline pairs, fixtures, and the prompt and
+ * seed plans of a run's pair shards. A small seeded generator (mulberry32: 32-bit state, period 2^32) with
+ * uniform, integer, normal (Box-Muller) and choice helpers; the same seed gives the same stream on every
+ * platform, which is what makes a dataset reproducible from its seed. The models' randomness (weights,
+ * noise, timesteps, data order) is @idpo/diffusion's `Rng` (sfc32, with sub-streams) instead: changing
+ * either generator would change what existing seeds produce.
  */
-export class Rng {
+export class DataRng {
   private state: number;
   private spare = 0;
   private hasSpare = false;
 
   /** @param seed any finite number; it is reduced to 32 bits. */
   constructor(seed: number) {
-    if (!Number.isFinite(seed)) throw new Error(`Rng: seed must be a finite number, got ${seed}`);
+    if (!Number.isFinite(seed)) throw new Error(`DataRng: seed must be a finite number, got ${seed}`);
     this.state = hashSeed(seed);
   }
 
@@ -30,7 +33,8 @@ export class Rng {
 
   /** Uniform integer in [0, n). */
   int(n: number): number {
-    if (!Number.isInteger(n) || n <= 0) throw new Error(`Rng.int: n must be a positive integer, got ${n}`);
+    if (!Number.isInteger(n) || n <= 0)
+      throw new Error(`DataRng.int: n must be a positive integer, got ${n}`);
     return Math.floor(this.next() * n);
   }
 
@@ -52,7 +56,7 @@ export class Rng {
 
   /** One element of a non-empty array, uniformly. */
   choice<T>(items: readonly T[]): T {
-    if (items.length === 0) throw new Error("Rng.choice: empty array");
+    if (items.length === 0) throw new Error("DataRng.choice: empty array");
     return items[this.int(items.length)];
   }
 
@@ -68,8 +72,8 @@ export class Rng {
   }
 
   /** A new generator seeded from this one's stream (independent sub-streams, e.g. one per worker). */
-  fork(): Rng {
-    return new Rng(Math.floor(this.next() * 4294967296));
+  fork(): DataRng {
+    return new DataRng(Math.floor(this.next() * 4294967296));
   }
 }
 
