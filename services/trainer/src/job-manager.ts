@@ -47,9 +47,15 @@ export interface TrainerOptions {
   /** How long a write the job cannot go on without (final checkpoint, end state) waits for an unreachable
    * bus before the job fails, ms (default 10 minutes). Progress writes never wait. */
   busWaitMs?: number;
+  /** A job of a run whose checkpoint_every is 0 checkpoints after this much training since its last
+   * checkpoint, ms (default 5 minutes; 0 = only at the end): a crash late in a long job redoes at most this. */
+  runCheckpointMs?: number;
   /** Data-parallel worker threads per job (default 1: train in the calling thread). */
   trainWorkers?: number;
 }
+
+/** Default interval of a run's job's time-based checkpoints: 5 minutes of training. */
+export const DEFAULT_RUN_CHECKPOINT_MS = 300_000;
 
 /** Default SPIN sampler settings: the run defaults of the controller (steps 20, guidance 3.0). */
 export const DEFAULT_SPIN_SAMPLER: SpinSamplerSettings = { steps: 20, guidanceScale: 3.0 };
@@ -627,6 +633,7 @@ export class JobManager {
           logger,
           spin: this.spin,
           busWaitMs: this.busWaitMs,
+          runCheckpointMs: this.opts.runCheckpointMs ?? DEFAULT_RUN_CHECKPOINT_MS,
           trainWorkers: this.opts.trainWorkers,
         },
         {

@@ -24,6 +24,9 @@ export interface TrainerEnvConfig {
   spinGuidance: number;
   /** KV progress writes and job_progress events every N steps (IDPO_TRAINER_PROGRESS_EVERY, default 10). */
   progressEvery: number;
+  /** A run's job with checkpoint_every 0 checkpoints after this much training, ms
+   * (IDPO_TRAINER_RUN_CHECKPOINT_MINUTES, default 5; 0 = only at the end). */
+  runCheckpointMs: number;
   /**
    * Data-parallel worker threads per job (IDPO_TRAIN_WORKERS, 1–64); 0 (the default) picks
    * defaultTrainWorkers for the backend once it is initialised.
@@ -46,6 +49,7 @@ export function trainerEnvConfig(env: Record<string, string | undefined>): Train
     spinSteps: envInt(env, "IDPO_TRAINER_SPIN_STEPS", 20, 1, 1000),
     spinGuidance: g,
     progressEvery: envInt(env, "IDPO_TRAINER_PROGRESS_EVERY", 10, 1, 1_000_000),
+    runCheckpointMs: envInt(env, "IDPO_TRAINER_RUN_CHECKPOINT_MINUTES", 5, 0, 10_080) * 60_000,
     trainWorkers: envInt(env, "IDPO_TRAIN_WORKERS", 0, 0, 64),
   };
 }
@@ -120,6 +124,7 @@ export const trainerService: ServiceDefinition = {
         dataDir: config.dataDir,
         spin: { steps: config.spinSteps, guidanceScale: config.spinGuidance },
         progressEvery: config.progressEvery,
+        runCheckpointMs: config.runCheckpointMs,
         trainWorkers: config.trainWorkers,
       });
       ctx.setServing(true);
