@@ -35,6 +35,10 @@ export function quickstartCommand(): Command {
     )
     .option("--no-dashboard", "do not serve the run dashboard")
     .option(
+      "--from-scratch",
+      "train a tiny base and improver here instead of starting from the shipped shapes16 pair (models/shapes16)",
+    )
+    .option(
       "--config <file>",
       "a RunConfig as protobuf JSON instead of the quickstart's own (its iterations, pairs and seed win over the flags)",
     )
@@ -47,6 +51,7 @@ export function quickstartCommand(): Command {
         seed: number;
         dashboard: boolean;
         dashboardPort: number;
+        fromScratch?: boolean;
         config?: string;
       }) => {
         const { dashboard, dashboardPort, config: file, ...settings } = opts;

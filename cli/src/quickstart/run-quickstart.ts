@@ -88,7 +88,7 @@ export async function runQuickstart(opts: QuickstartOptions, io: QuickstartIo): 
     }
     const client = createClient(ControllerService, createPeerTransport(mesh.urls.controller));
     const config = opts.config ?? quickstartRunConfig(opts);
-    const runId = `quickstart-k${opts.iterations}-p${opts.pairs}-s${opts.seed}`;
+    const runId = `quickstart-k${opts.iterations}-p${opts.pairs}-s${opts.seed}${opts.fromScratch ? "-scratch" : ""}`;
     const created = (await client.createRun({ runId, config })).run!;
     io.err(
       `run ${runId}: ${config.iterations} iterations of ${config.pairsPerIteration} online pairs, ` +
