@@ -7,8 +7,11 @@ const ID_PATTERN = /^[A-Za-z0-9._@/-]{1,200}$/;
 
 /** Artifact name of checkpoint `id`. */
 export function checkpointArtifact(id: string): string {
-  if (!ID_PATTERN.test(id) || id.includes("..")) {
-    throw new Error(`invalid checkpoint id ${JSON.stringify(id)}: expected [A-Za-z0-9._@/-]{1,200}`);
+  if (!ID_PATTERN.test(id)) {
+    throw new Error(`invalid checkpoint id ${JSON.stringify(id)}: expected 1 to 200 of [A-Za-z0-9._@/-]`);
+  }
+  if (id.includes("..")) {
+    throw new Error(`invalid checkpoint id ${JSON.stringify(id)}: ".." is not allowed (ids are not paths)`);
   }
   return `checkpoints/${id}.safetensors`;
 }

@@ -1,4 +1,6 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
+import * as http from "node:http";
+import * as http2 from "node:http2";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
@@ -168,6 +170,91 @@ describe("runtime over a real port", () => {
     const ok = await wrong.score({ prompts: ["x"] }, { headers: { authorization: "Bearer secret-two" } });
     expect(ok.scores).toHaveLength(1);
     expect((await createClient(Health, anon).check({})).status).toBe(Status.SERVING);
+  });
+
+  it("answers an unauthenticated call from its headers, before any of its body is sent", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "idpo-auth-"));
+    const file = join(dir, "tokens");
+    writeFileSync(file, "secret\n");
+    const s = await start(testService().def, { IDPO_AUTH_TOKENS_FILE: file });
+    // gRPC over HTTP/2: the headers of a 60 MiB call whose body never comes get a trailers-only answer.
+    const session = http2.connect(s.url);
+    try {
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/idpo.scorer.v1.ScorerService/Score",
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      const headers = await new Promise<http2.IncomingHttpHeaders>((r) => stream.once("response", r));
+      expect(headers["grpc-status"]).toBe(String(Code.Unauthenticated));
+      expect(decodeURIComponent(String(headers["grpc-message"]))).toBe(
+        "missing authorization header (expected: Bearer <token>)",
+      );
+      stream.close();
+    } finally {
+      session.close();
+    }
+    // Connect unary over HTTP/1.1: a 401 with the Connect error body, the declared body never sent.
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request(`${s.url}/idpo.scorer.v1.ScorerService/Score`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "content-length": String(60 << 20) },
+      });
+      req.on("response", (res) => {
+        let body = "";
+        res.on("data", (d) => {
+          body += d;
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on("error", reject);
+      req.flushHeaders();
+    });
+    expect(answer.status).toBe(401);
+    expect(JSON.parse(answer.body)).toEqual({
+      code: "unauthenticated",
+      message: "missing authorization header (expected: Bearer <token>)",
+    });
+    // What clients of each protocol make of the early answers.
+    for (const transport of [
+      createGrpcTransport({ baseUrl: s.url }),
+      createGrpcWebTransport({ baseUrl: s.url, httpVersion: "1.1" }),
+      createConnectTransport({ baseUrl: s.url, httpVersion: "1.1" }),
+    ]) {
+      await expect(
+        createClient(ScorerService, transport).score(
+          { prompts: ["x"] },
+          { headers: { authorization: "Bearer no" } },
+        ),
+      ).rejects.toMatchObject({ code: Code.Unauthenticated, rawMessage: "invalid bearer token" });
+    }
+  });
+
+  it("names the variable of a tokens file or TLS file it cannot use (ConfigError: idpo serve exits 2)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "idpo-config-"));
+    await expect(start(testService().def, { IDPO_AUTH_TOKENS_FILE: join(dir, "missing") })).rejects.toSatisfy(
+      (e) =>
+        e instanceof ConfigError &&
+        e.variable === "IDPO_AUTH_TOKENS_FILE" &&
+        /missing: ENOENT/.test(e.message),
+    );
+    const garbage = join(dir, "garbage.pem");
+    writeFileSync(garbage, "not a PEM file\n");
+    const tls = (cert: string, key: string) =>
+      start(testService().def, { IDPO_TLS_CERT_FILE: cert, IDPO_TLS_KEY_FILE: key });
+    await expect(tls(join(dir, "no-cert.pem"), garbage)).rejects.toSatisfy(
+      (e) =>
+        e instanceof ConfigError &&
+        e.variable === "IDPO_TLS_CERT_FILE" &&
+        /no-cert\.pem: ENOENT/.test(e.message),
+    );
+    await expect(tls(garbage, garbage)).rejects.toSatisfy(
+      (e) =>
+        e instanceof ConfigError &&
+        e.variable === "IDPO_TLS_KEY_FILE" &&
+        e.message.startsWith(`IDPO_TLS_KEY_FILE ${garbage} is not a PEM private key`),
+    );
   });
 
   it("lets an in-flight call finish on shutdown and refuses new calls", async () => {

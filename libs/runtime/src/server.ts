@@ -1,12 +1,14 @@
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import { createSecureContext } from "node:tls";
 import type { ConnectRouter, ConnectRouterOptions, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { context, ROOT_CONTEXT } from "@opentelemetry/api";
-import { bearerAuthInterceptor, readTokensFile } from "./auth.js";
-import { loadRuntimeConfig, type RuntimeConfig } from "./config.js";
+import { bearerAuthGate, bearerAuthInterceptor, type RequestGate, readTokensFile } from "./auth.js";
+import { ConfigError, loadRuntimeConfig, type RuntimeConfig } from "./config.js";
 import { HealthRegistry, healthRoutes } from "./health.js";
 import { createLogger, type Logger } from "./logger.js";
 import { serverTracingInterceptor } from "./rpc-tracing.js";
@@ -58,6 +60,8 @@ export interface BuiltServer {
   routes(router: ConnectRouter): void;
   /** Interceptors, size limits and deadline cap, for `createRouterTransport(routes, { router: routerOptions })`. */
   routerOptions: ConnectRouterOptions;
+  /** Answers a request from its headers before connect reads its body (unauthenticated calls). */
+  gate?: RequestGate;
   /** Starts listening on config.host:config.port (HTTP/2, plus HTTP/1.1 for gRPC-Web and Connect). */
   listen(): Promise<ListeningServer>;
   /** Aborts `shutdownSignal` and ends health Watch streams. */
@@ -94,8 +98,8 @@ export async function buildServer(def: ServiceDefinition, opts: BuildOptions = {
   const health = new HealthRegistry(def.grpcServices);
   const shutdown = new AbortController();
   const interceptors: Interceptor[] = [serverTracingInterceptor(def.name)];
-  if (config.authTokensFile)
-    interceptors.unshift(bearerAuthInterceptor(readTokensFile(config.authTokensFile)));
+  const tokens = config.authTokensFile ? readTokensFile(config.authTokensFile) : undefined;
+  if (tokens) interceptors.unshift(bearerAuthInterceptor(tokens));
   interceptors.push(...(opts.interceptors ?? []));
   // What the service starts in the background (subscriptions, workers, resumed runs) is traced as its own.
   const instance = await context.with(withService(ROOT_CONTEXT, def.name), () =>
@@ -130,6 +134,7 @@ export async function buildServer(def: ServiceDefinition, opts: BuildOptions = {
     instance,
     routes,
     routerOptions,
+    gate: tokens ? bearerAuthGate(tokens) : undefined,
     beginShutdown: () => {
       if (!shutdown.signal.aborted) shutdown.abort();
       health.close();
@@ -137,6 +142,49 @@ export async function buildServer(def: ServiceDefinition, opts: BuildOptions = {
     listen: () => listen(built),
   };
   return built;
+}
+
+/** Reads one TLS file; an unreadable one is a ConfigError naming its variable. */
+function readTlsFile(variable: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new ConfigError(variable, `cannot read ${variable} ${path}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * The TLS server options from the certificate and key files, checked here (creating the server would
+ * only say `DECODER routines::unsupported`): errors are ConfigErrors naming the variable.
+ */
+function tlsOptions(certFile: string, keyFile: string): http2.SecureServerOptions {
+  const cert = readTlsFile("IDPO_TLS_CERT_FILE", certFile);
+  const key = readTlsFile("IDPO_TLS_KEY_FILE", keyFile);
+  try {
+    createPrivateKey(key);
+  } catch (err) {
+    throw new ConfigError(
+      "IDPO_TLS_KEY_FILE",
+      `IDPO_TLS_KEY_FILE ${keyFile} is not a PEM private key: ${(err as Error).message}`,
+    );
+  }
+  try {
+    new X509Certificate(cert);
+  } catch (err) {
+    throw new ConfigError(
+      "IDPO_TLS_CERT_FILE",
+      `IDPO_TLS_CERT_FILE ${certFile} is not a PEM certificate: ${(err as Error).message}`,
+    );
+  }
+  try {
+    createSecureContext({ cert, key });
+  } catch (err) {
+    throw new ConfigError(
+      "IDPO_TLS_CERT_FILE",
+      `IDPO_TLS_CERT_FILE ${certFile} and IDPO_TLS_KEY_FILE ${keyFile} do not form a key pair: ${(err as Error).message}`,
+    );
+  }
+  return { cert, key, allowHTTP1: true };
 }
 
 async function listen(built: BuiltServer): Promise<ListeningServer> {
@@ -153,6 +201,7 @@ async function listen(built: BuiltServer): Promise<ListeningServer> {
       inFlight--;
       if (inFlight === 0) idle?.();
     });
+    if (built.gate?.(req, res)) return;
     handler(req as http2.Http2ServerRequest, res as http2.Http2ServerResponse);
   };
 
@@ -162,10 +211,7 @@ async function listen(built: BuiltServer): Promise<ListeningServer> {
   let h1: http.Server | undefined;
   let listener: net.Server;
   if (tls) {
-    h2 = http2.createSecureServer(
-      { cert: readFileSync(config.tlsCertFile!), key: readFileSync(config.tlsKeyFile!), allowHTTP1: true },
-      counted,
-    );
+    h2 = http2.createSecureServer(tlsOptions(config.tlsCertFile!, config.tlsKeyFile!), counted);
     listener = h2;
   } else {
     // Plaintext: HTTP/2 with prior knowledge (gRPC) and HTTP/1.1 (gRPC-Web, Connect) share one port;
