@@ -17,14 +17,14 @@ import {
   type TerminationReport,
 } from "../libs/bus/src/index.js";
 import { TEST_LIMITS, waitFor } from "./bus-contract.js";
-import { type NatsServerHandle, startNatsServer } from "./support/nats-server.js";
+import { startTestNats, type TestNats } from "./support/nats.js";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 describe("bus on NATS under faults", () => {
-  let server: NatsServerHandle;
+  let server: TestNats;
   const buses: Bus[] = [];
   const subs: Subscription[] = [];
   let prefix = "";
@@ -42,7 +42,7 @@ describe("bus on NATS under faults", () => {
   }
 
   beforeAll(async () => {
-    server = await startNatsServer();
+    server = await startTestNats();
   });
   afterAll(async () => {
     await server?.stop();
@@ -239,8 +239,8 @@ describe("bus on NATS under faults", () => {
 
 describe("bus on NATS with authentication", () => {
   it("connects with a token and with user:password in the URL, and names a refused one", async () => {
-    const tokenServer = await startNatsServer({ args: ["--auth", "s3cret-token"] });
-    const userServer = await startNatsServer({ args: ["--user", "idpo", "--pass", "p4ss"] });
+    const tokenServer = await startTestNats({ args: ["--auth", "s3cret-token"] });
+    const userServer = await startTestNats({ args: ["--user", "idpo", "--pass", "p4ss"] });
     try {
       const withToken = await openBus({ backend: "nats", natsUrl: tokenServer.url, token: "s3cret-token" });
       await withToken.state.put("k", enc.encode("v"));
@@ -248,12 +248,14 @@ describe("bus on NATS with authentication", () => {
       await expect(openBus({ backend: "nats", natsUrl: tokenServer.url, token: "wrong" })).rejects.toThrow(
         /cannot connect to NATS at nats:\/\/127\.0\.0\.1:\d+/,
       );
-      const url = userServer.url.replace("nats://", "nats://idpo:p4ss@");
+      // The container path's URL carries the credentials already: start from the bare address either way.
+      const bare = userServer.url.replace(/\/\/[^@/]*@/, "//");
+      const url = bare.replace("nats://", "nats://idpo:p4ss@");
       const withUser = await openBus({ backend: "nats", natsUrl: url });
       expect(await withUser.events.lastSeq()).toBe(0);
       await withUser.close();
       await expect(
-        openBus({ backend: "nats", natsUrl: userServer.url, credsFile: "/nonexistent/idpo.creds" }),
+        openBus({ backend: "nats", natsUrl: bare, credsFile: "/nonexistent/idpo.creds" }),
       ).rejects.toThrow(BusConfigError);
     } finally {
       await tokenServer.stop();

@@ -1,5 +1,5 @@
 import type { TestProject } from "vitest/node";
-import { type NatsServerHandle, startNatsServer } from "../support/nats-server.js";
+import { startTestNats, type TestNats } from "../support/nats.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -8,7 +8,7 @@ declare module "vitest" {
   }
 }
 
-let server: NatsServerHandle | undefined;
+let server: TestNats | undefined;
 
 export async function setup(project: TestProject): Promise<void> {
   const given = process.env.IDPO_NATS_URL;
@@ -16,7 +16,11 @@ export async function setup(project: TestProject): Promise<void> {
     project.provide("natsUrl", given);
     return;
   }
-  server = await startNatsServer();
+  server = await startTestNats();
+  // Which path the suite took (a container where a runtime answers, else a spawned nats-server).
+  process.stderr.write(
+    `test NATS: ${server.kind === "container" ? "testcontainers" : "spawned nats-server -js"}\n`,
+  );
   project.provide("natsUrl", server.url);
 }
 

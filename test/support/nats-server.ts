@@ -92,7 +92,8 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
       );
       child?.once("exit", (code) => reject(new Error(`nats-server exited with ${code}: ${stderr}`)));
     });
-    await Promise.race([waitForPort(port, 10_000), failed]);
+    // JetStream recovers its store before it listens: on a loaded machine that takes seconds.
+    await Promise.race([waitForPort(port, 60_000), failed]);
     child.removeAllListeners("exit");
   };
   const kill = async () => {

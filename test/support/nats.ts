@@ -2,12 +2,14 @@
  * The one way tests get a NATS JetStream server: a container from the `@testcontainers/nats` module where a
  * container runtime answers, else a spawned `nats-server -js` with a temporary store. Both are behind
  * {@link TestNats}, which can crash (kill) and restart the server on the same URL with its store kept.
+ * `IDPO_TEST_NATS=container|process` forces a path.
  */
-import { type NatsServerHandle, startNatsServer } from "./nats-server.js";
+import { existsSync } from "node:fs";
+import { freePort, type NatsServerHandle, startNatsServer } from "./nats-server.js";
 
 /** A NATS JetStream server a test owns. */
 export interface TestNats {
-  /** nats://host:port (unchanged across restarts). */
+  /** nats://[user:pass@]host:port (unchanged across restarts). */
   url: string;
   /** How it runs: "container" (testcontainers) or "process" (a spawned nats-server). */
   kind: "container" | "process";
@@ -21,75 +23,64 @@ export interface TestNats {
 
 /** Options of {@link startTestNats}. */
 export interface TestNatsOptions {
-  /** Extra nats-server arguments (e.g. `["--auth", "token"]`). */
+  /** Extra nats-server arguments, as name-value pairs (e.g. `["--auth", "token"]`). */
   args?: string[];
   /** Force one path; by default a container when a runtime answers, else a process. */
   kind?: "container" | "process";
 }
 
-/** The container image; nats-server 2.10 is the line the Helm chart's NATS runs. */
+/** The container image: the nats-server line the Helm chart's NATS runs. */
 const NATS_IMAGE = "nats:2.10-alpine";
-
-/** The part of `@testcontainers/nats` used here (imported at run time: it is only needed with a runtime). */
-interface NatsContainerModule {
-  NatsContainer: new (
-    image: string,
-  ) => {
-    withJetStream(): unknown;
-    withArg(name: string, value: string): unknown;
-    withExposedPorts(...ports: { container: number; host: number }[]): unknown;
-    withTmpFs(tmpfs: Record<string, string>): unknown;
-    withCommand(cmd: string[]): unknown;
-    start(): Promise<{
-      getHost(): string;
-      getMappedPort(port: number): number;
-      restart(opts?: { timeout?: number }): Promise<void>;
-      stop(opts?: { timeout?: number; remove?: boolean; removeVolumes?: boolean }): Promise<unknown>;
-    }>;
-  };
-}
-
-interface TestcontainersModule {
-  getContainerRuntimeClient(): Promise<unknown>;
-}
 
 let runtimeAnswers: Promise<boolean> | undefined;
 
-/** True when testcontainers finds a container runtime that answers (asked once per process, 10 s at most). */
-async function containerRuntimeAnswers(): Promise<boolean> {
+/** Where a container runtime would listen: DOCKER_HOST, or the Docker and Podman sockets. */
+function containerSocketExists(): boolean {
+  if (process.env.DOCKER_HOST) return true;
+  const uid = process.getuid?.() ?? 0;
+  return ["/var/run/docker.sock", `/run/user/${uid}/docker.sock`, `/run/user/${uid}/podman/podman.sock`].some(
+    (p) => existsSync(p),
+  );
+}
+
+/**
+ * True when testcontainers finds a container runtime that answers (asked once per process, 10 s at most;
+ * without a socket to ask, at once: a Docker client alone is not a runtime).
+ */
+function containerRuntimeAnswers(): Promise<boolean> {
   runtimeAnswers ??= (async () => {
+    if (!containerSocketExists()) return false;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      // A variable specifier: the module is optional at type-check time and absent from lean installs.
-      const name = "testcontainers";
-      const tc = (await import(/* @vite-ignore */ name)) as TestcontainersModule;
-      let timer: NodeJS.Timeout | undefined;
+      const { getContainerRuntimeClient } = await import("testcontainers");
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error("no answer")), 10_000);
       });
-      try {
-        await Promise.race([tc.getContainerRuntimeClient(), timeout]);
-      } finally {
-        clearTimeout(timer);
-      }
+      await Promise.race([getContainerRuntimeClient(), timeout]);
       return true;
     } catch {
       return false;
+    } finally {
+      clearTimeout(timer);
     }
   })();
   return runtimeAnswers;
 }
 
-/** The path the suite takes (for its log line and the README): "container" or "process". */
+/** The path the suite takes: `IDPO_TEST_NATS` when set, else "container" where a runtime answers. */
 export async function testNatsKind(): Promise<"container" | "process"> {
-  if (process.env.IDPO_TEST_NATS === "process" || process.env.IDPO_TEST_NATS === "container") {
-    return process.env.IDPO_TEST_NATS;
-  }
+  const forced = process.env.IDPO_TEST_NATS;
+  if (forced === "process" || forced === "container") return forced;
   return (await containerRuntimeAnswers()) ? "container" : "process";
 }
 
-/** Start a NATS JetStream server for a test (see {@link TestNats}); `IDPO_TEST_NATS` forces a path. */
+/**
+ * Start a NATS JetStream server for a test (see {@link TestNats}). A token (`--auth`) always runs as a
+ * process: the testcontainers NATS module always sets user/password authentication, which NATS does not
+ * combine with a token.
+ */
 export async function startTestNats(opts: TestNatsOptions = {}): Promise<TestNats> {
-  const kind = opts.kind ?? (await testNatsKind());
+  const kind = opts.args?.includes("--auth") ? "process" : (opts.kind ?? (await testNatsKind()));
   return kind === "container"
     ? startContainer(opts)
     : fromProcess(await startNatsServer({ args: opts.args }));
@@ -100,27 +91,23 @@ function fromProcess(h: NatsServerHandle): TestNats {
 }
 
 async function startContainer(opts: TestNatsOptions): Promise<TestNats> {
-  const name = "@testcontainers/nats";
-  const { NatsContainer } = (await import(/* @vite-ignore */ name)) as NatsContainerModule;
-  // A fixed host port keeps the URL across restarts (a restarted container would get a new random one).
-  const { freePort } = await import("./nats-server.js");
+  const { NatsContainer } = await import("@testcontainers/nats");
+  // A fixed host port keeps the URL across restarts (a restarted container would get another random one).
   const port = await freePort();
-  const container = new NatsContainer(NATS_IMAGE);
-  container.withJetStream();
-  container.withExposedPorts({ container: 4222, host: port });
-  for (let i = 0; i + 1 < (opts.args ?? []).length; i += 2) {
-    container.withArg(opts.args![i].replace(/^-+/, ""), opts.args![i + 1]);
-  }
-  // The store lives in the container's filesystem, which a restart of the same container keeps.
-  container.withArg("store_dir", "/data/jetstream");
+  const container = new NatsContainer(NATS_IMAGE)
+    .withJetStream()
+    .withArg("store_dir", "/data/jetstream")
+    .withExposedPorts({ container: 4222, host: port });
+  const args = opts.args ?? [];
+  for (let i = 0; i + 1 < args.length; i += 2) container.withArg(args[i], args[i + 1]);
   const started = await container.start();
-  const url = `nats://${started.getHost()}:${started.getMappedPort(4222)}`;
+  const auth = `${encodeURIComponent(started.username ?? "")}:${encodeURIComponent(started.password ?? "")}@`;
   let down = false;
   return {
-    url,
+    url: `nats://${started.username ? auth : ""}${started.getHost()}:${port}`,
     kind: "container",
     async kill() {
-      // A stop with no grace is a SIGKILL of nats-server; the stopped container keeps its filesystem.
+      // No grace: docker kills nats-server (SIGKILL); the stopped container keeps its filesystem and store.
       await started.stop({ timeout: 0, remove: false });
       down = true;
     },
