@@ -86,8 +86,8 @@ async function createController(ctx: ServiceContext, overrides: ControllerOverri
   };
 }
 
-/** A Controller service definition with some of its dependencies given (tests, embedding). */
-export function controllerServiceWith(overrides: ControllerOverrides = {}): ServiceDefinition {
+/** The Controller's service definition, optionally over given dependencies (tests, embedding). */
+export function controllerDefinition(overrides: ControllerOverrides = {}): ServiceDefinition {
   return {
     name: "controller",
     defaultPort: 50055,
@@ -97,4 +97,4 @@ export function controllerServiceWith(overrides: ControllerOverrides = {}): Serv
 }
 
 /** The Controller: creates runs and drives them through base → improver → K × (pairs → DPO → evaluation). */
-export const controllerService: ServiceDefinition = controllerServiceWith();
+export const controllerService: ServiceDefinition = controllerDefinition();

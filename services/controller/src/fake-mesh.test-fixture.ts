@@ -39,7 +39,7 @@ import {
 } from "@idpo/proto";
 import { type BuiltServer, buildServer, createLogger, type ServiceDefinition } from "@idpo/runtime";
 import { scorerRoutes } from "@idpo/scorer";
-import { controllerServiceWith } from "./controller-service.js";
+import { controllerDefinition } from "./controller-service.js";
 import type { ControllerOptions, Peers } from "./run-driver.js";
 
 export const quietLogger = createLogger("error", {}, () => {});
@@ -336,7 +336,7 @@ export class FakeMesh {
   /** Starts a controller on the mesh's bus and returns its client (and the built server, to stop it). */
   async controller(options: Partial<ControllerOptions> = {}) {
     const bus = this.bus;
-    const def = controllerServiceWith({
+    const def = controllerDefinition({
       bus: async () => bus,
       peers: this.peers,
       options: { progressIntervalMs: 50, loadWaitMs: 20, jobPollMs: 10, peerRetryMs: 5_000, ...options },

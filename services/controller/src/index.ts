@@ -1,9 +1,9 @@
 /** The Controller service (idpo.controller.v1): run creation and the driver of iterative DPO runs. */
 export {
   type ControllerOverrides,
+  controllerDefinition,
   controllerOptionsFromEnv,
   controllerService,
-  controllerServiceWith,
 } from "./controller-service.js";
 export { policyJobKind, validateRunConfig } from "./run-config.js";
 export { type ControllerOptions, DEFAULT_CONTROLLER_OPTIONS, type Peers } from "./run-driver.js";

@@ -155,18 +155,31 @@ export function scorerRoutes(config: ScorerConfig, getBus: () => Promise<Bus>, l
     });
 }
 
-/** The Scorer: reward functions and evaluation. It holds no weights, so it is ready at once. */
-export const scorerService: ServiceDefinition = {
-  name: "scorer",
-  defaultPort: 50054,
-  grpcServices: [ScorerService.typeName],
-  create(ctx) {
-    const config: ScorerConfig = {
-      maxImages: envInt(ctx.env, "IDPO_SCORER_MAX_IMAGES", 4096, 1, 1_000_000),
-      imageSize: envInt(ctx.env, "IDPO_SCORER_IMAGE_SIZE", 0, 0, 4096),
-    };
-    const routes = scorerRoutes(config, sharedBus, ctx.logger);
-    ctx.setServing(true);
-    return { routes };
-  },
-};
+/** Dependencies a test (or an embedding program) can supply instead of the process-wide ones. */
+export interface ScorerOverrides {
+  /** Bus eval.completed is published on; default the process-wide `sharedBus()`. */
+  bus?: Bus;
+}
+
+/** The Scorer's service definition, optionally over given dependencies. */
+export function scorerDefinition(overrides: ScorerOverrides = {}): ServiceDefinition {
+  return {
+    name: "scorer",
+    defaultPort: 50054,
+    grpcServices: [ScorerService.typeName],
+    create(ctx) {
+      const config: ScorerConfig = {
+        maxImages: envInt(ctx.env, "IDPO_SCORER_MAX_IMAGES", 4096, 1, 1_000_000),
+        imageSize: envInt(ctx.env, "IDPO_SCORER_IMAGE_SIZE", 0, 0, 4096),
+      };
+      const bus = overrides.bus;
+      const routes = scorerRoutes(config, bus ? async () => bus : sharedBus, ctx.logger);
+      // It holds no weights, so it is ready at once.
+      ctx.setServing(true);
+      return { routes };
+    },
+  };
+}
+
+/** The Scorer (idpo.scorer.v1.ScorerService, port 50054): reward functions and evaluation. */
+export const scorerService: ServiceDefinition = scorerDefinition();

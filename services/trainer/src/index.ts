@@ -14,6 +14,8 @@ export { eventToken } from "./run-events.js";
 export {
   startTrainer,
   type TrainerEnvConfig,
+  type TrainerOverrides,
+  trainerDefinition,
   trainerEnvConfig,
   trainerRoutes,
   trainerService,

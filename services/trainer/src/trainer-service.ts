@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import type { Bus } from "@idpo/bus";
 import { defaultTrainWorkers, initBackend } from "@idpo/diffusion";
 import { sharedBus } from "@idpo/mesh";
 import {
@@ -104,44 +105,55 @@ export async function startTrainer(opts: TrainerOptions): Promise<JobManager> {
   return createTrainer({ ...opts, trainWorkers });
 }
 
+/** Dependencies a test (or an embedding program) can supply instead of the process-wide ones. */
+export interface TrainerOverrides {
+  /** Bus for jobs, events and artifacts; default the process-wide `sharedBus()`. */
+  bus?: Bus;
+}
+
 /**
- * The Trainer (idpo.trainer.v1.TrainerService, port 50053): training jobs on the process-wide bus.
- * SERVING once the tfjs backend is initialised and the bus is open; unfinished jobs found in KV resume.
+ * The Trainer's service definition, optionally over given dependencies. SERVING once the tfjs backend is
+ * initialised and the bus is open; unfinished jobs found in KV resume.
  */
-export const trainerService: ServiceDefinition = {
-  name: "trainer",
-  defaultPort: 50053,
-  grpcServices: [TrainerService.typeName],
-  create(ctx) {
-    const config = trainerEnvConfig(ctx.env);
-    let trainer: JobManager | undefined;
-    let failed = false;
-    const starting = (async () => {
-      const bus = await sharedBus();
-      trainer = await startTrainer({
-        bus,
-        logger: ctx.logger,
-        dataDir: config.dataDir,
-        spin: { steps: config.spinSteps, guidanceScale: config.spinGuidance },
-        progressEvery: config.progressEvery,
-        runCheckpointMs: config.runCheckpointMs,
-        trainWorkers: config.trainWorkers,
+export function trainerDefinition(overrides: TrainerOverrides = {}): ServiceDefinition {
+  return {
+    name: "trainer",
+    defaultPort: 50053,
+    grpcServices: [TrainerService.typeName],
+    create(ctx) {
+      const config = trainerEnvConfig(ctx.env);
+      let trainer: JobManager | undefined;
+      let failed = false;
+      const starting = (async () => {
+        const bus = overrides.bus ?? (await sharedBus());
+        trainer = await startTrainer({
+          bus,
+          logger: ctx.logger,
+          dataDir: config.dataDir,
+          spin: { steps: config.spinSteps, guidanceScale: config.spinGuidance },
+          progressEvery: config.progressEvery,
+          runCheckpointMs: config.runCheckpointMs,
+          trainWorkers: config.trainWorkers,
+        });
+        ctx.setServing(true);
+      })().catch((e) => {
+        failed = true;
+        ctx.logger.error("trainer failed to start", { error: (e as Error).message });
       });
-      ctx.setServing(true);
-    })().catch((e) => {
-      failed = true;
-      ctx.logger.error("trainer failed to start", { error: (e as Error).message });
-    });
-    return {
-      routes: trainerRoutes(() => {
-        if (failed)
-          throw new ConnectError("the trainer failed to start; see its log", Code.FailedPrecondition);
-        return trainer;
-      }, ctx.shutdownSignal),
-      async close() {
-        await starting;
-        await trainer?.close();
-      },
-    };
-  },
-};
+      return {
+        routes: trainerRoutes(() => {
+          if (failed)
+            throw new ConnectError("the trainer failed to start; see its log", Code.FailedPrecondition);
+          return trainer;
+        }, ctx.shutdownSignal),
+        async close() {
+          await starting;
+          await trainer?.close();
+        },
+      };
+    },
+  };
+}
+
+/** The Trainer (idpo.trainer.v1.TrainerService, port 50053): training jobs on the process-wide bus. */
+export const trainerService: ServiceDefinition = trainerDefinition();
