@@ -231,6 +231,37 @@ describe("runtime over a real port", () => {
     }
   });
 
+  it("answers UNAVAILABLE, not INTERNAL, when a handler fails because NATS is away", async () => {
+    let fail: Error = new Error("boom");
+    const def: ServiceDefinition = {
+      ...testService().def,
+      create(ctx) {
+        ctx.setServing(true);
+        return {
+          routes: (router) =>
+            router.service(ScorerService, {
+              score() {
+                throw fail;
+              },
+              evaluate() {
+                throw fail;
+              },
+            }),
+        };
+      },
+    };
+    const s = await start(def);
+    const client = createClient(ScorerService, createGrpcTransport({ baseUrl: s.url }));
+    // What the NATS client throws while its server restarts (nats.js names its errors).
+    fail = Object.assign(new Error("timeout"), { name: "TimeoutError" });
+    await expect(client.score({ prompts: ["x"] })).rejects.toMatchObject({
+      code: Code.Unavailable,
+      rawMessage: "a backing service is unavailable: timeout",
+    });
+    fail = new Error("a bug");
+    await expect(client.score({ prompts: ["x"] })).rejects.toMatchObject({ code: Code.Internal });
+  });
+
   it("names the variable of a tokens file or TLS file it cannot use (ConfigError: idpo serve exits 2)", async () => {
     const dir = mkdtempSync(join(tmpdir(), "idpo-config-"));
     await expect(start(testService().def, { IDPO_AUTH_TOKENS_FILE: join(dir, "missing") })).rejects.toSatisfy(

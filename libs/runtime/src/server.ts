@@ -14,6 +14,7 @@ import { createLogger, type Logger } from "./logger.js";
 import { serverTracingInterceptor } from "./rpc-tracing.js";
 import { withService } from "./trace-provider.js";
 import { initTracing, shutdownTracing } from "./tracing.js";
+import { peerAwayInterceptor } from "./unavailable.js";
 
 /** What a service gets from the runtime when it is created. */
 export interface ServiceContext {
@@ -100,7 +101,7 @@ export async function buildServer(def: ServiceDefinition, opts: BuildOptions = {
   const interceptors: Interceptor[] = [serverTracingInterceptor(def.name)];
   const tokens = config.authTokensFile ? readTokensFile(config.authTokensFile) : undefined;
   if (tokens) interceptors.unshift(bearerAuthInterceptor(tokens));
-  interceptors.push(...(opts.interceptors ?? []));
+  interceptors.push(...(opts.interceptors ?? []), peerAwayInterceptor());
   // What the service starts in the background (subscriptions, workers, resumed runs) is traced as its own.
   const instance = await context.with(withService(ROOT_CONTEXT, def.name), () =>
     def.create({
