@@ -22,7 +22,7 @@
  * Environment: IDPO_BENCH_PYTHON overrides the interpreter of the PyTorch side (default /usr/bin/python3).
  */
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -316,27 +316,45 @@ async function main(): Promise<void> {
   const idpoPath = join(work, "idpo.safetensors");
   writeFileSync(idpoPath, idpoBytes);
 
-  // The twin's training.
-  log(`twin train: ${recipe.steps} steps × ${recipe.batch} (${threads} thread(s))`);
-  const twinPath = join(work, "twin.safetensors");
-  const trained = await twin<{ losses: number[]; seconds: number }>("train", {
-    init: initPath,
-    images: writeF32("images.f32", images),
-    images_count: nImages,
-    ids: writeI32("ids.i32", tokens.ids),
-    mask: writeF32("mask.f32", tokens.mask),
-    order: writeI32("order.i32", order),
-    steps: recipe.steps,
-    batch: recipe.batch,
-    lr: recipe.lr,
-    warmup: recipe.warmup,
-    max_grad_norm: recipe.clip,
-    prompt_dropout: recipe.dropout,
-    ema: recipe.ema,
-    seed: recipe.seed,
-    threads,
-    out: twinPath,
-  });
+  // The twin's training; its weights and losses are kept under --out, and reused by a later invocation with
+  // the same recipe, data and preset (the twin trains for a quarter of an hour on a busy 2-core machine).
+  const twinPath = join(out, "twin.safetensors");
+  const twinResultPath = join(out, "twin-train.json");
+  const twinKey = JSON.stringify({ recipe, dataset, presetName });
+  let trained: { losses: number[]; seconds: number } | undefined;
+  if (existsSync(twinPath) && existsSync(twinResultPath)) {
+    const cached = JSON.parse(readFileSync(twinResultPath, "utf8")) as {
+      key: string;
+      losses: number[];
+      seconds: number;
+    };
+    if (cached.key === twinKey) {
+      trained = cached;
+      log(`twin weights from ${twinPath} (trained by an earlier invocation with this recipe)`);
+    }
+  }
+  if (!trained) {
+    log(`twin train: ${recipe.steps} steps × ${recipe.batch} (${threads} thread(s))`);
+    trained = await twin<{ losses: number[]; seconds: number }>("train", {
+      init: initPath,
+      images: writeF32("images.f32", images),
+      images_count: nImages,
+      ids: writeI32("ids.i32", tokens.ids),
+      mask: writeF32("mask.f32", tokens.mask),
+      order: writeI32("order.i32", order),
+      steps: recipe.steps,
+      batch: recipe.batch,
+      lr: recipe.lr,
+      warmup: recipe.warmup,
+      max_grad_norm: recipe.clip,
+      prompt_dropout: recipe.dropout,
+      ema: recipe.ema,
+      seed: recipe.seed,
+      threads,
+      out: twinPath,
+    });
+    writeFileSync(twinResultPath, JSON.stringify({ key: twinKey, ...trained }));
+  }
 
   // Sampling: the held-out prompts, `samplesPerPrompt` seeds each, the same initial noise everywhere.
   const testPrompts = shapesPrompts("test").map(formatShapesPrompt);

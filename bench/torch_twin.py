@@ -188,6 +188,12 @@ def load_twin(path):
     return model, config, list(tensors.keys())
 
 
+def twin_metadata(config):
+    """What a twin-written file carries so that load_twin (and idpo's reader) knows its architecture."""
+    kind = "improver" if config["unet"].get("condChannels", 0) > 0 else "policy"
+    return {"config": json.dumps(config), "kind": kind, "written_by": "bench/torch_twin.py"}
+
+
 def save_twin(model, names, path, meta=None):
     """Writes the twin's weights under idpo's names and layouts, in idpo's parameter order."""
     state = model.state_dict()
@@ -238,7 +244,7 @@ def cmd_eps(spec):
         eps = model(x, t, ids, key_bias(mask), cond)
     eps.permute(0, 2, 3, 1).contiguous().numpy().astype("<f4").tofile(spec["out"])
     if spec.get("resave"):
-        save_twin(model, names, spec["resave"])
+        save_twin(model, names, spec["resave"], twin_metadata(config))
     return {"n": n}
 
 
@@ -300,7 +306,7 @@ def cmd_train(spec):
         with torch.no_grad():
             for e, p in zip(ema, model.parameters()):
                 p.copy_(e)
-    save_twin(model, names, spec["out"])
+    save_twin(model, names, spec["out"], twin_metadata(config))
     return {"losses": losses, "seconds": time.time() - started}
 
 
