@@ -8,14 +8,14 @@ import { Code, ConnectError, createRouterTransport, type Interceptor } from "@co
 import { type Bus, openBus, type Subscription, type TerminationReport } from "@idpo/bus";
 import { createGenerator, type Generator, generatorConfigFromEnv, type ShardOutcome } from "@idpo/generator";
 import { createImprover, type Improver } from "@idpo/improver";
+import { CheckpointStore } from "@idpo/mesh";
 import {
-  CheckpointStore,
   memoryLogger,
   putCheckpoint,
   tinyImprover,
   tinyPolicy,
   useTestBackend,
-} from "@idpo/mesh";
+} from "@idpo/mesh/test-fixtures";
 import { PairShardTaskSchema, type RunEvent, RunEventSchema } from "@idpo/proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestNats, type TestNats } from "./support/nats.js";

@@ -5,17 +5,15 @@ import type { DiffusionModel } from "@idpo/diffusion";
 import { generatorDefinition } from "@idpo/generator";
 import { improverDefinition } from "@idpo/improver";
 import { createInferenceServer, inferenceConfigFromEnv } from "@idpo/inference";
+import { CheckpointStore, imagesFromMessages, imagesToMessages } from "@idpo/mesh";
 import {
-  CheckpointStore,
-  imagesFromMessages,
-  imagesToMessages,
   memoryLogger,
   putCheckpoint,
   tempBus,
   tinyImprover,
   tinyPolicy,
   useTestBackend,
-} from "@idpo/mesh";
+} from "@idpo/mesh/test-fixtures";
 import {
   GeneratorService,
   Health,

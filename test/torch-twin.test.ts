@@ -14,7 +14,7 @@ import {
 } from "@idpo/diffusion";
 import * as tf from "@tensorflow/tfjs-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { maxAbsDiff, randomImages, randomizeWeights } from "../libs/diffusion/src/test-support.js";
+import { maxAbsDiff, randomImages, randomizeWeights } from "../libs/diffusion/src/test-fixtures.js";
 
 // bench:parity exchanges weights with its PyTorch twin through bench/torch_twin.py's name/layout map; this
 // checks that map both ways: ε of the same weights agrees, and weights written back are bit-identical.

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { contentHash, decodeCheckpoint, encodeCheckpoint, readCheckpointMetadata } from "./checkpoint.js";
 import { createModel, type DiffusionModel, improverFromPolicy } from "./model.js";
 import { decodeSafetensors, encodeSafetensors } from "./safetensors.js";
-import { maxAbsDiff, microConfig, randomizeWeights, setupTestBackend } from "./test-support.js";
+import { maxAbsDiff, microConfig, randomizeWeights, setupTestBackend } from "./test-fixtures.js";
 
 beforeAll(setupTestBackend);
 

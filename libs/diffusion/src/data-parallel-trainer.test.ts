@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DataParallelTrainer, sliceBounds } from "./data-parallel-trainer.js";
 import { cloneModel, createModel, type DiffusionModel, improverFromPolicy } from "./model.js";
 import { dpoObjective, improverObjective, pretrainObjective, spinObjective } from "./objectives.js";
-import { nanoConfig, randomImages, randomizeWeights, setupTestBackend } from "./test-support.js";
+import { nanoConfig, randomImages, randomizeWeights, setupTestBackend } from "./test-fixtures.js";
 import {
   type Objective,
   type StepReport,

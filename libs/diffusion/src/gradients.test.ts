@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { beforeAll, describe, expect, it } from "vitest";
 import { GRADIENT_KERNELS } from "./gradients.js";
 import { Rng } from "./rng.js";
-import { setupTestBackend } from "./test-support.js";
+import { setupTestBackend } from "./test-fixtures.js";
 
 beforeAll(setupTestBackend);
 

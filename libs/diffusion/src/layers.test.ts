@@ -4,7 +4,7 @@ import { keyBias, multiHeadAttention } from "./attention.js";
 import { linear } from "./linear.js";
 import { groupNorm, layerNorm } from "./norm.js";
 import { Rng } from "./rng.js";
-import { maxAbsDiff, setupTestBackend } from "./test-support.js";
+import { maxAbsDiff, setupTestBackend } from "./test-fixtures.js";
 import { timestepEmbedding } from "./timestep-embedding.js";
 import "./gradients.js";
 

@@ -14,7 +14,7 @@ import { cloneModel, createModel, type DiffusionModel, improverFromPolicy } from
 import { addNoise, drawNoise, drawTimesteps } from "./noising.js";
 import { Rng } from "./rng.js";
 import { spinLoss } from "./spin-loss.js";
-import { microConfig, randomImages, randomizeWeights, setupTestBackend } from "./test-support.js";
+import { microConfig, randomImages, randomizeWeights, setupTestBackend } from "./test-fixtures.js";
 
 beforeAll(setupTestBackend);
 

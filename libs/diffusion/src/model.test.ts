@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cloneModel, createModel, type DiffusionModel, improverFromPolicy, paramShapes } from "./model.js";
 import { preset } from "./presets.js";
 import { Rng } from "./rng.js";
-import { maxAbsDiff, microConfig, randomizeWeights, setupTestBackend } from "./test-support.js";
+import { maxAbsDiff, microConfig, randomizeWeights, setupTestBackend } from "./test-fixtures.js";
 
 beforeAll(setupTestBackend);
 

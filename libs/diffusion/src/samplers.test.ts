@@ -4,7 +4,7 @@ import { classifierFreeGuidance, doubleGuidance } from "./guidance.js";
 import { createModel, DiffusionModel, improverFromPolicy } from "./model.js";
 import { Rng } from "./rng.js";
 import { improve, sample, samplerStep, samplingTimesteps, stepSigma } from "./samplers.js";
-import { maxAbsDiff, microConfig, randomImages, randomizeWeights, setupTestBackend } from "./test-support.js";
+import { maxAbsDiff, microConfig, randomImages, randomizeWeights, setupTestBackend } from "./test-fixtures.js";
 
 beforeAll(setupTestBackend);
 

@@ -3,7 +3,7 @@ import { disposeLossOutput } from "./loss-output.js";
 import { cloneModel, createModel, type DiffusionModel, improverFromPolicy } from "./model.js";
 import { Rng } from "./rng.js";
 import { type ObjectiveSpec, splitObjective } from "./split-objective.js";
-import { nanoConfig, randomImages, randomizeWeights, setupTestBackend } from "./test-support.js";
+import { nanoConfig, randomImages, randomizeWeights, setupTestBackend } from "./test-fixtures.js";
 
 beforeAll(setupTestBackend);
 

@@ -7,7 +7,7 @@ import { learningRateAt } from "./lr-schedule.js";
 import { cloneModel, createModel, improverFromPolicy } from "./model.js";
 import { dpoObjective, improverObjective, pretrainObjective, spinObjective } from "./objectives.js";
 import type { Params } from "./params.js";
-import { nanoConfig, randomImages, randomizeWeights, setupTestBackend } from "./test-support.js";
+import { nanoConfig, randomImages, randomizeWeights, setupTestBackend } from "./test-fixtures.js";
 import { Trainer } from "./trainer.js";
 
 beforeAll(setupTestBackend);

@@ -64,14 +64,6 @@ export {
   sidecarEngine,
 } from "./sampling-engine.js";
 export { closeSharedBus, sharedBus } from "./shared-bus.js";
-export {
-  memoryLogger,
-  putCheckpoint,
-  tempBus,
-  tinyImprover,
-  tinyPolicy,
-  useTestBackend,
-} from "./test-fixtures.js";
 export { checkRange, invalidField } from "./trainer-contract/contract-error.js";
 export {
   type DataUri,

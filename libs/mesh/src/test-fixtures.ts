@@ -1,3 +1,8 @@
+/**
+ * Test fixtures of @idpo/mesh, for the services' tests: a temporary bus, tiny policy and improver
+ * checkpoints, a memory logger and the test backend. Imported as "@idpo/mesh/test-fixtures"; not part of
+ * the package's public API (`src/index.ts`).
+ */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

@@ -19,7 +19,7 @@ import {
   RunState,
 } from "@idpo/proto";
 import { afterEach, describe, expect, it } from "vitest";
-import { FakeMesh } from "./fake-mesh.test-fixture.js";
+import { FakeMesh } from "./fake-mesh-fixture.js";
 import { checkpointIds, jobIds, shardArtifact, shardKey } from "./run-plan.js";
 import { RunStore } from "./run-store.js";
 

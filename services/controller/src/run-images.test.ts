@@ -4,7 +4,7 @@ import { decodePng, solidImage } from "@idpo/data";
 import { encodePairShard } from "@idpo/mesh";
 import { RunConfigSchema, RunState } from "@idpo/proto";
 import { afterEach, describe, expect, it } from "vitest";
-import { FakeMesh } from "./fake-mesh.test-fixture.js";
+import { FakeMesh } from "./fake-mesh-fixture.js";
 import { shardArtifact } from "./run-plan.js";
 
 const EVAL_PROMPTS = [

@@ -3,15 +3,8 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import type { Bus } from "@idpo/bus";
 import { type DiffusionModel, sample } from "@idpo/diffusion";
-import {
-  CheckpointStore,
-  imagesFromMessages,
-  memoryLogger,
-  putCheckpoint,
-  tempBus,
-  tinyPolicy,
-  useTestBackend,
-} from "@idpo/mesh";
+import { CheckpointStore, imagesFromMessages } from "@idpo/mesh";
+import { memoryLogger, putCheckpoint, tempBus, tinyPolicy, useTestBackend } from "@idpo/mesh/test-fixtures";
 import {
   type GenerateImagesResponse,
   type GenerationSpecSchema,

@@ -3,17 +3,15 @@ import { createRouterTransport } from "@connectrpc/connect";
 import type { Bus, Subscription, TerminationReport } from "@idpo/bus";
 import { type DiffusionModel, improve, sample } from "@idpo/diffusion";
 import { createImprover, type Improver } from "@idpo/improver";
+import { CheckpointStore, decodePairShard, pairShardArtifact } from "@idpo/mesh";
 import {
-  CheckpointStore,
-  decodePairShard,
   memoryLogger,
-  pairShardArtifact,
   putCheckpoint,
   tempBus,
   tinyImprover,
   tinyPolicy,
   useTestBackend,
-} from "@idpo/mesh";
+} from "@idpo/mesh/test-fixtures";
 import { PairShardTaskSchema, type RunEvent, RunEventSchema } from "@idpo/proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createGenerator, type Generator, generatorConfigFromEnv } from "./generator-service.js";

@@ -3,17 +3,15 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import type { Bus } from "@idpo/bus";
 import { type DiffusionModel, improve, sample } from "@idpo/diffusion";
+import { CheckpointStore, imagesFromMessages, imagesToMessages } from "@idpo/mesh";
 import {
-  CheckpointStore,
-  imagesFromMessages,
-  imagesToMessages,
   memoryLogger,
   putCheckpoint,
   tempBus,
   tinyImprover,
   tinyPolicy,
   useTestBackend,
-} from "@idpo/mesh";
+} from "@idpo/mesh/test-fixtures";
 import {
   Dtype,
   Health,

@@ -4,7 +4,7 @@ import { dpoLoss } from "../dpo-loss.js";
 import "../gradients.js";
 import { createModel, improverFromPolicy } from "../model.js";
 import { Rng } from "../rng.js";
-import { microConfig, randomImages, randomizeWeights } from "../test-support.js";
+import { microConfig, randomImages, randomizeWeights } from "../test-fixtures.js";
 import { registerWasmKernels } from "./wasm-kernels.js";
 import { activateWasm } from "./wasm-threaded.js";
 

@@ -1,3 +1,7 @@
+/**
+ * Test fixtures of @idpo/diffusion, for its own tests (and cross-package tests that import them by path):
+ * tiny model configs, random images and weights, and the test backend. Not exported from the package index.
+ */
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "./backend/index.js";
 import type { ImageBatch } from "./image-batch.js";
