@@ -10,35 +10,27 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { create, toJsonString } from "@bufbuild/protobuf";
+import { toJsonString } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { type LocalMesh, startLocalMesh } from "@idpo/cli";
 import { type RunningDashboard, startDashboard } from "@idpo/dashboard";
 import { encodePng, solidImage } from "@idpo/data";
-import { ControllerService, RunConfigSchema, RunState } from "@idpo/proto";
+import { ControllerService, type RunConfig, RunConfigSchema, RunState } from "@idpo/proto";
 import { createLogger, createPeerTransport } from "@idpo/runtime";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { tinyRunConfig } from "./support/tiny-run.js";
 
 const CHROMIUM = process.env.IDPO_CHROMIUM ?? "/usr/bin/chromium";
 const run = promisify(execFile);
 
-/** A run small enough for the test budget, with enough base steps that the page is open before it evaluates. */
-const config = create(RunConfigSchema, {
-  name: "browser-test",
-  dataset: "shapes://?pairs=128&size=16&seed=3",
-  modelPreset: "tiny",
-  baseTraining: { steps: 40, batchSize: 8 },
-  improverTraining: { steps: 16, batchSize: 8 },
-  policyTraining: { steps: 4, batchSize: 4 },
-  iterations: 1,
-  pairsPerIteration: 8,
-  shardSize: 4,
-  samplingSteps: 4,
-  evalPrompts: ["a small red circle on a black background", "a large green square on a navy background"],
-  evalSamplesPerPrompt: 2,
-  seed: 3n,
-});
+/** The suite's tiny run (its base and improver training take seconds, so the run page is open before
+ * anything is evaluated). */
+function browserRunConfig(): RunConfig {
+  const config = tinyRunConfig();
+  config.name = "browser-test";
+  return config;
+}
 
 describe.skipIf(!existsSync(CHROMIUM))("dashboard in a browser", () => {
   const dir = mkdtempSync(join(tmpdir(), "idpo-dash-browser-"));
@@ -65,13 +57,14 @@ describe.skipIf(!existsSync(CHROMIUM))("dashboard in a browser", () => {
     timeout: 240_000,
   }, async () => {
     const errors: string[] = [];
+    const controller = createClient(ControllerService, createPeerTransport(mesh.urls.controller));
     page.on("pageerror", (e) => errors.push(e.message));
 
     // A run started by the CLI appears in the list without a reload.
     await page.goto(dashboard.url);
     await page.waitForSelector("#runs");
     const configFile = join(dir, "run.json");
-    writeFileSync(configFile, toJsonString(RunConfigSchema, config));
+    writeFileSync(configFile, toJsonString(RunConfigSchema, browserRunConfig()));
     const cli = join(import.meta.dirname, "../cli/bin/idpo.js");
     await run(process.execPath, [
       cli,
@@ -86,13 +79,19 @@ describe.skipIf(!existsSync(CHROMIUM))("dashboard in a browser", () => {
     ]);
     await page.waitForSelector('tr[data-run="dash-a"]', { timeout: 15_000 });
 
-    // Its page: the reward chart gains the iteration's point while the page stays open.
-    await page.click('tr[data-run="dash-a"] a');
+    // Its page (the list's link): the reward chart gains the iteration's point while the page stays open.
+    await page.goto(`${dashboard.url}#/runs/dash-a`);
     await page.waitForSelector("#reward-chart[data-points]");
     const before = Number(await page.getAttribute("#reward-chart", "data-points"));
     expect(before).toBeLessThan(2);
-    await page.waitForSelector('#reward-chart[data-points="2"]', { timeout: 180_000 });
-    await page.waitForSelector("#run-state:text('succeeded')", { timeout: 30_000 });
+    await page.waitForSelector('#reward-chart[data-points="2"]', { timeout: 180_000 }).catch(async (err) => {
+      // Say where the run was, so a slow machine is told apart from a dashboard that missed an update.
+      const r = (await controller.getRun({ runId: "dash-a" })).run!;
+      throw new Error(
+        `${(err as Error).message}\nrun: ${RunState[r.state]}, ${r.progress?.message} ${r.error}`,
+      );
+    });
+    await page.waitForSelector("#run-state:text('succeeded')", { timeout: 60_000 });
     expect(await page.locator('li[data-step="eval-1"].done').count()).toBe(1);
 
     // Images: a sample grid row per model, a pair grid for the iteration, all decoded; job curves drawn.
@@ -136,7 +135,6 @@ describe.skipIf(!existsSync(CHROMIUM))("dashboard in a browser", () => {
     await page.waitForSelector("#cancel-run:not([disabled])");
     await page.click("#cancel-run");
     await page.waitForSelector("#run-state:text('cancelled')");
-    const controller = createClient(ControllerService, createPeerTransport(mesh.urls.controller));
     expect((await controller.getRun({ runId: "dash-b" })).run!.state).toBe(RunState.CANCELLED);
     expect(errors).toEqual([]);
   });

@@ -1,7 +1,7 @@
 import type { Run } from "@idpo/proto";
 import { controller, describeError } from "../api.js";
 import { h, replace } from "../dom.js";
-import { filterRuns, formatDuration, runRow, type StateFilter } from "../shaping/run-row.js";
+import { filterRuns, formatDuration, type RunRow, runRow, type StateFilter } from "../shaping/run-row.js";
 
 const FILTERS: StateFilter[] = ["all", "pending", "running", "succeeded", "failed", "cancelled"];
 /** How often the list is refreshed (ListRuns has no stream). */
@@ -52,43 +52,71 @@ export async function runListPage(root: HTMLElement, signal: AbortSignal): Promi
     ),
   );
   let runs: Run[] = [];
+  // Rows are kept per run and only their changed cells rewritten, so a row (and its link) stays the same
+  // element between refreshes while its progress and duration tick.
+  const rowEls = new Map<string, { tr: HTMLTableRowElement; keys: string[] }>();
+  const cellsOf = (r: RunRow): { key: string; node: () => Node | string }[] => [
+    { key: r.runId, node: () => h("a", { href: `#/runs/${r.runId}` }, r.runId) },
+    { key: r.name, node: () => r.name },
+    { key: r.state, node: () => h("span", { class: `state ${r.state}` }, r.state) },
+    { key: r.stage, node: () => r.stage },
+    { key: r.iteration, node: () => r.iteration },
+    {
+      key: r.progress === undefined ? "" : r.progress.toFixed(3),
+      node: () =>
+        r.progress === undefined
+          ? ""
+          : h(
+              "span",
+              { class: "bar", title: `${Math.round(r.progress * 100)}%` },
+              h("span", { style: `width:${(r.progress * 100).toFixed(1)}%` }),
+            ),
+    },
+    { key: String(r.startedMs), node: () => (r.startedMs ? new Date(r.startedMs).toLocaleString() : "") },
+    { key: formatDuration(r.durationSeconds), node: () => formatDuration(r.durationSeconds) },
+  ];
   const render = () => {
     const now = Date.now();
-    const shown = filterRuns(runs, filter);
-    replace(
-      body,
-      shown.length === 0
-        ? h(
+    const shown = filterRuns(runs, filter).map((run) => runRow(run, now));
+    if (shown.length === 0) {
+      rowEls.clear();
+      replace(
+        body,
+        h(
+          "tr",
+          {},
+          h("td", { colspan: 8, class: "muted" }, runs.length === 0 ? "no runs yet" : `no ${filter} runs`),
+        ),
+      );
+      return;
+    }
+    const trs: HTMLTableRowElement[] = [];
+    const seen = new Set<string>();
+    for (const r of shown) {
+      seen.add(r.runId);
+      const cells = cellsOf(r);
+      let el = rowEls.get(r.runId);
+      if (!el) {
+        el = {
+          tr: h(
             "tr",
-            {},
-            h("td", { colspan: 8, class: "muted" }, runs.length === 0 ? "no runs yet" : `no ${filter} runs`),
-          )
-        : shown.map((run) => {
-            const r = runRow(run, now);
-            return h(
-              "tr",
-              { "data-run": r.runId },
-              h("td", {}, h("a", { href: `#/runs/${r.runId}` }, r.runId)),
-              h("td", {}, r.name),
-              h("td", {}, h("span", { class: `state ${r.state}` }, r.state)),
-              h("td", {}, r.stage),
-              h("td", {}, r.iteration),
-              h(
-                "td",
-                {},
-                r.progress === undefined
-                  ? ""
-                  : h(
-                      "span",
-                      { class: "bar", title: `${Math.round(r.progress * 100)}%` },
-                      h("span", { style: `width:${(r.progress * 100).toFixed(1)}%` }),
-                    ),
-              ),
-              h("td", {}, r.startedMs ? new Date(r.startedMs).toLocaleString() : ""),
-              h("td", {}, formatDuration(r.durationSeconds)),
-            );
-          }),
-    );
+            { "data-run": r.runId },
+            cells.map(() => h("td")),
+          ),
+          keys: cells.map(() => "\u0000"),
+        };
+        rowEls.set(r.runId, el);
+      }
+      cells.forEach((c, i) => {
+        if (el.keys[i] === c.key) return;
+        el.keys[i] = c.key;
+        replace(el.tr.children[i], c.node());
+      });
+      trs.push(el.tr);
+    }
+    for (const id of [...rowEls.keys()]) if (!seen.has(id)) rowEls.delete(id);
+    const same = trs.length === body.children.length && trs.every((tr, i) => body.children[i] === tr);
+    if (!same) body.replaceChildren(...trs);
   };
   while (!signal.aborted) {
     try {

@@ -11,7 +11,7 @@ import {
   RunState,
 } from "@idpo/proto";
 import { controller, describeError, trainer } from "../api.js";
-import { drawCurveChart, drawRewardChart } from "../charts.js";
+import { disposeCharts, drawCurveChart, drawRewardChart } from "../charts.js";
 import { h, pngImage, replace } from "../dom.js";
 import { jobCurves } from "../shaping/job-curves.js";
 import { rewardSeries } from "../shaping/reward-series.js";
@@ -143,6 +143,9 @@ export async function runPage(root: HTMLElement, signal: AbortSignal, runId: str
   const sampleCache = new Map<number, EvaluationSample[]>();
   const pairCache = new Map<number, { shardsDone: number; pairs: ImagePair[] }>();
   let lastSlow = 0;
+  /** What the curves and image grids on the page show, so they are rebuilt only when that changes. */
+  let jobsKey = "";
+  let imagesKey = "";
   let slowTimer: ReturnType<typeof setTimeout> | undefined;
   let slowRunning = false;
   let again = false;
@@ -150,6 +153,10 @@ export async function runPage(root: HTMLElement, signal: AbortSignal, runId: str
   const refreshJobs = async (r: Run) => {
     const jobs = (await trainer.listJobs({ runId: r.runId, pageSize: 200 }, { signal })).jobs;
     jobs.sort((a, b) => Number(a.createTime?.seconds ?? 0n) - Number(b.createTime?.seconds ?? 0n));
+    const key = JSON.stringify(jobs.map((j) => [j.jobId, j.state, j.step, j.history.length]));
+    if (key === jobsKey) return;
+    jobsKey = key;
+    disposeCharts(curves);
     const blocks = jobs
       .map((job) => ({ job, panels: jobCurves(job) }))
       .filter((b) => b.panels.length > 0)
@@ -203,6 +210,12 @@ export async function runPage(root: HTMLElement, signal: AbortSignal, runId: str
       );
       if (res.samples.length > 0) sampleCache.set(k, res.samples);
     }
+    const key = JSON.stringify([
+      [...pairCache.entries()].map(([k, v]) => [k, v.pairs.length]),
+      [...sampleCache.keys()],
+    ]);
+    if (key === imagesKey) return;
+    imagesKey = key;
     const pairBlocks = [...pairCache.entries()]
       .sort((a, b) => a[0] - b[0])
       .filter(([, v]) => v.pairs.length > 0)
