@@ -40,8 +40,8 @@ export function drawRewardChart(el: HTMLElement, s: RewardSeries): void {
           return `${s.labels[i]}<br/>reward ${s.mean[i].toFixed(4)} [${s.low[i].toFixed(4)}, ${s.high[i].toFixed(4)}]${wr === null ? "" : `<br/>win-rate vs base ${(wr * 100).toFixed(1)}%`}`;
         },
       },
-      legend: { data: ["mean reward", "95% CI"], top: 22, right: 8 },
-      grid: { left: 56, right: 16, top: 56, bottom: 28 },
+      legend: { data: ["mean reward", "95% CI"], bottom: 0 },
+      grid: { left: 56, right: 16, top: 44, bottom: 52 },
       xAxis: { type: "category", data: s.labels, boundaryGap: false },
       yAxis: { type: "value", scale: true, name: "reward" },
       series: [
@@ -81,8 +81,8 @@ export function drawCurveChart(el: HTMLElement, panel: CurvePanel): void {
       animation: false,
       title: { text: panel.title, textStyle: { fontSize: 12 } },
       tooltip: { trigger: "axis" },
-      legend: panel.series.length > 1 ? { top: 18, right: 4, textStyle: { fontSize: 11 } } : undefined,
-      grid: { left: 64, right: 16, top: panel.series.length > 1 ? 48 : 32, bottom: 28 },
+      legend: panel.series.length > 1 ? { bottom: 0, textStyle: { fontSize: 11 } } : undefined,
+      grid: { left: 64, right: 16, top: 32, bottom: panel.series.length > 1 ? 48 : 28 },
       xAxis: { type: "value", name: "step", nameGap: 4, min: "dataMin", max: "dataMax" },
       yAxis: { type: "value", scale: true },
       series: panel.series.map((s) => ({
