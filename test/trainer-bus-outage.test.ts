@@ -12,7 +12,7 @@ import { initBackend } from "@idpo/diffusion";
 import { type Job, JobKind, JobSchema, JobSpecSchema, JobState, RunEventSchema } from "@idpo/proto";
 import { createLogger } from "@idpo/runtime";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTrainer } from "../services/trainer/src/index.js";
+import { createJobManager } from "../services/trainer/src/index.js";
 import { startTestNats, type TestNats } from "./support/nats.js";
 
 const STEPS = 40;
@@ -44,7 +44,7 @@ describe("the trainer across a NATS restart", () => {
     const bus = await open();
     const logs: string[] = [];
     const logger = createLogger("info", {}, (line) => void logs.push(line));
-    const mgr = await createTrainer({ bus, logger, dataDir: join(root, "data"), progressEvery: 1 });
+    const mgr = await createJobManager({ bus, logger, dataDir: join(root, "data"), progressEvery: 1 });
     const spec = create(JobSpecSchema, {
       jobId: "outage-1",
       runId: "outage-run",

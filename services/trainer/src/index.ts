@@ -2,17 +2,17 @@
 
 export { type Example, type ExampleBatch, ExampleStream, type ExampleUnit } from "./example-stream.js";
 export {
-  createTrainer,
+  createJobManager,
   DEFAULT_SPIN_SAMPLER,
   type JobManager,
+  type JobManagerOptions,
   type JobPage,
-  type TrainerOptions,
 } from "./job-manager.js";
 export { intermediateCheckpointId, type ResolvedJob, resolveSpec } from "./job-spec.js";
 export { openPairSources, type PairSource } from "./pair-sources.js";
 export { eventToken } from "./run-events.js";
 export {
-  startTrainer,
+  startJobManager,
   type TrainerEnvConfig,
   type TrainerOverrides,
   trainerDefinition,

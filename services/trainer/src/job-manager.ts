@@ -32,7 +32,7 @@ import { type ProgressEventInput, publishCheckpoint, publishProgress } from "./r
 import { trainingStateArtifact } from "./training-state.js";
 
 /** Dependencies and settings of a trainer. */
-export interface TrainerOptions {
+export interface JobManagerOptions {
   /** The bus: job state (KV), checkpoints and shards (artifacts), events. */
   bus: Bus;
   logger: Logger;
@@ -134,7 +134,7 @@ export class JobManager {
   private readonly progressEvery: number;
   private readonly busWaitMs: number;
 
-  constructor(private readonly opts: TrainerOptions) {
+  constructor(private readonly opts: JobManagerOptions) {
     this.store = new JobStore(opts.bus.state);
     this.checkpoints = new CheckpointStore(opts.bus.artifacts);
     this.spin = { ...DEFAULT_SPIN_SAMPLER, ...(opts.spin ?? {}) };
@@ -714,7 +714,7 @@ export class JobManager {
 }
 
 /** Creates a trainer on `opts.bus` and (unless `opts.resume` is false) resumes the unfinished jobs it finds. */
-export async function createTrainer(opts: TrainerOptions): Promise<JobManager> {
+export async function createJobManager(opts: JobManagerOptions): Promise<JobManager> {
   const m = new JobManager(opts);
   if (opts.resume ?? true) await m.resumeStored();
   return m;

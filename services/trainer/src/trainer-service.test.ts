@@ -36,7 +36,7 @@ import {
 import { buildServer, createLogger } from "@idpo/runtime";
 import * as tf from "@tensorflow/tfjs-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTrainer, type JobManager } from "./job-manager.js";
+import { createJobManager, type JobManager } from "./job-manager.js";
 import { ensureShapesDataset, shapesCacheDir } from "./pair-sources.js";
 import { trainerEnvConfig, trainerRoutes, trainerService } from "./trainer-service.js";
 import { trainingStateArtifact } from "./training-state.js";
@@ -72,7 +72,7 @@ async function freshBus(): Promise<Bus> {
 }
 
 async function trainer(bus: Bus, trainWorkers = 1): Promise<{ mgr: JobManager; client: TrainerClient }> {
-  const mgr = await createTrainer({
+  const mgr = await createJobManager({
     bus,
     logger: quiet,
     dataDir,

@@ -13,7 +13,7 @@ import {
   WatchJobResponseSchema,
 } from "@idpo/proto";
 import { ConfigError, envInt, envString, type ServiceDefinition } from "@idpo/runtime";
-import { createTrainer, type JobManager, type TrainerOptions } from "./job-manager.js";
+import { createJobManager, type JobManager, type JobManagerOptions } from "./job-manager.js";
 
 /** Trainer settings read from the environment. */
 export interface TrainerEnvConfig {
@@ -99,10 +99,10 @@ export function trainerRoutes(getTrainer: () => JobManager | undefined, shutdown
  * Starts the tfjs backend and a trainer with the given dependencies (what the service and tests share).
  * `trainWorkers` 0 picks defaultTrainWorkers for the backend; undefined trains in this thread.
  */
-export async function startTrainer(opts: TrainerOptions): Promise<JobManager> {
+export async function startJobManager(opts: JobManagerOptions): Promise<JobManager> {
   const info = await initBackend();
   const trainWorkers = opts.trainWorkers === 0 ? defaultTrainWorkers(info) : opts.trainWorkers;
-  return createTrainer({ ...opts, trainWorkers });
+  return createJobManager({ ...opts, trainWorkers });
 }
 
 /** Dependencies a test (or an embedding program) can supply instead of the process-wide ones. */
@@ -126,7 +126,7 @@ export function trainerDefinition(overrides: TrainerOverrides = {}): ServiceDefi
       let failed = false;
       const starting = (async () => {
         const bus = overrides.bus ?? (await sharedBus());
-        trainer = await startTrainer({
+        trainer = await startJobManager({
           bus,
           logger: ctx.logger,
           dataDir: config.dataDir,
