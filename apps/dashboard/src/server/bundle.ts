@@ -14,11 +14,21 @@ export interface DashboardBundle {
 
 const WEB_DIR = fileURLToPath(new URL("../web/", import.meta.url));
 
+let built: Promise<DashboardBundle> | undefined;
+
 /**
- * Bundles the browser app from its TypeScript sources with esbuild (about a second), so a fresh clone needs
- * no build step and nothing generated is committed.
+ * Bundles the browser app from its TypeScript sources with esbuild (a second or two), so a fresh clone needs
+ * no build step and nothing generated is committed. Built once per process; a failed build is tried again.
  */
-export async function buildDashboardBundle(): Promise<DashboardBundle> {
+export function buildDashboardBundle(): Promise<DashboardBundle> {
+  built ??= bundle().catch((err) => {
+    built = undefined;
+    throw err;
+  });
+  return built;
+}
+
+async function bundle(): Promise<DashboardBundle> {
   const out = await build({
     entryPoints: [`${WEB_DIR}main.ts`],
     bundle: true,
