@@ -17,7 +17,9 @@ import { parseArgs } from "node:util";
 import { formatShapesPrompt, shapesPrompts } from "@idpo/data";
 import { decodeCheckpoint, improve, initBackend, sample } from "@idpo/diffusion";
 import { PRETRAINED, PRETRAINED_BASE_ID, PRETRAINED_IMPROVER_ID } from "@idpo/mesh";
-import { meanCI, oracleRewardValue } from "@idpo/metrics";
+import { oracleRewardValue } from "@idpo/metrics";
+
+import { formatCI, promptCI } from "./paired-stats.js";
 
 const shipped = (id: string) => PRETRAINED.find((p) => p.id === id)!.path;
 const { values } = parseArgs({
@@ -58,19 +60,6 @@ const strengths = values.strength!.split(",").map((s) => {
   if (!(v > 0 && v <= 1)) throw new Error(`--strength values must be in (0, 1], got ${s}`);
   return v;
 });
-
-const fmt = (c: { mean: number; halfWidth: number }, sign = false) =>
-  `${sign && c.mean >= 0 ? "+" : ""}${c.mean.toFixed(3)} ± ${c.halfWidth.toFixed(3)}`;
-
-function perPrompt(values: readonly number[], k: number): number[] {
-  const out: number[] = [];
-  for (let i = 0; i < values.length; i += k) {
-    let s = 0;
-    for (let j = 0; j < k; j++) s += values[i + j];
-    out.push(s / k);
-  }
-  return out;
-}
 
 async function main(): Promise<void> {
   await initBackend({ log: (m) => process.stderr.write(`${m}\n`) });
@@ -118,7 +107,7 @@ async function main(): Promise<void> {
     "",
     "| images | test reward | Δ vs base (paired) |",
     "|---|---:|---:|",
-    `| base samples | ${fmt(meanCI(perPrompt(baseRewards, samplesPerPrompt)))} | |`,
+    `| base samples | ${formatCI(promptCI(baseRewards, samplesPerPrompt))} | |`,
   ];
   for (const strength of strengths) {
     process.stderr.write(`improver, strength ${strength}\n`);
@@ -137,7 +126,7 @@ async function main(): Promise<void> {
     const label =
       strength === 1 ? "improved from noise (strength 1)" : `improved SDEdit (strength ${strength})`;
     lines.push(
-      `| ${label} | ${fmt(meanCI(perPrompt(r, samplesPerPrompt)))} | ${fmt(meanCI(perPrompt(d, samplesPerPrompt)), true)} |`,
+      `| ${label} | ${formatCI(promptCI(r, samplesPerPrompt))} | ${formatCI(promptCI(d, samplesPerPrompt), true)} |`,
     );
   }
   lines.push("", `Wall time ${((performance.now() - t0) / 1000).toFixed(0)} s.`, "");

@@ -44,12 +44,13 @@ import {
   sample,
 } from "@idpo/diffusion";
 import { CheckpointStore, parseDataUri, sharedBus } from "@idpo/mesh";
-import { meanCI, oracleRewardValue } from "@idpo/metrics";
+import { oracleRewardValue } from "@idpo/metrics";
 import { JobKind, JobSpecSchema, JobState, TrainerService } from "@idpo/proto";
 import { createLogger, createPeerTransport } from "@idpo/runtime";
 import { ExampleStream, openPairSources } from "@idpo/trainer";
 import * as tf from "@tensorflow/tfjs-core";
 import { linePlot } from "../cli/src/paper/line-plot.js";
+import { formatCI, promptCI } from "./paired-stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const PYTHON = process.env.IDPO_BENCH_PYTHON ?? "/usr/bin/python3";
@@ -230,20 +231,6 @@ function score(data: Float32Array, prompts: readonly string[], size: number): Sc
   return { rewards, images };
 }
 
-/** Per-prompt means of prompt-major per-image values. */
-function perPrompt(values: readonly number[], k: number): number[] {
-  const out: number[] = [];
-  for (let i = 0; i < values.length; i += k) {
-    let s = 0;
-    for (let j = 0; j < k; j++) s += values[i + j];
-    out.push(s / k);
-  }
-  return out;
-}
-
-const fmt = (c: { mean: number; halfWidth: number }, sign = false) =>
-  `${sign && c.mean >= 0 ? "+" : ""}${c.mean.toFixed(3)} ± ${c.halfWidth.toFixed(3)}`;
-
 async function main(): Promise<void> {
   await initBackend({ log: (m) => log(m) });
   const dataset = `shapes://?pairs=${pairs}&size=16&seed=${dataSeed}`;
@@ -401,13 +388,11 @@ async function main(): Promise<void> {
 
   // Figures.
   const k8 = samplesPerPrompt;
-  const ci = (key: string) => meanCI(perPrompt(cells[key].rewards, k8));
+  const ci = (key: string) => promptCI(cells[key].rewards, k8);
   const paired = (a: string, b: string) =>
-    meanCI(
-      perPrompt(
-        cells[b].rewards.map((v, i) => v - cells[a].rewards[i]),
-        k8,
-      ),
+    promptCI(
+      cells[b].rewards.map((v, i) => v - cells[a].rewards[i]),
+      k8,
     );
   const rows = [
     ["idpo-trained, idpo sampler", ci("idpo/idpo")],
@@ -433,11 +418,11 @@ async function main(): Promise<void> {
     "",
     "| weights, sampler | test reward |",
     "|---|---:|",
-    ...rows.map(([label, c]) => `| ${label} | ${fmt(c)} |`),
+    ...rows.map(([label, c]) => `| ${label} | ${formatCI(c)} |`),
     "",
     "| paired difference (per prompt) | Δ reward |",
     "|---|---:|",
-    ...diffs.map(([label, c]) => `| ${label} | ${fmt(c, true)} |`),
+    ...diffs.map(([label, c]) => `| ${label} | ${formatCI(c, true)} |`),
     "",
     `Final training loss (mean of the last 10 % of steps): idpo ${tailMean(idpoLosses)}, twin ${tailMean(trained.losses)}. ` +
       `Training time: idpo ${Number.isNaN(idpoSeconds) ? "(given checkpoint)" : `${idpoSeconds.toFixed(0)} s`}, ` +

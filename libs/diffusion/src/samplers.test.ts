@@ -4,7 +4,13 @@ import { classifierFreeGuidance, doubleGuidance } from "./guidance.js";
 import { createModel, DiffusionModel, improverFromPolicy } from "./model.js";
 import { Rng } from "./rng.js";
 import { improve, sample, samplerStep, samplingTimesteps, stepSigma } from "./samplers.js";
-import { maxAbsDiff, microConfig, randomImages, randomizeWeights, setupTestBackend } from "./test-fixtures.js";
+import {
+  maxAbsDiff,
+  microConfig,
+  randomImages,
+  randomizeWeights,
+  setupTestBackend,
+} from "./test-fixtures.js";
 
 beforeAll(setupTestBackend);
 
@@ -55,7 +61,7 @@ describe("samplerStep", () => {
     x0 = (0.3 - Math.sqrt(1 - ab[600]) * -0.2) / Math.sqrt(ab[600]);
   });
   afterAll(() => model.dispose());
-  const run = (kind: "ddim" | "ddpm", eta: number, noise?: number) =>
+  const run = (kind: "ddim" | "ddpm", eta: number, noise?: number, clipDenoised = false) =>
     tf.tidy(
       () =>
         samplerStep(
@@ -67,7 +73,7 @@ describe("samplerStep", () => {
           400,
           {
             eta,
-            clipDenoised: false,
+            clipDenoised,
             noise: noise === undefined ? undefined : tf.tensor4d([noise], [1, 1, 1, 1]),
           },
         ).dataSync()[0],
@@ -81,22 +87,7 @@ describe("samplerStep", () => {
   it("recomputes ε̂ from the clipped x̂₀ when x̂₀ leaves [−1, 1] (DDIM at η = 0 and η > 0, DDPM)", () => {
     // x = 0.3, ε̂ = −0.2 at t = 600 puts x̂₀ far above 1; the step must use x̂₀ = 1 and the ε̂ it implies.
     expect(x0).toBeGreaterThan(1.5);
-    const clipped = (kind: "ddim" | "ddpm", eta: number, noise?: number) =>
-      tf.tidy(
-        () =>
-          samplerStep(
-            model.schedule,
-            kind,
-            tf.tensor4d([0.3], [1, 1, 1, 1]),
-            tf.tensor4d([-0.2], [1, 1, 1, 1]),
-            600,
-            400,
-            {
-              eta,
-              noise: noise === undefined ? undefined : tf.tensor4d([noise], [1, 1, 1, 1]),
-            },
-          ).dataSync()[0],
-      );
+    const clipped = (kind: "ddim" | "ddpm", eta: number, noise?: number) => run(kind, eta, noise, true);
     const epsClipped = (0.3 - Math.sqrt(ab[600]) * 1) / Math.sqrt(1 - ab[600]);
     const ddim0 = Math.sqrt(ab[400]) * 1 + Math.sqrt(1 - ab[400]) * epsClipped;
     expect(Math.abs(clipped("ddim", 0) - ddim0)).toBeLessThan(1e-5);
