@@ -143,9 +143,11 @@ describe("Diffusion-DPO loss from fixed predictions", () => {
     const grad = tf.tidy(() => {
       const p = predictions();
       const g = tf.grad(
-        (w: tf.Tensor4D) =>
-          dpoLossFromPredictions({ ...p, policyW: w }, { beta, sftWeight: alpha, dpoPositiveLambda: lambda })
-            .loss,
+        (w: tf.Tensor) =>
+          dpoLossFromPredictions(
+            { ...p, policyW: w as tf.Tensor4D },
+            { beta, sftWeight: alpha, dpoPositiveLambda: lambda },
+          ).loss,
       );
       return g(p.policyW).dataSync();
     });

@@ -25,7 +25,7 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-describe("shapes world acceptance (issue 4)", () => {
+describe("shapes world acceptance", () => {
   it("ideal renders average >= 0.9 over the whole grammar at S = 16 and 32", () => {
     for (const s of [16, 32]) {
       const rewards = shapesPrompts("all").map((p) => oracleReward(renderIdeal(p, s), p).reward);
