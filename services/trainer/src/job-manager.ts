@@ -85,6 +85,8 @@ interface LocalJob {
   unconfirmed: Uint8Array[];
   /** The progress write in flight, if any (it never rejects; writes of one job never overlap). */
   progressWrite?: Promise<void>;
+  /** The newest progress not yet written (written when the write in flight is done). */
+  pendingProgress?: Omit<ProgressEventInput, "runId" | "jobId">;
   /** Where the job's span goes: under the StartJob call, or under its run's root when resumed from KV. */
   trace: TraceContext;
 }
@@ -520,23 +522,30 @@ export class JobManager {
   }
 
   /**
-   * Records a step's progress in KV and publishes job_progress without holding up training: while the bus
-   * is away the write fails and is logged, and a later progress point writes the newer state; a progress
-   * point reached while the previous write is still in flight is skipped for the same reason.
+   * Records a step's progress in KV and publishes job_progress without holding up training. One write is
+   * in flight at a time; progress reached meanwhile waits and only the newest is written next (so the last
+   * step's progress always goes out). While the bus is away a write fails and is logged, and the next one
+   * catches up.
    */
   private writeProgress(l: LocalJob, progress: Omit<ProgressEventInput, "runId" | "jobId">): void {
+    l.pendingProgress = progress;
     if (l.progressWrite) return;
     const r = l.resolved;
     l.progressWrite = (async () => {
       try {
-        if (!(await this.persist(l))) return;
-        await publishProgress(this.opts.bus, { runId: r.runId, jobId: r.jobId, ...progress });
-      } catch (e) {
-        this.opts.logger.warn("progress not recorded (bus unavailable); training goes on", {
-          jobId: r.jobId,
-          step: progress.step,
-          error: (e as Error).message,
-        });
+        for (let p = l.pendingProgress; p !== undefined; p = l.pendingProgress) {
+          l.pendingProgress = undefined;
+          try {
+            if (!(await this.persist(l))) return;
+            await publishProgress(this.opts.bus, { runId: r.runId, jobId: r.jobId, ...p });
+          } catch (e) {
+            this.opts.logger.warn("progress not recorded (bus unavailable); training goes on", {
+              jobId: r.jobId,
+              step: p.step,
+              error: (e as Error).message,
+            });
+          }
+        }
       } finally {
         l.progressWrite = undefined;
       }
