@@ -1,4 +1,10 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  type Interceptor,
+  type StreamResponse,
+  type UnaryResponse,
+} from "@connectrpc/connect";
 import {
   type Attributes,
   type Context,
@@ -136,6 +142,31 @@ function readAhead<T>(
   };
 }
 
+/**
+ * Runs a call inside `ctx` and ends `span` with its status: at once for a unary call, when the response
+ * stream ends (through `wrap`) for a streaming one.
+ */
+async function traced<R extends UnaryResponse | StreamResponse>(
+  span: Span,
+  kind: SpanKind,
+  ctx: Context,
+  call: () => Promise<R>,
+  wrap: <T>(messages: AsyncIterable<T>, ctx: Context, finish: (err?: unknown) => void) => AsyncIterable<T>,
+): Promise<R> {
+  const finish = ender(span, kind);
+  try {
+    const res = await context.with(ctx, call);
+    if (!res.stream) {
+      finish();
+      return res;
+    }
+    return { ...res, message: wrap(res.message, ctx, finish) };
+  } catch (err) {
+    finish(err);
+    throw err;
+  }
+}
+
 /** The run a unary request names in a top-level `runId` field, if any. */
 function requestRunId(message: unknown): string | undefined {
   const v = (message as { runId?: unknown }).runId;
@@ -163,19 +194,7 @@ export function serverTracingInterceptor(service?: string): Interceptor {
       const run = runSpanContext(runId);
       if (run.traceId !== span.spanContext().traceId) span.addLink({ context: run });
     }
-    const ctx = trace.setSpan(parent, span);
-    const finish = ender(span, SpanKind.SERVER);
-    try {
-      const res = await context.with(ctx, () => next(req));
-      if (!res.stream) {
-        finish();
-        return res;
-      }
-      return { ...res, message: streamInContext(res.message, ctx, finish) };
-    } catch (err) {
-      finish(err);
-      throw err;
-    }
+    return await traced(span, SpanKind.SERVER, trace.setSpan(parent, span), () => next(req), streamInContext);
   };
 }
 
@@ -201,17 +220,6 @@ export function clientTracingInterceptor(): Interceptor {
     });
     const ctx = trace.setSpan(context.active(), span);
     propagation.inject(ctx, req.header, headerSetter);
-    const finish = ender(span, SpanKind.CLIENT);
-    try {
-      const res = await context.with(ctx, () => next(req));
-      if (!res.stream) {
-        finish();
-        return res;
-      }
-      return { ...res, message: readAhead(res.message, ctx, finish) };
-    } catch (err) {
-      finish(err);
-      throw err;
-    }
+    return await traced(span, SpanKind.CLIENT, ctx, () => next(req), readAhead);
   };
 }
