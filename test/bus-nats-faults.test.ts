@@ -193,6 +193,32 @@ describe("bus on NATS under faults", () => {
     }
   });
 
+  it("deletes a replica's durable consumer once it has had no subscriber for its idle expiry", async () => {
+    fresh();
+    const b = await connection();
+    const sub = await b.events.subscribe(
+      { consumer: "replica-gone", filter: "idpo.events.*.checkpoint_published", idleExpiryMs: 1_000 },
+      () => {},
+    );
+    const kept = await b.events.subscribe({ consumer: "shared", filter: "idpo.events.>" }, () => {});
+    subs.push(kept);
+    await sub.stop();
+    const nc = await connect({ servers: server.url });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const names = async () => (await jsm.consumers.list(`${prefix}_IDPO_EVENTS`).next()).map((c) => c.name);
+      expect((await names()).sort()).toEqual(["replica-gone", "shared"]);
+      await waitFor(
+        async () => !(await names()).includes("replica-gone"),
+        "the idle consumer deleted",
+        15_000,
+      );
+      expect(await names()).toEqual(["shared"]);
+    } finally {
+      await nc.close();
+    }
+  });
+
   it("stores a message published twice with the same msgId once, across connections", async () => {
     fresh();
     const a = await connection();

@@ -119,6 +119,10 @@ export interface SubscribeOptions extends DeliveryPolicy {
   filter?: string;
   /** Start of a new durable. Default "all". */
   start?: StartPosition;
+  /** Delete the durable once it has had no subscriber for this long, ms (NATS inactive_threshold): for a
+   * consumer of one process (a replica's), which nothing resumes after the process is gone. Unset: kept
+   * forever. The embedded bus, which one process owns, keeps it. */
+  idleExpiryMs?: number;
 }
 
 /** Options of {@link Subscription.stop}. */

@@ -10,6 +10,12 @@ export function replicaConsumerName(service: string): string {
   return `${service}-${hostname()}-${process.pid}`.replace(/[^A-Za-z0-9_-]/g, "-");
 }
 
+/**
+ * How long a replica's checkpoint consumer outlives the replica: a replica restarted within it resumes the
+ * consumer; after it NATS deletes the consumer, so replicas that are gone leave nothing behind.
+ */
+export const REPLICA_CONSUMER_IDLE_MS = 15 * 60_000;
+
 /** Options of {@link subscribeCheckpointPublished}. */
 export interface CheckpointSubscriptionOptions {
   /** Durable consumer name (see replicaConsumerName). */
@@ -29,7 +35,12 @@ export function subscribeCheckpointPublished(
 ): Promise<Subscription> {
   return subscribeRunEvents(
     bus.events,
-    { consumer: opts.consumer, payload: "checkpointPublished", start: "new" },
+    {
+      consumer: opts.consumer,
+      payload: "checkpointPublished",
+      start: "new",
+      idleExpiryMs: REPLICA_CONSUMER_IDLE_MS,
+    },
     async (ev) => {
       if (ev.payload.case !== "checkpointPublished" || !ev.payload.value.checkpoint?.id) {
         throw new MalformedMessageError(

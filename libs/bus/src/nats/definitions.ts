@@ -220,6 +220,8 @@ export function natsConsumerConfig(opts: {
   ackWaitMs: number;
   maxAckPending: number;
   start: StartPosition;
+  /** Delete the durable after this long without a subscriber, ms (unset: never). */
+  idleExpiryMs?: number;
 }): Partial<ConsumerConfig> {
   const cfg: Partial<ConsumerConfig> = {
     durable_name: opts.durable,
@@ -229,6 +231,7 @@ export function natsConsumerConfig(opts: {
     max_ack_pending: opts.maxAckPending,
     filter_subject: opts.filter,
   };
+  if (opts.idleExpiryMs !== undefined) cfg.inactive_threshold = nanos(opts.idleExpiryMs);
   const s = opts.start;
   if (s === "all") cfg.deliver_policy = DeliverPolicy.All;
   else if (s === "new") cfg.deliver_policy = DeliverPolicy.New;

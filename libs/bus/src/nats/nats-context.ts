@@ -110,11 +110,16 @@ export class NatsContext {
           `not "${cfg.filter_subject}": use another consumer name`,
       );
     }
-    if (have.ack_wait !== cfg.ack_wait || have.max_deliver !== cfg.max_deliver) {
+    if (
+      have.ack_wait !== cfg.ack_wait ||
+      have.max_deliver !== cfg.max_deliver ||
+      (have.inactive_threshold ?? 0) !== (cfg.inactive_threshold ?? 0)
+    ) {
       info = await this.jsm.consumers.update(stream, cfg.durable_name, {
         ack_wait: cfg.ack_wait,
         max_deliver: cfg.max_deliver,
         max_ack_pending: cfg.max_ack_pending,
+        ...(cfg.inactive_threshold !== undefined ? { inactive_threshold: cfg.inactive_threshold } : {}),
       });
     }
     return info;

@@ -46,6 +46,7 @@ export class NatsEventLog implements EventLog {
         ackWaitMs: policy.ackWaitMs,
         maxAckPending: defs.limits.maxAckPending,
         start: opts.start ?? "all",
+        idleExpiryMs: opts.idleExpiryMs,
       }) as ReturnType<typeof natsConsumerConfig> & { durable_name: string },
     );
     const consumer = await this.ctx.js.consumers.get(streamName, opts.consumer);
