@@ -92,11 +92,6 @@ export function controllerRoutes(deps: ControllerRoutesDeps) {
         const runId = req.runId === "" ? generateRunId() : req.runId;
         checkRunId(runId);
         const config = validateRunConfig(req.config);
-        if (req.validateOnly) {
-          return {
-            run: create(RunSchema, { runId: req.runId, config, state: RunState.PENDING }),
-          };
-        }
         const existing = await store.get(runId);
         if (existing) {
           if (!sameConfig(existing.run.config, config)) {
@@ -105,7 +100,7 @@ export function controllerRoutes(deps: ControllerRoutesDeps) {
               Code.AlreadyExists,
             );
           }
-          if (!isTerminal(existing.run.state)) manager.drive(runId);
+          if (!req.validateOnly && !isTerminal(existing.run.state)) manager.drive(runId);
           return { run: existing.run };
         }
         const refs: [string, string][] = [
@@ -120,6 +115,9 @@ export function controllerRoutes(deps: ControllerRoutesDeps) {
               Code.FailedPrecondition,
             );
           }
+        }
+        if (req.validateOnly) {
+          return { run: create(RunSchema, { runId: req.runId, config, state: RunState.PENDING }) };
         }
         const now = timestampNow();
         const run = create(RunSchema, {

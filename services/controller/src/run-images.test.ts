@@ -54,8 +54,21 @@ describe("GetIterationPairs, GetEvaluationSamples and CreateRun.validate_only", 
     );
     expect(bad.code).toBe(Code.InvalidArgument);
     expect(bad.rawMessage).toContain("config.shard_size");
+    const missing = await rejection(
+      client.createRun({
+        runId: "img",
+        config: { ...config, baseCheckpointId: "runs/none/base" },
+        validateOnly: true,
+      }),
+    );
+    expect(missing.code).toBe(Code.FailedPrecondition);
+    expect(missing.rawMessage).toContain("config.base_checkpoint_id");
 
     await client.createRun({ runId: "img", config });
+    const taken = await rejection(
+      client.createRun({ runId: "img", config: { ...config, seed: 8n }, validateOnly: true }),
+    );
+    expect(taken.code).toBe(Code.AlreadyExists);
     for await (const res of client.watchRun({ runId: "img" }, { timeoutMs: 30_000 })) {
       if (res.run!.state !== RunState.PENDING && res.run!.state !== RunState.RUNNING) break;
     }

@@ -484,7 +484,9 @@ export type CreateRunRequest = Message<"idpo.controller.v1.CreateRunRequest"> & 
   config?: RunConfig | undefined;
 
   /**
-   * Only validate: the response carries the config with defaults filled in, and no run is created.
+   * Only validate: make every check CreateRun makes (the id, the config, the checkpoints it names, an
+   * existing run of this id with another config) and create or start nothing. The response carries the
+   * config with defaults filled in, or the existing run of this id.
    *
    * @generated from field: bool validate_only = 3;
    */
