@@ -11,7 +11,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { type Bus, decodeReport, openBus, type TerminationReport } from "@idpo/bus";
 import { PairShardTaskSchema, type Run, RunEventSchema, RunStage } from "@idpo/proto";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { type MeshProcesses, type MeshServiceName, startMeshProcesses } from "./support/mesh.js";
 import { checkMeshRun, followRun, jobsRedoneFromScratch, type RunPlan } from "./support/mesh-run.js";
 import { startTestNats, type TestNats } from "./support/nats.js";
@@ -67,9 +67,12 @@ describe("the mesh through faults (separate processes, its own NATS)", () => {
   let nats: TestNats | undefined;
   let mesh: MeshProcesses | undefined;
   let bus: Bus | undefined;
-  afterAll(async () => {
+  afterEach(async (ctx) => {
     await bus?.close({ timeoutMs: 1000 });
-    await mesh?.close(true);
+    // A failed run keeps the services' logs (and its progress log) for inspection.
+    const failed = ctx.task.result?.state === "fail";
+    if (failed && mesh) process.stderr.write(`e2e-faults: logs kept in ${mesh.dir}\n`);
+    await mesh?.close(failed);
     await nats?.stop();
   });
 
