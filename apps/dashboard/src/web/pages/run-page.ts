@@ -187,29 +187,35 @@ export async function runPage(root: HTMLElement, signal: AbortSignal, runId: str
 
   const refreshImages = async (r: Run) => {
     // Pairs: re-read while an iteration is still storing shards and fewer than PAIRS_SHOWN are shown.
-    for (const it of r.iterations) {
-      const cached = pairCache.get(it.index);
-      if (cached && (cached.shardsDone === it.shardsDone || cached.pairs.length >= PAIRS_SHOWN)) continue;
-      if (it.shardsDone === 0) continue;
-      const res = await controller.getIterationPairs(
-        { runId: r.runId, iteration: it.index, maxPairs: PAIRS_SHOWN },
-        { signal },
-      );
-      pairCache.set(it.index, { shardsDone: it.shardsDone, pairs: res.pairs });
-    }
-    // Samples: an evaluated model's samples never change.
+    // Samples: an evaluated model's samples never change. All fetched at once.
+    const pairFetches = r.iterations
+      .filter((it) => {
+        const cached = pairCache.get(it.index);
+        if (cached && (cached.shardsDone === it.shardsDone || cached.pairs.length >= PAIRS_SHOWN))
+          return false;
+        return it.shardsDone > 0;
+      })
+      .map(async (it) => {
+        const res = await controller.getIterationPairs(
+          { runId: r.runId, iteration: it.index, maxPairs: PAIRS_SHOWN },
+          { signal },
+        );
+        pairCache.set(it.index, { shardsDone: it.shardsDone, pairs: res.pairs });
+      });
     const evaluated = [
       ...(r.baseEvaluation ? [0] : []),
       ...r.iterations.filter((it) => it.evaluation).map((it) => it.index),
     ];
-    for (const k of evaluated) {
-      if (sampleCache.has(k)) continue;
-      const res = await controller.getEvaluationSamples(
-        { runId: r.runId, iteration: k, maxSamples: SAMPLES_SHOWN },
-        { signal },
-      );
-      if (res.samples.length > 0) sampleCache.set(k, res.samples);
-    }
+    const sampleFetches = evaluated
+      .filter((k) => !sampleCache.has(k))
+      .map(async (k) => {
+        const res = await controller.getEvaluationSamples(
+          { runId: r.runId, iteration: k, maxSamples: SAMPLES_SHOWN },
+          { signal },
+        );
+        if (res.samples.length > 0) sampleCache.set(k, res.samples);
+      });
+    await Promise.all([...pairFetches, ...sampleFetches]);
     const key = JSON.stringify([
       [...pairCache.entries()].map(([k, v]) => [k, v.pairs.length]),
       [...sampleCache.keys()],
@@ -291,8 +297,7 @@ export async function runPage(root: HTMLElement, signal: AbortSignal, runId: str
       slowRunning = true;
       lastSlow = Date.now();
       try {
-        await refreshJobs(run);
-        await refreshImages(run);
+        await Promise.all([refreshJobs(run), refreshImages(run)]);
       } catch (err) {
         if (!signal.aborted) message.textContent = describeError(err);
       } finally {
