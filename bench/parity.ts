@@ -464,7 +464,7 @@ async function main(): Promise<void> {
   if (idpoLosses.length > 0) series.unshift({ label: "idpo (tfjs)", points: smooth(idpoLosses) });
   writeFileSync(
     join(out, "loss-curves.png"),
-    encodePng(linePlot([{ title: "ε-MSE training loss", series }], { xLabel: "step", panelWidth: 520 })),
+    encodePng(linePlot([{ title: "training loss (eps-MSE)", series }], { xLabel: "step", panelWidth: 520 })),
   );
   // Same-noise grid: one column per prompt (the first 12), rows = the four cells, first seed each.
   const columns = Math.min(12, testPrompts.length);

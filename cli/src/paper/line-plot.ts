@@ -129,7 +129,11 @@ export function linePlot(panels: readonly PlotPanel[], options: LinePlotOptions 
       const label = t.toFixed(3);
       drawText(img, label, left - 6 - textWidth(label, TEXT_SCALE), y - FONT_HEIGHT, black, TEXT_SCALE);
     }
-    for (let x = Math.ceil(xlo); x <= Math.floor(xhi); x++) {
+    // One tick per integer while they fit (iterations); otherwise six rounded ticks (training steps).
+    const xTicks: number[] = [];
+    if (xhi - xlo <= 12) for (let x = Math.ceil(xlo); x <= Math.floor(xhi); x++) xTicks.push(x);
+    else for (const t of ticks(xlo, xhi, 6)) xTicks.push(Math.round(t));
+    for (const x of xTicks) {
       const px = Math.round(X(x));
       fillRect(img, px, bottom, 1, 5, black);
       const label = String(x);
