@@ -5,14 +5,12 @@
  */
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createWriteStream } from "node:fs";
 import { join } from "node:path";
 import { type Bus, openBus } from "@idpo/bus";
-import { progressLine } from "@idpo/cli";
-import { type Run, RunStage, RunState } from "@idpo/proto";
+import { RunStage, RunState } from "@idpo/proto";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { type MeshProcesses, startMeshProcesses } from "./support/mesh.js";
-import { pairsReady, runEvents } from "./support/mesh-bus.js";
+import { checkMeshRun, followRun, type RunPlan } from "./support/mesh-run.js";
 
 const K = 2;
 const SHARDS = 4;
@@ -50,96 +48,14 @@ const MESH_ENV = {
   IDPO_TRAINER_PROGRESS_EVERY: "2",
 };
 
-/** Follows WatchRun until the run ends; `onUpdate` sees every update. */
-async function follow(
-  mesh: MeshProcesses,
-  runId: string,
-  onUpdate?: (r: Run) => Promise<void> | void,
-): Promise<Run> {
-  const client = mesh.controller();
-  const progress = createWriteStream(join(mesh.dir, "progress.log"), { flags: "a" });
-  let last: Run | undefined;
-  // The stream can break when a service restarts; GetRun tells where the run is, and the watch resumes.
-  for (let attempt = 0; attempt < 20; attempt++) {
-    try {
-      for await (const res of client.watchRun({ runId })) {
-        last = res.run!;
-        progress.write(`${new Date().toISOString()} ${progressLine(last)}\n`);
-        await onUpdate?.(last);
-      }
-      if (
-        last &&
-        (last.state === RunState.SUCCEEDED ||
-          last.state === RunState.FAILED ||
-          last.state === RunState.CANCELLED)
-      ) {
-        return last;
-      }
-    } catch {
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  }
-  throw new Error(`run ${runId} did not end; last seen ${last ? RunState[last.state] : "nothing"}`);
-}
-
-/** The assertions both tests share: K iterations, every shard stored once, new checkpoints served, metrics. */
-async function checkRun(mesh: MeshProcesses, bus: Bus, run: Run): Promise<void> {
-  const runId = run.runId;
-  expect(run.state, `${run.error}\n${mesh.logTail("controller")}`).toBe(RunState.SUCCEEDED);
-  expect(run.stage).toBe(RunStage.DONE);
-  expect(run.iterations.map((it) => it.index)).toEqual([1, 2]);
-
-  // Every shard's pairs are stored, once, under the name the controller planned.
-  for (let k = 1; k <= K; k++) {
-    const names = (await bus.artifacts.list(`runs/${runId}/iter-${k}/`))
-      .map((a) => a.name)
-      .filter((n) => n.endsWith(".pairs"));
-    expect(names).toEqual(
-      Array.from({ length: SHARDS }, (_, i) => `runs/${runId}/iter-${k}/shard-${i}.pairs`).sort(),
-    );
-    const it = run.iterations[k - 1];
-    expect(it.shardsDone).toBe(SHARDS);
-    expect(it.pairs).toBe(SHARDS * SHARD_SIZE);
-    expect(await bus.state.keys(`shards.${runId}.iter-${k}.`)).toHaveLength(SHARDS);
-  }
-  // A shard is sampled and stored once; a redelivery after a crash finds it stored and only re-announces it.
-  const generatorLog = mesh.logTail("generator", 10_000_000);
-  for (let k = 1; k <= K; k++) {
-    for (let i = 0; i < SHARDS; i++) {
-      const artifact = `runs/${runId}/iter-${k}/shard-${i}.pairs`;
-      const stored = generatorLog
-        .split("\n")
-        .filter((l) => l.includes('"pair shard stored"') && l.includes(`"${artifact}"`)).length;
-      expect(stored, artifact).toBeLessThanOrEqual(1);
-    }
-  }
-
-  // One pairs_ready per shard index; iteration k's losers come from iteration k-1's checkpoint (base for k = 1).
-  const ready = pairsReady(await runEvents(bus, runId, "pairs_ready"));
-  for (let k = 1; k <= K; k++) {
-    const of = ready.filter((p) => p.iteration === k);
-    expect(of.map((p) => p.shardIndex).sort()).toEqual(Array.from({ length: SHARDS }, (_, i) => i));
-    const expected = k === 1 ? run.baseCheckpoint!.id : run.iterations[k - 2].checkpoint!.id;
-    for (const p of of) expect(p.policyCheckpointId).toBe(expected);
-  }
-
-  // Evaluation metrics exist for the base model and every iteration, on the same prompts and seeds.
-  const n = EVAL_PROMPTS.length * EVAL_SAMPLES;
-  expect(run.baseEvaluation!.reward!.n).toBe(n);
-  for (const it of run.iterations) {
-    expect(it.checkpoint!.id).toBe(`runs/${runId}/iter-${it.index}/policy`);
-    expect(it.trainMetrics.loss).toBeTypeOf("number");
-    expect(it.evaluation!.reward!.n).toBe(n);
-    expect(it.evaluation!.reward!.mean).toBeGreaterThanOrEqual(0);
-    expect(it.evaluation!.winRateVsBase).toBeTypeOf("number");
-    expect(it.evaluation!.checkpointId).toBe(it.checkpoint!.id);
-  }
-  const evals = await runEvents(bus, runId, "eval_completed", 300);
-  const labels = evals.map((e) =>
-    e.payload.case === "evalCompleted" ? `${e.payload.value.label}/${e.payload.value.iteration}` : "",
-  );
-  expect(new Set(labels)).toEqual(new Set(["base/0", "policy/1", "policy/2"]));
-}
+/** What the runs are checked against. */
+const PLAN: RunPlan = {
+  iterations: K,
+  shards: SHARDS,
+  shardSize: SHARD_SIZE,
+  evalPrompts: EVAL_PROMPTS,
+  evalSamplesPerPrompt: EVAL_SAMPLES,
+};
 
 describe("the mesh end to end (separate processes, real NATS)", () => {
   let mesh: MeshProcesses | undefined;
@@ -165,8 +81,8 @@ describe("the mesh end to end (separate processes, real NATS)", () => {
     const { mesh, bus } = await start();
     const created = await mesh.controller().createRun({ runId: "e2e-run", config: tinyConfig() });
     expect(created.run!.state).toBe(RunState.PENDING);
-    const run = await follow(mesh, "e2e-run");
-    await checkRun(mesh, bus, run);
+    const run = await followRun(mesh, "e2e-run");
+    await checkMeshRun(mesh, bus, run, PLAN);
     // The CLI client against the real controller.
     const cli = (...args: string[]) =>
       execFileSync(
@@ -189,7 +105,7 @@ describe("the mesh end to end (separate processes, real NATS)", () => {
     const { mesh, bus } = await start();
     await mesh.controller().createRun({ runId: "e2e-crash", config: tinyConfig() });
     let killedAt: { iteration: number; shardsDone: number } | undefined;
-    const run = await follow(mesh, "e2e-crash", async (r) => {
+    const run = await followRun(mesh, "e2e-crash", async (r) => {
       const it = r.iterations[r.iteration - 1];
       if (killedAt || r.stage !== RunStage.GENERATE || !it) return;
       // Mid-iteration: the shards are queued and the generator is working on them.
@@ -200,7 +116,7 @@ describe("the mesh end to end (separate processes, real NATS)", () => {
     });
     expect(killedAt, "the generator was never killed during pair generation").toBeDefined();
     expect(killedAt!.shardsDone).toBeLessThan(SHARDS);
-    await checkRun(mesh, bus, run);
+    await checkMeshRun(mesh, bus, run, PLAN);
   });
 
   it("samples through the inference sidecar process and survives it killed mid-iteration and restarted", {
@@ -210,7 +126,7 @@ describe("the mesh end to end (separate processes, real NATS)", () => {
     const { mesh, bus } = await start({ generator: sidecar, improver: sidecar });
     await mesh.controller().createRun({ runId: "e2e-sidecar", config: tinyConfig() });
     let killedAt: { iteration: number; shardsDone: number } | undefined;
-    const run = await follow(mesh, "e2e-sidecar", async (r) => {
+    const run = await followRun(mesh, "e2e-sidecar", async (r) => {
       const it = r.iterations[r.iteration - 1];
       if (killedAt || r.stage !== RunStage.GENERATE || !it) return;
       killedAt = { iteration: r.iteration, shardsDone: it.shardsDone };
@@ -219,7 +135,7 @@ describe("the mesh end to end (separate processes, real NATS)", () => {
       await mesh.start("inference");
     });
     expect(killedAt, "the sidecar was never killed during pair generation").toBeDefined();
-    await checkRun(mesh, bus, run);
+    await checkMeshRun(mesh, bus, run, PLAN);
     // Both services sampled through the sidecar, which loaded their checkpoints again after the restart.
     expect(mesh.logTail("inference", 10_000_000)).toMatch(/"inference model current"/);
     expect(mesh.logTail("generator", 10_000_000)).toMatch(/"engine":"sidecar http/);
