@@ -203,7 +203,8 @@ describe("DataParallelTrainer", () => {
         m.reference.dispose();
       }
       single.dispose();
-    });
+      // Two worker pools and 36 steps of three trainers: generous on a loaded 2-core machine.
+    }, 600_000);
   }
 
   it("rejects an objective without a split form and a bad worker count before starting workers", async () => {

@@ -603,7 +603,8 @@ describe("TrainerService", () => {
     expect(diff / scale).toBeLessThan(1e-4);
     await single.mgr.close();
     await bus.close();
-  });
+    // Three jobs and three worker pools: generous on a loaded 2-core machine.
+  }, 600_000);
 
   it("the service definition reports SERVING once the backend and the bus are up", async () => {
     const prev = process.env.IDPO_DATA_DIR;
