@@ -9,17 +9,11 @@ import type { Bus } from "@idpo/bus";
 import { blackPngBomb, pngFile } from "@idpo/data/test-fixtures";
 import { createImprover, type Improver } from "@idpo/improver";
 import { CheckpointStore } from "@idpo/mesh";
+import { memoryLogger, putCheckpoint, tempBus, tinyImprover, useTestBackend } from "@idpo/mesh/test-fixtures";
 import { ImageFormat, ImageSchema, ImproverService, ScorerService } from "@idpo/proto";
 import { scorerRoutes } from "@idpo/scorer";
 import pngjs from "pngjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  memoryLogger,
-  putCheckpoint,
-  tempBus,
-  tinyImprover,
-  useTestBackend,
-} from "../services/generator/src/test-fixtures.js";
 
 const { PNG } = pngjs;
 

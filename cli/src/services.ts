@@ -1,7 +1,14 @@
 import type { ServiceDefinition } from "@idpo/runtime";
 
 /** The services `idpo serve` can start, in start order (dependencies first). */
-export const SERVICE_NAMES = ["scorer", "inference", "improver", "generator", "trainer", "controller"] as const;
+export const SERVICE_NAMES = [
+  "scorer",
+  "inference",
+  "improver",
+  "generator",
+  "trainer",
+  "controller",
+] as const;
 export type ServiceName = (typeof SERVICE_NAMES)[number];
 
 /** Loads a service's definition from its package (lazily, so one service does not load another's deps). */

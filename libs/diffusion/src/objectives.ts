@@ -3,7 +3,7 @@ import type { CaptionedBatch } from "./eps-mse-loss.js";
 import type { ImproverLossOptions } from "./improver-loss.js";
 import type { DiffusionModel } from "./model.js";
 import type { SpinBatch } from "./spin-loss.js";
-import { type ObjectiveSpec, type SplitObjective, splitObjective } from "./split-objective.js";
+import { type ObjectiveSpec, splitObjective } from "./split-objective.js";
 import type { Objective } from "./trainer.js";
 
 /** Default prompt dropout of pretraining and SFT: 10 % null prompts keep classifier-free guidance usable. */
