@@ -5,6 +5,7 @@ import type { ArtifactStore } from "@idpo/bus";
 import { type PairRecord, readPairManifest, readPairs, writeShapesPairs } from "@idpo/data";
 import { type DataUri, decodePairShard } from "@idpo/mesh";
 import { oracleRewardValue } from "@idpo/metrics";
+import { retryTransient } from "@idpo/runtime";
 
 /** One readable collection of preference pairs (a dataset directory, a set of online shards, ...). */
 export interface PairSource {
@@ -118,6 +119,16 @@ async function fileSource(uri: string, dir: string, field: string): Promise<Pair
   return { uri, count: manifest.count, size: manifest.height, records: () => readPairs(dir) };
 }
 
+/**
+ * Bytes of pair shards a job keeps in memory after its first read (encoded, so about 3 KB per 16 px pair).
+ * A job reads its data once per epoch; from memory, an epoch needs no bus, so a NATS restart mid-job does not
+ * stall or fail training. Shards past the budget are read again each epoch, retried while the bus is away.
+ */
+const SHARD_CACHE_BYTES = 256 * 1024 * 1024;
+
+/** How long a shard read past the cache waits for an unreachable bus before the job fails: 10 min. */
+const SHARD_READ_WAIT_MS = 600_000;
+
 async function artifactSource(
   uri: string,
   prefix: string,
@@ -129,9 +140,16 @@ async function artifactSource(
     throw new DataSourceError(field, `no *.pairs shards under artifact prefix ${prefix}`);
   let count = 0;
   let size = 0;
+  let cachedBytes = 0;
+  const cache = new Map<string, Uint8Array>();
   // Every shard is decoded once up front: a corrupt shard fails the job before training starts.
   for (const name of names) {
-    const shard = await loadShard(artifacts, name, field);
+    const bytes = await readShard(artifacts, name, field);
+    const shard = decodeShard(bytes, name, field);
+    if (cachedBytes + bytes.length <= SHARD_CACHE_BYTES) {
+      cache.set(name, bytes);
+      cachedBytes += bytes.length;
+    }
     if (shard.height !== shard.width) {
       throw new DataSourceError(
         field,
@@ -154,16 +172,25 @@ async function artifactSource(
     size,
     records: async function* () {
       for (const name of names) {
-        const shard = await loadShard(artifacts, name, field);
-        yield* shard.records;
+        const bytes =
+          cache.get(name) ??
+          (await retryTransient(() => readShard(artifacts, name, field), {
+            budgetMs: SHARD_READ_WAIT_MS,
+            retryable: (err) => !(err instanceof DataSourceError),
+          }));
+        yield* decodeShard(bytes, name, field).records;
       }
     },
   };
 }
 
-async function loadShard(artifacts: ArtifactStore, name: string, field: string) {
+async function readShard(artifacts: ArtifactStore, name: string, field: string): Promise<Uint8Array> {
   const bytes = await artifacts.get(name);
   if (!bytes) throw new DataSourceError(field, `shard ${name} disappeared from the artifact store`);
+  return bytes;
+}
+
+function decodeShard(bytes: Uint8Array, name: string, field: string) {
   try {
     return decodePairShard(bytes);
   } catch (e) {
