@@ -20,7 +20,8 @@ import {
 import { OrtDiffusionModel, ortImprove, ortSample, type Weights } from "@idpo/inference";
 import * as ort from "onnxruntime-node";
 import { modelCost } from "./flops.js";
-import type { BackendResult, Measurement } from "./measure.js";
+import type { BackendResult } from "./measure.js";
+import { measurement, timeIt } from "./timing.js";
 
 const PROMPTS = [
   "a small red circle on a black background",
@@ -53,37 +54,6 @@ function parseArgs(argv: string[]): Options {
     opts[key] = v;
   }
   return opts;
-}
-
-/** Calls `warmup` once, then `fn` until `minSeconds` have passed (at least once); per-call wall and CPU time. */
-async function timeIt(fn: () => Promise<void>, minSeconds: number, warmup: () => Promise<void> = fn) {
-  await warmup();
-  let calls = 0;
-  const start = performance.now();
-  const cpu = process.cpuUsage();
-  let elapsed = 0;
-  while (calls < 1 || elapsed < minSeconds) {
-    await fn();
-    calls++;
-    elapsed = (performance.now() - start) / 1000;
-  }
-  const used = process.cpuUsage(cpu);
-  return { seconds: elapsed / calls, cpuSeconds: (used.user + used.system) / 1e6 / calls, calls };
-}
-
-function measurement(
-  t: Awaited<ReturnType<typeof timeIt>>,
-  units: number,
-  flopsPerCall: number,
-): Measurement {
-  return {
-    perSecond: units / t.seconds,
-    gflops: flopsPerCall / t.seconds / 1e9,
-    secondsPerCall: t.seconds,
-    cpuSecondsPerCall: t.cpuSeconds,
-    calls: t.calls,
-    unitsPerCall: units,
-  };
 }
 
 function weightsOf(model: DiffusionModel): Weights {
