@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { readCheckpointMetadata } from "@idpo/diffusion";
 import { ModelKind, type RunConfig, RunMethod } from "@idpo/proto";
 import type { CheckpointStore } from "./checkpoint-store.js";
 
@@ -43,17 +44,6 @@ export function pretrainedAvailable(): boolean {
   return PRETRAINED.every((p) => existsSync(p.path));
 }
 
-/** The `__metadata__` of a safetensors file, read from its header alone (no tensor library needed). */
-function safetensorsMetadata(bytes: Uint8Array, path: string): Record<string, string> {
-  if (bytes.length < 8) throw new Error(`${path}: not a safetensors file (${bytes.length} bytes)`);
-  const n = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
-  if (n > bytes.length - 8) throw new Error(`${path}: safetensors header of ${n} bytes overruns the file`);
-  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))) as {
-    __metadata__?: Record<string, string>;
-  };
-  return header.__metadata__ ?? {};
-}
-
 /**
  * Puts the shipped checkpoints into the artifact store under their ids, unless the same bytes are already
  * there, so runs can name them as base_checkpoint_id / improver_checkpoint_id. Returns the ids seeded.
@@ -63,13 +53,12 @@ export async function seedPretrained(store: CheckpointStore): Promise<string[]> 
   for (const p of PRETRAINED) {
     if (!existsSync(p.path)) continue;
     const bytes = readFileSync(p.path);
-    const meta = safetensorsMetadata(bytes, p.path);
-    // The same content hash the Trainer records for the checkpoints it writes.
-    const sha256 = (meta.content_hash ?? "").replace(/^sha256:/, "");
-    if (!/^[0-9a-f]{64}$/.test(sha256)) throw new Error(`${p.path}: metadata content_hash is missing`);
+    // Validated as a checkpoint, under the same content hash the Trainer records for the ones it writes.
+    const meta = readCheckpointMetadata(bytes);
+    const sha256 = meta.contentHash.replace(/^sha256:/, "");
     const have = await store.ref(p.id);
     if (have?.sha256 === sha256) continue;
-    await store.put({ id: p.id, kind: p.kind, step: Number(meta.step ?? 0), sha256 }, bytes);
+    await store.put({ id: p.id, kind: p.kind, step: meta.step, sha256 }, bytes);
     seeded.push(p.id);
   }
   return seeded;
