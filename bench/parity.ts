@@ -157,44 +157,42 @@ async function trainWithIdpo(
   trainerUrl: string,
   dataset: string,
 ): Promise<{ bytes: Uint8Array; losses: number[] }> {
-  {
-    const trainer = createClient(TrainerService, createPeerTransport(trainerUrl));
-    const spec = create(JobSpecSchema, {
-      jobId: `parity-${recipe.seed}`,
-      kind: JobKind.PRETRAIN,
-      data: [dataset],
-      modelPreset: presetName,
-      outputCheckpointId: `parity/idpo-${recipe.seed}`,
-      training: {
-        steps: recipe.steps,
-        batchSize: recipe.batch,
-        learningRate: recipe.lr,
-        warmupSteps: recipe.warmup,
-        maxGradNorm: recipe.clip,
-        promptDropout: recipe.dropout,
-        emaDecay: recipe.ema,
-        seed: BigInt(recipe.seed),
-      },
-    });
-    await trainer.startJob({ spec });
-    const losses: number[] = [];
-    let last = 0;
-    for await (const res of trainer.watchJob({ jobId: spec.jobId })) {
-      const job = res.job!;
-      if (job.step > losses.length && job.metrics.loss !== undefined) {
-        while (losses.length < job.step) losses.push(job.metrics.loss);
-      }
-      if (job.step - last >= Math.max(1, Math.floor(recipe.steps / 20))) {
-        last = job.step;
-        log(`idpo train: step ${job.step}/${recipe.steps} loss ${job.metrics.loss?.toFixed(4)}`);
-      }
-      if (job.state === JobState.FAILED) throw new Error(`idpo training failed: ${job.error}`);
-      if (job.state === JobState.SUCCEEDED) break;
+  const trainer = createClient(TrainerService, createPeerTransport(trainerUrl));
+  const spec = create(JobSpecSchema, {
+    jobId: `parity-${recipe.seed}`,
+    kind: JobKind.PRETRAIN,
+    data: [dataset],
+    modelPreset: presetName,
+    outputCheckpointId: `parity/idpo-${recipe.seed}`,
+    training: {
+      steps: recipe.steps,
+      batchSize: recipe.batch,
+      learningRate: recipe.lr,
+      warmupSteps: recipe.warmup,
+      maxGradNorm: recipe.clip,
+      promptDropout: recipe.dropout,
+      emaDecay: recipe.ema,
+      seed: BigInt(recipe.seed),
+    },
+  });
+  await trainer.startJob({ spec });
+  const losses: number[] = [];
+  let last = 0;
+  for await (const res of trainer.watchJob({ jobId: spec.jobId })) {
+    const job = res.job!;
+    if (job.step > losses.length && job.metrics.loss !== undefined) {
+      while (losses.length < job.step) losses.push(job.metrics.loss);
     }
-    const got = await new CheckpointStore((await sharedBus()).artifacts).get(spec.outputCheckpointId);
-    if (!got) throw new Error(`checkpoint ${spec.outputCheckpointId} was not stored`);
-    return { bytes: got.bytes, losses };
+    if (job.step - last >= Math.max(1, Math.floor(recipe.steps / 20))) {
+      last = job.step;
+      log(`idpo train: step ${job.step}/${recipe.steps} loss ${job.metrics.loss?.toFixed(4)}`);
+    }
+    if (job.state === JobState.FAILED) throw new Error(`idpo training failed: ${job.error}`);
+    if (job.state === JobState.SUCCEEDED) break;
   }
+  const got = await new CheckpointStore((await sharedBus()).artifacts).get(spec.outputCheckpointId);
+  if (!got) throw new Error(`checkpoint ${spec.outputCheckpointId} was not stored`);
+  return { bytes: got.bytes, losses };
 }
 
 /** A model with the config of `like` and the weights of a twin-written safetensors file (idpo's names). */
