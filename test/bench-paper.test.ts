@@ -35,11 +35,23 @@ function microConfig(): PaperConfig {
     eval: {
       trainPrompts: 1,
       testPrompts: 1,
-      samplesPerPrompt: 16,
+      samplesPerPrompt: 4,
       validationPrompts: 1,
       validationSamplesPerPrompt: 2,
     },
-    tuning: { ...cfg.tuning, iterations: 1, morePairs: 6, sftSteps: 1, earlyStopCheckpoints: 1 },
+    tuning: {
+      ...cfg.tuning,
+      iterations: 1,
+      variants: [
+        { key: "pairs-6", label: "more online pairs", pairs: 6 },
+        { key: "sdedit", label: "SDEdit winners", improveStrength: 0.6 },
+        { key: "rpo", label: "RPO likelihood term", sftWeight: 1 },
+        { key: "sft", label: "SFT on improved winners", sftOnWinners: true },
+        { key: "early-stop", label: "early stopping", earlyStop: true },
+      ],
+      sftSteps: 1,
+      earlyStopCheckpoints: 1,
+    },
   };
 }
 
@@ -49,11 +61,15 @@ describe("idpo bench paper (micro configuration)", () => {
   const dataDir = join(dir, "data");
   let first = "";
   let second = "";
+  let third = "";
 
   beforeAll(async () => {
     const opts = { config: "quick" as const, seeds: [3], out, dataDir, command: "idpo bench paper --quick" };
     await runBenchPaper({ ...opts, override: microConfig() }, (s) => (first += s));
     await runBenchPaper({ ...opts, override: microConfig() }, (s) => (second += s));
+    const more = microConfig();
+    more.tuning.variants.push({ key: "dpop", label: "DPO-Positive", dpoPositiveLambda: 5 });
+    await runBenchPaper({ ...opts, override: more }, (s) => (third += s));
   }, 600_000);
 
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -94,7 +110,15 @@ describe("idpo bench paper (micro configuration)", () => {
 
   it("resumes: a second invocation finds every stage finished and trains nothing", () => {
     expect(second).toMatch(/resuming: \d+ stages already finished/);
-    expect(second).not.toContain("started");
+    expect(second.split("\n").filter((l) => l.includes("started"))).toEqual([]);
     expect(existsSync(join(out, "RESULTS-quick.md"))).toBe(true);
+  });
+
+  it("keys stages by their own inputs: a new variant runs alone, every finished stage is kept", () => {
+    expect(third).toContain("stage tune/dpop: started");
+    for (const stage of ["base", "improver", "sft", "dpo", "spin", "ours", "eval:sft", "tune/sdedit"]) {
+      expect(third, stage).not.toContain(`stage ${stage}: started`);
+    }
+    expect(readFileSync(join(out, "RESULTS-quick.md"), "utf8")).toContain("DPO-Positive (λ 5)");
   });
 });

@@ -27,8 +27,11 @@ export function benchCommand(): Command {
       "train base, improver, SFT, offline DPO, SPIN and ours through the mesh, evaluate them on train and held-out " +
         "prompts, search what makes the iterative method work, and write RESULTS.md (resumes where it stopped)",
     )
-    .option("--quick", "the small configuration (≤ 15 minutes on 2 cores; a smoke test)")
-    .option("--scale", "the large configuration (the reference's model and data sizes; hours)")
+    .option("--quick", "the tiny preset from scratch, small everywhere (a smoke test of the pipeline)")
+    .option(
+      "--from-scratch",
+      "train the base and improvement model for each seed by their recipes instead of starting from the shipped models/shapes16 (about an hour more per seed)",
+    )
     .option(
       "--seed <n[,m...]>",
       "master seed(s); the first seed's results are the report's tables",
@@ -37,7 +40,7 @@ export function benchCommand(): Command {
     )
     .option(
       "--out <dir>",
-      "report directory (RESULTS.md, or RESULTS-<config>.md for --quick/--scale; figures under results/<config>/)",
+      "report directory (RESULTS.md, or RESULTS-<config>.md for --quick/--from-scratch; figures under results/<config>/)",
       "docs",
     )
     .option(
@@ -53,14 +56,15 @@ export function benchCommand(): Command {
     .action(
       async (opts: {
         quick?: boolean;
-        scale?: boolean;
+        fromScratch?: boolean;
         seed: number[];
         out: string;
         dataDir?: string;
         seedsFrom: string[];
       }) => {
-        if (opts.quick && opts.scale) throw new UsageError("--quick and --scale exclude each other");
-        const config = opts.quick ? "quick" : opts.scale ? "scale" : "default";
+        if (opts.quick && opts.fromScratch)
+          throw new UsageError("--quick and --from-scratch exclude each other (--quick trains from scratch)");
+        const config = opts.quick ? "quick" : opts.fromScratch ? "scratch" : "default";
         const dataDir = opts.dataDir ?? join(process.env.IDPO_DATA_DIR || ".idpo", "bench-paper", config);
         const command = [
           "idpo",

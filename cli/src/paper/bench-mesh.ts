@@ -4,7 +4,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import type { Bus } from "@idpo/bus";
 import type { ImageBatch } from "@idpo/data";
-import { imagesFromMessages, imagesToMessages, sharedBus } from "@idpo/mesh";
+import { CheckpointStore, imagesFromMessages, imagesToMessages, sharedBus } from "@idpo/mesh";
 import {
   type CheckpointRef,
   CheckpointRefSchema,
@@ -84,6 +84,16 @@ export class BenchMesh {
   /** Stops every service and closes the bus. */
   async shutdown(): Promise<void> {
     await this.stop();
+  }
+
+  /**
+   * The content hash (SHA-256 of the tensor data) of checkpoint `id` in the artifact store: what a stage
+   * that reads the checkpoint depends on, whatever its id.
+   */
+  async checkpointSha(id: string): Promise<string> {
+    const ref = await new CheckpointStore(this.bus.artifacts).ref(id);
+    if (!ref?.sha256) throw new Error(`checkpoint ${JSON.stringify(id)} is not in the artifact store`);
+    return ref.sha256;
   }
 
   /** The compute backend the generator reports (e.g. "wasm"). */
@@ -223,7 +233,7 @@ export class BenchMesh {
     }
     const res = create(GenerateImagesResponseSchema, { images, checkpoint });
     await this.bus.artifacts.put(artifact, toBinary(GenerateImagesResponseSchema, res), {
-      meta: { checkpoint_id: checkpointId },
+      meta: { checkpoint_id: checkpointId, checkpoint_sha256: await this.checkpointSha(checkpointId) },
     });
     return toBatch(images.map((g) => g.image!));
   }
@@ -238,12 +248,17 @@ export class BenchMesh {
       checkpoint: create(CheckpointRefSchema, { id: checkpointId }),
     });
     await this.bus.artifacts.put(name, toBinary(GenerateImagesResponseSchema, res), {
-      meta: { checkpoint_id: checkpointId },
+      meta: { checkpoint_id: checkpointId, checkpoint_sha256: await this.checkpointSha(checkpointId) },
     });
   }
 
-  /** A batch stored by `sample` or `storeImages`, when it exists and was made by `checkpointId` with `n` images. */
+  /**
+   * A batch stored by `sample` or `storeImages`, when it exists and was made with `n` images by checkpoint
+   * `checkpointId` as it is now (a checkpoint trained again under the same id has another content hash).
+   */
   async loadImages(name: string, checkpointId: string, n: number): Promise<ImageBatch | undefined> {
+    const info = await this.bus.artifacts.info(name);
+    if (!info || info.meta?.checkpoint_sha256 !== (await this.checkpointSha(checkpointId))) return undefined;
     const stored = await this.bus.artifacts.get(name);
     if (!stored) return undefined;
     const res = fromBinary(GenerateImagesResponseSchema, stored);

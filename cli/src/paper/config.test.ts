@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { configHash, PAPER_CONFIG_NAMES, paperConfig, stableJson, validatePaperConfig } from "./config.js";
+import { configHash, PAPER_CONFIG_NAMES, paperConfig, validatePaperConfig } from "./config.js";
+import { stableJson } from "./stage-runner.js";
 
 describe("paper configs", () => {
   it("every built-in configuration is valid", () => {
@@ -16,7 +17,8 @@ describe("paper configs", () => {
     const c = paperConfig("quick");
     c.base.steps = 0;
     c.dpo.beta = -1;
-    c.eval.samplesPerPrompt = 8;
+    c.eval.samplesPerPrompt = 2;
+    c.tuning.variants.push({ key: "sdedit", label: "again", improveStrength: 1.5 });
     c.ours.pairSizes = [64, 32, 16];
     c.modelPreset = "shapes32";
     let msg = "";
@@ -27,9 +29,20 @@ describe("paper configs", () => {
     }
     expect(msg).toContain("base.steps = 0");
     expect(msg).toContain("dpo.beta = -1");
-    expect(msg).toContain("eval.samplesPerPrompt = 8");
+    expect(msg).toContain("eval.samplesPerPrompt = 2");
+    expect(msg).toContain('tuning.variants[5].key = "sdedit": used twice or reserved');
+    expect(msg).toContain("tuning.variants[5].improveStrength = 1.5");
     expect(msg).toContain("three increasing sizes");
     expect(msg).toContain("modelPreset = shapes32 works on 32px images");
+  });
+
+  it("starts from the shipped checkpoints only where they fit", () => {
+    const c = paperConfig("default");
+    expect(c.startFrom).toBe("pretrained");
+    c.modelPreset = "tiny";
+    expect(() => validatePaperConfig(c)).toThrow(/shipped checkpoints are shapes16 at 16 px/);
+    expect(paperConfig("scratch").startFrom).toBe("scratch");
+    expect(paperConfig("quick").startFrom).toBe("scratch");
   });
 
   it("requires the Table 1 pair count among the Table 2 sizes", () => {

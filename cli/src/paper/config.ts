@@ -1,7 +1,8 @@
-import { createHash } from "node:crypto";
+import { inputsHash } from "./stage-runner.js";
+import type { VariantChange } from "./tuning.js";
 
 /** Names of the built-in benchmark configurations. */
-export const PAPER_CONFIG_NAMES = ["default", "quick", "scale"] as const;
+export const PAPER_CONFIG_NAMES = ["default", "quick", "scratch"] as const;
 /** One of PAPER_CONFIG_NAMES. */
 export type PaperConfigName = (typeof PAPER_CONFIG_NAMES)[number];
 
@@ -25,12 +26,24 @@ export interface TrainStage {
    * Used for the pretrained models (base, improver), where it removes much of the samples' residual noise.
    */
   emaDecay?: number;
+  /** Global gradient-norm clip (absent: the Trainer's default, 1). */
+  maxGradNorm?: number;
+  /** Probability of a null prompt per image, for classifier-free guidance (absent: the Trainer's 0.1). */
+  promptDropout?: number;
+  /** Learning-rate schedule after warmup (absent: constant). */
+  lrSchedule?: "constant" | "cosine" | "linear";
+  /** Final learning rate of a cosine or linear schedule, as a fraction of the peak (absent: 0.1). */
+  minLrRatio?: number;
 }
 
 /** Optimisation of a preference job (DPO or SPIN): a TrainStage plus the DPO temperature. */
 export interface PreferenceStage extends TrainStage {
   /** Diffusion-DPO β (the paper: 2000 at SD scale; the shapes reference: 1000). */
   beta: number;
+  /** RPO's likelihood weight α on the winners' ε-MSE beside the DPO term (absent: 0, plain DPO). */
+  sftWeight?: number;
+  /** DPO-Positive's λ on the winner's ε-MSE rising above the reference's (absent: 0). */
+  dpoPositiveLambda?: number;
 }
 
 /** An iterated method (SPIN, ours): K iterations of a preference job. */
@@ -49,6 +62,11 @@ export interface SamplingConfig {
   textGuidance: number;
   /** Improver image guidance s_I (DESIGN.md §1: 3.0). */
   imageGuidance: number;
+  /**
+   * Improver strength of the SDEdit one-shot row (the improver starts from the base sample noised to this
+   * fraction of the schedule) and of the variants that improve their winners the same way.
+   */
+  sdeditStrength: number;
 }
 
 /** Which prompts and seeds every model is evaluated on (identical for every model). */
@@ -71,23 +89,14 @@ export interface TuningConfig {
   enabled: boolean;
   /** Iterations each variant runs (each iteration is evaluated on the validation prompts). */
   iterations: number;
-  /** Online pairs per iteration of the "more online pairs" variant. */
-  morePairs: number;
-  /** Learning rate of the "lower LR" variant. */
-  lowLearningRate: number;
-  /** β values tried by the "β" variants. */
-  betas: number[];
-  /** SFT steps on the improved winners after each DPO iteration ("SFT term" variant). */
+  /** The variants tried: each changes some settings of the faithful method (`ours`). */
+  variants: VariantChange[];
+  /** SFT steps on the improved winners after each DPO iteration (variants with `sftOnWinners`). */
   sftSteps: number;
   /** Learning rate of that SFT job. */
   sftLearningRate: number;
   /** Intermediate checkpoints per iteration for early stopping (evaluated on validation; best kept). */
   earlyStopCheckpoints: number;
-  /**
-   * Improver strength of the "SDEdit winners" variant: the improver starts from the loser noised to this
-   * fraction of the schedule instead of from pure noise (the faithful method's 1).
-   */
-  improveStrength: number;
 }
 
 /** Everything `idpo bench paper` does, for one configuration. */
@@ -98,6 +107,13 @@ export interface PaperConfig {
   imageSize: number;
   /** Architecture preset of every model. */
   modelPreset: ModelPreset;
+  /**
+   * Where the base and improvement models come from: "pretrained" uses the checkpoints idpo ships
+   * (models/shapes16, made by the `base` and `improver` recipes below on the offline dataset of
+   * PRETRAINED_DATASET, so every seed shares them and that dataset); "scratch" trains both for each seed
+   * on a dataset drawn from the seed.
+   */
+  startFrom: "pretrained" | "scratch";
   /** Offline preference pairs in the shapes:// dataset (train prompts only). */
   offlinePairs: number;
   /** Base model: PRETRAIN on all offline images with their prompts (the SD 1.5 analogue). */
@@ -132,70 +148,83 @@ export interface PaperConfig {
   tuning: TuningConfig;
 }
 
-const BASE_SAMPLING: SamplingConfig = { steps: 10, guidanceScale: 3, textGuidance: 3.5, imageGuidance: 3 };
-
 /**
- * The default configuration, sized from throughput measured through the services on the 2-core
- * development machine (wasm backend, `tiny` preset, 16×16, one thread per process, two seeds side by
- * side): the base model's 4000 steps of 64 images take ≈ 27 minutes (≈ 157 images/s), the improver's
- * 1500 steps ≈ 5 minutes, everything after them ≈ 30 minutes; about an hour per seed in all.
- * Its base model reaches an oracle reward of ≈ 0.59 (1000 steps without EMA: ≈ 0.50): a clearly
- * sub-optimal base, the SD 1.5 analogue, with room for every method to improve it.
+ * The default configuration: the shapes16 model (742k weights) at 16 px, started from the base and
+ * improvement model idpo ships (models/shapes16, test reward ≈ 0.71; `base` and `improver` below are the
+ * recipes that made them, which `scratch` runs per seed). The baselines follow the reference run's
+ * recipes (SFT: lr 5e-4 with cosine decay; offline DPO: β 1000, lr 2e-5 after 50 warmup steps), cut to
+ * what two seeds side by side finish in a few hours on 2 cores. Everything samples like the shipped
+ * model was measured: DDIM-20, classifier-free guidance 3, the improver at s_T 3.5, s_I 3.
  */
 const DEFAULT_CONFIG: PaperConfig = {
   name: "default",
   imageSize: 16,
-  modelPreset: "tiny",
-  offlinePairs: 2000,
-  base: { steps: 4000, batchSize: 64, learningRate: 2e-3, warmupSteps: 100, emaDecay: 0.999 },
+  modelPreset: "shapes16",
+  startFrom: "pretrained",
+  offlinePairs: 3000,
+  base: {
+    steps: 1000,
+    batchSize: 96,
+    learningRate: 2e-3,
+    warmupSteps: 50,
+    emaDecay: 0.999,
+    maxGradNorm: 1,
+    promptDropout: 0.1,
+  },
   improver: {
-    steps: 1500,
-    batchSize: 32,
+    steps: 800,
+    batchSize: 96,
     learningRate: 1e-3,
     warmupSteps: 50,
     emaDecay: 0.999,
-    improveTaskProbability: 0.8,
-    reconstructTaskProbability: 0.1,
+    maxGradNorm: 1,
+    improveTaskProbability: 0.6,
+    reconstructTaskProbability: 0.2,
   },
-  sft: { steps: 100, batchSize: 64, learningRate: 2e-4, warmupSteps: 10 },
-  dpo: { steps: 100, batchSize: 32, learningRate: 2e-5, warmupSteps: 5, beta: 1000 },
-  spin: { steps: 40, batchSize: 32, learningRate: 2e-5, warmupSteps: 4, beta: 1000, iterations: 3 },
+  sft: { steps: 200, batchSize: 64, learningRate: 5e-4, warmupSteps: 20, lrSchedule: "cosine" },
+  dpo: { steps: 200, batchSize: 32, learningRate: 2e-5, warmupSteps: 50, beta: 1000 },
+  spin: { steps: 40, batchSize: 16, learningRate: 2e-5, warmupSteps: 4, beta: 1000, iterations: 3 },
   ours: {
-    steps: 40,
+    steps: 60,
     batchSize: 32,
     learningRate: 2e-5,
-    warmupSteps: 4,
+    warmupSteps: 5,
     beta: 1000,
     iterations: 3,
-    pairsPerIteration: 256,
+    pairsPerIteration: 384,
     shardSize: 64,
-    pairSizes: [64, 256, 1024],
+    pairSizes: [128, 384, 1024],
   },
-  sampling: { ...BASE_SAMPLING },
+  sampling: { steps: 20, guidanceScale: 3, textGuidance: 3.5, imageGuidance: 3, sdeditStrength: 0.6 },
   eval: {
-    trainPrompts: 12,
-    testPrompts: 12,
-    samplesPerPrompt: 16,
-    validationPrompts: 12,
+    trainPrompts: 16,
+    testPrompts: 63,
+    samplesPerPrompt: 8,
+    validationPrompts: 24,
     validationSamplesPerPrompt: 8,
   },
   tuning: {
     enabled: true,
-    iterations: 2,
-    morePairs: 1024,
-    lowLearningRate: 5e-6,
-    betas: [250],
-    sftSteps: 40,
-    sftLearningRate: 2e-4,
+    iterations: 3,
+    variants: [
+      { key: "sdedit", label: "SDEdit winners", improveStrength: 0.6 },
+      { key: "rpo", label: "RPO likelihood term", sftWeight: 1 },
+      { key: "sft", label: "SFT on improved winners", sftOnWinners: true },
+      { key: "sdedit-sft", label: "SDEdit winners + SFT on them", improveStrength: 0.6, sftOnWinners: true },
+      { key: "ref-prev", label: "refreshed reference", reference: "previous" },
+    ],
+    sftSteps: 60,
+    sftLearningRate: 1e-4,
     earlyStopCheckpoints: 4,
-    improveStrength: 0.6,
   },
 };
 
-/** `--quick`: the same pipeline, small everywhere (a smoke test of the whole benchmark, ≤ 15 minutes). */
+/** `--quick`: the `tiny` preset trained from scratch, small everywhere (a smoke test of the whole benchmark). */
 const QUICK_CONFIG: PaperConfig = {
   ...DEFAULT_CONFIG,
   name: "quick",
+  modelPreset: "tiny",
+  startFrom: "scratch",
   offlinePairs: 500,
   base: { steps: 200, batchSize: 32, learningRate: 2e-3, warmupSteps: 20 },
   improver: {
@@ -218,60 +247,41 @@ const QUICK_CONFIG: PaperConfig = {
     shardSize: 16,
     pairSizes: [16, 32, 64],
   },
-  sampling: { ...BASE_SAMPLING, steps: 8 },
+  sampling: { ...DEFAULT_CONFIG.sampling, steps: 8 },
   eval: {
     trainPrompts: 4,
     testPrompts: 4,
-    samplesPerPrompt: 16,
+    samplesPerPrompt: 8,
     validationPrompts: 4,
     validationSamplesPerPrompt: 4,
   },
   tuning: {
     enabled: true,
     iterations: 1,
-    morePairs: 64,
-    lowLearningRate: 5e-6,
-    betas: [250],
+    variants: [
+      { key: "pairs-64", label: "more online pairs", pairs: 64 },
+      { key: "sdedit", label: "SDEdit winners", improveStrength: 0.6 },
+      { key: "rpo", label: "RPO likelihood term", sftWeight: 1 },
+      { key: "sft", label: "SFT on improved winners", sftOnWinners: true },
+      { key: "early-stop", label: "early stopping", earlyStop: true },
+    ],
     sftSteps: 5,
     sftLearningRate: 2e-4,
     earlyStopCheckpoints: 2,
-    improveStrength: 0.6,
   },
 };
 
-/** `--scale`: the reference run's model (shapes16, ~0.7M weights) and data sizes; hours on 2 cores. */
-const SCALE_CONFIG: PaperConfig = {
-  ...DEFAULT_CONFIG,
-  name: "scale",
-  modelPreset: "shapes16",
-  offlinePairs: 3000,
-  base: { steps: 8000, batchSize: 64, learningRate: 1e-3, warmupSteps: 100, emaDecay: 0.999 },
-  improver: { ...DEFAULT_CONFIG.improver, steps: 2000, batchSize: 32, warmupSteps: 50 },
-  sft: { steps: 300, batchSize: 64, learningRate: 1e-4, warmupSteps: 20 },
-  dpo: { steps: 300, batchSize: 32, learningRate: 2e-5, warmupSteps: 20, beta: 1000 },
-  spin: { steps: 200, batchSize: 32, learningRate: 2e-5, warmupSteps: 10, beta: 1000, iterations: 3 },
-  ours: {
-    ...DEFAULT_CONFIG.ours,
-    steps: 200,
-    pairsPerIteration: 512,
-    shardSize: 64,
-    pairSizes: [128, 512, 2048],
-  },
-  sampling: { ...BASE_SAMPLING, steps: 20 },
-  eval: {
-    trainPrompts: 24,
-    testPrompts: 24,
-    samplesPerPrompt: 16,
-    validationPrompts: 12,
-    validationSamplesPerPrompt: 8,
-  },
-  tuning: { ...DEFAULT_CONFIG.tuning, morePairs: 4096 },
+/** `--from-scratch`: the default, with the base and improvement model trained for each seed by their recipes. */
+const SCRATCH_CONFIG: PaperConfig = {
+  ...structuredClone(DEFAULT_CONFIG),
+  name: "scratch",
+  startFrom: "scratch",
 };
 
 const CONFIGS: Record<PaperConfigName, PaperConfig> = {
   default: DEFAULT_CONFIG,
   quick: QUICK_CONFIG,
-  scale: SCALE_CONFIG,
+  scratch: SCRATCH_CONFIG,
 };
 
 /** A deep copy of a built-in configuration. */
@@ -300,6 +310,11 @@ function checkStage(s: TrainStage, field: string, errors: string[]): void {
   checkInt(s.batchSize, 1, 4096, `${field}.batchSize`, errors);
   checkNum(s.learningRate, 0, 1, `${field}.learningRate`, errors, true);
   checkInt(s.warmupSteps, 0, s.steps, `${field}.warmupSteps`, errors);
+  if (s.maxGradNorm !== undefined) checkNum(s.maxGradNorm, 0, 1e6, `${field}.maxGradNorm`, errors);
+  if (s.promptDropout !== undefined) checkNum(s.promptDropout, 0, 1, `${field}.promptDropout`, errors);
+  if (s.lrSchedule !== undefined && !["constant", "cosine", "linear"].includes(s.lrSchedule))
+    errors.push(`${field}.lrSchedule = ${JSON.stringify(s.lrSchedule)}: expected constant, cosine or linear`);
+  if (s.minLrRatio !== undefined) checkNum(s.minLrRatio, 0, 1, `${field}.minLrRatio`, errors);
   if (s.emaDecay !== undefined && !(s.emaDecay >= 0 && s.emaDecay < 1))
     errors.push(`${field}.emaDecay = ${s.emaDecay}: expected a number in [0, 1)`);
 }
@@ -307,6 +322,32 @@ function checkStage(s: TrainStage, field: string, errors: string[]): void {
 function checkPreference(s: PreferenceStage, field: string, errors: string[]): void {
   checkStage(s, field, errors);
   checkNum(s.beta, 0, 1e6, `${field}.beta`, errors, true);
+  if (s.sftWeight !== undefined) checkNum(s.sftWeight, 0, 1e3, `${field}.sftWeight`, errors);
+  if (s.dpoPositiveLambda !== undefined)
+    checkNum(s.dpoPositiveLambda, 0, 1e6, `${field}.dpoPositiveLambda`, errors);
+}
+
+function checkVariants(variants: readonly VariantChange[], errors: string[]): void {
+  const keys = new Set<string>();
+  variants.forEach((v, i) => {
+    const f = `tuning.variants[${i}]`;
+    if (typeof v.key !== "string" || !/^[a-z0-9][a-z0-9-]{0,19}$/.test(v.key))
+      errors.push(`${f}.key = ${JSON.stringify(v.key)}: expected [a-z0-9-], at most 20 characters`);
+    else if (keys.has(v.key) || v.key === "faithful" || v.key === "combined")
+      errors.push(`${f}.key = "${v.key}": used twice or reserved`);
+    keys.add(v.key);
+    if (v.pairs !== undefined) checkInt(v.pairs, 1, 1_000_000, `${f}.pairs`, errors);
+    if (v.steps !== undefined) checkInt(v.steps, 1, 1_000_000, `${f}.steps`, errors);
+    if (v.learningRate !== undefined) checkNum(v.learningRate, 0, 1, `${f}.learningRate`, errors, true);
+    if (v.beta !== undefined) checkNum(v.beta, 0, 1e6, `${f}.beta`, errors, true);
+    if (v.improveStrength !== undefined)
+      checkNum(v.improveStrength, 0, 1, `${f}.improveStrength`, errors, true);
+    if (v.sftWeight !== undefined) checkNum(v.sftWeight, 0, 1e3, `${f}.sftWeight`, errors);
+    if (v.dpoPositiveLambda !== undefined)
+      checkNum(v.dpoPositiveLambda, 0, 1e6, `${f}.dpoPositiveLambda`, errors);
+    if (v.reference !== undefined && v.reference !== "base" && v.reference !== "previous")
+      errors.push(`${f}.reference = ${JSON.stringify(v.reference)}: expected "base" or "previous"`);
+  });
 }
 
 /** Number of prompts in the shapes world's train and test splits (DESIGN.md §7: 84 and 21 combinations × 3 sizes). */
@@ -330,6 +371,13 @@ export function validatePaperConfig(cfg: PaperConfig): void {
   } else if ((cfg.modelPreset === "shapes32") !== (cfg.imageSize === 32)) {
     errors.push(
       `modelPreset = ${cfg.modelPreset} works on ${cfg.modelPreset === "shapes32" ? 32 : 16}px images, imageSize is ${cfg.imageSize}`,
+    );
+  }
+  if (cfg.startFrom !== "pretrained" && cfg.startFrom !== "scratch") {
+    errors.push(`startFrom = ${JSON.stringify(cfg.startFrom)}: expected "pretrained" or "scratch"`);
+  } else if (cfg.startFrom === "pretrained" && (cfg.modelPreset !== "shapes16" || cfg.imageSize !== 16)) {
+    errors.push(
+      `startFrom = "pretrained": the shipped checkpoints are shapes16 at 16 px, the config asks for ${cfg.modelPreset} at ${cfg.imageSize} px`,
     );
   }
   checkInt(cfg.offlinePairs, 16, 10_000_000, "offlinePairs", errors);
@@ -366,10 +414,11 @@ export function validatePaperConfig(cfg: PaperConfig): void {
   checkNum(cfg.sampling.guidanceScale, 0, 30, "sampling.guidanceScale", errors);
   checkNum(cfg.sampling.textGuidance, 0, 30, "sampling.textGuidance", errors);
   checkNum(cfg.sampling.imageGuidance, 0, 30, "sampling.imageGuidance", errors);
+  checkNum(cfg.sampling.sdeditStrength, 0, 1, "sampling.sdeditStrength", errors, true);
   const e = cfg.eval;
   checkInt(e.trainPrompts, 1, SPLIT_SIZES.train, "eval.trainPrompts", errors);
   checkInt(e.testPrompts, 1, SPLIT_SIZES.test, "eval.testPrompts", errors);
-  checkInt(e.samplesPerPrompt, 16, 256, "eval.samplesPerPrompt", errors);
+  checkInt(e.samplesPerPrompt, 4, 256, "eval.samplesPerPrompt", errors);
   checkInt(e.validationPrompts, 1, SPLIT_SIZES.train, "eval.validationPrompts", errors);
   checkInt(e.validationSamplesPerPrompt, 2, 256, "eval.validationSamplesPerPrompt", errors);
   if (e.trainPrompts + e.validationPrompts > SPLIT_SIZES.train) {
@@ -385,16 +434,11 @@ export function validatePaperConfig(cfg: PaperConfig): void {
   const t = cfg.tuning;
   if (typeof t.enabled !== "boolean") errors.push("tuning.enabled: expected a boolean");
   checkInt(t.iterations, 1, 100, "tuning.iterations", errors);
-  checkInt(t.morePairs, 1, 1_000_000, "tuning.morePairs", errors);
-  checkNum(t.lowLearningRate, 0, 1, "tuning.lowLearningRate", errors, true);
-  if (!Array.isArray(t.betas)) errors.push("tuning.betas: expected an array");
-  else
-    for (let i = 0; i < t.betas.length; i++) checkNum(t.betas[i], 0, 1e6, `tuning.betas[${i}]`, errors, true);
+  if (!Array.isArray(t.variants)) errors.push("tuning.variants: expected an array");
+  else checkVariants(t.variants, errors);
   checkInt(t.sftSteps, 1, 1_000_000, "tuning.sftSteps", errors);
   checkNum(t.sftLearningRate, 0, 1, "tuning.sftLearningRate", errors, true);
   checkInt(t.earlyStopCheckpoints, 1, 100, "tuning.earlyStopCheckpoints", errors);
-  if (!(t.improveStrength > 0 && t.improveStrength <= 1))
-    errors.push(`tuning.improveStrength = ${t.improveStrength}: expected a number in (0, 1]`);
   if (t.earlyStopCheckpoints > cfg.ours.steps) {
     errors.push(
       `tuning.earlyStopCheckpoints = ${t.earlyStopCheckpoints}: more than ours.steps (${cfg.ours.steps})`,
@@ -403,17 +447,7 @@ export function validatePaperConfig(cfg: PaperConfig): void {
   if (errors.length > 0) throw new Error(`invalid benchmark config "${cfg.name}":\n  ${errors.join("\n  ")}`);
 }
 
-/** Stable JSON (sorted keys) of a value, so equal configs hash equally. */
-export function stableJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(stableJson).join(",")}]`;
-  if (v !== null && typeof v === "object") {
-    const keys = Object.keys(v as Record<string, unknown>).sort();
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${stableJson((v as Record<string, unknown>)[k])}`).join(",")}}`;
-  }
-  return JSON.stringify(v);
-}
-
-/** A short fingerprint of a configuration (a state file is only resumed by the same config). */
+/** A short fingerprint of a whole configuration (shown in the report; stages are keyed by their own inputs). */
 export function configHash(cfg: PaperConfig): string {
-  return createHash("sha256").update(stableJson(cfg)).digest("hex").slice(0, 16);
+  return inputsHash(cfg);
 }

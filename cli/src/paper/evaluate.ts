@@ -78,17 +78,40 @@ async function baseReference(
 }
 
 /**
+ * What an evaluation depends on: the evaluated checkpoint's content, the prompt sets and their seeds, the
+ * sampling settings, and (for a comparison with the base) the base's content.
+ */
+async function evalInputs(
+  ctx: EvalContext,
+  checkpointId: string,
+  sets: readonly PromptSetName[],
+  withBase: boolean,
+  extra: Record<string, unknown> = {},
+): Promise<unknown> {
+  const base = withBase ? ctx.runner.result<ModelEval>(`eval:${BASE_KEY}`) : undefined;
+  if (withBase && !base) throw new Error("the base model must be evaluated before any other model");
+  return {
+    checkpoint: await ctx.mesh.checkpointSha(checkpointId),
+    base: base ? await ctx.mesh.checkpointSha(base.checkpointId) : undefined,
+    sets: sets.map((s) => ctx.sets[s]),
+    sampling: ctx.sampling,
+    ...extra,
+  };
+}
+
+/**
  * Evaluates a policy checkpoint on the train and test sets (a stage `eval:<key>`): samples with the sets'
  * seeds through the Generator, scores through the Scorer, win-rate against the base's samples of the same
  * prompts and seeds.
  */
-export function evaluateModel(
+export async function evaluateModel(
   ctx: EvalContext,
   key: string,
   label: string,
   checkpointId: string,
 ): Promise<ModelEval> {
-  return ctx.runner.run(`eval:${key}`, async () => {
+  const inputs = await evalInputs(ctx, checkpointId, ["train", "test"], key !== BASE_KEY, { key, label });
+  return ctx.runner.run(`eval:${key}`, inputs, async () => {
     const out = { key, label, checkpointId } as ModelEval;
     for (const set of ["train", "test"] as const) {
       const images = await sampleSet(ctx, key, checkpointId, set);
@@ -108,9 +131,10 @@ export function evaluateModel(
  * once (s_T, s_I of the config), scored against the base sample it came from. `strength` below 1 starts
  * from the base sample noised to that fraction of the schedule (SDEdit) instead of from pure noise.
  */
-export function evaluateFix(ctx: EvalContext, improverId: string, strength = 1): Promise<ModelEval> {
+export async function evaluateFix(ctx: EvalContext, improverId: string, strength = 1): Promise<ModelEval> {
   const key = strength === 1 ? FIX_KEY : FIX_SDEDIT_KEY;
-  return ctx.runner.run(`eval:${key}`, async () => {
+  const inputs = await evalInputs(ctx, improverId, ["train", "test"], true, { key, strength });
+  return ctx.runner.run(`eval:${key}`, inputs, async () => {
     const out = {
       key,
       label:
@@ -154,8 +178,9 @@ export interface ValidationEval {
 }
 
 /** Measures a checkpoint on the validation prompts (a stage `val:<key>`); the only signal any choice uses. */
-export function validate(ctx: EvalContext, key: string, checkpointId: string): Promise<ValidationEval> {
-  return ctx.runner.run(`val:${key}`, async () => {
+export async function validate(ctx: EvalContext, key: string, checkpointId: string): Promise<ValidationEval> {
+  const inputs = await evalInputs(ctx, checkpointId, ["validation"], false, { key });
+  return ctx.runner.run(`val:${key}`, inputs, async () => {
     const images = await sampleSet(ctx, key, checkpointId, "validation");
     const scored = await ctx.mesh.score(images, expandPrompts(ctx.sets.validation));
     const s = summariseRewards(scored.rewards, undefined);

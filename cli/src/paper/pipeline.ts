@@ -1,7 +1,9 @@
-import { create } from "@bufbuild/protobuf";
+import { create, toJson } from "@bufbuild/protobuf";
+import { PRETRAINED_BASE_ID, PRETRAINED_DATASET, PRETRAINED_IMPROVER_ID } from "@idpo/mesh";
 import {
   JobKind,
   JobSpecSchema,
+  LrSchedule,
   ReferencePolicy,
   type Run,
   type RunConfig,
@@ -21,6 +23,7 @@ import {
 } from "./evaluate.js";
 import { deriveSeed } from "./prompt-sets.js";
 import type { IterationSeries, ModelEval, PairSizeRow, TrainMetrics } from "./results.js";
+import { inputsHash } from "./stage-runner.js";
 
 /** What every stage of the benchmark needs. */
 export interface PipelineContext extends EvalContext {
@@ -32,6 +35,8 @@ export interface PipelineContext extends EvalContext {
 /** A trained checkpoint and the final metrics of the job that made it. */
 export interface TrainedModel {
   checkpointId: string;
+  /** Its content hash (what the stages that read it depend on). */
+  sha256: string;
   metrics: TrainMetrics;
 }
 
@@ -44,11 +49,19 @@ export interface IteratedRun {
 
 /** The offline dataset's shapes-world parameters (train prompts only). */
 export function datasetSpec(cfg: PaperConfig, seed: number): { pairs: number; size: number; seed: number } {
+  if (cfg.startFrom === "pretrained") {
+    const q = new URLSearchParams(PRETRAINED_DATASET.slice("shapes://?".length));
+    return { pairs: Number(q.get("pairs")), size: Number(q.get("size")), seed: Number(q.get("seed")) };
+  }
   return { pairs: cfg.offlinePairs, size: cfg.imageSize, seed: deriveSeed(seed, "offline-data") };
 }
 
-/** The shapes:// URI of the offline dataset (generated deterministically by the trainer). */
+/**
+ * The shapes:// URI of the offline dataset (generated deterministically by the trainer): the shipped
+ * models' own dataset when the benchmark starts from them, else one drawn from the seed.
+ */
 export function datasetUri(cfg: PaperConfig, seed: number): string {
+  if (cfg.startFrom === "pretrained") return PRETRAINED_DATASET;
   const d = datasetSpec(cfg, seed);
   return `shapes://?pairs=${d.pairs}&size=${d.size}&seed=${d.seed}`;
 }
@@ -77,9 +90,37 @@ export function trainingConfig(
     warmupSteps: s.warmupSteps,
     emaDecay: s.emaDecay ?? 0,
     seed: BigInt(seed),
-    ...("beta" in s ? { beta: s.beta } : {}),
+    maxGradNorm: s.maxGradNorm,
+    promptDropout: s.promptDropout,
+    lrSchedule: s.lrSchedule ? LR_SCHEDULES[s.lrSchedule] : LrSchedule.UNSPECIFIED,
+    minLrRatio: s.minLrRatio,
+    ...("beta" in s ? { beta: s.beta, sftWeight: s.sftWeight, dpoPositiveLambda: s.dpoPositiveLambda } : {}),
     ...extra,
   });
+}
+
+const LR_SCHEDULES = {
+  constant: LrSchedule.CONSTANT,
+  cosine: LrSchedule.COSINE,
+  linear: LrSchedule.LINEAR,
+} as const;
+
+/** The content hashes of the checkpoints a stage reads (empty ids are skipped). */
+async function checkpointInputs(
+  ctx: PipelineContext,
+  ids: readonly string[],
+): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const id of ids) if (id) out[id] = await ctx.mesh.checkpointSha(id);
+  return out;
+}
+
+/**
+ * A shipped checkpoint as a stage result (the benchmark's `startFrom: "pretrained"`): its id and content
+ * hash, no training metrics.
+ */
+export async function pretrainedModel(ctx: PipelineContext, id: string): Promise<TrainedModel> {
+  return { checkpointId: id, sha256: await ctx.mesh.checkpointSha(id), metrics: {} };
 }
 
 function metricsOf(m: Record<string, number> | { [k: string]: number }): TrainMetrics {
@@ -88,17 +129,28 @@ function metricsOf(m: Record<string, number> | { [k: string]: number }): TrainMe
   return out;
 }
 
-/** Runs one trainer job as a stage; the result is its final checkpoint and metrics. */
-export function trainStage(
+/**
+ * Runs one trainer job as a stage (keyed by the job spec and the content of the checkpoints it starts
+ * from); the result is its final checkpoint and metrics.
+ */
+export async function trainStage(
   ctx: PipelineContext,
   stage: string,
   label: string,
-  spec: Parameters<typeof create<typeof JobSpecSchema>>[1],
+  init: Parameters<typeof create<typeof JobSpecSchema>>[1],
 ): Promise<TrainedModel> {
-  return ctx.runner.run(stage, async () => {
-    ctx.progress(`${label}: training (${JobKind[spec?.kind ?? 0]}, ${spec?.training?.steps} steps)`);
-    const job = await ctx.mesh.runJob(create(JobSpecSchema, spec), label);
-    return { checkpointId: job.finalCheckpoint!.id, metrics: metricsOf(job.metrics) };
+  const spec = create(JobSpecSchema, init);
+  const inputs = {
+    spec: toJson(JobSpecSchema, spec),
+    checkpoints: await checkpointInputs(ctx, [spec.initCheckpointId, spec.referenceCheckpointId]),
+  };
+  // The Trainer is idempotent on job ids: a stage whose inputs changed is a new job.
+  spec.jobId = `${spec.jobId}-${inputsHash(inputs).slice(0, 6)}`;
+  return ctx.runner.run(stage, inputs, async () => {
+    ctx.progress(`${label}: training (${JobKind[spec.kind]}, ${spec.training?.steps} steps)`);
+    const job = await ctx.mesh.runJob(spec, label);
+    const ckpt = job.finalCheckpoint!;
+    return { checkpointId: ckpt.id, sha256: ckpt.sha256, metrics: metricsOf(job.metrics) };
   });
 }
 
@@ -129,8 +181,11 @@ export interface IteratedOptions {
   seed: number;
 }
 
-/** Runs an iterated method through the Controller as a stage; the result is its K iterates. */
-export function iteratedStage(
+/**
+ * Runs an iterated method through the Controller as a stage (keyed by the run's config and the content
+ * of the checkpoints it starts from); the result is its K iterates.
+ */
+export async function iteratedStage(
   ctx: PipelineContext,
   stage: string,
   runId: string,
@@ -138,39 +193,53 @@ export function iteratedStage(
   models: { base: string; improver: string },
   o: IteratedOptions,
 ): Promise<IteratedRun> {
-  return ctx.runner.run(stage, async () => {
-    const { cfg } = ctx;
-    const iterative = o.method === RunMethod.ITERATIVE_DPO;
-    const config = create(RunConfigSchema, {
-      name: `${label} (bench paper ${cfg.name})`,
-      method: o.method,
-      dataset: datasetUri(cfg, ctx.seed),
-      modelPreset: cfg.modelPreset,
-      baseCheckpointId: models.base,
-      improverCheckpointId: iterative ? models.improver : "",
-      policyTraining: o.training,
-      iterations: o.iterations,
-      pairsPerIteration: iterative ? (o.pairs ?? cfg.ours.pairsPerIteration) : 0,
-      shardSize: cfg.ours.shardSize,
-      startCheckpointId: o.startCheckpointId ?? "",
-      reference: o.reference ?? ReferencePolicy.BASE,
-      samplingSteps: cfg.sampling.steps,
-      guidanceScale: cfg.sampling.guidanceScale,
-      textGuidanceScale: cfg.sampling.textGuidance,
-      imageGuidanceScale: cfg.sampling.imageGuidance,
-      improveStrength: o.improveStrength,
-      seed: BigInt(o.seed),
-      ...controllerEval(ctx),
-    });
-    ctx.progress(`${label}: controller run ${runId} (${o.iterations} iterations)`);
-    const run: Run = await ctx.mesh.runController(runId, config, label);
+  const { cfg } = ctx;
+  const iterative = o.method === RunMethod.ITERATIVE_DPO;
+  const config = create(RunConfigSchema, {
+    name: `${label} (bench paper ${cfg.name})`,
+    method: o.method,
+    dataset: datasetUri(cfg, ctx.seed),
+    modelPreset: cfg.modelPreset,
+    baseCheckpointId: models.base,
+    improverCheckpointId: iterative ? models.improver : "",
+    policyTraining: o.training,
+    iterations: o.iterations,
+    pairsPerIteration: iterative ? (o.pairs ?? cfg.ours.pairsPerIteration) : 0,
+    shardSize: cfg.ours.shardSize,
+    startCheckpointId: o.startCheckpointId ?? "",
+    reference: o.reference ?? ReferencePolicy.BASE,
+    samplingSteps: cfg.sampling.steps,
+    guidanceScale: cfg.sampling.guidanceScale,
+    textGuidanceScale: cfg.sampling.textGuidance,
+    imageGuidanceScale: cfg.sampling.imageGuidance,
+    improveStrength: o.improveStrength,
+    seed: BigInt(o.seed),
+    ...controllerEval(ctx),
+  });
+  // The run's name is a label (one run can serve two tables under two names), not an input.
+  const { name: _label, ...settings } = toJson(RunConfigSchema, config) as Record<string, unknown>;
+  const inputs = {
+    runId,
+    config: settings,
+    checkpoints: await checkpointInputs(ctx, [
+      config.baseCheckpointId,
+      config.improverCheckpointId,
+      config.startCheckpointId,
+    ]),
+  };
+  // The Controller is idempotent on run ids: a stage whose inputs changed is a new run.
+  const id = `${runId}-${inputsHash(inputs).slice(0, 6)}`;
+  if (id.length > 63) throw new Error(`run id ${JSON.stringify(id)} is longer than 63 characters`);
+  return ctx.runner.run(stage, inputs, async () => {
+    ctx.progress(`${label}: controller run ${id} (${o.iterations} iterations)`);
+    const run: Run = await ctx.mesh.runController(id, config, label);
     if (run.iterations.length !== o.iterations || run.iterations.some((it) => !it.checkpoint)) {
       throw new Error(
-        `${label}: run ${runId} finished with ${run.iterations.length} iterations, expected ${o.iterations}`,
+        `${label}: run ${id} finished with ${run.iterations.length} iterations, expected ${o.iterations}`,
       );
     }
     return {
-      runId,
+      runId: id,
       checkpoints: run.iterations.map((it) => it.checkpoint!.id),
       metrics: run.iterations.map((it) => metricsOf(it.trainMetrics)),
     };
@@ -208,17 +277,12 @@ async function evaluateIterates(
   return keys;
 }
 
-/**
- * The paper, faithfully: base → improver → SFT, offline DPO, SPIN ×K, ours ×K (from the base and from SPIN's
- * last iterate; reference = base) → evaluations, the one-shot fixer, and ours with three pair sizes.
- */
-export async function runFaithful(ctx: PipelineContext): Promise<FaithfulResults> {
-  const { cfg, seed } = ctx;
-  const tag = ctx.tag;
-  const data = datasetUri(cfg, seed);
-  const models: Record<string, ModelEval> = {};
-  const trainMetrics: Record<string, TrainMetrics> = {};
-
+/** The base model (PRETRAIN on every offline image) and the improvement model trained from it, for this seed. */
+async function trainBaseAndImprover(
+  ctx: PipelineContext,
+  data: string,
+): Promise<{ base: TrainedModel; improver: TrainedModel }> {
+  const { cfg, seed, tag } = ctx;
   const base = await trainStage(ctx, "base", "base model", {
     jobId: `${tag}-base`,
     kind: JobKind.PRETRAIN,
@@ -239,9 +303,30 @@ export async function runFaithful(ctx: PipelineContext): Promise<FaithfulResults
     }),
     outputCheckpointId: `bench/${tag}/improver`,
   });
+  return { base, improver };
+}
+
+/**
+ * The paper, faithfully: base → improver (shipped or trained, as `cfg.startFrom` says) → SFT, offline DPO, SPIN ×K, ours ×K (from the base and from SPIN's
+ * last iterate; reference = base) → evaluations, the one-shot fixer, and ours with three pair sizes.
+ */
+export async function runFaithful(ctx: PipelineContext): Promise<FaithfulResults> {
+  const { cfg, seed } = ctx;
+  const tag = ctx.tag;
+  const data = datasetUri(cfg, seed);
+  const models: Record<string, ModelEval> = {};
+  const trainMetrics: Record<string, TrainMetrics> = {};
+
+  const { base, improver } =
+    cfg.startFrom === "pretrained"
+      ? {
+          base: await pretrainedModel(ctx, PRETRAINED_BASE_ID),
+          improver: await pretrainedModel(ctx, PRETRAINED_IMPROVER_ID),
+        }
+      : await trainBaseAndImprover(ctx, data);
   models[BASE_KEY] = await evaluateModel(ctx, BASE_KEY, "Base (pretrained)", base.checkpointId);
   models[FIX_KEY] = await evaluateFix(ctx, improver.checkpointId);
-  models[FIX_SDEDIT_KEY] = await evaluateFix(ctx, improver.checkpointId, cfg.tuning.improveStrength);
+  models[FIX_SDEDIT_KEY] = await evaluateFix(ctx, improver.checkpointId, cfg.sampling.sdeditStrength);
 
   const sft = await trainStage(ctx, "sft", "SFT", {
     jobId: `${tag}-sft`,

@@ -14,12 +14,13 @@ describe("prompt sets", () => {
     const s = promptSets(paperConfig("default").eval, 1);
     const train = new Set(shapesPrompts("train").map(formatShapesPrompt));
     const test = new Set(shapesPrompts("test").map(formatShapesPrompt));
-    expect(s.train.prompts).toHaveLength(12);
-    expect(s.validation.prompts).toHaveLength(12);
+    expect(s.train.prompts).toHaveLength(16);
+    expect(s.validation.prompts).toHaveLength(24);
+    expect(s.test.prompts).toHaveLength(63);
     for (const p of [...s.train.prompts, ...s.validation.prompts]) expect(train.has(p)).toBe(true);
     for (const p of s.test.prompts) expect(test.has(p)).toBe(true);
     expect(s.validation.prompts.filter((p) => s.train.prompts.includes(p))).toEqual([]);
-    expect(new Set(s.train.prompts).size).toBe(12);
+    expect(new Set(s.train.prompts).size).toBe(16);
   });
 
   it("fixes the seeds by master seed and set, not by model", () => {

@@ -21,7 +21,7 @@ export interface RunInfo {
   command: string;
   /** Master seed of the main results. */
   seed: number;
-  /** Compute backend the services used (e.g. "wasm"). */
+  /** Which engine ran sampling and training (e.g. "sampling …: sidecar …; training …: tfjs wasm, …"). */
   backend: string;
   /** CPU model, core count, memory, OS, Node version. */
   machine: string;
@@ -124,7 +124,7 @@ export function renderReport(
   L.push(
     `- Seed: ${info.seed}${seeds.length > 1 ? ` (seed noise: ${seeds.map((s) => s.seed).join(", ")}; see below)` : ""}`,
   );
-  L.push(`- Backend: ${info.backend}`);
+  L.push(`- Engines: ${info.backend}`);
   L.push(`- Machine: ${info.machine}`);
   L.push(`- ${loadLine(info)}`);
   L.push(
@@ -329,7 +329,7 @@ export function discussion(cfg: PaperConfig, results: PaperResults, reference?: 
     if (sd) {
       const d = pairedDelta(sd.test.rewards, m.base.test.rewards);
       P.push(
-        `Started from the base sample noised to ${cfg.tuning.improveStrength} of the schedule (SDEdit) instead of from pure noise, it changes them by ${fmtDelta(d.mean)} ± ${d.ci.toFixed(3)}.`,
+        `Started from the base sample noised to ${cfg.sampling.sdeditStrength} of the schedule (SDEdit) instead of from pure noise, it changes them by ${fmtDelta(d.mean)} ± ${d.ci.toFixed(3)}.`,
       );
     }
   }

@@ -2,6 +2,7 @@ import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { cpus, loadavg, release, totalmem } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { encodePng, type Image } from "@idpo/data";
+import { defaultTrainWorkers, initBackend } from "@idpo/diffusion";
 import { BenchMesh } from "./bench-mesh.js";
 import {
   configHash,
@@ -41,9 +42,13 @@ export interface BenchPaperOptions {
   override?: PaperConfig;
 }
 
-/** The services' settings the benchmark sets before starting them (sampling batch sizes, SPIN's sampler). */
-export function serviceEnv(cfg: PaperConfig): Record<string, string> {
+/**
+ * The services' settings the benchmark sets before starting them (sampling batch sizes, SPIN's sampler,
+ * and the sampling engine: the ONNX Runtime inference sidecar unless IDPO_INFERENCE says otherwise).
+ */
+export function serviceEnv(cfg: PaperConfig, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
   return {
+    IDPO_INFERENCE: env.IDPO_INFERENCE || "sidecar",
     IDPO_TRAINER_SPIN_STEPS: String(cfg.sampling.steps),
     IDPO_TRAINER_SPIN_GUIDANCE: String(cfg.sampling.guidanceScale),
     IDPO_GENERATOR_BATCH: "128",
@@ -53,6 +58,17 @@ export function serviceEnv(cfg: PaperConfig): Record<string, string> {
     // second is asked to load it.
     IDPO_CONTROLLER_LOAD_WAIT_MS: "1000",
   };
+}
+
+/** Which engine ran what: sampling (Generator, Improver) and training (the Trainer, with SPIN's sampling). */
+async function engines(mesh: BenchMesh): Promise<string> {
+  const tf = await initBackend();
+  const env = Number(process.env.IDPO_TRAIN_WORKERS);
+  const workers = Number.isInteger(env) && env > 0 ? env : defaultTrainWorkers(tf);
+  return (
+    `sampling (Generator, Improver): ${await mesh.backend()}; training and SPIN's sampling (Trainer): tfjs ${tf.name}, ` +
+    `${tf.threads} thread${tf.threads === 1 ? "" : "s"}, ${workers} data-parallel worker${workers === 1 ? "" : "s"}`
+  );
 }
 
 /** The state directory of one seed of one configuration. */
@@ -260,7 +276,7 @@ export async function runBenchPaper(
       main ??= r;
     }
     const { results, runner, ctx } = main!;
-    const backend = await mesh.backend();
+    const backend = await engines(mesh);
     await mkdir(out, { recursive: true });
     const figures = await writeFigures(cfg, results, ctx, out);
     const seeds: SeedRun[] = [];

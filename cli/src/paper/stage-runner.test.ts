@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { formatDuration, StageRunner } from "./stage-runner.js";
+import { formatDuration, inputsHash, StageRunner, stableJson } from "./stage-runner.js";
 
 const id = { config: "quick", configHash: "abc", seed: 1 };
 
@@ -16,13 +16,13 @@ describe("StageRunner", () => {
     const calls: string[] = [];
     const r1 = await StageRunner.open(file, id);
     expect(
-      await r1.run("base", async () => {
+      await r1.run("base", {}, async () => {
         calls.push("base");
         return { ckpt: "b" };
       }),
     ).toEqual({ ckpt: "b" });
     await expect(
-      r1.run("improver", async () => {
+      r1.run("improver", {}, async () => {
         calls.push("improver");
         throw new Error("crash");
       }),
@@ -33,13 +33,13 @@ describe("StageRunner", () => {
     expect(r2.done("base")).toBe(true);
     expect(r2.done("improver")).toBe(false);
     expect(
-      await r2.run("base", async () => {
+      await r2.run("base", {}, async () => {
         calls.push("base-again");
         return { ckpt: "x" };
       }),
     ).toEqual({ ckpt: "b" });
     expect(
-      await r2.run("improver", async () => {
+      await r2.run("improver", {}, async () => {
         calls.push("improver");
         return 7;
       }),
@@ -51,7 +51,7 @@ describe("StageRunner", () => {
 
   it("returns what a resumed run would get back (a JSON round trip)", async () => {
     const r = await StageRunner.open(tempFile(), id);
-    const got = await r.run("s", async () => ({ a: undefined, n: 1, d: new Date(0) }));
+    const got = await r.run("s", {}, async () => ({ a: undefined, n: 1, d: new Date(0) }));
     expect(got).toEqual({ n: 1, d: "1970-01-01T00:00:00.000Z" });
   });
 
@@ -62,17 +62,44 @@ describe("StageRunner", () => {
       return new Date(t);
     };
     const r = await StageRunner.open(tempFile(), id, () => {}, clock);
-    await r.run("a", async () => 1);
+    await r.run("a", {}, async () => 1);
     expect(r.record("a")?.seconds).toBe(2.5);
   });
 
   it("refuses a state file of another configuration or seed, naming both", async () => {
     const file = tempFile();
-    await (await StageRunner.open(file, id)).run("a", async () => 1);
-    await expect(StageRunner.open(file, { ...id, configHash: "def" })).rejects.toThrow(
-      /quick" \(abc\) seed 1, not "quick" \(def\) seed 1/,
+    await (await StageRunner.open(file, id)).run("a", {}, async () => 1);
+    await expect(StageRunner.open(file, { ...id, config: "default" })).rejects.toThrow(
+      /config "quick" seed 1, not "default" seed 1/,
     );
     await expect(StageRunner.open(file, { ...id, seed: 2 })).rejects.toThrow(/seed 1, not .* seed 2/);
+  });
+
+  it("reruns exactly the stages whose inputs changed, whatever else in the configuration did", async () => {
+    const file = tempFile();
+    const calls: string[] = [];
+    const stage = (r: StageRunner, name: string, inputs: unknown) =>
+      r.run(name, inputs, async () => {
+        calls.push(name);
+        return `${name}@${inputsHash(inputs)}`;
+      });
+    const r1 = await StageRunner.open(file, id);
+    await stage(r1, "base", { steps: 10 });
+    await stage(r1, "sft", { lr: 1e-4, init: "sha-1" });
+    const r2 = await StageRunner.open(file, { ...id, configHash: "another" });
+    expect(await stage(r2, "base", { steps: 10 })).toBe(`base@${inputsHash({ steps: 10 })}`);
+    await stage(r2, "sft", { lr: 2e-4, init: "sha-1" });
+    await stage(r2, "new-variant", { beta: 500 });
+    expect(calls).toEqual(["base", "sft", "sft", "new-variant"]);
+    expect(r2.snapshot().configHash).toBe("another");
+  });
+
+  it("fingerprints inputs by content: key order and undefined fields do not matter, bigints do", () => {
+    expect(stableJson({ b: 1n, a: [1, { d: 2, c: undefined }] })).toBe('{"a":[1,{"d":2}],"b":"1"}');
+    expect(inputsHash({ a: 1, b: 2 })).toBe(inputsHash({ b: 2, a: 1 }));
+    expect(inputsHash({ a: 1, b: undefined })).toBe(inputsHash({ a: 1 }));
+    expect(inputsHash({ seed: 1n })).not.toBe(inputsHash({ seed: 2n }));
+    expect(inputsHash({})).toMatch(/^[0-9a-f]{16}$/);
   });
 
   it("refuses a corrupt state file instead of overwriting it", async () => {
@@ -85,10 +112,10 @@ describe("StageRunner", () => {
 
   it("forgets a stage so it runs again, and checks stage names", async () => {
     const r = await StageRunner.open(tempFile(), id);
-    await r.run("a", async () => 1);
+    await r.run("a", {}, async () => 1);
     await r.forget("a");
-    expect(await r.run("a", async () => 2)).toBe(2);
-    await expect(r.run("Bad Name", async () => 1)).rejects.toThrow(/stage name/);
+    expect(await r.run("a", {}, async () => 2)).toBe(2);
+    await expect(r.run("Bad Name", {}, async () => 1)).rejects.toThrow(/stage name/);
   });
 
   it("formats durations", () => {

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { loadavg } from "node:os";
 import { dirname } from "node:path";
@@ -14,6 +15,8 @@ export interface StageRecord {
   seconds: number;
   /** 1-minute load average of the machine when the stage finished (it is shared: wall times scale with it). */
   load?: number;
+  /** Fingerprint of the stage's inputs (see {@link inputsHash}); a stage whose inputs changed runs again. */
+  inputsHash: string;
 }
 
 /** The state file of one benchmark run (one config and seed). */
@@ -22,7 +25,10 @@ export interface BenchState {
   version: 1;
   /** Configuration name. */
   config: string;
-  /** Fingerprint of the configuration (resuming with another config is refused). */
+  /**
+   * Fingerprint of the whole configuration the state was last opened with (informational: which stages
+   * are reused is decided per stage, by its own inputs).
+   */
   configHash: string;
   /** Master seed. */
   seed: number;
@@ -33,10 +39,30 @@ export interface BenchState {
 /** What the runner reports (progress goes to stderr in the CLI). */
 export type StageLog = (msg: string) => void;
 
+/** Stable JSON (sorted keys; bigints as decimal strings) of a value, so equal inputs hash equally. */
+export function stableJson(v: unknown): string {
+  if (typeof v === "bigint") return JSON.stringify(v.toString());
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(",")}]`;
+  if (v !== null && typeof v === "object") {
+    const keys = Object.keys(v as Record<string, unknown>)
+      .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+      .sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${stableJson((v as Record<string, unknown>)[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(v) ?? "null";
+}
+
+/** A stage's dependency fingerprint: 16 hex digits of the SHA-256 of its inputs' stable JSON. */
+export function inputsHash(inputs: unknown): string {
+  return createHash("sha256").update(stableJson(inputs)).digest("hex").slice(0, 16);
+}
+
 /**
  * Runs named stages once: a stage's result is written to the state file (atomically) as soon as it
  * finishes, and a later run with the same file returns the stored result instead of running it again,
- * so an interrupted benchmark resumes at its first unfinished stage.
+ * so an interrupted benchmark resumes at its first unfinished stage. Each stage is keyed by its own
+ * inputs (the settings it uses and the content hashes of the checkpoints it reads): a change to the
+ * configuration reruns exactly the stages whose inputs it changes, and adding a stage invalidates none.
  */
 export class StageRunner {
   private constructor(
@@ -47,8 +73,8 @@ export class StageRunner {
   ) {}
 
   /**
-   * Opens (or creates) the state file for `config`/`configHash`/`seed`. A file written for another
-   * configuration or seed is an error naming both, never silently reused or overwritten.
+   * Opens (or creates) the state file for `config`/`seed` (recording `configHash`). A file written for
+   * another configuration name or seed is an error naming both, never silently reused or overwritten.
    */
   static async open(
     file: string,
@@ -67,20 +93,20 @@ export class StageRunner {
       state = { version: 1, config: id.config, configHash: id.configHash, seed: id.seed, stages: {} };
     } else {
       state = parseState(text, file);
-      if (state.configHash !== id.configHash || state.config !== id.config || state.seed !== id.seed) {
+      if (state.config !== id.config || state.seed !== id.seed) {
         throw new Error(
-          `${file} belongs to config "${state.config}" (${state.configHash}) seed ${state.seed}, not "${id.config}" ` +
-            `(${id.configHash}) seed ${id.seed}: the configuration changed since it was written; ` +
+          `${file} belongs to config "${state.config}" seed ${state.seed}, not "${id.config}" seed ${id.seed}; ` +
             "use another --data-dir, or delete that state directory to start over",
         );
       }
+      state.configHash = id.configHash;
     }
     const runner = new StageRunner(file, state, log, now);
     await runner.save();
     return runner;
   }
 
-  /** Whether a stage has finished. */
+  /** Whether a stage has finished (with whatever inputs it had then). */
   done(name: string): boolean {
     return Object.hasOwn(this.state.stages, name);
   }
@@ -113,16 +139,23 @@ export class StageRunner {
   }
 
   /**
-   * Runs `fn` unless stage `name` has finished, in which case its stored result is returned. The result
+   * Runs `fn` unless stage `name` has finished with the same `inputs`, in which case its stored result is
+   * returned. `inputs` is everything the stage's result depends on (JSON-able; bigints allowed). The result
    * must survive a JSON round trip (it is what a resumed run gets back).
    */
-  async run<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  async run<T>(name: string, inputs: unknown, fn: () => Promise<T>): Promise<T> {
     if (!/^[a-z0-9][a-z0-9._:/-]*$/.test(name))
       throw new Error(`stage name ${JSON.stringify(name)} is not [a-z0-9._:/-]+`);
-    if (this.done(name)) {
+    const hash = inputsHash(inputs);
+    const earlier = this.state.stages[name];
+    if (earlier && earlier.inputsHash === hash) {
       this.log(`stage ${name}: done earlier, reusing its result`);
-      return this.state.stages[name].result as T;
+      return earlier.result as T;
     }
+    if (earlier)
+      this.log(
+        `stage ${name}: its inputs changed since it ran (${earlier.inputsHash} → ${hash}), running it again`,
+      );
     const started = this.now();
     this.log(`stage ${name}: started`);
     const result = await fn();
@@ -135,6 +168,7 @@ export class StageRunner {
       finishedAt: finished.toISOString(),
       seconds,
       load: loadavg()[0],
+      inputsHash: hash,
     };
     await this.save();
     this.log(`stage ${name}: finished in ${formatDuration(seconds)}`);
@@ -176,7 +210,8 @@ export function parseState(text: string, file: string): BenchState {
       rec === null ||
       typeof rec !== "object" ||
       typeof rec.finishedAt !== "string" ||
-      typeof rec.seconds !== "number"
+      typeof rec.seconds !== "number" ||
+      typeof rec.inputsHash !== "string"
     ) {
       throw new Error(`${file}: stage ${name} is malformed`);
     }

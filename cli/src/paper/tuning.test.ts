@@ -1,21 +1,25 @@
 import { describe, expect, it } from "vitest";
-import { combineHelpful, type VariantSpec } from "./tuning.js";
+import { combineHelpful, describeChange, type VariantSpec } from "./tuning.js";
 
 const faithful: VariantSpec = {
   key: "faithful",
   label: "faithful",
   change: "none",
   pairs: 256,
+  steps: 40,
   learningRate: 2e-5,
   beta: 1000,
   reference: "base",
   sftOnWinners: false,
   earlyStop: false,
   improveStrength: 1,
+  sftWeight: 0,
+  dpoPositiveLambda: 0,
 };
+const words = { sftSteps: 60, sftLearningRate: 1e-4, earlyStopCheckpoints: 4 };
 
 describe("combineHelpful", () => {
-  it("joins every change that beat the faithful method, taking the best β", () => {
+  it("joins every change that beat the faithful method, each setting from the best variant that changed it", () => {
     const v = (spec: Partial<VariantSpec>, finalReward: number) => ({
       spec: { ...faithful, ...spec },
       finalReward,
@@ -28,9 +32,10 @@ describe("combineHelpful", () => {
         v({ key: "beta-4000", beta: 4000 }, 0.72),
         v({ key: "low-lr", learningRate: 5e-6 }, 0.6),
         v({ key: "early-stop", earlyStop: true }, 0.71),
-        v({ key: "sdedit", improveStrength: 0.6 }, 0.9),
+        v({ key: "sdedit-rpo", improveStrength: 0.6, sftWeight: 1 }, 0.9),
       ],
       0.7,
+      words,
     );
     expect(c).toMatchObject({
       key: "combined",
@@ -40,8 +45,11 @@ describe("combineHelpful", () => {
       earlyStop: true,
       sftOnWinners: false,
       improveStrength: 0.6,
+      sftWeight: 1,
     });
-    expect(c?.change).toBe("SDEdit winners (strength 0.6) + 1024 pairs + β 250 + early stopping");
+    expect(c?.change).toBe(
+      "SDEdit winners (strength 0.6) + 1024 pairs + β 250 + early stopping (4 checkpoints) + RPO likelihood term (α 1)",
+    );
   });
 
   it("needs at least two helpful changes", () => {
@@ -50,8 +58,24 @@ describe("combineHelpful", () => {
         faithful,
         [{ spec: { ...faithful, key: "sft", sftOnWinners: true }, finalReward: 0.9 }],
         0.7,
+        words,
       ),
     ).toBeUndefined();
-    expect(combineHelpful(faithful, [], 0.7)).toBeUndefined();
+    expect(combineHelpful(faithful, [], 0.7, words)).toBeUndefined();
+  });
+});
+
+describe("describeChange", () => {
+  it("names each changed setting in a fixed order, and 'none' for the faithful settings", () => {
+    expect(describeChange(faithful, faithful, words)).toBe("none");
+    expect(
+      describeChange(
+        faithful,
+        { ...faithful, sftOnWinners: true, reference: "previous", dpoPositiveLambda: 5, steps: 80 },
+        words,
+      ),
+    ).toBe(
+      "80 steps per iteration + refreshed reference + SFT on improved winners (60 steps, lr 0.0001) + DPO-Positive (λ 5)",
+    );
   });
 });

@@ -12,16 +12,12 @@ import {
 import { deriveSeed } from "./prompt-sets.js";
 import type { ModelEval, PaperResults, TrainMetrics, VariantResult } from "./results.js";
 
-/** One change (or combination of changes) to the faithful iterative method. */
-export interface VariantSpec {
-  /** Stable key ([a-z0-9-]); part of run ids and stage names. */
-  key: string;
-  /** Short name. */
-  label: string;
-  /** What it changes, in words. */
-  change: string;
+/** The settings of the iterative method that the search varies (the faithful method's are `cfg.ours`'s). */
+export interface MethodSettings {
   /** Online pairs per iteration. */
   pairs: number;
+  /** DPO optimiser steps per iteration. */
+  steps: number;
   /** DPO learning rate. */
   learningRate: number;
   /** DPO β. */
@@ -34,9 +30,26 @@ export interface VariantSpec {
   earlyStop: boolean;
   /** Improver strength for the online winners (1: from pure noise, the paper; below 1: SDEdit from the loser). */
   improveStrength: number;
+  /** RPO's likelihood weight on the winners beside the DPO term (0: plain DPO). */
+  sftWeight: number;
+  /** DPO-Positive's λ (0: plain DPO). */
+  dpoPositiveLambda: number;
 }
 
-/** The faithful method as a VariantSpec (the baseline every variant changes one thing of). */
+/** One change (or combination of changes) to the faithful iterative method. */
+export interface VariantSpec extends MethodSettings {
+  /** Stable key ([a-z0-9-]); part of run ids and stage names. */
+  key: string;
+  /** Short name. */
+  label: string;
+  /** What it changes, in words. */
+  change: string;
+}
+
+/** A variant as the configuration lists it: a key, a name, and the settings it changes. */
+export type VariantChange = { key: string; label: string } & Partial<MethodSettings>;
+
+/** The faithful method as a VariantSpec (the baseline every variant changes something of). */
 export function faithfulSpec(ctx: PipelineContext): VariantSpec {
   const o = ctx.cfg.ours;
   return {
@@ -44,118 +57,84 @@ export function faithfulSpec(ctx: PipelineContext): VariantSpec {
     label: "faithful",
     change: "none: the paper's method as configured",
     pairs: o.pairsPerIteration,
+    steps: o.steps,
     learningRate: o.learningRate,
     beta: o.beta,
     reference: "base",
     sftOnWinners: false,
     earlyStop: false,
     improveStrength: 1,
+    sftWeight: o.sftWeight ?? 0,
+    dpoPositiveLambda: o.dpoPositiveLambda ?? 0,
   };
 }
 
-/** The single-change variants the search tries, from the configuration. */
+/** The settings in the order changes are named, each with how one change of it reads. */
+const CHANGE_WORDS: { [K in keyof MethodSettings]: (v: MethodSettings[K], tuning: TuningWords) => string } = {
+  improveStrength: (v) => `SDEdit winners (strength ${v})`,
+  pairs: (v) => `${v} pairs`,
+  steps: (v) => `${v} steps per iteration`,
+  beta: (v) => `β ${v}`,
+  learningRate: (v) => `lr ${v}`,
+  reference: (v) => (v === "previous" ? "refreshed reference" : "reference = base"),
+  sftOnWinners: (v, t) =>
+    v ? `SFT on improved winners (${t.sftSteps} steps, lr ${t.sftLearningRate})` : "no SFT on winners",
+  earlyStop: (v, t) => (v ? `early stopping (${t.earlyStopCheckpoints} checkpoints)` : "no early stopping"),
+  sftWeight: (v) => `RPO likelihood term (α ${v})`,
+  dpoPositiveLambda: (v) => `DPO-Positive (λ ${v})`,
+};
+
+/** What the change words need of the tuning config. */
+type TuningWords = { sftSteps: number; sftLearningRate: number; earlyStopCheckpoints: number };
+
+/** "SDEdit winners (strength 0.6) + RPO likelihood term (α 1)": what `spec` changes of `faithful`. */
+export function describeChange(faithful: MethodSettings, spec: MethodSettings, t: TuningWords): string {
+  const parts: string[] = [];
+  for (const k of Object.keys(CHANGE_WORDS) as (keyof MethodSettings)[]) {
+    if (spec[k] !== faithful[k])
+      parts.push((CHANGE_WORDS[k] as (v: unknown, t: TuningWords) => string)(spec[k], t));
+  }
+  return parts.length > 0 ? parts.join(" + ") : "none";
+}
+
+/** The variants the search tries, from the configuration's list. */
 export function variantSpecs(ctx: PipelineContext): VariantSpec[] {
   const f = faithfulSpec(ctx);
   const t = ctx.cfg.tuning;
-  const out: VariantSpec[] = [
-    {
-      ...f,
-      key: `pairs-${t.morePairs}`,
-      label: "more online pairs",
-      change: `${t.morePairs} online pairs per iteration instead of ${f.pairs}`,
-      pairs: t.morePairs,
-    },
-    {
-      ...f,
-      key: "sft",
-      label: "SFT on improved winners",
-      change: `after each DPO iteration, ${t.sftSteps} SFT steps (lr ${t.sftLearningRate}) on that iteration's improver winners`,
-      sftOnWinners: true,
-    },
-    {
-      ...f,
-      key: "ref-prev",
-      label: "refreshed reference",
-      change: "reference = the previous iterate instead of the base",
-      reference: "previous",
-    },
-    {
-      ...f,
-      key: "low-lr",
-      label: "lower LR",
-      change: `learning rate ${t.lowLearningRate} instead of ${f.learningRate}`,
-      learningRate: t.lowLearningRate,
-    },
-    {
-      ...f,
-      key: "early-stop",
-      label: "early stopping",
-      change: `${t.earlyStopCheckpoints} checkpoints per iteration; keep the best on validation (or the start)`,
-      earlyStop: true,
-    },
-  ];
-  out.push({
-    ...f,
-    key: "sdedit",
-    label: "SDEdit winners",
-    change: `the improver starts from the loser noised to ${t.improveStrength} of the schedule instead of from pure noise`,
-    improveStrength: t.improveStrength,
+  const out = t.variants.map((v) => {
+    const spec: VariantSpec = { ...f, ...v, change: "" };
+    spec.change = describeChange(f, spec, t);
+    return spec;
   });
-  for (const b of t.betas) {
-    out.push({ ...f, key: `beta-${b}`, label: `β = ${b}`, change: `β ${b} instead of ${f.beta}`, beta: b });
-  }
   // With one iteration the previous iterate is the base: a refreshed reference changes nothing.
   return t.iterations < 2 ? out.filter((v) => v.reference === "base") : out;
 }
 
 /**
- * The combination of every change that beat the faithful method's final validation reward (for β and
- * the pair count, the best helpful value); undefined when fewer than two changes helped.
+ * The combination of every change that beat the faithful method's final validation reward (each setting
+ * from the best variant that changed it); undefined when fewer than two variants helped.
  */
 export function combineHelpful(
   faithful: VariantSpec,
   variants: readonly { spec: VariantSpec; finalReward: number }[],
   faithfulFinal: number,
+  t: TuningWords,
 ): VariantSpec | undefined {
   const helpful = variants
     .filter((v) => v.finalReward > faithfulFinal)
     .sort((a, b) => b.finalReward - a.finalReward);
   if (helpful.length < 2) return undefined;
   const c: VariantSpec = { ...faithful, key: "combined", label: "combined", change: "" };
-  const parts: string[] = [];
-  let betaSet = false;
+  const set = new Set<keyof MethodSettings>();
   for (const { spec } of helpful) {
-    if (spec.pairs !== faithful.pairs && c.pairs === faithful.pairs) {
-      c.pairs = spec.pairs;
-      parts.push(`${spec.pairs} pairs`);
-    }
-    if (spec.beta !== faithful.beta && !betaSet) {
-      c.beta = spec.beta;
-      betaSet = true;
-      parts.push(`β ${spec.beta}`);
-    }
-    if (spec.learningRate !== faithful.learningRate && c.learningRate === faithful.learningRate) {
-      c.learningRate = spec.learningRate;
-      parts.push(`lr ${spec.learningRate}`);
-    }
-    if (spec.reference !== faithful.reference) {
-      c.reference = spec.reference;
-      parts.push("refreshed reference");
-    }
-    if (spec.sftOnWinners) {
-      c.sftOnWinners = true;
-      parts.push("SFT on improved winners");
-    }
-    if (spec.earlyStop) {
-      c.earlyStop = true;
-      parts.push("early stopping");
-    }
-    if (spec.improveStrength !== faithful.improveStrength && c.improveStrength === faithful.improveStrength) {
-      c.improveStrength = spec.improveStrength;
-      parts.push(`SDEdit winners (strength ${spec.improveStrength})`);
+    for (const k of Object.keys(CHANGE_WORDS) as (keyof MethodSettings)[]) {
+      if (spec[k] !== faithful[k] && !set.has(k)) {
+        (c as unknown as Record<string, unknown>)[k] = spec[k];
+        set.add(k);
+      }
     }
   }
-  c.change = parts.join(" + ");
+  c.change = describeChange(faithful, c, t);
   return c;
 }
 
@@ -205,14 +184,19 @@ async function runVariant(
   const { cfg, seed } = ctx;
   const K = cfg.tuning.iterations;
   const reference = spec.reference === "previous" ? ReferencePolicy.PREVIOUS : ReferencePolicy.BASE;
-  const stage = { ...cfg.ours, learningRate: spec.learningRate, beta: spec.beta };
+  const stage = {
+    ...cfg.ours,
+    steps: spec.steps,
+    learningRate: spec.learningRate,
+    beta: spec.beta,
+    sftWeight: spec.sftWeight,
+    dpoPositiveLambda: spec.dpoPositiveLambda,
+  };
   const metrics: TrainMetrics[] = [];
   const vals: ValidationEval[] = [];
   const f = faithfulSpec(ctx);
   const same = (except: keyof VariantSpec) =>
-    (
-      ["pairs", "learningRate", "beta", "reference", "sftOnWinners", "earlyStop", "improveStrength"] as const
-    ).every((k) => k === except || spec[k] === f[k]);
+    (Object.keys(CHANGE_WORDS) as (keyof MethodSettings)[]).every((k) => k === except || spec[k] === f[k]);
   if (!spec.sftOnWinners && !spec.earlyStop && spec.reference === "base") {
     // Only the pair count changed and Table 2 already ran it for at least as many iterations: the same run.
     const table2 =
@@ -299,7 +283,7 @@ async function runVariant(
       const sft = await trainStage(ctx, `tune/${spec.key}/iter-${k}/sft`, `search: ${spec.label}, SFT ${k}`, {
         jobId: `${ctx.tag}-t-${spec.key}-${k}-sft`,
         kind: JobKind.SFT,
-        data: [`artifact://runs/${runId}/iter-1/`],
+        data: [`artifact://runs/${run.runId}/iter-1/`],
         initCheckpointId: candidate,
         modelPreset: cfg.modelPreset,
         training: trainingConfig(
@@ -316,7 +300,7 @@ async function runVariant(
       candidate = sft.checkpointId;
     }
     if (spec.earlyStop) {
-      const job = (await ctx.mesh.clients.trainer.getJob({ jobId: `${runId}-iter-1` })).job;
+      const job = (await ctx.mesh.clients.trainer.getJob({ jobId: `${run.runId}-iter-1` })).job;
       const ckpts = (job?.checkpoints ?? []).map((c) => c.id);
       if (!ckpts.includes(candidate)) ckpts.push(candidate);
       let best = currentVal;
@@ -380,6 +364,7 @@ export async function runTuning(
     f,
     runs.slice(1).map((r) => ({ spec: r.spec, finalReward: final(r) })),
     final(runs[0]),
+    cfg.tuning,
   );
   if (combined) {
     ctx.progress(`search: combined (${combined.change})`);

@@ -23,6 +23,12 @@ export const PRETRAINED_BASE_ID = "pretrained/shapes16-base";
 /** Id of the shipped shapes16 improvement model, trained on the base's offline data. */
 export const PRETRAINED_IMPROVER_ID = "pretrained/shapes16-improver";
 
+/**
+ * The offline dataset the shipped checkpoints were trained on (models/shapes16/MODEL_CARD.md): runs that
+ * start from them and use offline data (SFT, offline DPO, the benchmark's baselines) use this one.
+ */
+export const PRETRAINED_DATASET = "shapes://?pairs=3000&size=16&seed=0";
+
 /** The checkpoints idpo ships, as diffusion tools start from a pretrained model. */
 export const PRETRAINED: readonly PretrainedCheckpoint[] = [
   {
