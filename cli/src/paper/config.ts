@@ -193,7 +193,7 @@ const DEFAULT_CONFIG: PaperConfig = {
     iterations: 3,
     pairsPerIteration: 384,
     shardSize: 64,
-    pairSizes: [128, 384, 1024],
+    pairSizes: [128, 384, 768],
   },
   sampling: { steps: 20, guidanceScale: 3, textGuidance: 3.5, imageGuidance: 3, sdeditStrength: 0.6 },
   eval: {
@@ -209,9 +209,16 @@ const DEFAULT_CONFIG: PaperConfig = {
     variants: [
       { key: "sdedit", label: "SDEdit winners", improveStrength: 0.6 },
       { key: "rpo", label: "RPO likelihood term", sftWeight: 1 },
+      { key: "dpop", label: "DPO-Positive", dpoPositiveLambda: 5 },
       { key: "sft", label: "SFT on improved winners", sftOnWinners: true },
-      { key: "sdedit-sft", label: "SDEdit winners + SFT on them", improveStrength: 0.6, sftOnWinners: true },
       { key: "ref-prev", label: "refreshed reference", reference: "previous" },
+      {
+        key: "sdedit-rpo",
+        label: "SDEdit winners + RPO, lr 5e-5",
+        improveStrength: 0.6,
+        sftWeight: 1,
+        learningRate: 5e-5,
+      },
     ],
     sftSteps: 60,
     sftLearningRate: 1e-4,
