@@ -11,6 +11,7 @@ import {
   markdownTable,
   methodTable,
   pairSizeTable,
+  remedyTable,
   trainMetricsTable,
   tuningTable,
 } from "./tables.js";
@@ -220,7 +221,7 @@ export function renderReport(
   L.push("");
   if (results.tuning) {
     L.push(
-      "Each variant changes one thing of the faithful method and runs from the base; every number here is on the " +
+      "Each variant changes the settings in its change column of the faithful method and runs from the base; every number here is on the " +
         "validation prompts (training-split prompts disjoint from the evaluated ones), never on the test prompts. " +
         "The combination joins the changes that beat the faithful method there.",
     );
@@ -230,6 +231,17 @@ export function renderReport(
     L.push(
       `Chosen: **${results.tuning.chosen}**, ${results.tuning.reason}. Its train and test figures are the "Ours, tuned" row of Tables 1 and 4.`,
     );
+    L.push("");
+    L.push("### What made it work");
+    L.push("");
+    L.push(
+      "Each variant's last iterate, sampled alone (no improver at inference): its validation reward (what the " +
+        "choice read), then, measured after the choice, its test reward with the paired difference against the " +
+        "base (same prompts and seeds; 95 % CI), its win-rate against the base, and its diversity relative to " +
+        "the base's (Vendi ratio, test prompts).",
+    );
+    L.push("");
+    L.push(remedyTable(results));
   } else {
     L.push("_Disabled in this configuration._");
   }

@@ -73,6 +73,11 @@ export interface VariantResult {
   trainMetrics: TrainMetrics[];
   /** Checkpoint of each iteration (the early-stopping variant's chosen ones). */
   checkpoints: string[];
+  /**
+   * Key into `models` of the last checkpoint's evaluation on the train and test sets (reported beside the
+   * validation figures; the choice never reads it).
+   */
+  modelKey?: string;
 }
 
 /** Everything the report is written from. */

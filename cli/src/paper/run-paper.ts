@@ -124,6 +124,7 @@ async function runSeed(
   if (cfg.tuning.enabled) {
     const t = await runTuning(ctx, faithful);
     results.models[t.modelKey] = t.model;
+    Object.assign(results.models, t.variantModels);
     results.tuning = { variants: t.variants, chosen: t.chosen, reason: t.reason, modelKey: t.modelKey };
   }
   await writeFile(join(dir, "results.json"), `${JSON.stringify(results)}\n`);

@@ -4,7 +4,15 @@ import { paperConfig } from "./config.js";
 import { loadLine, type RunInfo, renderReport } from "./report.js";
 import type { ModelEval, PaperResults, SetEval } from "./results.js";
 import { pairedDelta, summariseRewards } from "./results.js";
-import { fmtDelta, fmtPercent, markdownTable, methodTable, pairSizeTable, tuningTable } from "./tables.js";
+import {
+  fmtDelta,
+  fmtPercent,
+  markdownTable,
+  methodTable,
+  pairSizeTable,
+  remedyTable,
+  tuningTable,
+} from "./tables.js";
 
 function set(rewards: number[], base?: number[], vendi = 2): SetEval {
   return { ...summariseRewards(rewards, base), vendi, components: {}, rewards };
@@ -54,6 +62,33 @@ function fixture(): PaperResults {
     ],
     trainMetrics: { "SPIN iter 1": { loss: 0.5, implicit_acc: 0.9, raw_model_loss: 0.2, ref_loss: 0.1 } },
   };
+}
+
+/** The fixture with a search whose chosen variant is `tuned`, `d` above the base on test (0.2 on train). */
+function withTuning(r: PaperResults, d: number): PaperResults {
+  const b = [0.5, 0.6, 0.7, 0.8];
+  const base = r.models.base;
+  r.models.tuned = model("tuned", "Ours, tuned", b.map((v) => v + 0.15), b.map((v) => v + d), base);
+  r.models["tune/rpo"] = { ...r.models.tuned, key: "tune/rpo" };
+  r.tuning = {
+    variants: [
+      {
+        key: "rpo",
+        label: "RPO",
+        change: "RPO likelihood term (α 1)",
+        validation: [0.7, 0.75],
+        validationCi: [0.01, 0.01],
+        validationVendi: [2, 2],
+        trainMetrics: [],
+        checkpoints: ["ckpt/tuned"],
+        modelKey: "tune/rpo",
+      },
+    ],
+    chosen: "rpo",
+    reason: "best",
+    modelKey: "tuned",
+  };
+  return r;
 }
 
 describe("markdown tables", () => {
@@ -128,6 +163,18 @@ describe("markdown tables", () => {
   });
 });
 
+describe("remedy table", () => {
+  it("puts each variant's validation figures beside its test reward, paired Δ, win-rate and Vendi ratio", () => {
+    const rows = remedyTable(withTuning(fixture(), 0.15)).split("\n");
+    expect(rows[0]).toBe(
+      "| variant | change | validation (last) | Δ validation | test reward | Δ test vs base (paired) | test win-rate | Vendi / base's |",
+    );
+    expect(rows[2]).toBe(
+      "| **RPO** (chosen) | RPO likelihood term (α 1) | 0.750 ± 0.010 | +0.050 | 0.800 ± 0.205 | +0.150 ± 0.000 | 100.0 ± 0.0 % | 1.00 |",
+    );
+  });
+});
+
 describe("claims", () => {
   it("holds the ordering when every paired difference is positive beyond the noise", () => {
     const c = checkClaims(fixture());
@@ -145,6 +192,28 @@ describe("claims", () => {
     r.models["spin/iter-1"] = { ...r.models["ours-spin/iter-1"], key: "spin/iter-1" };
     r.models["ours-spin/iter-1"] = { ...swap, key: "ours-spin/iter-1" };
     expect(checkClaims(r)[0].verdict).toBe("did not hold");
+  });
+
+  it("checks that each baseline improves the base on test prompts beyond the noise", () => {
+    const c = checkClaims(fixture()).find((x) => x.claim.startsWith("the baselines"));
+    expect(c?.verdict).toBe("held");
+    expect(c?.evidence).toBe(
+      "test, paired vs base: offline Diffusion-DPO +0.100 ± 0.000; improver one-shot +0.150 ± 0.000",
+    );
+    const r = fixture();
+    r.models.sft = model("sft", "SFT", [0.5, 0.6, 0.7, 0.8], [0.4, 0.6, 0.7, 0.9], r.models.base);
+    expect(checkClaims(r).find((x) => x.claim.startsWith("the baselines"))?.verdict).toBe("mixed");
+  });
+
+  it("compares the tuned policy with the improver one-shot, a miss only beyond the noise", () => {
+    const r = withTuning(fixture(), 0.15);
+    const claim = (x: PaperResults) => checkClaims(x).find((c) => c.claim.startsWith("the iterated policy"));
+    expect(claim(r)?.verdict).toBe("held");
+    expect(claim(r)?.evidence).toBe("tuned − improver one-shot: test ±0.000 ± 0.000, train −0.100 ± 0.000");
+    expect(claim(withTuning(fixture(), 0.1))?.verdict).toBe("did not hold");
+    const noisy = withTuning(fixture(), 0.15);
+    noisy.models.tuned.test = set([0.6, 0.8, 0.8, 0.95], r.models.base.test.rewards);
+    expect(claim(noisy)?.verdict).toBe("mixed");
   });
 
   it("paired delta is the mean difference with a t interval", () => {

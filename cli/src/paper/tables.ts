@@ -202,3 +202,46 @@ export function tuningTable(results: PaperResults): string {
   });
   return markdownTable(headers, body, ["left", "left", ...headers.slice(2).map(() => "right" as const)]);
 }
+
+/**
+ * "What made it work": each variant's last iterate on validation (what the choice read) beside its test
+ * reward, paired Δ against the base with its 95 % CI, win-rate, and Vendi relative to the base's.
+ */
+export function remedyTable(results: PaperResults): string {
+  const t = results.tuning;
+  if (!t) return "_the search was disabled in this configuration_";
+  const base = requireModel(results, "base").test;
+  const body = t.variants.map((v) => {
+    const last = v.validation.length - 1;
+    const cells = [
+      v.key === t.chosen ? `**${v.label}** (chosen)` : v.label,
+      v.change,
+      fmtReward(v.validation[last], v.validationCi[last] ?? 0),
+      fmtDelta(v.validation[last] - v.validation[0]),
+    ];
+    const m = v.modelKey ? results.models[v.modelKey] : undefined;
+    if (!m) return [...cells, "—", "—", "—", "—"];
+    const d = pairedDelta(m.test.rewards, base.rewards);
+    return [
+      ...cells,
+      fmtReward(m.test.reward, m.test.ci),
+      `${fmtDelta(d.mean)} ± ${d.ci.toFixed(3)}`,
+      fmtPercent(m.test.winRate, m.test.winRateCi),
+      (m.test.vendi / base.vendi).toFixed(2),
+    ];
+  });
+  return markdownTable(
+    [
+      "variant",
+      "change",
+      "validation (last)",
+      "Δ validation",
+      "test reward",
+      "Δ test vs base (paired)",
+      "test win-rate",
+      "Vendi / base's",
+    ],
+    body,
+    ["left", "left", "right", "right", "right", "right", "right", "right"],
+  );
+}

@@ -338,7 +338,9 @@ async function runVariant(
 export async function runTuning(
   ctx: PipelineContext,
   faithful: FaithfulResults,
-): Promise<NonNullable<PaperResults["tuning"]> & { model: ModelEval }> {
+): Promise<
+  NonNullable<PaperResults["tuning"]> & { model: ModelEval; variantModels: Record<string, ModelEval> }
+> {
   const { cfg } = ctx;
   const ids = { base: faithful.base.checkpointId, improver: faithful.improver.checkpointId };
   const startVal = await validate(ctx, BASE_KEY, faithful.base.checkpointId);
@@ -372,6 +374,14 @@ export async function runTuning(
   }
   let best = runs[0];
   for (const r of runs) if (final(r) > final(best)) best = r;
+  // Every variant's last iterate on train and test, for the report's "what made it work" table: measured
+  // after the choice, which reads validation only.
+  const variantModels: Record<string, ModelEval> = {};
+  for (const r of runs) {
+    const key = `tune/${r.spec.key}`;
+    variantModels[key] = await evaluateModel(ctx, key, `search: ${r.spec.label}`, r.finalCheckpoint);
+    r.result.modelKey = key;
+  }
   const reason =
     `highest validation reward after ${K} iteration${K === 1 ? "" : "s"} (${final(best).toFixed(4)}; ` +
     `faithful ${final(runs[0]).toFixed(4)}, base ${startVal.reward.toFixed(4)})`;
@@ -382,5 +392,6 @@ export async function runTuning(
     reason,
     modelKey: "tuned",
     model,
+    variantModels,
   };
 }
