@@ -68,7 +68,13 @@ function fixture(): PaperResults {
 function withTuning(r: PaperResults, d: number): PaperResults {
   const b = [0.5, 0.6, 0.7, 0.8];
   const base = r.models.base;
-  r.models.tuned = model("tuned", "Ours, tuned", b.map((v) => v + 0.15), b.map((v) => v + d), base);
+  r.models.tuned = model(
+    "tuned",
+    "Ours, tuned",
+    b.map((v) => v + 0.15),
+    b.map((v) => v + d),
+    base,
+  );
   r.models["tune/rpo"] = { ...r.models.tuned, key: "tune/rpo" };
   r.tuning = {
     variants: [
