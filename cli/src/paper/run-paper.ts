@@ -42,13 +42,9 @@ export interface BenchPaperOptions {
   override?: PaperConfig;
 }
 
-/**
- * The services' settings the benchmark sets before starting them (sampling batch sizes, SPIN's sampler,
- * and the sampling engine: the ONNX Runtime inference sidecar unless IDPO_INFERENCE says otherwise).
- */
-export function serviceEnv(cfg: PaperConfig, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+/** The services' settings the benchmark sets before starting them (sampling batch sizes, SPIN's sampler). */
+export function serviceEnv(cfg: PaperConfig): Record<string, string> {
   return {
-    IDPO_INFERENCE: env.IDPO_INFERENCE || "sidecar",
     IDPO_TRAINER_SPIN_STEPS: String(cfg.sampling.steps),
     IDPO_TRAINER_SPIN_GUIDANCE: String(cfg.sampling.guidanceScale),
     IDPO_GENERATOR_BATCH: "128",

@@ -10,7 +10,7 @@ import {
 } from "@idpo/runtime";
 import { loadService, SERVICE_NAMES } from "../services.js";
 
-/** The five services running in this process on loopback ports, sharing the embedded bus. */
+/** The services (the five and the inference sidecar) running in this process on loopback ports, sharing the embedded bus. */
 export interface LocalMesh {
   /** Address of each service (http://127.0.0.1:<port>). */
   urls: Record<MeshService, string>;
@@ -29,8 +29,9 @@ export interface LocalMeshOptions {
 }
 
 /**
- * Starts generator, improver, trainer, scorer and controller in this process with real gRPC servers on
- * free loopback ports, on the embedded bus under `dataDir` (IDPO_NATS_URL is ignored). Services start
+ * Starts generator, improver, trainer, scorer, controller and the inference sidecar in this process with real
+ * gRPC servers on free loopback ports, on the embedded bus under `dataDir` (IDPO_NATS_URL is ignored); the
+ * Generator and Improver sample through the sidecar unless IDPO_INFERENCE is "in-process". Services start
  * in dependency order, each on port 0; once one listens, IDPO_<SERVICE>_ADDR points at its real port, so
  * services created after it find it (and no port is chosen before it is bound). With
  * OTEL_EXPORTER_OTLP_ENDPOINT set, spans are exported with one `service.name` per service; shutdown sends
@@ -40,6 +41,9 @@ export async function startLocalMesh(opts: LocalMeshOptions): Promise<LocalMesh>
   const env = process.env;
   delete env.IDPO_NATS_URL;
   env.IDPO_DATA_DIR = opts.dataDir;
+  // The embedded mesh starts its own inference sidecar, so the Generator and Improver sample on its ONNX
+  // Runtime engine unless the user asked for in-process tfjs.
+  env.IDPO_INFERENCE ||= "sidecar";
   const { otlpEndpoint, otlpProtocol } = loadRuntimeConfig("mesh", 0, env);
   const tracing = initTracing({
     serviceName: opts.serviceName ?? "idpo",
