@@ -118,6 +118,11 @@ export interface PaperConfig {
   offlinePairs: number;
   /** Base model: PRETRAIN on all offline images with their prompts (the SD 1.5 analogue). */
   base: TrainStage;
+  /**
+   * Points of the base model's learning curve when it is trained here (`startFrom: "scratch"`): the base job
+   * writes this many evenly spaced checkpoints, each measured on the validation prompts (0: none).
+   */
+  baseCurvePoints: number;
   /** Improvement model: IMPROVER three-task mixture, initialised from the base. */
   improver: TrainStage & {
     /** Probability of the conditional-improvement task. */
@@ -162,6 +167,7 @@ const DEFAULT_CONFIG: PaperConfig = {
   modelPreset: "shapes16",
   startFrom: "pretrained",
   offlinePairs: 3000,
+  baseCurvePoints: 5,
   base: {
     steps: 1000,
     batchSize: 96,
@@ -233,6 +239,7 @@ const QUICK_CONFIG: PaperConfig = {
   modelPreset: "tiny",
   startFrom: "scratch",
   offlinePairs: 500,
+  baseCurvePoints: 2,
   base: { steps: 200, batchSize: 32, learningRate: 2e-3, warmupSteps: 20 },
   improver: {
     steps: 100,
@@ -389,6 +396,7 @@ export function validatePaperConfig(cfg: PaperConfig): void {
   }
   checkInt(cfg.offlinePairs, 16, 10_000_000, "offlinePairs", errors);
   checkStage(cfg.base, "base", errors);
+  checkInt(cfg.baseCurvePoints, 0, Math.min(100, cfg.base.steps), "baseCurvePoints", errors);
   checkStage(cfg.improver, "improver", errors);
   checkNum(cfg.improver.improveTaskProbability, 0, 1, "improver.improveTaskProbability", errors);
   checkNum(cfg.improver.reconstructTaskProbability, 0, 1, "improver.reconstructTaskProbability", errors);

@@ -20,6 +20,7 @@ import {
   evaluateModel,
   FIX_KEY,
   FIX_SDEDIT_KEY,
+  validate,
 } from "./evaluate.js";
 import { deriveSeed } from "./prompt-sets.js";
 import type { IterationSeries, ModelEval, PairSizeRow, TrainMetrics } from "./results.js";
@@ -38,6 +39,8 @@ export interface TrainedModel {
   /** Its content hash (what the stages that read it depend on). */
   sha256: string;
   metrics: TrainMetrics;
+  /** The job's intermediate checkpoints (`checkpoint_every`), oldest first; empty for a shipped model. */
+  checkpoints?: { id: string; step: number }[];
 }
 
 /** An iterated run's iterates (1..K) and their jobs' final metrics. */
@@ -150,7 +153,12 @@ export async function trainStage(
     ctx.progress(`${label}: training (${JobKind[spec.kind]}, ${spec.training?.steps} steps)`);
     const job = await ctx.mesh.runJob(spec, label);
     const ckpt = job.finalCheckpoint!;
-    return { checkpointId: ckpt.id, sha256: ckpt.sha256, metrics: metricsOf(job.metrics) };
+    return {
+      checkpointId: ckpt.id,
+      sha256: ckpt.sha256,
+      metrics: metricsOf(job.metrics),
+      checkpoints: job.checkpoints.map((c) => ({ id: c.id, step: Number(c.step) })),
+    };
   });
 }
 
@@ -257,6 +265,8 @@ export interface FaithfulResults {
   trainMetrics: Record<string, TrainMetrics>;
   /** ours from the base (the faithful method), for the search. */
   ours: IteratedRun;
+  /** The base model's learning curve on validation prompts (when it was trained here). */
+  baseCurve?: { step: number; reward: number; ci: number }[];
 }
 
 async function evaluateIterates(
@@ -277,6 +287,22 @@ async function evaluateIterates(
   return keys;
 }
 
+/** Validation reward of each of the base job's checkpoints, by step, its last one included. */
+async function learningCurve(
+  ctx: PipelineContext,
+  base: TrainedModel,
+): Promise<{ step: number; reward: number; ci: number }[]> {
+  const points = [...(base.checkpoints ?? [])];
+  if (!points.some((c) => c.id === base.checkpointId))
+    points.push({ id: base.checkpointId, step: ctx.cfg.base.steps });
+  const out: { step: number; reward: number; ci: number }[] = [];
+  for (const p of points.sort((a, b) => a.step - b.step)) {
+    const v = await validate(ctx, `base-curve/step-${p.step}`, p.id);
+    out.push({ step: p.step, reward: v.reward, ci: v.ci });
+  }
+  return out;
+}
+
 /** The base model (PRETRAIN on every offline image) and the improvement model trained from it, for this seed. */
 async function trainBaseAndImprover(
   ctx: PipelineContext,
@@ -288,7 +314,11 @@ async function trainBaseAndImprover(
     kind: JobKind.PRETRAIN,
     data: [data],
     modelPreset: cfg.modelPreset,
-    training: trainingConfig(cfg.base, deriveSeed(seed, "base")),
+    training: trainingConfig(
+      cfg.base,
+      deriveSeed(seed, "base"),
+      cfg.baseCurvePoints > 0 ? { checkpointEvery: Math.floor(cfg.base.steps / cfg.baseCurvePoints) } : {},
+    ),
     outputCheckpointId: `bench/${tag}/base`,
   });
   const improver = await trainStage(ctx, "improver", "improvement model", {
@@ -324,6 +354,7 @@ export async function runFaithful(ctx: PipelineContext): Promise<FaithfulResults
           improver: await pretrainedModel(ctx, PRETRAINED_IMPROVER_ID),
         }
       : await trainBaseAndImprover(ctx, data);
+  const baseCurve = cfg.startFrom === "scratch" ? await learningCurve(ctx, base) : undefined;
   models[BASE_KEY] = await evaluateModel(ctx, BASE_KEY, "Base (pretrained)", base.checkpointId);
   models[FIX_KEY] = await evaluateFix(ctx, improver.checkpointId);
   models[FIX_SDEDIT_KEY] = await evaluateFix(ctx, improver.checkpointId, cfg.sampling.sdeditStrength);
@@ -450,5 +481,6 @@ export async function runFaithful(ctx: PipelineContext): Promise<FaithfulResults
     pairSizes,
     trainMetrics,
     ours: { ...ours, checkpoints: ours.checkpoints.slice(0, K) },
+    baseCurve,
   };
 }

@@ -140,7 +140,12 @@ export function renderReport(
     );
   }
   L.push(
-    "- All five services ran in one process on loopback gRPC ports with the embedded bus; every model was trained by the Trainer, iterated methods were driven by the Controller, images came from the Generator and Improver, and every score from the Scorer.",
+    "- All services ran in one process on loopback gRPC ports with the embedded bus; every model was trained by the Trainer, iterated methods were driven by the Controller, images came from the Generator and Improver (through the inference sidecar where the engines line says so), and every score from the Scorer.",
+  );
+  L.push(
+    cfg.startFrom === "pretrained"
+      ? "- Base and improvement model: the checkpoints idpo ships (`models/shapes16`, made by the `base` and `improver` recipes of the configuration below on the offline dataset named there; see `models/shapes16/MODEL_CARD.md`), shared by every seed. The oracle only scores: no training signal reads it, apart from the offline dataset's Bradley–Terry preference labels."
+      : "- Base and improvement model: trained for this seed by the `base` and `improver` recipes of the configuration below. The oracle only scores: no training signal reads it, apart from the offline dataset's Bradley–Terry preference labels.",
   );
   L.push("");
   L.push("<details><summary>Configuration</summary>");
@@ -151,6 +156,22 @@ export function renderReport(
   L.push("");
   L.push("</details>");
   L.push("");
+  if (results.baseCurve && results.baseCurve.length > 0) {
+    L.push("## The base model's learning curve");
+    L.push("");
+    L.push(
+      "Validation reward of the base job's checkpoints (EMA weights where the recipe keeps an EMA), sampled like every model here:",
+    );
+    L.push("");
+    L.push(
+      markdownTable(
+        ["step", "validation reward"],
+        results.baseCurve.map((p) => [String(p.step), fmtReward(p.reward, p.ci)]),
+        ["right", "right"],
+      ),
+    );
+    L.push("");
+  }
   L.push("## Claims");
   L.push("");
   const claims = checkClaims(results);

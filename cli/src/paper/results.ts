@@ -92,6 +92,11 @@ export interface PaperResults {
   pairSizes: PairSizeRow[];
   /** Final training metrics by job label (e.g. "SPIN iter 2"). */
   trainMetrics: Record<string, TrainMetrics>;
+  /**
+   * The base model's learning curve, when it was trained here: validation reward of its intermediate
+   * checkpoints and its last, by optimiser step.
+   */
+  baseCurve?: { step: number; reward: number; ci: number }[];
   /** The search for what makes it work (absent when disabled). */
   tuning?: {
     /** Variants tried, the faithful one first. */

@@ -116,6 +116,7 @@ async function runSeed(
     series: faithful.series,
     pairSizes: faithful.pairSizes,
     trainMetrics: faithful.trainMetrics,
+    baseCurve: faithful.baseCurve,
   };
   if (cfg.tuning.enabled) {
     const t = await runTuning(ctx, faithful);
