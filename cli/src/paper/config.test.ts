@@ -32,7 +32,7 @@ describe("paper configs", () => {
     expect(msg).toContain("eval.samplesPerPrompt = 2");
     expect(msg).toContain('tuning.variants[5].key = "sdedit": used twice or reserved');
     expect(msg).toContain("tuning.variants[5].improveStrength = 1.5");
-    expect(msg).toContain("three increasing sizes");
+    expect(msg).toContain("expected increasing sizes");
     expect(msg).toContain("modelPreset = shapes32 works on 32px images");
   });
 

@@ -142,8 +142,8 @@ export interface PaperConfig {
     pairsPerIteration: number;
     /** Pairs per work-queue shard. */
     shardSize: number;
-    /** Table 2: online pairs per iteration of the three "ours from base" runs (one equals pairsPerIteration). */
-    pairSizes: [number, number, number];
+    /** Table 2: online pairs per iteration of two or three "ours from base" runs (one equals pairsPerIteration). */
+    pairSizes: number[];
   };
   /** Sampling settings shared by every stage. */
   sampling: SamplingConfig;
@@ -199,7 +199,7 @@ const DEFAULT_CONFIG: PaperConfig = {
     iterations: 3,
     pairsPerIteration: 384,
     shardSize: 64,
-    pairSizes: [128, 384, 768],
+    pairSizes: [128, 384],
   },
   sampling: { steps: 20, guidanceScale: 3, textGuidance: 3.5, imageGuidance: 3, sdeditStrength: 0.6 },
   eval: {
@@ -217,7 +217,6 @@ const DEFAULT_CONFIG: PaperConfig = {
       { key: "rpo", label: "RPO likelihood term", sftWeight: 1 },
       { key: "dpop", label: "DPO-Positive", dpoPositiveLambda: 5 },
       { key: "sft", label: "SFT on improved winners", sftOnWinners: true },
-      { key: "ref-prev", label: "refreshed reference", reference: "previous" },
       {
         key: "sdedit-rpo",
         label: "SDEdit winners + RPO, lr 5e-5",
@@ -411,13 +410,14 @@ export function validatePaperConfig(cfg: PaperConfig): void {
   checkInt(cfg.ours.iterations, 1, 100, "ours.iterations", errors);
   checkInt(cfg.ours.pairsPerIteration, 1, 1_000_000, "ours.pairsPerIteration", errors);
   checkInt(cfg.ours.shardSize, 1, 4096, "ours.shardSize", errors);
-  if (!Array.isArray(cfg.ours.pairSizes) || cfg.ours.pairSizes.length !== 3) {
-    errors.push("ours.pairSizes: expected exactly three sizes");
+  const sizes = cfg.ours.pairSizes;
+  if (!Array.isArray(sizes) || sizes.length < 2 || sizes.length > 3) {
+    errors.push("ours.pairSizes: expected two or three sizes");
   } else {
-    for (let i = 0; i < 3; i++) checkInt(cfg.ours.pairSizes[i], 1, 1_000_000, `ours.pairSizes[${i}]`, errors);
-    const sorted = [...cfg.ours.pairSizes].sort((a, b) => a - b);
-    if (new Set(sorted).size !== 3 || sorted.some((v, i) => v !== cfg.ours.pairSizes[i])) {
-      errors.push(`ours.pairSizes = [${cfg.ours.pairSizes.join(", ")}]: expected three increasing sizes`);
+    for (let i = 0; i < sizes.length; i++) checkInt(sizes[i], 1, 1_000_000, `ours.pairSizes[${i}]`, errors);
+    const sorted = [...sizes].sort((a, b) => a - b);
+    if (new Set(sorted).size !== sizes.length || sorted.some((v, i) => v !== sizes[i])) {
+      errors.push(`ours.pairSizes = [${sizes.join(", ")}]: expected increasing sizes`);
     }
     if (!cfg.ours.pairSizes.includes(cfg.ours.pairsPerIteration)) {
       errors.push(
