@@ -22,8 +22,8 @@ import {
   type WatchRunRequest,
 } from "@idpo/proto";
 import { type Logger, pageNewestFirst, timestampNanos } from "@idpo/runtime";
+import type { Peers } from "./driver-deps.js";
 import { checkRunId, validateRunConfig } from "./run-config.js";
-import type { Peers } from "./run-driver.js";
 import { publishRunState } from "./run-events.js";
 import { evaluationSamples, iterationPairs } from "./run-images.js";
 import type { RunManager } from "./run-manager.js";

@@ -11,7 +11,7 @@ import {
   type ServiceDefinition,
 } from "@idpo/runtime";
 import { controllerRoutes } from "./controller-routes.js";
-import { type ControllerOptions, DEFAULT_CONTROLLER_OPTIONS, type Peers } from "./run-driver.js";
+import { type ControllerOptions, DEFAULT_CONTROLLER_OPTIONS, type Peers } from "./driver-deps.js";
 import { RunManager } from "./run-manager.js";
 import { RunStore } from "./run-store.js";
 import { subscribeShardEvents } from "./shard-events.js";

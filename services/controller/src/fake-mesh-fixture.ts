@@ -40,7 +40,7 @@ import {
 import { type BuiltServer, buildServer, createLogger, type ServiceDefinition } from "@idpo/runtime";
 import { scorerRoutes } from "@idpo/scorer";
 import { controllerDefinition } from "./controller-service.js";
-import type { ControllerOptions, Peers } from "./run-driver.js";
+import type { ControllerOptions, Peers } from "./driver-deps.js";
 
 export const quietLogger = createLogger("error", {}, () => {});
 

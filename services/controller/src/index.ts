@@ -5,8 +5,8 @@ export {
   controllerOptionsFromEnv,
   controllerService,
 } from "./controller-service.js";
+export { type ControllerOptions, DEFAULT_CONTROLLER_OPTIONS, type Peers } from "./driver-deps.js";
 export { policyJobKind, validateRunConfig } from "./run-config.js";
-export { type ControllerOptions, DEFAULT_CONTROLLER_OPTIONS, type Peers } from "./run-driver.js";
 export {
   checkpointIds,
   iterationPrefix,

@@ -1,210 +1,30 @@
-import { clone, create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { type Client, Code, ConnectError } from "@connectrpc/connect";
-import { type Bus, RevisionConflictError } from "@idpo/bus";
-import type { CheckpointStore } from "@idpo/mesh";
-import {
-  type CheckpointRef,
-  EvaluationSchema,
-  type GeneratedImage,
-  GenerateImagesResponseSchema,
-  type GenerationSpec,
-  GenerationSpecSchema,
-  type GeneratorService,
-  IterationSchema,
-  type Job,
-  JobKind,
-  type JobSpec,
-  JobSpecSchema,
-  JobState,
-  PairShardTaskSchema,
-  PairsReadySchema,
-  ProgressSchema,
-  ReferencePolicy,
-  type Run,
-  RunMethod,
-  RunStage,
-  RunState,
-  type ScorerService,
-  type TrainerService,
-  type TrainingConfig,
-  TrainingConfigSchema,
-} from "@idpo/proto";
-import { backoffMs, isTransient, type Logger, retryTransient, sleep } from "@idpo/runtime";
+import { create } from "@bufbuild/protobuf";
+import { ConnectError } from "@connectrpc/connect";
+import { RevisionConflictError } from "@idpo/bus";
+import { IterationSchema, ProgressSchema, type Run, RunMethod, RunStage, RunState } from "@idpo/proto";
+import { backoffMs, sleep } from "@idpo/runtime";
 import { context, type Span, trace } from "@opentelemetry/api";
-import { publishRunState, stateEventId } from "./run-events.js";
-import {
-  checkpointIds,
-  deriveSeed,
-  iterationPrefix,
-  jobIds,
-  planShards,
-  samplesArtifact,
-  shardCount,
-  shardKeyPrefix,
-} from "./run-plan.js";
-import { isTerminal, type RunStore } from "./run-store.js";
-import { endRunSpan, runTraceKey, startRunSpan, withStageSpan } from "./run-tracing.js";
-import { resolveTrainPrompts } from "./train-prompts.js";
-
-/** Clients of the peers a controller drives. */
-export interface Peers {
-  trainer: Client<typeof TrainerService>;
-  generator: Client<typeof GeneratorService>;
-  scorer: Client<typeof ScorerService>;
-}
-
-/** Timings of the controller (from the environment; tests shorten them). */
-export interface ControllerOptions {
-  /** Smallest interval between two progress writes of one run, ms (IDPO_CONTROLLER_PROGRESS_MS, default 1000). */
-  progressIntervalMs: number;
-  /** How long a stage keeps retrying an unreachable peer before the run fails, ms
-   * (IDPO_CONTROLLER_PEER_RETRY_S, default 600 s). */
-  peerRetryMs: number;
-  /** How long evaluation waits for the generators to load a new checkpoint on their own (they do on
-   * checkpoint.published) before asking with LoadCheckpoint, ms (IDPO_CONTROLLER_LOAD_WAIT_MS, default 5000). */
-  loadWaitMs: number;
-  /** First delay between GetJob polls when a WatchJob stream breaks, ms (doubles up to 30 s; default 1000). */
-  jobPollMs: number;
-}
-
-/** Default timings. */
-export const DEFAULT_CONTROLLER_OPTIONS: ControllerOptions = {
-  progressIntervalMs: 1000,
-  peerRetryMs: 600_000,
-  loadWaitMs: 5000,
-  jobPollMs: 1000,
-};
-
-/** What a driver works with. */
-export interface DriverDeps {
-  store: RunStore;
-  bus: Bus;
-  peers: Peers;
-  checkpoints: CheckpointStore;
-  logger: Logger;
-  options: ControllerOptions;
-}
-
-/** A stage failed for a reason a retry cannot cure: the run fails with this message. */
-export class StageError extends Error {
-  override readonly name = "StageError";
-}
-
-/** The run ended (cancelled, failed elsewhere) or the controller is stopping: stop driving quietly. */
-export class RunEnded extends Error {
-  override readonly name = "RunEnded";
-}
-
-/** The step was overtaken: someone else (another controller) advanced the run past it. */
-class Superseded extends Error {
-  override readonly name = "Superseded";
-}
-
-/** The next thing a run needs, decided from its stored state alone (so a restarted controller resumes). */
-export type Action =
-  | { kind: "base" }
-  | { kind: "improver" }
-  | { kind: "start-iteration"; k: number }
-  | { kind: "generate"; k: number }
-  | { kind: "train"; k: number }
-  | { kind: "evaluate"; k: number }
-  | { kind: "finish" };
-
-/** The next action of a non-terminal run. */
-export function nextAction(run: Run): Action {
-  const cfg = run.config!;
-  if (!run.baseCheckpoint) return { kind: "base" };
-  if (cfg.method === RunMethod.ITERATIVE_DPO && !run.improverCheckpoint) return { kind: "improver" };
-  if (!run.baseEvaluation) return { kind: "evaluate", k: 0 };
-  const n = run.iterations.length;
-  if (n > 0) {
-    const it = run.iterations[n - 1];
-    if (cfg.method === RunMethod.ITERATIVE_DPO && it.shardsDone < it.shardsTotal)
-      return { kind: "generate", k: n };
-    if (!it.checkpoint) return { kind: "train", k: n };
-    if (!it.evaluation) return { kind: "evaluate", k: n };
-  }
-  if (n < cfg.iterations) return { kind: "start-iteration", k: n + 1 };
-  return { kind: "finish" };
-}
-
-function sameAction(a: Action, b: Action): boolean {
-  return a.kind === b.kind && ("k" in a ? a.k : 0) === ("k" in b ? b.k : 0);
-}
-
-/** The policy checkpoint iteration k starts from. */
-export function previousPolicy(run: Run, k: number): string {
-  if (k === 1) return run.config!.startCheckpointId || run.baseCheckpoint!.id;
-  const prev = run.iterations[k - 2]?.checkpoint;
-  if (!prev) throw new Error(`run ${run.runId}: iteration ${k - 1} has no checkpoint`);
-  return prev.id;
-}
-
-/** The trainer job of iteration k (DPO on the iteration's shards, SPIN, offline DPO or SFT on the dataset). */
-export function iterationJobSpec(run: Run, k: number): JobSpec {
-  const cfg = run.config!;
-  const init = previousPolicy(run, k);
-  const base = run.baseCheckpoint!.id;
-  const reference = cfg.reference === ReferencePolicy.PREVIOUS ? init : base;
-  const training = seeded(cfg.policyTraining!, deriveSeed(cfg.seed, "train", k, cfg.policyTraining!.seed));
-  let kind: JobKind;
-  let data: string[];
-  let ref = "";
-  switch (cfg.method) {
-    case RunMethod.ITERATIVE_DPO:
-      kind = JobKind.DPO;
-      data = [`artifact://${iterationPrefix(run.runId, k)}`];
-      ref = reference;
-      break;
-    case RunMethod.SPIN:
-      // SPIN: the previous iterate is both the reference and the source of the losers.
-      kind = JobKind.SPIN;
-      data = [cfg.dataset];
-      ref = init;
-      break;
-    case RunMethod.DPO_OFFLINE:
-      kind = JobKind.DPO;
-      data = [cfg.dataset];
-      ref = reference;
-      break;
-    case RunMethod.SFT:
-      kind = JobKind.SFT;
-      data = [cfg.dataset];
-      break;
-    default:
-      throw new StageError(`unknown method ${cfg.method}`);
-  }
-  return create(JobSpecSchema, {
-    jobId: jobIds.iteration(run.runId, k),
-    runId: run.runId,
-    kind,
-    data,
-    initCheckpointId: init,
-    referenceCheckpointId: ref,
-    modelPreset: cfg.modelPreset,
-    training,
-    outputCheckpointId: checkpointIds.iteration(run.runId, k),
-    iteration: k,
-  });
-}
-
-/** A copy of a training config with the job's seed (derived from the run's seed and the stage). */
-function seeded(t: TrainingConfig, seed: number): TrainingConfig {
-  const out = clone(TrainingConfigSchema, t);
-  out.seed = BigInt(seed);
-  return out;
-}
-
-function jobEnded(state: JobState): boolean {
-  return state === JobState.SUCCEEDED || state === JobState.FAILED || state === JobState.CANCELLED;
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
+import type { DriverDeps, StageContext } from "./driver-deps.js";
+import { evaluateStage } from "./evaluate-stage.js";
+import { generateStage } from "./generate-stage.js";
+import { modelStage } from "./model-stage.js";
+import { errorMessage, RunEnded, StageError, Superseded } from "./run-errors.js";
+import { type Action, actionName, jobIds, nextAction, sameAction, shardCount } from "./run-plan.js";
+import { isTerminal } from "./run-store.js";
+import { endRunSpan, runTraceKey, startRunSpan } from "./run-tracing.js";
+import { RunWriter } from "./run-writer.js";
+import { trainStage } from "./train-stage.js";
 
 /** Consecutive unexpected errors (bus hiccups, bugs) tolerated before the run is failed. */
 const MAX_UNEXPECTED_ERRORS = 5;
+
+/** The step in progress: its action, the revision it was decided at, and its own abort. */
+interface CurrentStep {
+  action: Action;
+  revision: number;
+  abort: AbortController;
+  signal: AbortSignal;
+}
 
 /**
  * Drives one run to its end: base → improver → base evaluation → K × (pairs → training → evaluation).
@@ -215,15 +35,15 @@ const MAX_UNEXPECTED_ERRORS = 5;
  */
 export class RunDriver {
   private readonly abort = new AbortController();
-  /** The step in progress: its action, the revision it was decided at, and its own abort. */
-  private current?: { action: Action; revision: number; abort: AbortController; signal: AbortSignal };
-  private lastPublished = "";
-  private lastProgressWrite = 0;
+  private current?: CurrentStep;
+  private readonly writer: RunWriter;
 
   constructor(
     readonly runId: string,
     private readonly deps: DriverDeps,
-  ) {}
+  ) {
+    this.writer = new RunWriter(runId, deps);
+  }
 
   /** Aborted when the driver must stop, or when the current step was overtaken by another driver. */
   get signal(): AbortSignal {
@@ -299,6 +119,7 @@ export class RunDriver {
     }
   }
 
+  /** Takes the run's next action, again and again, until the run ends or the driver is stopped. */
   private async loop(): Promise<void> {
     const { store, logger } = this.deps;
     let unexpected = 0;
@@ -309,327 +130,92 @@ export class RunDriver {
         return;
       }
       if (isTerminal(cur.run.state)) {
-        await this.publish(cur.run);
+        await this.writer.publish(cur.run);
         return;
       }
       const action = nextAction(cur.run);
-      const stepAbort = new AbortController();
+      const abort = new AbortController();
       this.current = {
         action,
         revision: cur.revision,
-        abort: stepAbort,
-        signal: AbortSignal.any([this.abort.signal, stepAbort.signal]),
+        abort,
+        signal: AbortSignal.any([this.abort.signal, abort.signal]),
       };
       try {
-        if (await this.step(cur.run, action)) return;
+        if (await this.step(cur.run, action, this.current.signal)) return;
         unexpected = 0;
       } catch (err) {
         if (this.abort.signal.aborted || err instanceof RunEnded) return;
-        if (stepAbort.signal.aborted) {
+        if (abort.signal.aborted) {
           logger.debug("step overtaken by another controller", { runId: this.runId, action: action.kind });
           continue;
         }
-        const where =
-          action.kind === "finish" ? "finish" : `${action.kind}${"k" in action ? ` ${action.k}` : ""}`;
-        if (err instanceof StageError) {
-          await this.fail(err.message);
-          return;
-        }
-        if (err instanceof ConnectError) {
-          await this.fail(`${where}: ${err.message}`);
-          return;
-        }
-        unexpected++;
-        logger.warn("run step failed; retrying", {
-          runId: this.runId,
-          action: where,
-          error: errorMessage(err),
-        });
-        if (unexpected >= MAX_UNEXPECTED_ERRORS) {
-          await this.fail(`${where}: ${errorMessage(err)}`);
-          return;
-        }
-        await sleep(backoffMs(unexpected, 500, 10_000), this.abort.signal).catch(() => undefined);
+        const verdict = await this.onStepError(err, action, ++unexpected);
+        if (verdict === "stop") return;
       } finally {
         this.current = undefined;
       }
     }
   }
 
+  /**
+   * What a failed step leads to: a StageError or a peer's error fails the run; any other error is retried
+   * after a backoff, until it is the `unexpected`-th in a row of MAX_UNEXPECTED_ERRORS.
+   */
+  private async onStepError(err: unknown, action: Action, unexpected: number): Promise<"stop" | "retry"> {
+    const where = actionName(action);
+    if (err instanceof StageError) {
+      await this.writer.fail(err.message);
+      return "stop";
+    }
+    if (err instanceof ConnectError) {
+      await this.writer.fail(`${where}: ${err.message}`);
+      return "stop";
+    }
+    this.deps.logger.warn("run step failed; retrying", {
+      runId: this.runId,
+      action: where,
+      error: errorMessage(err),
+    });
+    if (unexpected >= MAX_UNEXPECTED_ERRORS) {
+      await this.writer.fail(`${where}: ${errorMessage(err)}`);
+      return "stop";
+    }
+    await sleep(backoffMs(unexpected, 500, 10_000), this.abort.signal).catch(() => undefined);
+    return "retry";
+  }
+
   /** Performs one action; true when the run is finished. */
-  private async step(run: Run, action: Action): Promise<boolean> {
+  private async step(run: Run, action: Action, signal: AbortSignal): Promise<boolean> {
+    const ctx: StageContext = { runId: this.runId, deps: this.deps, signal, writer: this.writer };
     switch (action.kind) {
       case "base":
-        await this.base(run);
-        return false;
       case "improver":
-        await this.improver(run);
+        await modelStage(ctx, run, action.kind);
         return false;
       case "start-iteration":
         await this.startIteration(run, action.k);
         return false;
       case "generate":
-        await this.generate(run, action.k);
+        await generateStage(ctx, run, action.k);
         return false;
       case "train":
-        await this.train(run, action.k);
+        await trainStage(ctx, run, action.k);
         return false;
       case "evaluate":
-        await this.evaluate(run, action.k);
+        await evaluateStage(ctx, run, action.k);
         return false;
       case "finish":
-        await this.commit((r) => {
-          r.state = RunState.SUCCEEDED;
-          r.stage = RunStage.DONE;
-          r.progress = create(ProgressSchema, { message: "done" });
-          return true;
-        });
-        this.deps.logger.info("run succeeded", { runId: this.runId });
+        await this.finish();
         return true;
     }
   }
 
-  // ---- state writes -------------------------------------------------------------------------------
-
-  /** A compare-and-set write of the run; refuses (RunEnded) once the run is terminal. */
-  private async commit(change: (run: Run) => boolean): Promise<Run> {
-    const res = await this.deps.store.mutate(this.runId, (r) => {
-      if (isTerminal(r.state)) throw new RunEnded(`run is ${RunState[r.state]}`);
-      return change(r);
-    });
-    await this.publish(res.run);
-    return res.run;
-  }
-
-  private async publish(run: Run): Promise<void> {
-    const id = stateEventId(run);
-    if (id === this.lastPublished) return;
-    await publishRunState(this.deps.bus, run);
-    this.lastPublished = id;
-  }
-
-  private async fail(message: string): Promise<void> {
-    this.deps.logger.error("run failed", { runId: this.runId, error: message });
-    const res = await this.deps.store.mutate(this.runId, (r) => {
-      if (isTerminal(r.state)) return false;
-      r.state = RunState.FAILED;
-      r.stage = RunStage.UNSPECIFIED;
-      r.error = message;
-      r.progress = create(ProgressSchema, { message: "failed" });
-      return true;
-    });
-    await this.publish(res.run);
-  }
-
-  private async enterStage(stage: RunStage, k: number, message: string): Promise<void> {
-    this.lastProgressWrite = 0;
-    await this.commit((r) => {
-      if (r.state === RunState.RUNNING && r.stage === stage && r.iteration === k) return false;
-      r.state = RunState.RUNNING;
-      r.stage = stage;
-      r.iteration = k;
-      r.progress = create(ProgressSchema, { message });
-      return true;
-    });
-    this.deps.logger.info("stage", { runId: this.runId, stage: RunStage[stage], iteration: k });
-  }
-
-  /** Writes progress of the current stage, at most once per progressIntervalMs unless `force`. */
-  private async progress(
-    stage: RunStage,
-    k: number,
-    p: { done: number; total: number; loss?: number; eta: number; message: string },
-    force = false,
-    extra?: (run: Run) => void,
-  ): Promise<void> {
-    const now = Date.now();
-    if (!force && now - this.lastProgressWrite < this.deps.options.progressIntervalMs) return;
-    this.lastProgressWrite = now;
-    await this.commit((r) => {
-      if (r.stage !== stage || r.iteration !== k) return false;
-      r.progress = create(ProgressSchema, {
-        done: BigInt(Math.max(0, Math.round(p.done))),
-        total: BigInt(Math.max(0, Math.round(p.total))),
-        loss: p.loss,
-        etaSeconds: Number.isFinite(p.eta) ? Math.max(0, p.eta) : 0,
-        message: p.message,
-      });
-      extra?.(r);
-      return true;
-    });
-  }
-
-  // ---- peers --------------------------------------------------------------------------------------
-
-  private retry<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    return retryTransient(fn, {
-      budgetMs: this.deps.options.peerRetryMs,
-      signal: this.signal,
-      onRetry: (err, attempt) =>
-        this.deps.logger.warn("peer call failed; retrying", {
-          runId: this.runId,
-          call: what,
-          attempt,
-          error: errorMessage(err),
-        }),
-    });
-  }
-
-  /** Submits a trainer job (idempotent on its id) and follows it to its end, reporting progress. */
-  private async runJob(spec: JobSpec, stage: RunStage, k: number, label: string): Promise<Job> {
-    const { trainer } = this.deps.peers;
-    const { options } = this.deps;
-    const signal = this.signal;
-    const jobId = spec.jobId;
-    const start = async () =>
-      (await this.retry("StartJob", () => trainer.startJob({ spec }, { signal }))).job!;
-    let job = await start();
-    let attempt = 0;
-    let lastContact = Date.now();
-    while (!jobEnded(job.state)) {
-      try {
-        for await (const res of trainer.watchJob({ jobId }, { signal })) {
-          lastContact = Date.now();
-          attempt = 0;
-          job = res.job!;
-          await this.jobProgress(job, stage, k, label, false);
-          if (jobEnded(job.state)) break;
-        }
-        if (jobEnded(job.state)) break;
-        // The stream ended early (the trainer is shutting down): poll until it is back.
-        await sleep(backoffMs(attempt++, options.jobPollMs, 30_000), signal);
-        job = (await this.retry("GetJob", () => trainer.getJob({ jobId }, { signal }))).job!;
-      } catch (err) {
-        if (signal.aborted) throw signal.reason;
-        if (err instanceof ConnectError && err.code === Code.NotFound) {
-          // The trainer lost the job (e.g. a fresh state store): submit it again.
-          job = await start();
-          continue;
-        }
-        if (!isTransient(err)) throw err;
-        if (Date.now() - lastContact > options.peerRetryMs) {
-          throw new StageError(
-            `${label}: trainer unreachable while waiting for job ${jobId}: ${errorMessage(err)}`,
-          );
-        }
-        await sleep(backoffMs(attempt++, options.jobPollMs, 30_000), signal);
-      }
-    }
-    await this.jobProgress(job, stage, k, label, true);
-    if (job.state === JobState.SUCCEEDED) {
-      if (!job.finalCheckpoint)
-        throw new StageError(`${label}: trainer job ${jobId} succeeded without a final checkpoint`);
-      return job;
-    }
-    if (job.state === JobState.FAILED) {
-      throw new StageError(`${label}: trainer job ${jobId} failed: ${job.error || "no reason given"}`);
-    }
-    throw new StageError(`${label}: trainer job ${jobId} was cancelled`);
-  }
-
-  private async jobProgress(
-    job: Job,
-    stage: RunStage,
-    k: number,
-    label: string,
-    force: boolean,
-  ): Promise<void> {
-    const loss = job.metrics.loss;
-    const state = JobState[job.state].toLowerCase();
-    await this.progress(
-      stage,
-      k,
-      {
-        done: job.step,
-        total: job.totalSteps,
-        loss,
-        eta: job.etaSeconds,
-        message: `${label}: ${state}, step ${job.step}/${job.totalSteps}${loss !== undefined ? `, loss ${loss.toPrecision(4)}` : ""}`,
-      },
-      force,
-    );
-  }
-
-  // ---- stages -------------------------------------------------------------------------------------
-
-  private async base(run: Run): Promise<void> {
-    const cfg = run.config!;
-    await this.enterStage(
-      RunStage.BASE,
-      0,
-      cfg.baseCheckpointId ? "loading the base model" : "training the base model",
-    );
-    const ref = await withStageSpan(this.runId, "idpo.run.base", { "idpo.stage": "base" }, async () => {
-      if (cfg.baseCheckpointId)
-        return await this.existingCheckpoint(cfg.baseCheckpointId, "config.base_checkpoint_id");
-      const spec = create(JobSpecSchema, {
-        jobId: jobIds.base(this.runId),
-        runId: this.runId,
-        kind: JobKind.PRETRAIN,
-        data: [cfg.dataset],
-        modelPreset: cfg.modelPreset,
-        training: seeded(cfg.baseTraining!, deriveSeed(cfg.seed, "base", cfg.baseTraining!.seed)),
-        outputCheckpointId: checkpointIds.base(this.runId),
-        iteration: 0,
-      });
-      return (await this.runJob(spec, RunStage.BASE, 0, "base model")).finalCheckpoint!;
-    });
-    await this.commit((r) => {
-      if (r.baseCheckpoint) return false;
-      r.baseCheckpoint = ref;
-      return true;
-    });
-  }
-
-  private async improver(run: Run): Promise<void> {
-    const cfg = run.config!;
-    await this.enterStage(
-      RunStage.IMPROVER,
-      0,
-      cfg.improverCheckpointId ? "loading the improvement model" : "training the improvement model",
-    );
-    const ref = await withStageSpan(
-      this.runId,
-      "idpo.run.improver",
-      { "idpo.stage": "improver" },
-      async () => {
-        if (cfg.improverCheckpointId) {
-          return await this.existingCheckpoint(cfg.improverCheckpointId, "config.improver_checkpoint_id");
-        }
-        const spec = create(JobSpecSchema, {
-          jobId: jobIds.improver(this.runId),
-          runId: this.runId,
-          kind: JobKind.IMPROVER,
-          data: [cfg.dataset],
-          initCheckpointId: run.baseCheckpoint!.id,
-          modelPreset: cfg.modelPreset,
-          training: seeded(
-            cfg.improverTraining!,
-            deriveSeed(cfg.seed, "improver", cfg.improverTraining!.seed),
-          ),
-          outputCheckpointId: checkpointIds.improver(this.runId),
-          iteration: 0,
-        });
-        return (await this.runJob(spec, RunStage.IMPROVER, 0, "improvement model")).finalCheckpoint!;
-      },
-    );
-    await this.commit((r) => {
-      if (r.improverCheckpoint) return false;
-      r.improverCheckpoint = ref;
-      return true;
-    });
-  }
-
-  private async existingCheckpoint(id: string, field: string): Promise<CheckpointRef> {
-    const ref = await this.deps.checkpoints.ref(id);
-    if (!ref) throw new StageError(`${field}: checkpoint ${id} is not in the artifact store`);
-    return ref;
-  }
-
+  /** Adds iteration k to the run (with its shard count when it generates pairs). */
   private async startIteration(run: Run, k: number): Promise<void> {
     const cfg = run.config!;
     const pairs = cfg.method === RunMethod.ITERATIVE_DPO;
-    await this.commit((r) => {
+    await this.writer.commit((r) => {
       if (r.iterations.length !== k - 1) return false;
       r.iterations.push(
         create(IterationSchema, {
@@ -646,267 +232,14 @@ export class RunDriver {
     });
   }
 
-  private async generate(run: Run, k: number): Promise<void> {
-    const cfg = run.config!;
-    const { bus } = this.deps;
-    await this.enterStage(RunStage.GENERATE, k, `iteration ${k}: generating ${cfg.pairsPerIteration} pairs`);
-    await withStageSpan(
-      this.runId,
-      "idpo.run.generate",
-      { "idpo.stage": "generate", "idpo.iteration": k },
-      async () => {
-        let prompts: string[];
-        try {
-          prompts = await resolveTrainPrompts(cfg);
-        } catch (err) {
-          throw new StageError(`iteration ${k}: ${errorMessage(err)}`);
-        }
-        const tasks = planShards(this.runId, cfg, prompts, k, {
-          policy: previousPolicy(run, k),
-          improver: run.improverCheckpoint!.id,
-        });
-        const prefix = shardKeyPrefix(this.runId, k);
-        const recorded = new Map<number, number>();
-        const record = (key: string, value: Uint8Array): boolean => {
-          const i = Number(key.slice(prefix.length));
-          if (!Number.isInteger(i) || i < 0 || i >= tasks.length || recorded.has(i)) return false;
-          let count = tasks[i].prompts.length;
-          try {
-            count = fromBinary(PairsReadySchema, value).pairCount;
-          } catch {
-            // The record's presence is what counts; its pair count falls back to the planned size.
-          }
-          recorded.set(i, count);
-          return true;
-        };
-        const watch = await bus.state.watch(prefix, { includeExisting: true });
-        const onAbort = () => watch.stop();
-        this.signal.addEventListener("abort", onAbort, { once: true });
-        try {
-          for (const key of await bus.state.keys(prefix)) {
-            const e = await bus.state.get(key);
-            if (e) record(key, e.value);
-          }
-          const startPairs = sum(recorded);
-          const started = Date.now();
-          let enqueued = 0;
-          for (const t of tasks) {
-            if (recorded.has(t.shardIndex)) continue;
-            // msgId = the shard's artifact: a re-enqueue by a resumed controller is de-duplicated.
-            await bus.work.enqueue(toBinary(PairShardTaskSchema, t), { msgId: t.outputArtifact });
-            enqueued++;
-          }
-          this.deps.logger.info("shards enqueued", {
-            runId: this.runId,
-            iteration: k,
-            enqueued,
-            recorded: recorded.size,
-          });
-          const report = (force: boolean) => {
-            const pairs = sum(recorded);
-            const rate = (pairs - startPairs) / Math.max(1e-3, (Date.now() - started) / 1000);
-            return this.progress(
-              RunStage.GENERATE,
-              k,
-              {
-                done: pairs,
-                total: cfg.pairsPerIteration,
-                eta: rate > 0 ? (cfg.pairsPerIteration - pairs) / rate : 0,
-                message: `iteration ${k}: ${recorded.size}/${tasks.length} shards, ${pairs}/${cfg.pairsPerIteration} pairs`,
-              },
-              force,
-              (r) => {
-                const it = r.iterations[k - 1];
-                if (!it) return;
-                it.shardsDone = recorded.size;
-                it.pairs = pairs;
-              },
-            );
-          };
-          await report(true);
-          if (recorded.size < tasks.length) {
-            for await (const change of watch) {
-              if (change.op !== "put" || !record(change.key, change.value)) continue;
-              await report(recorded.size === tasks.length);
-              if (recorded.size === tasks.length) break;
-            }
-            if (this.signal.aborted) throw this.signal.reason;
-          }
-        } finally {
-          this.signal.removeEventListener("abort", onAbort);
-          watch.stop();
-        }
-      },
-    );
-  }
-
-  private async train(run: Run, k: number): Promise<void> {
-    const spec = iterationJobSpec(run, k);
-    await this.enterStage(RunStage.TRAIN, k, `iteration ${k}: training (${JobKind[spec.kind]})`);
-    const job = await withStageSpan(
-      this.runId,
-      "idpo.run.train",
-      { "idpo.stage": "train", "idpo.iteration": k },
-      () => this.runJob(spec, RunStage.TRAIN, k, `iteration ${k}`),
-    );
-    await this.commit((r) => {
-      const it = r.iterations[k - 1];
-      if (!it || it.checkpoint) return false;
-      it.checkpoint = job.finalCheckpoint;
-      it.trainMetrics = { ...job.metrics };
-      it.jobId = job.jobId;
+  /** Marks the run SUCCEEDED. */
+  private async finish(): Promise<void> {
+    await this.writer.commit((r) => {
+      r.state = RunState.SUCCEEDED;
+      r.stage = RunStage.DONE;
+      r.progress = create(ProgressSchema, { message: "done" });
       return true;
     });
+    this.deps.logger.info("run succeeded", { runId: this.runId });
   }
-
-  private async evaluate(run: Run, k: number): Promise<void> {
-    const cfg = run.config!;
-    await this.enterStage(
-      RunStage.EVALUATE,
-      k,
-      k === 0 ? "evaluating the base model" : `iteration ${k}: evaluating`,
-    );
-    const evaluation = await withStageSpan(
-      this.runId,
-      "idpo.run.evaluate",
-      { "idpo.stage": "evaluate", "idpo.iteration": k },
-      async () => {
-        const baseId = run.baseCheckpoint!.id;
-        const checkpointId = k === 0 ? baseId : run.iterations[k - 1].checkpoint!.id;
-        const samples = await this.samples(run, k, checkpointId);
-        const reference = k === 0 ? undefined : await this.samples(run, 0, baseId);
-        const res = await this.retry("Evaluate", () =>
-          this.deps.peers.scorer.evaluate(
-            {
-              images: samples.map((s) => s.image!),
-              prompts: samples.map((s) => cfg.evalPrompts[s.promptIndex]),
-              referenceImages: reference ? reference.map((s) => s.image!) : [],
-              runId: this.runId,
-              iteration: k,
-              label: k === 0 ? "base" : "policy",
-              checkpointId,
-            },
-            { signal: this.signal },
-          ),
-        );
-        return create(EvaluationSchema, {
-          reward: res.reward,
-          vendi: res.vendi,
-          winRateVsBase: k === 0 ? undefined : res.winRate,
-          checkpointId,
-        });
-      },
-    );
-    await this.commit((r) => {
-      if (k === 0) {
-        if (r.baseEvaluation) return false;
-        r.baseEvaluation = evaluation;
-        return true;
-      }
-      const it = r.iterations[k - 1];
-      if (!it || it.evaluation) return false;
-      it.evaluation = evaluation;
-      return true;
-    });
-  }
-
-  /**
-   * The evaluation samples of checkpoint `checkpointId` (iteration k; 0 = base): the run's eval prompts ×
-   * eval_samples_per_prompt with seeds fixed by the run seed, so every model is sampled with the same noise.
-   * Stored as an artifact, so a resumed controller (and later iterations' win-rates) reuse them.
-   */
-  private async samples(run: Run, k: number, checkpointId: string): Promise<GeneratedImage[]> {
-    const cfg = run.config!;
-    const { artifacts } = this.deps.bus;
-    const name = samplesArtifact(this.runId, k);
-    const expected = cfg.evalPrompts.length * cfg.evalSamplesPerPrompt;
-    const stored = await artifacts.get(name);
-    if (stored) {
-      const res = fromBinary(GenerateImagesResponseSchema, stored);
-      if (res.checkpoint?.id === checkpointId && res.images.length === expected) return res.images;
-    }
-    const spec = create(GenerationSpecSchema, {
-      prompts: cfg.evalPrompts,
-      imagesPerPrompt: cfg.evalSamplesPerPrompt,
-      seed: BigInt(deriveSeed(cfg.seed, "eval")),
-      steps: cfg.samplingSteps,
-      guidanceScale: cfg.guidanceScale,
-      checkpointId,
-    });
-    const { images, checkpoint } = await this.sample(spec, k, expected);
-    images.sort((a, b) => a.promptIndex - b.promptIndex || Number(a.seed - b.seed));
-    const res = create(GenerateImagesResponseSchema, { images, checkpoint });
-    await artifacts.put(name, toBinary(GenerateImagesResponseSchema, res), {
-      meta: { run_id: this.runId, iteration: String(k), checkpoint_id: checkpointId },
-    });
-    return images;
-  }
-
-  /**
-   * Samples through the Generator with `spec.checkpoint_id` required. A generator that holds another
-   * checkpoint answers FAILED_PRECONDITION; it loads new checkpoints on checkpoint.published by itself, and
-   * after `loadWaitMs` the controller asks it to with LoadCheckpoint.
-   */
-  private async sample(
-    spec: GenerationSpec,
-    k: number,
-    expected: number,
-  ): Promise<{ images: GeneratedImage[]; checkpoint?: CheckpointRef }> {
-    const { generator } = this.deps.peers;
-    const { options } = this.deps;
-    const signal = this.signal;
-    const started = Date.now();
-    // When the current streak of transient failures (generator down or restarting) began; 0 when none.
-    let unreachableSince = 0;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const images: GeneratedImage[] = [];
-        let checkpoint: CheckpointRef | undefined;
-        for await (const chunk of generator.generateImagesStream({ spec, chunkSize: 0 }, { signal })) {
-          images.push(...chunk.images);
-          checkpoint = chunk.checkpoint ?? checkpoint;
-          await this.progress(RunStage.EVALUATE, k, {
-            done: chunk.done,
-            total: chunk.total,
-            eta: 0,
-            message: `${k === 0 ? "base model" : `iteration ${k}`}: sampling ${chunk.done}/${chunk.total} evaluation images`,
-          });
-        }
-        if (images.length !== expected) {
-          throw new StageError(
-            `evaluation: the generator returned ${images.length} images, expected ${expected}`,
-          );
-        }
-        return { images, checkpoint };
-      } catch (err) {
-        if (signal.aborted) throw signal.reason;
-        if (err instanceof ConnectError && err.code === Code.FailedPrecondition) {
-          unreachableSince = 0;
-          const waited = Date.now() - started;
-          if (waited > options.peerRetryMs) {
-            throw new StageError(
-              `evaluation: no generator serves checkpoint ${spec.checkpointId}: ${err.message}`,
-            );
-          }
-          if (waited >= options.loadWaitMs) {
-            await this.retry("LoadCheckpoint", () =>
-              generator.loadCheckpoint({ checkpointId: spec.checkpointId }, { signal }),
-            );
-          }
-        } else if (isTransient(err)) {
-          unreachableSince ||= Date.now();
-          if (Date.now() - unreachableSince > options.peerRetryMs) throw err;
-        } else {
-          throw err;
-        }
-        await sleep(backoffMs(attempt, 250, 5_000), signal);
-      }
-    }
-  }
-}
-
-function sum(m: Map<number, number>): number {
-  let s = 0;
-  for (const v of m.values()) s += v;
-  return s;
 }

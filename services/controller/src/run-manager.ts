@@ -1,4 +1,5 @@
-import { type DriverDeps, RunDriver } from "./run-driver.js";
+import type { DriverDeps } from "./driver-deps.js";
+import { RunDriver } from "./run-driver.js";
 import { isTerminal } from "./run-store.js";
 
 /** The runs this controller drives: one driver per run, started on CreateRun and for unfinished runs at start. */

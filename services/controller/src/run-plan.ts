@@ -1,7 +1,20 @@
 import { createHash } from "node:crypto";
-import { create } from "@bufbuild/protobuf";
+import { clone, create } from "@bufbuild/protobuf";
 import { DataRng } from "@idpo/data";
-import { type PairShardTask, PairShardTaskSchema, type RunConfig } from "@idpo/proto";
+import {
+  JobKind,
+  type JobSpec,
+  JobSpecSchema,
+  type PairShardTask,
+  PairShardTaskSchema,
+  ReferencePolicy,
+  type Run,
+  type RunConfig,
+  RunMethod,
+  type TrainingConfig,
+  TrainingConfigSchema,
+} from "@idpo/proto";
+import { StageError } from "./run-errors.js";
 
 /** KV key of a run's state (Run proto binary). */
 export function runKey(runId: string): string {
@@ -114,4 +127,115 @@ export function planShards(
     );
   }
   return tasks;
+}
+
+/** The next thing a run needs, decided from its stored state alone (so a restarted controller resumes). */
+export type Action =
+  | { kind: "base" }
+  | { kind: "improver" }
+  | { kind: "start-iteration"; k: number }
+  | { kind: "generate"; k: number }
+  | { kind: "train"; k: number }
+  | { kind: "evaluate"; k: number }
+  | { kind: "finish" };
+
+/** The next action of a non-terminal run. */
+export function nextAction(run: Run): Action {
+  const cfg = run.config!;
+  if (!run.baseCheckpoint) return { kind: "base" };
+  if (cfg.method === RunMethod.ITERATIVE_DPO && !run.improverCheckpoint) return { kind: "improver" };
+  if (!run.baseEvaluation) return { kind: "evaluate", k: 0 };
+  const n = run.iterations.length;
+  if (n > 0) {
+    const it = run.iterations[n - 1];
+    if (cfg.method === RunMethod.ITERATIVE_DPO && it.shardsDone < it.shardsTotal)
+      return { kind: "generate", k: n };
+    if (!it.checkpoint) return { kind: "train", k: n };
+    if (!it.evaluation) return { kind: "evaluate", k: n };
+  }
+  if (n < cfg.iterations) return { kind: "start-iteration", k: n + 1 };
+  return { kind: "finish" };
+}
+
+/** True when two actions are the same step (same kind, same iteration). */
+export function sameAction(a: Action, b: Action): boolean {
+  return a.kind === b.kind && ("k" in a ? a.k : 0) === ("k" in b ? b.k : 0);
+}
+
+/** An action as logs and failure messages name it ("train 2", "finish"). */
+export function actionName(action: Action): string {
+  return `${action.kind}${"k" in action ? ` ${action.k}` : ""}`;
+}
+
+/** The policy checkpoint iteration k starts from. */
+export function previousPolicy(run: Run, k: number): string {
+  if (k === 1) return run.config!.startCheckpointId || run.baseCheckpoint!.id;
+  const prev = run.iterations[k - 2]?.checkpoint;
+  if (!prev) throw new Error(`run ${run.runId}: iteration ${k - 1} has no checkpoint`);
+  return prev.id;
+}
+
+/** The models a run trains before its iterations: the base model, then (iterative DPO) the improver. */
+export type ModelRole = "base" | "improver";
+
+/** The trainer job of a run's base model (PRETRAIN on the dataset) or improver (IMPROVER from the base). */
+export function modelJobSpec(run: Run, role: ModelRole): JobSpec {
+  const cfg = run.config!;
+  const training = role === "base" ? cfg.baseTraining! : cfg.improverTraining!;
+  return create(JobSpecSchema, {
+    jobId: jobIds[role](run.runId),
+    runId: run.runId,
+    kind: role === "base" ? JobKind.PRETRAIN : JobKind.IMPROVER,
+    data: [cfg.dataset],
+    initCheckpointId: role === "improver" ? run.baseCheckpoint!.id : "",
+    modelPreset: cfg.modelPreset,
+    training: seeded(training, deriveSeed(cfg.seed, role, training.seed)),
+    outputCheckpointId: checkpointIds[role](run.runId),
+    iteration: 0,
+  });
+}
+
+/** What iteration k's trainer job trains on, with which objective and reference. */
+function iterationObjective(run: Run, k: number): { kind: JobKind; data: string[]; ref: string } {
+  const cfg = run.config!;
+  const init = previousPolicy(run, k);
+  const reference = cfg.reference === ReferencePolicy.PREVIOUS ? init : run.baseCheckpoint!.id;
+  switch (cfg.method) {
+    case RunMethod.ITERATIVE_DPO:
+      return { kind: JobKind.DPO, data: [`artifact://${iterationPrefix(run.runId, k)}`], ref: reference };
+    case RunMethod.SPIN:
+      // SPIN: the previous iterate is both the reference and the source of the losers.
+      return { kind: JobKind.SPIN, data: [cfg.dataset], ref: init };
+    case RunMethod.DPO_OFFLINE:
+      return { kind: JobKind.DPO, data: [cfg.dataset], ref: reference };
+    case RunMethod.SFT:
+      return { kind: JobKind.SFT, data: [cfg.dataset], ref: "" };
+    default:
+      throw new StageError(`unknown method ${cfg.method}`);
+  }
+}
+
+/** The trainer job of iteration k (DPO on the iteration's shards, SPIN, offline DPO or SFT on the dataset). */
+export function iterationJobSpec(run: Run, k: number): JobSpec {
+  const cfg = run.config!;
+  const { kind, data, ref } = iterationObjective(run, k);
+  return create(JobSpecSchema, {
+    jobId: jobIds.iteration(run.runId, k),
+    runId: run.runId,
+    kind,
+    data,
+    initCheckpointId: previousPolicy(run, k),
+    referenceCheckpointId: ref,
+    modelPreset: cfg.modelPreset,
+    training: seeded(cfg.policyTraining!, deriveSeed(cfg.seed, "train", k, cfg.policyTraining!.seed)),
+    outputCheckpointId: checkpointIds.iteration(run.runId, k),
+    iteration: k,
+  });
+}
+
+/** A copy of a training config with the job's seed (derived from the run's seed and the stage). */
+function seeded(t: TrainingConfig, seed: number): TrainingConfig {
+  const out = clone(TrainingConfigSchema, t);
+  out.seed = BigInt(seed);
+  return out;
 }

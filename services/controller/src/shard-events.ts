@@ -20,9 +20,8 @@ import {
 } from "@idpo/proto";
 import type { Logger } from "@idpo/runtime";
 import { RUN_ID_PATTERN } from "./run-config.js";
-import { previousPolicy } from "./run-driver.js";
 import { publishRunState } from "./run-events.js";
-import { planShards, shardArtifact, shardCount, shardKey } from "./run-plan.js";
+import { planShards, previousPolicy, shardArtifact, shardCount, shardKey } from "./run-plan.js";
 import { isTerminal, type RunStore } from "./run-store.js";
 import { resolveTrainPrompts } from "./train-prompts.js";
 
