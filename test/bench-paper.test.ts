@@ -66,7 +66,7 @@ describe("idpo bench paper (micro configuration)", () => {
   beforeAll(async () => {
     const opts = { config: "quick" as const, seeds: [3], out, dataDir, command: "idpo bench paper --quick" };
     await runBenchPaper({ ...opts, override: microConfig() }, (s) => (first += s));
-    await runBenchPaper({ ...opts, override: microConfig() }, (s) => (second += s));
+    await runBenchPaper({ ...opts, override: microConfig(), dashboardPort: 0 }, (s) => (second += s));
     const more = microConfig();
     more.tuning.variants.push({ key: "dpop", label: "DPO-Positive", dpoPositiveLambda: 5 });
     await runBenchPaper({ ...opts, override: more }, (s) => (third += s));
@@ -112,6 +112,7 @@ describe("idpo bench paper (micro configuration)", () => {
 
   it("resumes: a second invocation finds every stage finished and trains nothing", () => {
     expect(second).toMatch(/resuming: \d+ stages already finished/);
+    expect(second).toMatch(/dashboard: http:\/\/127\.0\.0\.1:\d+\//);
     expect(second.split("\n").filter((l) => l.includes("started"))).toEqual([]);
     expect(existsSync(join(out, "RESULTS-quick.md"))).toBe(true);
   });

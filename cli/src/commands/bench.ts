@@ -1,5 +1,7 @@
 import { join } from "node:path";
+import { DASHBOARD_DEFAULT_PORT } from "@idpo/dashboard";
 import { Command, InvalidArgumentError } from "commander";
+import { intArg } from "../args.js";
 import { UsageError } from "../errors.js";
 import { runBenchPaper } from "../paper/run-paper.js";
 
@@ -53,8 +55,17 @@ export function benchCommand(): Command {
       (v: string, prev: string[]) => [...prev, v],
       [] as string[],
     )
+    .option(
+      "--dashboard-port <port>",
+      "port of the run dashboard on 127.0.0.1 (a busy port falls back to a free one; 0 picks a free one)",
+      intArg("--dashboard-port", 0, 65535),
+      DASHBOARD_DEFAULT_PORT,
+    )
+    .option("--no-dashboard", "do not serve the run dashboard")
     .action(
       async (opts: {
+        dashboard: boolean;
+        dashboardPort: number;
         quick?: boolean;
         fromScratch?: boolean;
         seed: number[];
@@ -73,7 +84,15 @@ export function benchCommand(): Command {
           ...process.argv.slice(process.argv.indexOf("paper") + 1),
         ].join(" ");
         await runBenchPaper(
-          { config, seeds: opts.seed, out: opts.out, dataDir, command, seedDataDirs: opts.seedsFrom },
+          {
+            config,
+            seeds: opts.seed,
+            out: opts.out,
+            dataDir,
+            command,
+            seedDataDirs: opts.seedsFrom,
+            dashboardPort: opts.dashboard ? opts.dashboardPort : false,
+          },
           (s) => process.stderr.write(s),
         );
       },

@@ -26,7 +26,7 @@ import {
   ScorerService,
   TrainerService,
 } from "@idpo/proto";
-import { createLogger, createPeerTransport } from "@idpo/runtime";
+import { createLogger, createPeerTransport, type MeshService } from "@idpo/runtime";
 import { startLocalMesh } from "../quickstart/local-mesh.js";
 import { formatDuration } from "./stage-runner.js";
 
@@ -57,6 +57,8 @@ export class BenchMesh {
     private readonly progress: Progress,
     /** Where the services' JSON logs go. */
     readonly logFile: string,
+    /** Address of each service (for the dashboard). */
+    readonly urls: Record<MeshService, string>,
   ) {}
 
   /** Starts the mesh like `idpo quickstart` does; service logs go to `<dataDir>/services.log`. */
@@ -78,7 +80,7 @@ export class BenchMesh {
       await mesh.shutdown();
       await new Promise<void>((resolve) => log.end(resolve));
     };
-    return new BenchMesh(clients, bus, stop, progress, logFile);
+    return new BenchMesh(clients, bus, stop, progress, logFile, mesh.urls);
   }
 
   /** Stops every service and closes the bus. */

@@ -1,8 +1,10 @@
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { cpus, loadavg, release, totalmem } from "node:os";
 import { join, relative, resolve } from "node:path";
+import type { RunningDashboard } from "@idpo/dashboard";
 import { encodePng, type Image } from "@idpo/data";
 import { defaultTrainWorkers, initBackend } from "@idpo/diffusion";
+import { serveLocalDashboard } from "../quickstart/local-mesh.js";
 import { BenchMesh } from "./bench-mesh.js";
 import {
   configHash,
@@ -40,6 +42,11 @@ export interface BenchPaperOptions {
   seedDataDirs?: string[];
   /** A configuration to use instead of the named one (its `name` must still be `config`); for tests. */
   override?: PaperConfig;
+  /**
+   * Port of the run dashboard on 127.0.0.1 while the benchmark runs (0: a free one; a busy port falls back
+   * to a free one); false or absent: none.
+   */
+  dashboardPort?: number | false;
 }
 
 /** The services' settings the benchmark sets before starting them (sampling batch sizes, SPIN's sampler). */
@@ -262,6 +269,11 @@ export async function runBenchPaper(
   );
   const mesh = await BenchMesh.start(dataDir, (line) => err(`${line}\n`));
   err(`  services: in this process on loopback ports; logs in ${mesh.logFile}\n`);
+  let dashboard: RunningDashboard | undefined;
+  if (opts.dashboardPort !== undefined && opts.dashboardPort !== false) {
+    dashboard = await serveLocalDashboard(opts.dashboardPort, mesh.urls);
+    err(`  dashboard: ${dashboard.url} (the iterated methods' runs, live while the benchmark runs)\n`);
+  }
   const onSigint = () => {
     err("\ninterrupted: stopping the services (rerun the same command to resume)\n");
     void mesh.shutdown().finally(() => process.exit(130));
@@ -324,6 +336,7 @@ export async function runBenchPaper(
     return { report, seconds };
   } finally {
     process.removeListener("SIGINT", onSigint);
+    await dashboard?.close();
     await mesh.shutdown();
   }
 }

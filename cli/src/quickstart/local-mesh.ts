@@ -1,3 +1,4 @@
+import { type RunningDashboard, startDashboard } from "@idpo/dashboard";
 import { closeSharedBus } from "@idpo/mesh";
 import {
   buildServer,
@@ -78,4 +79,20 @@ export async function startLocalMesh(opts: LocalMeshOptions): Promise<LocalMesh>
     throw err;
   }
   return { urls, shutdown };
+}
+
+/**
+ * Serves the run dashboard for a local mesh on 127.0.0.1:`port`, or on a free port when that one is taken
+ * (two commands side by side each get one).
+ */
+export async function serveLocalDashboard(
+  port: number,
+  urls: Record<MeshService, string>,
+): Promise<RunningDashboard> {
+  try {
+    return await startDashboard({ host: "127.0.0.1", port, peers: urls });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE" || port === 0) throw err;
+    return await startDashboard({ host: "127.0.0.1", port: 0, peers: urls });
+  }
 }

@@ -2,11 +2,11 @@ import { copyFileSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, rm
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createClient } from "@connectrpc/connect";
-import { type RunningDashboard, startDashboard } from "@idpo/dashboard";
+import type { RunningDashboard } from "@idpo/dashboard";
 import { sharedBus } from "@idpo/mesh";
 import { ControllerService, type Run, type RunConfig, RunStage, RunState } from "@idpo/proto";
 import { createLogger, createPeerTransport, type MeshService } from "@idpo/runtime";
-import { startLocalMesh } from "./local-mesh.js";
+import { serveLocalDashboard, startLocalMesh } from "./local-mesh.js";
 import { type QuickstartSettings, quickstartRunConfig } from "./quickstart-config.js";
 import { type StageTiming, writeReport } from "./report.js";
 import { formatDuration, progressLine } from "./run-format.js";
@@ -46,16 +46,6 @@ export interface QuickstartResult {
   dashboardUrl?: string;
 }
 
-/** Starts the dashboard on `port`, or on a free port when that one is taken. */
-async function serveDashboard(port: number, urls: Record<MeshService, string>): Promise<RunningDashboard> {
-  try {
-    return await startDashboard({ host: "127.0.0.1", port, peers: urls });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE" || port === 0) throw err;
-    return await startDashboard({ host: "127.0.0.1", port: 0, peers: urls });
-  }
-}
-
 /**
  * `idpo quickstart`: starts the whole mesh in this process on the embedded bus, creates a small iterative
  * DPO run on the shapes world, shows its progress live (from WatchRun), and writes a report folder.
@@ -83,7 +73,7 @@ export async function runQuickstart(opts: QuickstartOptions, io: QuickstartIo): 
   let dashboard: RunningDashboard | undefined;
   try {
     if (opts.dashboardPort !== undefined && opts.dashboardPort !== false) {
-      dashboard = await serveDashboard(opts.dashboardPort, mesh.urls);
+      dashboard = await serveLocalDashboard(opts.dashboardPort, mesh.urls);
       io.err(`  dashboard: ${dashboard.url} (live while the quickstart runs)\n`);
     }
     const client = createClient(ControllerService, createPeerTransport(mesh.urls.controller));
