@@ -47,8 +47,12 @@ export class AdamW {
     if (!(this.eps > 0)) throw new Error(`AdamW: eps must be positive, got ${this.eps}`);
     if (!(this.weightDecay >= 0)) throw new Error(`AdamW: weightDecay must be ≥ 0, got ${this.weightDecay}`);
     this.layout = new FlatLayout(params);
-    this.m = tf.variable(tf.zeros([this.layout.total]), false);
-    this.v = tf.variable(tf.zeros([this.layout.total]), false);
+    // A variable shares its initial tensor's data but not its handle: the zeros must be disposed
+    // here, or each optimiser leaves two tensors behind after dispose().
+    const zeros = tf.zeros([this.layout.total]);
+    this.m = tf.variable(zeros, false);
+    this.v = tf.variable(zeros, false);
+    zeros.dispose();
   }
 
   /** Number of updates applied so far. */

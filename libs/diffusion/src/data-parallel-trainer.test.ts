@@ -239,4 +239,16 @@ describe("DataParallelTrainer", () => {
     await expect(dp.step([good])).rejects.toThrow(/disposed/);
     m.dispose();
   });
+
+  it("leaves no tensor behind after dispose", async () => {
+    const m = createModel(nanoConfig(), 1);
+    const before = tf.memory().numTensors;
+    const dp = await DataParallelTrainer.start(m.params, pretrainObjective(m) as Objective<unknown>, CONFIG, {
+      workers: 2,
+    });
+    await dp.step([{ prompts: ["a", "b"], images: randomImages(2, S, 1) }]);
+    await dp.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    m.dispose();
+  });
 });

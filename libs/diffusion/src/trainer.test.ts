@@ -168,6 +168,27 @@ describe("Trainer", () => {
     // 100 real optimiser steps: generous on a loaded 2-core machine.
   }, 240_000);
 
+  it("leaves no tensor behind after dispose (optimiser state, EMA, steps taken)", () => {
+    const model = createModel(nanoConfig(), 1);
+    const batch = { prompts: ["a red circle"], images: randomImages(1, 4, 3) };
+    const before = tf.memory().numTensors;
+    const trainer = new Trainer(model.params, pretrainObjective(model, 0.5), {
+      schedule: { lr: 1e-3 },
+      emaDecay: 0.99,
+      seed: 5,
+    });
+    trainer.step([batch, batch]);
+    trainer.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    const bare = new Trainer(model.params, pretrainObjective(model, 0.5), {
+      schedule: { lr: 1e-3 },
+      seed: 6,
+    });
+    bare.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    model.dispose();
+  });
+
   it("leaves the tensor count unchanged for every objective (DPO, SPIN, improver)", () => {
     const reference = createModel(nanoConfig(), 3, { trainable: false });
     randomizeWeights(reference, 4, 0.15);
