@@ -10,4 +10,5 @@ export {
   generatorDefinition,
   generatorService,
 } from "./generator-service.js";
-export { decodeShardTask, pairsReadyEventId, type ShardOutcome } from "./shard-worker.js";
+export { decodeShardTask, pairsReadyEventId } from "./shard-task.js";
+export type { ShardOutcome } from "./shard-worker.js";
