@@ -23,7 +23,16 @@ import {
   withSpan,
 } from "@idpo/runtime";
 import { DEFAULT_BUS_WAIT_MS, untilBusAnswers } from "./bus-wait.js";
-import { JobInputError, type ResumePoint, runJob, type SpinSamplerSettings } from "./job-runner.js";
+import {
+  JobInputError,
+  type ResumePoint,
+  type RunnerDeps,
+  type RunnerHooks,
+  type RunOutcome,
+  runJob,
+  type SpinSamplerSettings,
+  type StepUpdate,
+} from "./job-runner.js";
 import { intermediateCheckpointId, type ResolvedJob, resolveSpec } from "./job-spec.js";
 import { JobStore } from "./job-store.js";
 import { appendHistory } from "./metrics-history.js";
@@ -595,130 +604,184 @@ export class JobManager {
     return withSpan("trainer.job", attributes, () => this.executeJob(l), l.trace);
   }
 
+  /** Runs a job to its end here, or until it is stopped, lost or fails; the job then leaves `running`. */
   private async executeJob(l: LocalJob): Promise<void> {
-    const { logger } = this.opts;
-    const r = l.resolved;
-    const events = this.opts.bus;
-    const eventBase = { runId: r.runId, jobId: r.jobId, iteration: r.iteration };
     this.running = l;
     l.abort = new AbortController();
     try {
-      const wait = { logger, budgetMs: this.busWaitMs, signal: l.abort.signal };
       if (l.job.finalCheckpoint) {
-        // Stopped between storing the final checkpoint and marking the job done: finish the bookkeeping.
-        const checkpoint = l.job.finalCheckpoint;
-        await untilBusAnswers(
-          "final checkpoint_published",
-          () => publishCheckpoint(events, { ...eventBase, checkpoint, isFinal: true }),
-          wait,
-        );
-        await this.finish(l, JobState.SUCCEEDED, "");
+        await this.completeStoredFinal(l);
         return;
       }
-      const resume = this.resumePoint(l.job);
-      l.job.state = JobState.RUNNING;
-      l.job.step = resume?.step ?? 0;
-      l.job.updateTime = timestampNow();
-      // This write claims the job: a trainer that lost the race stops here.
-      if (!(await this.persistSurely(l, `job ${r.jobId} RUNNING`))) return;
-      this.notify(l);
-      if (resume) {
-        const ref = l.job.checkpoints.find((c) => c.id === resume.checkpointId)!;
-        await publishCheckpoint(events, { ...eventBase, checkpoint: ref, isFinal: false });
-      }
-      logger.info("job started", {
-        jobId: r.jobId,
-        kind: JobKind[r.kind],
-        fromStep: l.job.step,
-        steps: r.training.steps,
-      });
-      const outcome = await runJob(
-        r,
-        resume,
-        {
-          bus: this.opts.bus,
-          checkpoints: this.checkpoints,
-          dataDir: this.opts.dataDir,
-          logger,
-          spin: this.spin,
-          busWaitMs: this.busWaitMs,
-          runCheckpointMs: this.opts.runCheckpointMs ?? DEFAULT_RUN_CHECKPOINT_MS,
-          trainWorkers: this.opts.trainWorkers,
-        },
-        {
-          signal: l.abort.signal,
-          onStep: async (u) => {
-            l.job.step = u.step;
-            l.job.metrics = u.metrics;
-            l.job.etaSeconds = u.etaSeconds;
-            l.job.updateTime = timestampNow();
-            this.notify(l);
-            if (u.step % this.progressEvery === 0 || u.step === r.training.steps) {
-              l.job.history = appendHistory(l.job.history, u.step, u.metrics);
-              this.writeProgress(l, {
-                step: u.step,
-                totalSteps: r.training.steps,
-                metrics: u.metrics,
-                etaSeconds: u.etaSeconds,
-              });
-            }
-          },
-          onCheckpoint: async (ref, isFinal) => {
-            l.job.checkpoints = [...l.job.checkpoints.filter((c) => c.id !== ref.id), ref];
-            if (isFinal) l.job.finalCheckpoint = ref;
-            l.job.updateTime = timestampNow();
-            // KV first: whoever sees the event finds the checkpoint listed in the job. An intermediate
-            // checkpoint is not worth waiting for (the job goes on; the next one is recorded), a final one is.
-            const what = `checkpoint ${ref.id}`;
-            if (!(await (isFinal ? this.persistSurely(l, what) : this.persistNow(l)))) {
-              throw new Error("job lost while writing a checkpoint");
-            }
-            this.notify(l);
-            const publish = () => publishCheckpoint(events, { ...eventBase, checkpoint: ref, isFinal });
-            await (isFinal ? untilBusAnswers(`${what} published`, publish, wait) : publish());
-            logger.info("checkpoint published", {
-              jobId: r.jobId,
-              checkpoint: ref.id,
-              step: Number(ref.step),
-              isFinal,
-            });
-          },
-        },
-      );
-      if (outcome === "finished") {
-        await this.finish(l, JobState.SUCCEEDED, "");
-        logger.info("job succeeded", { jobId: r.jobId, checkpoint: r.outputCheckpointId });
-      } else if (l.stopReason === "cancel") {
-        await this.finish(l, JobState.CANCELLED, "");
-        logger.info("job cancelled", { jobId: r.jobId, step: l.job.step });
-      } else {
-        logger.info("job stopped without finishing; it resumes from its last checkpoint", {
-          jobId: r.jobId,
-          reason: l.stopReason,
-          step: l.job.step,
-        });
-      }
+      const claimed = await this.claim(l);
+      if (!claimed) return;
+      const outcome = await runJob(l.resolved, claimed.resume, this.runnerDeps(), this.hooks(l));
+      await this.recordOutcome(l, outcome);
     } catch (e) {
-      if (l.stopReason === "lost" || l.stopReason === "shutdown") {
-        logger.warn("job stopped", { jobId: r.jobId, reason: l.stopReason, error: (e as Error).message });
-      } else if (l.stopReason === "cancel") {
-        await this.finish(l, JobState.CANCELLED, "");
-      } else {
-        const message = e instanceof JobInputError ? e.message : `training failed: ${(e as Error).message}`;
-        logger.error("job failed", { jobId: r.jobId, error: message });
-        await this.finish(l, JobState.FAILED, message).catch((err) =>
-          logger.error("could not record the failure", { jobId: r.jobId, error: (err as Error).message }),
-        );
-      }
+      await this.recordError(l, e);
     } finally {
-      this.running = undefined;
-      l.abort = undefined;
-      if (!isTerminal(l.job.state) && (l.stopReason === "lost" || l.stopReason === "shutdown")) {
-        this.local.delete(l.job.jobId);
-        for (const fn of l.listeners) fn(undefined);
-      }
-      l.settle();
+      this.release(l);
     }
+  }
+
+  /** The write waits of a job: its abort ends them, the bus wait budget bounds them. */
+  private busWait(l: LocalJob): { logger: Logger; budgetMs: number; signal?: AbortSignal } {
+    return { logger: this.opts.logger, budgetMs: this.busWaitMs, signal: l.abort?.signal };
+  }
+
+  /** The job's identity on its run events. */
+  private eventBase(l: LocalJob): { runId: string; jobId: string; iteration: number } {
+    const r = l.resolved;
+    return { runId: r.runId, jobId: r.jobId, iteration: r.iteration };
+  }
+
+  /** A job stopped between storing its final checkpoint and being marked done: finishes the bookkeeping. */
+  private async completeStoredFinal(l: LocalJob): Promise<void> {
+    const checkpoint = l.job.finalCheckpoint!;
+    await untilBusAnswers(
+      "final checkpoint_published",
+      () => publishCheckpoint(this.opts.bus, { ...this.eventBase(l), checkpoint, isFinal: true }),
+      this.busWait(l),
+    );
+    await this.finish(l, JobState.SUCCEEDED, "");
+  }
+
+  /**
+   * Marks the job RUNNING from its resume point; this write claims it, so a trainer that lost the race gets
+   * undefined. A resumed job's checkpoint is published again for whoever follows the run.
+   */
+  private async claim(l: LocalJob): Promise<{ resume: ResumePoint | undefined } | undefined> {
+    const r = l.resolved;
+    const resume = this.resumePoint(l.job);
+    l.job.state = JobState.RUNNING;
+    l.job.step = resume?.step ?? 0;
+    l.job.updateTime = timestampNow();
+    if (!(await this.persistSurely(l, `job ${r.jobId} RUNNING`))) return undefined;
+    this.notify(l);
+    if (resume) {
+      const ref = l.job.checkpoints.find((c) => c.id === resume.checkpointId)!;
+      await publishCheckpoint(this.opts.bus, { ...this.eventBase(l), checkpoint: ref, isFinal: false });
+    }
+    this.opts.logger.info("job started", {
+      jobId: r.jobId,
+      kind: JobKind[r.kind],
+      fromStep: l.job.step,
+      steps: r.training.steps,
+    });
+    return { resume };
+  }
+
+  private runnerDeps(): RunnerDeps {
+    return {
+      bus: this.opts.bus,
+      checkpoints: this.checkpoints,
+      dataDir: this.opts.dataDir,
+      logger: this.opts.logger,
+      spin: this.spin,
+      busWaitMs: this.busWaitMs,
+      runCheckpointMs: this.opts.runCheckpointMs ?? DEFAULT_RUN_CHECKPOINT_MS,
+      trainWorkers: this.opts.trainWorkers,
+    };
+  }
+
+  /** How the runner reports to and is steered by this trainer. */
+  private hooks(l: LocalJob): RunnerHooks {
+    return {
+      signal: l.abort!.signal,
+      onStep: async (u) => this.recordStep(l, u),
+      onCheckpoint: (ref, isFinal) => this.recordCheckpoint(l, ref, isFinal),
+    };
+  }
+
+  /** A step's metrics to the watchers, and every `progressEvery` steps (and the last) to KV and the bus. */
+  private recordStep(l: LocalJob, u: StepUpdate): void {
+    const { steps } = l.resolved.training;
+    l.job.step = u.step;
+    l.job.metrics = u.metrics;
+    l.job.etaSeconds = u.etaSeconds;
+    l.job.updateTime = timestampNow();
+    this.notify(l);
+    if (u.step % this.progressEvery === 0 || u.step === steps) {
+      l.job.history = appendHistory(l.job.history, u.step, u.metrics);
+      this.writeProgress(l, {
+        step: u.step,
+        totalSteps: steps,
+        metrics: u.metrics,
+        etaSeconds: u.etaSeconds,
+      });
+    }
+  }
+
+  /**
+   * Lists a stored checkpoint in the job, then publishes checkpoint_published. KV first: whoever sees the
+   * event finds the checkpoint listed in the job. An intermediate checkpoint is not worth waiting for (the
+   * job goes on; the next one is recorded), a final one is.
+   */
+  private async recordCheckpoint(l: LocalJob, ref: CheckpointRef, isFinal: boolean): Promise<void> {
+    l.job.checkpoints = [...l.job.checkpoints.filter((c) => c.id !== ref.id), ref];
+    if (isFinal) l.job.finalCheckpoint = ref;
+    l.job.updateTime = timestampNow();
+    const what = `checkpoint ${ref.id}`;
+    if (!(await (isFinal ? this.persistSurely(l, what) : this.persistNow(l)))) {
+      throw new Error("job lost while writing a checkpoint");
+    }
+    this.notify(l);
+    const publish = () =>
+      publishCheckpoint(this.opts.bus, { ...this.eventBase(l), checkpoint: ref, isFinal });
+    await (isFinal ? untilBusAnswers(`${what} published`, publish, this.busWait(l)) : publish());
+    this.opts.logger.info("checkpoint published", {
+      jobId: l.resolved.jobId,
+      checkpoint: ref.id,
+      step: Number(ref.step),
+      isFinal,
+    });
+  }
+
+  /** The job's end state from how the runner returned: done, cancelled, or left to be resumed. */
+  private async recordOutcome(l: LocalJob, outcome: RunOutcome): Promise<void> {
+    const { logger } = this.opts;
+    const r = l.resolved;
+    if (outcome === "finished") {
+      await this.finish(l, JobState.SUCCEEDED, "");
+      logger.info("job succeeded", { jobId: r.jobId, checkpoint: r.outputCheckpointId });
+    } else if (l.stopReason === "cancel") {
+      await this.finish(l, JobState.CANCELLED, "");
+      logger.info("job cancelled", { jobId: r.jobId, step: l.job.step });
+    } else {
+      logger.info("job stopped without finishing; it resumes from its last checkpoint", {
+        jobId: r.jobId,
+        reason: l.stopReason,
+        step: l.job.step,
+      });
+    }
+  }
+
+  /** The job's end state from an error: none when it was stopped or lost, else cancelled or failed. */
+  private async recordError(l: LocalJob, e: unknown): Promise<void> {
+    const { logger } = this.opts;
+    const { jobId } = l.resolved;
+    if (l.stopReason === "lost" || l.stopReason === "shutdown") {
+      logger.warn("job stopped", { jobId, reason: l.stopReason, error: (e as Error).message });
+    } else if (l.stopReason === "cancel") {
+      await this.finish(l, JobState.CANCELLED, "");
+    } else {
+      const message = e instanceof JobInputError ? e.message : `training failed: ${(e as Error).message}`;
+      logger.error("job failed", { jobId, error: message });
+      await this.finish(l, JobState.FAILED, message).catch((err) =>
+        logger.error("could not record the failure", { jobId, error: (err as Error).message }),
+      );
+    }
+  }
+
+  /** The job leaves `running`; one stopped unfinished leaves this trainer (KV is its truth from now). */
+  private release(l: LocalJob): void {
+    this.running = undefined;
+    l.abort = undefined;
+    if (!isTerminal(l.job.state) && (l.stopReason === "lost" || l.stopReason === "shutdown")) {
+      this.local.delete(l.job.jobId);
+      for (const fn of l.listeners) fn(undefined);
+    }
+    l.settle();
   }
 }
 
