@@ -181,7 +181,7 @@ export type ModelRole = "base" | "improver";
 /** The trainer job of a run's base model (PRETRAIN on the dataset) or improver (IMPROVER from the base). */
 export function modelJobSpec(run: Run, role: ModelRole): JobSpec {
   const cfg = run.config!;
-  const training = role === "base" ? cfg.baseTraining! : cfg.improverTraining!;
+  const training = cfg[`${role}Training`]!;
   return create(JobSpecSchema, {
     jobId: jobIds[role](run.runId),
     runId: run.runId,
