@@ -29,6 +29,8 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
+import { curveChartOption } from "@idpo/charts";
+import { renderChart } from "@idpo/charts/render";
 import { startLocalMesh } from "@idpo/cli";
 import { composeGrid, encodePng, formatShapesPrompt, type Image, shapesPrompts } from "@idpo/data";
 import {
@@ -49,7 +51,6 @@ import { JobKind, JobSpecSchema, JobState, TrainerService } from "@idpo/proto";
 import { createLogger, createPeerTransport } from "@idpo/runtime";
 import { ExampleStream, openPairSources } from "@idpo/trainer";
 import * as tf from "@tensorflow/tfjs-core";
-import { linePlot } from "../cli/src/paper/line-plot.js";
 import { formatCI, promptCI } from "./paired-stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -458,12 +459,23 @@ async function main(): Promise<void> {
     }
     return pts;
   };
-  const series = [{ label: "twin (PyTorch)", points: smooth(trained.losses) }];
-  if (idpoLosses.length > 0) series.unshift({ label: "idpo (tfjs)", points: smooth(idpoLosses) });
-  writeFileSync(
-    join(out, "loss-curves.png"),
-    encodePng(linePlot([{ title: "training loss (eps-MSE)", series }], { xLabel: "step", panelWidth: 520 })),
+  const curves = [{ name: "twin (PyTorch)", points: smooth(trained.losses) }];
+  if (idpoLosses.length > 0) curves.unshift({ name: "idpo (tfjs)", points: smooth(idpoLosses) });
+  // The two runs may log different step counts: one step axis, each curve null where it has no point.
+  const steps = [...new Set(curves.flatMap((c) => c.points.map((p) => p.x)))].sort((a, b) => a - b);
+  const lossChart = renderChart(
+    curveChartOption({
+      title: "training loss (eps-MSE)",
+      steps,
+      series: curves.map((c) => {
+        const at = new Map(c.points.map((p) => [p.x, p.y]));
+        return { name: c.name, values: steps.map((x) => at.get(x) ?? null) };
+      }),
+    }),
+    { width: 640, height: 360 },
   );
+  writeFileSync(join(out, "loss-curves.png"), lossChart.png);
+  writeFileSync(join(out, "loss-curves.svg"), lossChart.svg);
   // Same-noise grid: one column per prompt (the first 12), rows = the four cells, first seed each.
   const columns = Math.min(12, testPrompts.length);
   const grid = ["idpo/idpo", "idpo/twin", "twin/idpo", "twin/twin"].map((key) =>

@@ -72,6 +72,7 @@ describe("quickstart (in-process mesh) and run tracing", () => {
       "metrics.json",
       "rewards.txt",
       "rewards.png",
+      "rewards.svg",
       "pairs-iter-1.png",
       "samples.png",
       "services.log",

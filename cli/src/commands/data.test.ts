@@ -41,7 +41,7 @@ describe("idpo data", () => {
     expect(res.files).toEqual([join(dir, "winner-reward-hist.png"), join(dir, "sample-pairs.png")]);
     expect(text).toContain(`wrote ${join(dir, "winner-reward-hist.png")}`);
     const hist = decodePng(readFileSync(join(dir, "winner-reward-hist.png")));
-    expect([hist.width, hist.height]).toEqual([480, 280]);
+    expect([hist.width, hist.height]).toEqual([560, 320]);
     // 16 pairs in 2 blocks of 8 columns, winners above losers: 4 rows of 64-pixel cells, 2 pixels of padding.
     const grid = decodePng(readFileSync(join(dir, "sample-pairs.png")));
     expect([grid.width, grid.height]).toEqual([2 + 8 * 66, 2 + 4 * 66]);

@@ -1,10 +1,13 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { histogramChartOption } from "@idpo/charts";
+import { renderChart } from "@idpo/charts/render";
 import {
   composeGrid,
   convertPickAPic,
   encodePng,
-  histogramImage,
+  type HistogramSeries,
+  histogram,
   type Image,
   type PickAPicStats,
   readPairManifest,
@@ -148,10 +151,9 @@ export async function runDataStats(
     ];
     io.out(textHistogram(series, { bins: opts.bins ?? 20 }));
     const histPath = join(dir, "winner-reward-hist.png");
-    await writeFile(
-      histPath,
-      encodePng(histogramImage(series, { bins: opts.bins ?? 20, title: "oracle reward" })),
-    );
+    const { svg, png } = renderHistogram(series, opts.bins ?? 20);
+    await writeFile(histPath, png);
+    await writeFile(histPath.replace(/\.png$/, ".svg"), svg);
     files.push(histPath);
     io.out(`wrote ${histPath} (histogram of winner and loser rewards)`);
   } else {
@@ -248,4 +250,16 @@ export function dataCommand(): Command {
       await runDataPickapic(opts);
     });
   return data;
+}
+
+/** The winner and loser reward histograms over [0, 1] as a chart (SVG and PNG). */
+function renderHistogram(series: readonly HistogramSeries[], bins: number): { svg: string; png: Buffer } {
+  const hs = series.map((s) => ({ s, h: histogram(s.values, bins, 0, 1) }));
+  const option = histogramChartOption({
+    title: "oracle reward",
+    xName: "reward",
+    edges: hs[0].h.edges,
+    series: hs.map(({ s, h }) => ({ name: s.label, counts: h.counts, n: s.values.length })),
+  });
+  return renderChart(option, { width: 560, height: 320 });
 }

@@ -1,15 +1,11 @@
-import {
-  blit,
-  composeGrid,
-  drawText,
-  FONT_HEIGHT,
-  type Image,
-  type ImageBatch,
-  solidImage,
-  textWidth,
-} from "@idpo/data";
-import { linePlot, type PlotPanel } from "./line-plot.js";
+import { type BandedPanel, rewardChartOption } from "@idpo/charts";
+import { renderChart, svgToPng } from "@idpo/charts/render";
+import { composeGrid, encodePng, type Image, type ImageBatch } from "@idpo/data";
+import type { EChartsOption } from "echarts";
 import type { PaperResults } from "./results.js";
+
+/** Size of the reward-per-iteration figure in pixels (two panels side by side). */
+export const REWARD_FIGURE_SIZE = { width: 960, height: 400 } as const;
 
 /** Image i of a batch as an Image (a copy). */
 export function imageAt(batch: ImageBatch, i: number): Image {
@@ -19,20 +15,36 @@ export function imageAt(batch: ImageBatch, i: number): Image {
   return { height: batch.height, width: batch.width, data: batch.data.slice(i * per, (i + 1) * per) };
 }
 
-/** The reward-per-iteration figure: train and test panels, one line per iterated method. */
-export function rewardPlot(results: PaperResults): Image {
-  const panel = (split: "train" | "test", title: string): PlotPanel => ({
+/**
+ * The reward-per-iteration chart: train and test panels, one line per iterated method (x: its iterations,
+ * from `firstIteration`) with its mean reward and a band of its 95 % interval.
+ */
+export function rewardChart(results: Pick<PaperResults, "models" | "series">): EChartsOption {
+  const panel = (split: "train" | "test", title: string): BandedPanel => ({
     title,
-    series: results.series.map((s) => ({
-      label: s.label,
-      points: s.keys.map((k, j) => {
+    lines: results.series.map((s) => {
+      const evals = s.keys.map((k) => {
         const m = results.models[k];
-        if (!m) throw new Error(`rewardPlot: no evaluation of ${k}`);
-        return { x: s.firstIteration + j, y: m[split].reward };
-      }),
-    })),
+        if (!m) throw new Error(`rewardChart: no evaluation of ${k}`);
+        return m[split];
+      });
+      return {
+        name: s.label,
+        x: s.keys.map((_, j) => s.firstIteration + j),
+        mean: evals.map((e) => e.reward),
+        low: evals.map((e) => e.reward - e.ci),
+        high: evals.map((e) => e.reward + e.ci),
+      };
+    }),
   });
-  return linePlot([panel("train", "TRAIN PROMPTS: MEAN REWARD"), panel("test", "TEST PROMPTS: MEAN REWARD")]);
+  return rewardChartOption({
+    panels: [panel("train", "Train prompts: mean reward"), panel("test", "Test prompts: mean reward")],
+  });
+}
+
+/** The reward-per-iteration figure as SVG and PNG. */
+export function rewardFigure(results: Pick<PaperResults, "models" | "series">): { svg: string; png: Buffer } {
+  return renderChart(rewardChart(results), REWARD_FIGURE_SIZE);
 }
 
 /**
@@ -56,21 +68,40 @@ export function sampleGrid(
   return composeGrid(grid, { scale, padding: 2 });
 }
 
-/** Rows of images with a text label at the left of each row (e.g. one row per method). */
-export function labelledRows(rows: readonly { label: string; images: readonly Image[] }[], scale = 4): Image {
+const LABEL_FONT_SIZE = 15;
+
+function escapeXml(text: string): string {
+  return text.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/**
+ * Rows of images with a text label at the left of each row (e.g. one row per method): the pixel grid
+ * embedded in an SVG beside its labels, set in the charts' font, and that SVG rasterised.
+ */
+export function labelledRows(
+  rows: readonly { label: string; images: readonly Image[] }[],
+  scale = 4,
+): { svg: string; png: Buffer } {
   if (rows.length === 0) throw new Error("labelledRows: no rows");
-  const textScale = 2;
-  const labelW = 8 + Math.max(...rows.map((r) => textWidth(r.label.toUpperCase(), textScale)));
   const grid = composeGrid(
     rows.map((r) => r.images),
     { scale, padding: 2 },
   );
-  const out = solidImage(grid.height, grid.width + labelW, [1, 1, 1]);
-  blit(out, grid, 0, labelW);
+  // Inter's advance averages about 0.6 em on labels like these; a generous width keeps the longest clear.
+  const labelW = 16 + Math.ceil(Math.max(...rows.map((r) => r.label.length)) * LABEL_FONT_SIZE * 0.62);
+  const width = labelW + grid.width;
   const cellH = (grid.height - 2) / rows.length;
-  rows.forEach((r, i) => {
-    const y = Math.round(2 + i * cellH + (cellH - 2 - FONT_HEIGHT * textScale) / 2);
-    drawText(out, r.label, 4, y, [0, 0, 0], textScale);
+  const labels = rows.map((r, i) => {
+    const y = Math.round(2 + i * cellH + (cellH - 2) / 2 + LABEL_FONT_SIZE * 0.35);
+    return `<text x="${labelW - 10}" y="${y}" text-anchor="end" font-family="sans-serif" font-size="${LABEL_FONT_SIZE}" fill="#222">${escapeXml(r.label)}</text>`;
   });
-  return out;
+  const href = `data:image/png;base64,${encodePng(grid).toString("base64")}`;
+  const svg = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${grid.height}" viewBox="0 0 ${width} ${grid.height}">`,
+    `<rect width="${width}" height="${grid.height}" fill="#ffffff"/>`,
+    `<image x="${labelW}" y="0" width="${grid.width}" height="${grid.height}" href="${href}"/>`,
+    ...labels,
+    "</svg>",
+  ].join("\n");
+  return { svg, png: svgToPng(svg) };
 }

@@ -15,7 +15,7 @@ import {
 } from "./config.js";
 import { dataReference } from "./data-reference.js";
 import { BASE_KEY, type EvalContext, FIX_KEY, FIX_SDEDIT_KEY, samplesArtifact } from "./evaluate.js";
-import { imageAt, labelledRows, rewardPlot, sampleGrid } from "./figures.js";
+import { imageAt, labelledRows, rewardFigure, sampleGrid } from "./figures.js";
 import { datasetSpec, type PipelineContext, runFaithful } from "./pipeline.js";
 import { promptSets } from "./prompt-sets.js";
 import { type RunInfo, renderReport, type SeedRun } from "./report.js";
@@ -176,7 +176,9 @@ async function writeFigures(
   await mkdir(dir, { recursive: true });
   const rel = (p: string) => relative(out, p);
   const plot = join(dir, "reward-per-iteration.png");
-  await writePng(plot, rewardPlot(results));
+  const figure = rewardFigure(results);
+  await writeFile(plot, figure.png);
+  await writeFile(plot.replace(/\.png$/, ".svg"), figure.svg);
   const last = (label: string) => {
     const s = results.series.find((x) => x.label === label);
     return s ? [s.keys[s.keys.length - 1]] : [];
@@ -218,7 +220,7 @@ async function writeFigures(
     compareRows.push({ label: shortLabel(k, m.label), images });
   }
   const compare = join(dir, "compare.png");
-  await writePng(compare, labelledRows(compareRows));
+  await writeFile(compare, labelledRows(compareRows).png);
   return { rewardPlot: rel(plot), compare: rel(compare), grids };
 }
 

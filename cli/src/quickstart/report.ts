@@ -2,11 +2,12 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fromBinary, toJson } from "@bufbuild/protobuf";
 import type { ArtifactStore } from "@idpo/bus";
+import { renderChart } from "@idpo/charts/render";
 import { composeGrid, decodePng, encodePng, type Image } from "@idpo/data";
 import { decodePairShard } from "@idpo/mesh";
 import { GenerateImagesResponseSchema, type Run, RunSchema } from "@idpo/proto";
-import { type RewardPoint, rewardPlot } from "./reward-plot.js";
-import { evaluationRows, rewardTable } from "./run-format.js";
+import { QUICKSTART_REWARD_SIZE, quickstartRewardChart } from "./reward-chart.js";
+import { rewardTable } from "./run-format.js";
 
 /** Time spent in one stage of the run, as observed through WatchRun. */
 export interface StageTiming {
@@ -60,9 +61,9 @@ async function evaluationSamples(
 
 /**
  * Writes the report folder: metrics.json (the whole Run, stage timings, wall time), rewards.txt (reward
- * per iteration), rewards.png (the same as a plot), pairs-iter-<k>.png (losers above, the improver's
- * winners below, from the iteration's first shards) and samples.png (one row per model, the same prompts
- * and seeds in every row). Returns the files written.
+ * per iteration), rewards.png and rewards.svg (the same as a chart with 95 % bands), pairs-iter-<k>.png
+ * (losers above, the improver's winners below, from the iteration's first shards) and samples.png (one
+ * row per model, the same prompts and seeds in every row). Returns the files written.
  */
 export async function writeReport(dir: string, inputs: ReportInputs): Promise<string[]> {
   const { run, artifacts } = inputs;
@@ -100,14 +101,11 @@ export async function writeReport(dir: string, inputs: ReportInputs): Promise<st
   }
   await put("rewards.txt", `${lines.join("\n")}\n`);
 
-  const points: RewardPoint[] = evaluationRows(run).map(({ label, evaluation: e }) => ({
-    label: label === "base" ? "base" : label.replace("iteration ", "iter "),
-    mean: e.reward?.mean ?? 0,
-    low: e.reward?.ci95Low ?? 0,
-    high: e.reward?.ci95High ?? 0,
-  }));
-  if (points.length > 0) {
-    await put("rewards.png", encodePng(rewardPlot(points, { title: "oracle reward, 95% ci" })));
+  const chart = quickstartRewardChart(run);
+  if (chart) {
+    const { svg, png } = renderChart(chart, QUICKSTART_REWARD_SIZE);
+    await put("rewards.png", png);
+    await put("rewards.svg", svg);
   }
 
   const pairsShown = inputs.pairsShown ?? 12;

@@ -1,14 +1,7 @@
+import type { CurvePanel } from "@idpo/charts";
 import { type Job, JobKind } from "@idpo/proto";
 
-/** One chart of a job's training curve: several metrics over the same steps. */
-export interface CurvePanel {
-  /** Chart title. */
-  title: string;
-  /** Optimiser steps (x). */
-  steps: number[];
-  /** One line per metric; null where a point lacks the metric. */
-  series: { name: string; values: (number | null)[] }[];
-}
+export type { CurvePanel } from "@idpo/charts";
 
 /** The charts a preference job (DPO, SPIN) shows, by metric name. */
 const PREFERENCE_PANELS: { title: string; metrics: string[] }[] = [

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { RunSchema } from "@idpo/proto";
 import { describe, expect, it } from "vitest";
-import { bandSeries, rewardSeries } from "./reward-series.js";
+import { rewardSeries } from "./reward-series.js";
 
 const est = (mean: number, half: number) => ({ mean, ci95Low: mean - half, ci95High: mean + half, n: 8 });
 
@@ -25,14 +25,5 @@ describe("rewardSeries", () => {
     expect(rewardSeries(run).labels).toEqual([]);
     run.baseEvaluation = create(RunSchema, { baseEvaluation: { reward: est(0.4, 0.1) } }).baseEvaluation;
     expect(rewardSeries(run).labels).toEqual(["base"]);
-  });
-});
-
-describe("bandSeries", () => {
-  it("stacks the band's width on its lower end", () => {
-    const b = bandSeries([0.25, 0.5], [0.75, 0.625]);
-    expect(b.base).toEqual([0.25, 0.5]);
-    expect(b.width).toEqual([0.5, 0.125]);
-    expect(() => bandSeries([1], [])).toThrow(/1 lower ends but 0 upper/);
   });
 });

@@ -35,16 +35,3 @@ export function rewardSeries(run: Run): RewardSeries {
   for (const it of run.iterations) if (it.evaluation) push(`iter ${it.index}`, it.index, it.evaluation);
   return out;
 }
-
-/**
- * A confidence band as two stacked series, the form line charts draw bands in: an invisible base at the
- * lower end and the band's width stacked on it.
- */
-export function bandSeries(
-  low: readonly number[],
-  high: readonly number[],
-): { base: number[]; width: number[] } {
-  if (low.length !== high.length)
-    throw new Error(`bandSeries: ${low.length} lower ends but ${high.length} upper`);
-  return { base: [...low], width: high.map((h, i) => h - low[i]) };
-}
