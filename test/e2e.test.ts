@@ -45,6 +45,8 @@ function tinyConfig() {
 const MESH_ENV = {
   IDPO_CONTROLLER_LOAD_WAIT_MS: "2000",
   IDPO_CONTROLLER_PROGRESS_MS: "250",
+  // A controller killed mid-run is replaced within seconds: its lease on the run must expire as fast.
+  IDPO_CONTROLLER_LEASE_SECONDS: "2",
   IDPO_TRAINER_PROGRESS_EVERY: "2",
 };
 

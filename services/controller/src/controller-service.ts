@@ -24,6 +24,7 @@ export function controllerOptionsFromEnv(env: Record<string, string | undefined>
     peerRetryMs: envInt(env, "IDPO_CONTROLLER_PEER_RETRY_S", d.peerRetryMs / 1000, 1, 86_400) * 1000,
     loadWaitMs: envInt(env, "IDPO_CONTROLLER_LOAD_WAIT_MS", d.loadWaitMs, 0, 3_600_000),
     jobPollMs: envInt(env, "IDPO_CONTROLLER_JOB_POLL_MS", d.jobPollMs, 10, 600_000),
+    leaseMs: envInt(env, "IDPO_CONTROLLER_LEASE_SECONDS", d.leaseMs / 1000, 1, 3600) * 1000,
   };
 }
 

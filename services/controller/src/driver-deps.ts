@@ -25,6 +25,9 @@ export interface ControllerOptions {
   loadWaitMs: number;
   /** First delay between GetJob polls when a WatchJob stream breaks, ms (doubles up to 30 s; default 1000). */
   jobPollMs: number;
+  /** TTL of a controller's lease on a run it drives, ms (IDPO_CONTROLLER_LEASE_SECONDS, default 15 s): another
+   * controller takes a run over this long after its holder stopped renewing (died). */
+  leaseMs: number;
 }
 
 /** Default timings. */
@@ -33,6 +36,7 @@ export const DEFAULT_CONTROLLER_OPTIONS: ControllerOptions = {
   peerRetryMs: 600_000,
   loadWaitMs: 5000,
   jobPollMs: 1000,
+  leaseMs: 15_000,
 };
 
 /** What a driver works with. */
