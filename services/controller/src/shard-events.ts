@@ -107,101 +107,115 @@ export async function subscribeShardEvents(
   store: RunStore,
   logger: Logger,
 ): Promise<Subscription[]> {
+  const deps: ShardEventDeps = { bus, store, logger };
   const pairsReady = await bus.events.subscribe(
     { consumer: PAIRS_READY_CONSUMER, filter: "idpo.events.*.pairs_ready", concurrency: 4 },
-    async (msg) => {
-      const ev = decodeEvent(msg, "pairsReady");
-      const p = ev.payload.value;
-      const expected = shardArtifact(ev.runId, p.iteration, p.shardIndex);
-      if (p.iteration < 1 || p.artifact !== expected) {
-        throw new MalformedMessageError(
-          `${msg.subject}: iteration ${p.iteration} shard ${p.shardIndex} names artifact ${JSON.stringify(p.artifact)}, expected ${JSON.stringify(expected)}`,
-        );
-      }
-      const stored = await store.get(ev.runId);
-      if (!stored) {
-        logger.warn("pairs_ready of an unknown run ignored", { runId: ev.runId, eventId: ev.eventId });
-        return;
-      }
-      const cfg = stored.run.config!;
-      if (p.iteration > cfg.iterations || p.shardIndex >= shardCount(cfg)) {
-        throw new MalformedMessageError(
-          `${msg.subject}: iteration ${p.iteration} shard ${p.shardIndex} is outside the run's plan (${cfg.iterations} iterations of ${shardCount(cfg)} shards)`,
-        );
-      }
-      const problem = await pairsReadyProblem(bus, stored.run, p);
-      if (problem) {
-        throw new MalformedMessageError(
-          `${msg.subject}: event ${ev.eventId} (iteration ${p.iteration} shard ${p.shardIndex}) is not a shard of the run: ${problem}`,
-        );
-      }
-      try {
-        await bus.state.create(shardKey(ev.runId, p.iteration, p.shardIndex), toBinary(PairsReadySchema, p));
-        logger.debug("pairs_ready recorded", {
-          runId: ev.runId,
-          iteration: p.iteration,
-          shard: p.shardIndex,
-        });
-      } catch (err) {
-        if (!(err instanceof RevisionConflictError)) throw err;
-        logger.debug("pairs_ready already recorded", {
-          runId: ev.runId,
-          iteration: p.iteration,
-          shard: p.shardIndex,
-        });
-      }
-    },
+    (msg) => recordPairsReady(deps, msg),
   );
   const shardFailed = await bus.events.subscribe(
     { consumer: SHARD_FAILED_CONSUMER, filter: "idpo.events.*.shard_failed" },
-    async (msg) => {
-      const ev = decodeEvent(msg, "shardFailed");
-      const p = ev.payload.value;
-      const stored = await store.get(ev.runId);
-      if (!stored || isTerminal(stored.run.state)) return;
-      // Only the failure of a shard the run planned, as planned, fails it: a stray task naming the run
-      // (another iteration, an unplanned index, other prompts or policy) is dropped and reported.
-      const run = stored.run;
-      const it = run.iterations[p.iteration - 1];
-      const notPlanned = (why: string) =>
-        new MalformedMessageError(
-          `${msg.subject}: event ${ev.eventId} (iteration ${p.iteration} shard ${p.shardIndex}) is not a shard the run planned: ${why}`,
-        );
-      if (!it || run.iteration !== p.iteration) {
-        throw notPlanned(`the run is at iteration ${run.iteration}`);
-      }
-      if (p.shardIndex >= it.shardsTotal)
-        throw notPlanned(`iteration ${p.iteration} has ${it.shardsTotal} shards`);
-      const planned = await plannedTaskSha256(run, p.iteration, p.shardIndex);
-      if (planned === undefined || planned !== p.taskSha256) {
-        throw notPlanned(
-          `the task (policy ${JSON.stringify(p.policyCheckpointId)}, SHA-256 ${p.taskSha256 || "none"}) differs from the planned one`,
-        );
-      }
-      if (await bus.state.get(shardKey(ev.runId, p.iteration, p.shardIndex))) {
-        logger.warn("shard_failed of a shard whose pairs are stored ignored", {
-          runId: ev.runId,
-          eventId: ev.eventId,
-        });
-        return;
-      }
-      const message = `iteration ${p.iteration}: pair shard ${p.shardIndex} failed after ${p.deliveries} deliveries: ${p.reason || "no reason given"}`;
-      const res = await store.mutate(ev.runId, (r) => {
-        if (isTerminal(r.state)) return false;
-        const it = r.iterations[p.iteration - 1];
-        // A failure of an iteration whose pairs were all stored (a late report) no longer matters.
-        if (it && it.shardsTotal > 0 && it.shardsDone >= it.shardsTotal) return false;
-        r.state = RunState.FAILED;
-        r.stage = RunStage.UNSPECIFIED;
-        r.error = message;
-        r.progress = create(ProgressSchema, { message: "failed" });
-        return true;
-      });
-      if (res.changed) {
-        logger.error("run failed", { runId: ev.runId, error: message });
-        await publishRunState(bus, res.run);
-      }
-    },
+    (msg) => failRunOfShard(deps, msg),
   );
   return [pairsReady, shardFailed];
+}
+
+/** What the shard event handlers work with. */
+interface ShardEventDeps {
+  bus: Bus;
+  store: RunStore;
+  logger: Logger;
+}
+
+/** Records a pairs_ready of a planned shard whose artifact is stored (anything else is malformed). */
+async function recordPairsReady({ bus, store, logger }: ShardEventDeps, msg: Delivery): Promise<void> {
+  const ev = decodeEvent(msg, "pairsReady");
+  const p = ev.payload.value;
+  const expected = shardArtifact(ev.runId, p.iteration, p.shardIndex);
+  if (p.iteration < 1 || p.artifact !== expected) {
+    throw new MalformedMessageError(
+      `${msg.subject}: iteration ${p.iteration} shard ${p.shardIndex} names artifact ${JSON.stringify(p.artifact)}, expected ${JSON.stringify(expected)}`,
+    );
+  }
+  const stored = await store.get(ev.runId);
+  if (!stored) {
+    logger.warn("pairs_ready of an unknown run ignored", { runId: ev.runId, eventId: ev.eventId });
+    return;
+  }
+  const cfg = stored.run.config!;
+  if (p.iteration > cfg.iterations || p.shardIndex >= shardCount(cfg)) {
+    throw new MalformedMessageError(
+      `${msg.subject}: iteration ${p.iteration} shard ${p.shardIndex} is outside the run's plan (${cfg.iterations} iterations of ${shardCount(cfg)} shards)`,
+    );
+  }
+  const problem = await pairsReadyProblem(bus, stored.run, p);
+  if (problem) {
+    throw new MalformedMessageError(
+      `${msg.subject}: event ${ev.eventId} (iteration ${p.iteration} shard ${p.shardIndex}) is not a shard of the run: ${problem}`,
+    );
+  }
+  try {
+    await bus.state.create(shardKey(ev.runId, p.iteration, p.shardIndex), toBinary(PairsReadySchema, p));
+    logger.debug("pairs_ready recorded", {
+      runId: ev.runId,
+      iteration: p.iteration,
+      shard: p.shardIndex,
+    });
+  } catch (err) {
+    if (!(err instanceof RevisionConflictError)) throw err;
+    logger.debug("pairs_ready already recorded", {
+      runId: ev.runId,
+      iteration: p.iteration,
+      shard: p.shardIndex,
+    });
+  }
+}
+
+/** Fails the run of a shard_failed event, when the shard is one the run planned, as planned, and has no pairs. */
+async function failRunOfShard({ bus, store, logger }: ShardEventDeps, msg: Delivery): Promise<void> {
+  const ev = decodeEvent(msg, "shardFailed");
+  const p = ev.payload.value;
+  const stored = await store.get(ev.runId);
+  if (!stored || isTerminal(stored.run.state)) return;
+  // Only the failure of a shard the run planned, as planned, fails it: a stray task naming the run
+  // (another iteration, an unplanned index, other prompts or policy) is dropped and reported.
+  const run = stored.run;
+  const it = run.iterations[p.iteration - 1];
+  const notPlanned = (why: string) =>
+    new MalformedMessageError(
+      `${msg.subject}: event ${ev.eventId} (iteration ${p.iteration} shard ${p.shardIndex}) is not a shard the run planned: ${why}`,
+    );
+  if (!it || run.iteration !== p.iteration) {
+    throw notPlanned(`the run is at iteration ${run.iteration}`);
+  }
+  if (p.shardIndex >= it.shardsTotal)
+    throw notPlanned(`iteration ${p.iteration} has ${it.shardsTotal} shards`);
+  const planned = await plannedTaskSha256(run, p.iteration, p.shardIndex);
+  if (planned === undefined || planned !== p.taskSha256) {
+    throw notPlanned(
+      `the task (policy ${JSON.stringify(p.policyCheckpointId)}, SHA-256 ${p.taskSha256 || "none"}) differs from the planned one`,
+    );
+  }
+  if (await bus.state.get(shardKey(ev.runId, p.iteration, p.shardIndex))) {
+    logger.warn("shard_failed of a shard whose pairs are stored ignored", {
+      runId: ev.runId,
+      eventId: ev.eventId,
+    });
+    return;
+  }
+  const message = `iteration ${p.iteration}: pair shard ${p.shardIndex} failed after ${p.deliveries} deliveries: ${p.reason || "no reason given"}`;
+  const res = await store.mutate(ev.runId, (r) => {
+    if (isTerminal(r.state)) return false;
+    const it = r.iterations[p.iteration - 1];
+    // A failure of an iteration whose pairs were all stored (a late report) no longer matters.
+    if (it && it.shardsTotal > 0 && it.shardsDone >= it.shardsTotal) return false;
+    r.state = RunState.FAILED;
+    r.stage = RunStage.UNSPECIFIED;
+    r.error = message;
+    r.progress = create(ProgressSchema, { message: "failed" });
+    return true;
+  });
+  if (res.changed) {
+    logger.error("run failed", { runId: ev.runId, error: message });
+    await publishRunState(bus, res.run);
+  }
 }
