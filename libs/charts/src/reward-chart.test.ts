@@ -1,6 +1,6 @@
 import type { LineSeriesOption } from "echarts";
 import { describe, expect, it } from "vitest";
-import { PALETTE } from "./palette.js";
+import { BAND_OPACITY, CROWDED_BAND_OPACITY, PALETTE } from "./palette.js";
 import { iterationLabel, rewardChartOption } from "./reward-chart.js";
 
 const spin = {
@@ -46,6 +46,7 @@ describe("rewardChartOption", () => {
     expect(base.stack).toBe(width.stack);
     expect(base.stackStrategy).toBe("all");
     expect(width.areaStyle?.color).toBe(PALETTE[0]);
+    expect(width.areaStyle?.opacity).toBe(BAND_OPACITY);
     expect(series[6].xAxisIndex).toBe(1);
     expect(series[6].yAxisIndex).toBe(1);
   });
@@ -57,6 +58,13 @@ describe("rewardChartOption", () => {
     expect(series[3].lineStyle?.color).toBe(PALETTE[1]);
     expect(series[6].lineStyle?.color).toBe(PALETTE[0]);
     expect((o.legend as { data: string[] }).data).toEqual(["SPIN", "Ours"]);
+  });
+
+  it("lightens the bands where more than two methods overlap", () => {
+    const third = { ...spin, name: "DPO" };
+    const series = rewardChartOption({ panels: [{ title: "t", lines: [spin, ours, third] }] })
+      .series as LineSeriesOption[];
+    expect(series[2].areaStyle?.opacity).toBe(CROWDED_BAND_OPACITY);
   });
 
   it("fits each panel's axes to its own points and bands", () => {

@@ -1,7 +1,7 @@
 import type { EChartsOption, LineSeriesOption } from "echarts";
 import { bandSeries } from "./band.js";
 import { extent, niceRange } from "./nice-range.js";
-import { BAND_OPACITY, seriesColor } from "./palette.js";
+import { BAND_OPACITY, CROWDED_BAND_OPACITY, seriesColor } from "./palette.js";
 import { sideBySide } from "./panel-layout.js";
 
 /** One model family's mean reward per iteration with its 95 % confidence interval. */
@@ -59,7 +59,12 @@ export function iterationLabel(x: number): string {
  * invisible base with the width stacked on it. All three share the line's name, so its legend entry hides
  * and shows the band with the line. `stackStrategy: "all"` stacks the width on a negative base too.
  */
-export function bandedLineSeries(line: BandedLine, color: string, axis: number): LineSeriesOption[] {
+export function bandedLineSeries(
+  line: BandedLine,
+  color: string,
+  axis: number,
+  bandOpacity = BAND_OPACITY,
+): LineSeriesOption[] {
   const band = bandSeries(line.low, line.high);
   const at = (ys: readonly (number | null)[]) => line.x.map((x, i) => [x, ys[i]]);
   const stack = `ci-${axis}-${line.name}`;
@@ -80,7 +85,7 @@ export function bandedLineSeries(line: BandedLine, color: string, axis: number):
       data: at(band.width),
       lineStyle: { opacity: 0 },
       itemStyle: { color },
-      areaStyle: { color, opacity: BAND_OPACITY },
+      areaStyle: { color, opacity: bandOpacity },
     },
   ];
 }
@@ -101,10 +106,10 @@ export function rewardChartOption(spec: RewardChartSpec): EChartsOption {
   const color = (name: string) => seriesColor(names.indexOf(name));
   const note = spec.bandNote === undefined ? "shaded: 95% CI" : spec.bandNote;
   const noteH = note ? 16 : 0;
-  const legendRows = Math.ceil(names.length / 4);
+  const legendRows = Math.ceil(names.length / 6);
   const { grid, title } = sideBySide(
     spec.panels.map((p) => p.title),
-    { top: 54, bottom: 46 + 22 * legendRows + noteH },
+    { top: 54, bottom: 32 + 22 * legendRows + noteH },
   );
   const xAxis = spec.panels.map((p, i) => {
     const xs = extent(p.lines.flatMap((l) => l.x)) ?? [0, 1];
@@ -126,7 +131,10 @@ export function rewardChartOption(spec: RewardChartSpec): EChartsOption {
     const r = niceRange(ys[0], ys[1]);
     return { type: "value" as const, gridIndex: i, name: spec.yName ?? "reward", ...r };
   });
-  const series = spec.panels.flatMap((p, i) => p.lines.flatMap((l) => bandedLineSeries(l, color(l.name), i)));
+  const opacity = names.length > 2 ? CROWDED_BAND_OPACITY : BAND_OPACITY;
+  const series = spec.panels.flatMap((p, i) =>
+    p.lines.flatMap((l) => bandedLineSeries(l, color(l.name), i, opacity)),
+  );
   const noteTitle = {
     text: note ?? "",
     left: "center",
