@@ -13,6 +13,9 @@ export interface NatsServerHandle {
   storeDir: string;
   /** Kill the server (SIGKILL) without removing its store, to simulate a crash. */
   kill(): Promise<void>;
+  /** Suspend the server (SIGSTOP): it holds its connections but reads nothing, as a server in its last
+   * moments before a crash. `kill` still works; `restart` starts a new one. */
+  freeze(): void;
   /** Start it again on the same port and store. */
   restart(): Promise<void>;
   /** Stop the server and remove its store. */
@@ -119,6 +122,9 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
     port,
     storeDir,
     kill,
+    freeze: () => {
+      if (child && child.exitCode === null) child.kill("SIGSTOP");
+    },
     restart: launch,
     stop: async () => {
       process.off("exit", onExit);

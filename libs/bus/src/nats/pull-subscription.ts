@@ -14,6 +14,11 @@ export function fromNatsHeaders(h: MsgHdrs | undefined): Headers {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** How long an ack waits for the server's confirmation before it is sent again. */
+const ACK_CONFIRM_MS = 5_000;
+/** The payload of a positive acknowledgement. */
+const ACK = new TextEncoder().encode("+ACK");
+
 /**
  * Workers of a durable pull consumer: `concurrency` loops, each pulling ONE message, running it and only
  * then pulling the next. Pulling one at a time (instead of a prefetching `consume()`) keeps messages from
@@ -107,11 +112,9 @@ export class NatsPullSubscription implements Subscription {
   private ackOps(m: JsMsg) {
     return {
       ack: async () => {
-        const ok = await m.ackAck({ timeout: 5_000 }).catch(() => false);
-        if (!ok)
-          console.warn(
-            `[bus] ${this.runner.consumer}: ack of #${m.seq} not confirmed; it may be redelivered`,
-          );
+        if (await m.ackAck({ timeout: ACK_CONFIRM_MS }).catch(() => false)) return;
+        if (await this.askAckAgain(m)) return;
+        console.warn(`[bus] ${this.runner.consumer}: ack of #${m.seq} not confirmed; it may be redelivered`);
       },
       nak: (delayMs: number) => m.nak(delayMs),
       term: async () => {
@@ -120,6 +123,29 @@ export class NatsPullSubscription implements Subscription {
       },
       working: () => m.working(),
     };
+  }
+
+  /**
+   * Sends an unconfirmed ack again until the server confirms it, for as long as the message's ack wait runs
+   * (then it is redelivered anyway). An ack that a server received in its last moments, and died before
+   * storing, is lost with it, and the message would come back after the restart; the ack subject names
+   * the stream and delivery sequence, so the same ack is still valid on the restarted server.
+   */
+  private async askAckAgain(m: JsMsg): Promise<boolean> {
+    // The ack subject is the delivery's reply subject, which nats.js's JsMsg has but does not declare.
+    const reply = (m as JsMsg & { reply?: string }).reply;
+    if (!reply) return false;
+    const deadline = Date.now() + this.runner.policy.ackWaitMs;
+    for (let attempt = 1; Date.now() < deadline && !this.nc.isClosed(); attempt++) {
+      try {
+        await this.nc.request(reply, ACK, { timeout: ACK_CONFIRM_MS });
+        return true;
+      } catch {
+        // No server yet (restarting, reconnecting) or no answer: try again shortly.
+        await sleep(Math.min(2_000, 200 * attempt));
+      }
+    }
+    return false;
   }
 
   async stop(opts: StopOptions = {}): Promise<void> {
