@@ -1,4 +1,5 @@
-import { InvalidArgumentError } from "commander";
+import { DASHBOARD_DEFAULT_PORT } from "@idpo/dashboard";
+import { type Command, InvalidArgumentError } from "commander";
 
 /**
  * A commander parser of an integer flag in [min, max]; a bad value is an InvalidArgumentError naming the
@@ -31,4 +32,19 @@ export function numberArg(flag: string, range?: NumberRange): (v: string) => num
     }
     return n;
   };
+}
+
+/**
+ * Adds `--dashboard-port <port>` and `--no-dashboard` to a command that serves the run dashboard of its
+ * own mesh; the action reads `dashboard` (boolean) and `dashboardPort`.
+ */
+export function withDashboardOptions(command: Command): Command {
+  return command
+    .option(
+      "--dashboard-port <port>",
+      "port of the run dashboard on 127.0.0.1 (a busy port falls back to a free one; 0 picks a free one)",
+      intArg("--dashboard-port", 0, 65535),
+      DASHBOARD_DEFAULT_PORT,
+    )
+    .option("--no-dashboard", "do not serve the run dashboard");
 }

@@ -1,7 +1,6 @@
 import { join } from "node:path";
-import { DASHBOARD_DEFAULT_PORT } from "@idpo/dashboard";
 import { Command, InvalidArgumentError } from "commander";
-import { intArg } from "../args.js";
+import { withDashboardOptions } from "../args.js";
 import { UsageError } from "../errors.js";
 import { runBenchPaper } from "../paper/run-paper.js";
 
@@ -23,8 +22,7 @@ function parseSeeds(v: string): number[] {
 /** `idpo bench …`: benchmarks that reproduce the paper's claims on the shapes world. */
 export function benchCommand(): Command {
   const bench = new Command("bench").description("benchmarks: the paper's claims on the shapes world");
-  bench
-    .command("paper")
+  withDashboardOptions(bench.command("paper"))
     .description(
       "train base, improver, SFT, offline DPO, SPIN and ours through the mesh, evaluate them on train and held-out " +
         "prompts, search what makes the iterative method work, and write RESULTS.md (resumes where it stopped)",
@@ -55,13 +53,6 @@ export function benchCommand(): Command {
       (v: string, prev: string[]) => [...prev, v],
       [] as string[],
     )
-    .option(
-      "--dashboard-port <port>",
-      "port of the run dashboard on 127.0.0.1 (a busy port falls back to a free one; 0 picks a free one)",
-      intArg("--dashboard-port", 0, 65535),
-      DASHBOARD_DEFAULT_PORT,
-    )
-    .option("--no-dashboard", "do not serve the run dashboard")
     .action(
       async (opts: {
         dashboard: boolean;

@@ -1,7 +1,6 @@
 import { join } from "node:path";
-import { DASHBOARD_DEFAULT_PORT } from "@idpo/dashboard";
 import { Command } from "commander";
-import { intArg } from "../args.js";
+import { intArg, withDashboardOptions } from "../args.js";
 import { QUICKSTART_DEFAULTS } from "../quickstart/quickstart-config.js";
 import { rewardTable } from "../quickstart/run-format.js";
 import { runQuickstart } from "../quickstart/run-quickstart.js";
@@ -9,7 +8,7 @@ import { buildRunConfig } from "./run.js";
 
 /** `idpo quickstart`: the whole loop in one process on the embedded bus, with a report. */
 export function quickstartCommand(): Command {
-  return new Command("quickstart")
+  return withDashboardOptions(new Command("quickstart"))
     .description(
       "run the whole mesh in this process (embedded bus, real gRPC on loopback) and a small iterative DPO run " +
         "on the shapes world, with live progress and a report folder",
@@ -27,13 +26,6 @@ export function quickstartCommand(): Command {
       QUICKSTART_DEFAULTS.pairs,
     )
     .option("--seed <n>", "master seed", intArg("--seed", 0, 2 ** 31 - 1), QUICKSTART_DEFAULTS.seed)
-    .option(
-      "--dashboard-port <port>",
-      "port of the run dashboard on 127.0.0.1 (a busy port falls back to a free one; 0 picks a free one)",
-      intArg("--dashboard-port", 0, 65535),
-      DASHBOARD_DEFAULT_PORT,
-    )
-    .option("--no-dashboard", "do not serve the run dashboard")
     .option(
       "--from-scratch",
       "train a tiny base and improver here instead of starting from the shipped shapes16 pair (models/shapes16)",
