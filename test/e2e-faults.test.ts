@@ -1,7 +1,7 @@
 /**
  * The fault suite: one tiny iterative DPO run on the mesh (five service processes) and a nats-server of its
  * own, through every fault a production bus and mesh see. NATS is killed (SIGKILL) and restarted during
- * improver training, DPO training and evaluation; the scorer, controller and trainer are killed once each
+ * base training, improver training, pair generation, DPO training and evaluation; the scorer, controller and trainer are killed once each
  * mid-stage and restarted; a poisoned shard task and a forged pairs_ready name the run; the improver is down
  * for 30 s during pair generation. The run must succeed with every iteration once, every shard stored once,
  * and no job redone from scratch where a checkpoint of it existed.
@@ -142,6 +142,7 @@ describe("the mesh through faults (separate processes, its own NATS)", () => {
       });
     };
     const faults: Fault[] = [
+      { name: "NATS restart in base training", when: at(RunStage.BASE, 0), act: restartNats },
       { name: "NATS restart in improver training", when: at(RunStage.IMPROVER, 0), act: restartNats },
       {
         name: "scorer killed in base evaluation",
@@ -160,6 +161,7 @@ describe("the mesh through faults (separate processes, its own NATS)", () => {
         act: restartNats,
       },
       { name: "NATS restart in evaluation", when: at(RunStage.EVALUATE, 1), act: restartNats },
+      { name: "NATS restart in pair generation", when: at(RunStage.GENERATE, 2), act: restartNats },
       {
         name: "controller killed in pair generation",
         when: at(RunStage.GENERATE, 2),
