@@ -94,7 +94,9 @@ describe("idpo bench paper (micro configuration)", () => {
     }
     expect(md).toContain("## What makes the iterative method work");
     expect(md).toContain("### What made it work");
-    expect(md).toMatch(/## The base model's learning curve[\s\S]*\| 1 \| 0\.\d{3} ± 0\.\d{3} \|\n\| 2 \| 0\.\d{3}/);
+    expect(md).toMatch(
+      /## The base model's learning curve[\s\S]*\| 1 \| 0\.\d{3} ± 0\.\d{3} \|\n\| 2 \| 0\.\d{3}/,
+    );
     expect(md).toContain("| SDEdit winners |");
     expect(md).toMatch(/\| Improver on base samples, SDEdit 0\.6 \(one shot\) \| 0\.\d{3}/);
     expect(md).toMatch(/Reference points on the same oracle: the offline dataset's winners score 0\.\d{3}/);

@@ -5,7 +5,7 @@ import { createClient } from "@connectrpc/connect";
 import type { RunningDashboard } from "@idpo/dashboard";
 import { sharedBus } from "@idpo/mesh";
 import { ControllerService, type Run, type RunConfig, RunStage, RunState } from "@idpo/proto";
-import { createLogger, createPeerTransport, type MeshService } from "@idpo/runtime";
+import { createLogger, createPeerTransport } from "@idpo/runtime";
 import { serveLocalDashboard, startLocalMesh } from "./local-mesh.js";
 import { type QuickstartSettings, quickstartRunConfig } from "./quickstart-config.js";
 import { type StageTiming, writeReport } from "./report.js";
