@@ -1,5 +1,5 @@
 import { create, toJson } from "@bufbuild/protobuf";
-import { PRETRAINED_BASE_ID, PRETRAINED_DATASET, PRETRAINED_IMPROVER_ID } from "@idpo/mesh";
+import { PRETRAINED_BASE_ID, PRETRAINED_DATASET, PRETRAINED_IMPROVER_ID, parseDataUri } from "@idpo/mesh";
 import {
   JobKind,
   JobSpecSchema,
@@ -53,8 +53,10 @@ export interface IteratedRun {
 /** The offline dataset's shapes-world parameters (train prompts only). */
 export function datasetSpec(cfg: PaperConfig, seed: number): { pairs: number; size: number; seed: number } {
   if (cfg.startFrom === "pretrained") {
-    const q = new URLSearchParams(PRETRAINED_DATASET.slice("shapes://?".length));
-    return { pairs: Number(q.get("pairs")), size: Number(q.get("size")), seed: Number(q.get("seed")) };
+    const d = parseDataUri(PRETRAINED_DATASET, "PRETRAINED_DATASET");
+    if (d.kind !== "shapes")
+      throw new Error(`PRETRAINED_DATASET ${PRETRAINED_DATASET} is not a shapes:// dataset`);
+    return { pairs: d.pairs, size: d.size, seed: d.seed };
   }
   return { pairs: cfg.offlinePairs, size: cfg.imageSize, seed: deriveSeed(seed, "offline-data") };
 }

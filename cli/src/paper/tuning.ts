@@ -375,17 +375,25 @@ export async function runTuning(
   let best = runs[0];
   for (const r of runs) if (final(r) > final(best)) best = r;
   // Every variant's last iterate on train and test, for the report's "what made it work" table: measured
-  // after the choice, which reads validation only.
+  // after the choice, which reads validation only. A checkpoint the faithful part already evaluated (the
+  // faithful run's last iterate, or the base kept by early stopping) keeps that evaluation.
   const variantModels: Record<string, ModelEval> = {};
   for (const r of runs) {
-    const key = `tune/${r.spec.key}`;
-    variantModels[key] = await evaluateModel(ctx, key, `search: ${r.spec.label}`, r.finalCheckpoint);
+    const earlier = Object.values(faithful.models).find((m) => m.checkpointId === r.finalCheckpoint);
+    const key = earlier?.key ?? `tune/${r.spec.key}`;
+    if (!earlier) {
+      variantModels[key] = await evaluateModel(ctx, key, `search: ${r.spec.label}`, r.finalCheckpoint);
+    }
     r.result.modelKey = key;
   }
   const reason =
     `highest validation reward after ${K} iteration${K === 1 ? "" : "s"} (${final(best).toFixed(4)}; ` +
     `faithful ${final(runs[0]).toFixed(4)}, base ${startVal.reward.toFixed(4)})`;
-  const model = await evaluateModel(ctx, "tuned", `Ours, tuned (${best.spec.label})`, best.finalCheckpoint);
+  const chosenKey = best.result.modelKey!;
+  const chosen = variantModels[chosenKey] ?? faithful.models[chosenKey];
+  // The "tuned" row is the chosen variant's evaluation under another label; its key stays that of the
+  // evaluation, which names its stored samples.
+  const model: ModelEval = { ...chosen, label: `Ours, tuned (${best.spec.label})` };
   return {
     variants: runs.map((r) => r.result),
     chosen: best.spec.key,
