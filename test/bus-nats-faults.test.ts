@@ -3,10 +3,9 @@
  * dying workers, termination with competing workers, a server crash and restart, duplicate publishes,
  * compare-and-set between processes' connections, and authentication.
  */
-import { randomBytes } from "node:crypto";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import {
   type Bus,
   BusConfigError,
@@ -16,44 +15,22 @@ import {
   type Subscription,
   type TerminationReport,
 } from "../libs/bus/src/index.js";
-import { TEST_LIMITS, waitFor } from "./bus-contract.js";
-import { startTestNats, type TestNats } from "./support/nats.js";
+import { waitFor } from "./bus-contract.js";
+import { startTestNats } from "./support/nats.js";
+import { natsBuses } from "./support/nats-buses.js";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 describe("bus on NATS under faults", () => {
-  let server: TestNats;
-  const buses: Bus[] = [];
+  const nats = natsBuses("f");
   const subs: Subscription[] = [];
-  let prefix = "";
-
-  /** A bus on its own connection (as a separate process would have) in this test's namespace. */
-  async function connection(): Promise<Bus> {
-    const b = await openBus({
-      backend: "nats",
-      natsUrl: server.url,
-      namePrefix: prefix,
-      limits: TEST_LIMITS,
-    });
-    buses.push(b);
-    return b;
-  }
-
-  beforeAll(async () => {
-    server = await startTestNats();
-  });
-  afterAll(async () => {
-    await server?.stop();
-  });
   afterEach(async () => {
     await Promise.all(subs.splice(0).map((s) => s.stop({ timeoutMs: 0 })));
-    await Promise.all(buses.splice(0).map((b) => b.close({ timeoutMs: 0 })));
   });
-  function fresh(): void {
-    prefix = `f${randomBytes(5).toString("hex")}`;
-  }
+  const connection = () => nats.connection();
+  const fresh = () => nats.fresh();
 
   it("redelivers the shard of a worker whose process dies (connection gone, no ack) to another worker", async () => {
     fresh();
@@ -126,11 +103,11 @@ describe("bus on NATS under faults", () => {
     await waitFor(() => seen.length === 2, "events before the crash");
     await b.work.enqueue(enc.encode("shard-a"), { msgId: "shard-a" });
 
-    await server.kill();
+    await nats.server().kill();
     // A publish issued while the server is down completes once it is back (the msgId makes retries safe).
     const during = b.events.publish("idpo.events.r1.pairs_ready", enc.encode("e3"), { msgId: "r1/e3" });
     await sleep(500);
-    await server.restart();
+    await nats.server().restart();
     expect((await during).duplicate).toBe(false);
 
     const e = await b.state.get("runs.r1");
@@ -183,10 +160,10 @@ describe("bus on NATS under faults", () => {
     expect(Buffer.compare(Buffer.from((await b.artifacts.get("ckpt/two-chunks"))!), Buffer.from(big))).toBe(
       0,
     );
-    const nc = await connect({ servers: server.url });
+    const nc = await connect({ servers: nats.server().url });
     try {
       const jsm = await jetstreamManager(nc);
-      const consumers = await jsm.consumers.list(`OBJ_${prefix}_idpo_artifacts`).next();
+      const consumers = await jsm.consumers.list(`OBJ_${nats.prefix()}_idpo_artifacts`).next();
       expect(consumers.map((c) => c.name)).toEqual([]);
     } finally {
       await nc.close();
@@ -203,10 +180,11 @@ describe("bus on NATS under faults", () => {
     const kept = await b.events.subscribe({ consumer: "shared", filter: "idpo.events.>" }, () => {});
     subs.push(kept);
     await sub.stop();
-    const nc = await connect({ servers: server.url });
+    const nc = await connect({ servers: nats.server().url });
     try {
       const jsm = await jetstreamManager(nc);
-      const names = async () => (await jsm.consumers.list(`${prefix}_IDPO_EVENTS`).next()).map((c) => c.name);
+      const names = async () =>
+        (await jsm.consumers.list(`${nats.prefix()}_IDPO_EVENTS`).next()).map((c) => c.name);
       expect((await names()).sort()).toEqual(["replica-gone", "shared"]);
       await waitFor(
         async () => !(await names()).includes("replica-gone"),
