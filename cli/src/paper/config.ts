@@ -97,6 +97,11 @@ export interface TuningConfig {
   sftLearningRate: number;
   /** Intermediate checkpoints per iteration for early stopping (evaluated on validation; best kept). */
   earlyStopCheckpoints: number;
+  /**
+   * The choice prefers variants that rise at every iteration and keep their last validation Vendi at least
+   * this fraction of the start's (the issue's goal: 0.9); when none does, the highest final reward wins.
+   */
+  minVendiRatio: number;
 }
 
 /** Everything `idpo bench paper` does, for one configuration. */
@@ -224,10 +229,28 @@ const DEFAULT_CONFIG: PaperConfig = {
         sftWeight: 1,
         learningRate: 5e-5,
       },
+      // DPO-Positive is the one change that kept the winners' likelihood (raw ≤ ref) and the diversity; these
+      // give its anchored objective more room per iteration, or let it compound from iterate to iterate.
+      { key: "dpop-lr", label: "DPO-Positive, lr 5e-5", dpoPositiveLambda: 5, learningRate: 5e-5 },
+      {
+        key: "dpop-refresh",
+        label: "DPO-Positive, refreshed reference, lr 5e-5",
+        dpoPositiveLambda: 5,
+        reference: "previous",
+        learningRate: 5e-5,
+      },
+      {
+        key: "dpop-sdedit",
+        label: "DPO-Positive, SDEdit winners, lr 5e-5",
+        dpoPositiveLambda: 5,
+        improveStrength: 0.6,
+        learningRate: 5e-5,
+      },
     ],
     sftSteps: 60,
     sftLearningRate: 1e-4,
     earlyStopCheckpoints: 4,
+    minVendiRatio: 0.9,
   },
 };
 
@@ -281,6 +304,7 @@ const QUICK_CONFIG: PaperConfig = {
     sftSteps: 5,
     sftLearningRate: 2e-4,
     earlyStopCheckpoints: 2,
+    minVendiRatio: 0.9,
   },
 };
 
@@ -454,6 +478,7 @@ export function validatePaperConfig(cfg: PaperConfig): void {
   checkInt(t.sftSteps, 1, 1_000_000, "tuning.sftSteps", errors);
   checkNum(t.sftLearningRate, 0, 1, "tuning.sftLearningRate", errors, true);
   checkInt(t.earlyStopCheckpoints, 1, 100, "tuning.earlyStopCheckpoints", errors);
+  checkNum(t.minVendiRatio, 0, 10, "tuning.minVendiRatio", errors);
   if (t.earlyStopCheckpoints > cfg.ours.steps) {
     errors.push(
       `tuning.earlyStopCheckpoints = ${t.earlyStopCheckpoints}: more than ours.steps (${cfg.ours.steps})`,

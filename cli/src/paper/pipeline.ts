@@ -1,5 +1,11 @@
 import { create, toJson } from "@bufbuild/protobuf";
-import { PRETRAINED_BASE_ID, PRETRAINED_DATASET, PRETRAINED_IMPROVER_ID, parseDataUri } from "@idpo/mesh";
+import {
+  PRETRAINED_BASE_ID,
+  PRETRAINED_BASE_SEED,
+  PRETRAINED_DATASET,
+  PRETRAINED_IMPROVER_ID,
+  parseDataUri,
+} from "@idpo/mesh";
 import {
   JobKind,
   JobSpecSchema,
@@ -303,6 +309,31 @@ async function learningCurve(
     out.push({ step: p.step, reward: v.reward, ci: v.ci });
   }
   return out;
+}
+
+/**
+ * The shipped base's learning curve (`startFrom: "pretrained"`): its recipe (`cfg.base` on the shipped
+ * dataset, with the seed that made it) retrained with `baseCurvePoints` evenly spaced checkpoints, each
+ * measured on the validation prompts. Nothing else reads this stage, so it runs last, and once per
+ * benchmark: in the seed whose number is the recipe's.
+ */
+export async function pretrainedRecipeCurve(
+  ctx: PipelineContext,
+): Promise<{ step: number; reward: number; ci: number }[] | undefined> {
+  const { cfg, seed } = ctx;
+  if (cfg.startFrom !== "pretrained" || cfg.baseCurvePoints === 0 || seed !== PRETRAINED_BASE_SEED)
+    return undefined;
+  const base = await trainStage(ctx, "base-recipe", "the shipped base's recipe, retrained for its curve", {
+    jobId: `${ctx.tag}-base-recipe`,
+    kind: JobKind.PRETRAIN,
+    data: [PRETRAINED_DATASET],
+    modelPreset: cfg.modelPreset,
+    training: trainingConfig(cfg.base, PRETRAINED_BASE_SEED, {
+      checkpointEvery: Math.floor(cfg.base.steps / cfg.baseCurvePoints),
+    }),
+    outputCheckpointId: `bench/${ctx.tag}/base-recipe`,
+  });
+  return learningCurve(ctx, base);
 }
 
 /** The base model (PRETRAIN on every offline image) and the improvement model trained from it, for this seed. */

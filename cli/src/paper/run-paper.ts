@@ -16,7 +16,7 @@ import {
 import { dataReference } from "./data-reference.js";
 import { BASE_KEY, type EvalContext, FIX_KEY, FIX_SDEDIT_KEY, samplesArtifact } from "./evaluate.js";
 import { imageAt, labelledRows, rewardFigure, sampleGrid } from "./figures.js";
-import { datasetSpec, type PipelineContext, runFaithful } from "./pipeline.js";
+import { datasetSpec, type PipelineContext, pretrainedRecipeCurve, runFaithful } from "./pipeline.js";
 import { promptSets } from "./prompt-sets.js";
 import { type RunInfo, renderReport, type SeedRun } from "./report.js";
 import type { ModelEval, PaperResults } from "./results.js";
@@ -131,6 +131,7 @@ async function runSeed(
     Object.assign(results.models, t.variantModels);
     results.tuning = { variants: t.variants, chosen: t.chosen, reason: t.reason, modelKey: t.modelKey };
   }
+  results.baseCurve ??= await pretrainedRecipeCurve(ctx);
   await writeFile(join(dir, "results.json"), `${JSON.stringify(results)}\n`);
   return { results, runner, ctx };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { combineHelpful, describeChange, type VariantSpec } from "./tuning.js";
+import { chooseVariant, combineHelpful, describeChange, type VariantSpec } from "./tuning.js";
 
 const faithful: VariantSpec = {
   key: "faithful",
@@ -77,5 +77,38 @@ describe("describeChange", () => {
     ).toBe(
       "80 steps per iteration + refreshed reference + SFT on improved winners (60 steps, lr 0.0001) + DPO-Positive (λ 5)",
     );
+  });
+});
+
+describe("chooseVariant", () => {
+  const v = (validation: number[], lastVendi: number) => ({
+    validation,
+    validationVendi: validation.map((_, i) => (i === validation.length - 1 ? lastVendi : 2)),
+  });
+
+  it("prefers the highest final reward among variants that rise every iteration and keep their diversity", () => {
+    const variants = [
+      v([0.7, 0.7, 0.64, 0.67], 2.0), // faithful: falls
+      v([0.7, 0.73, 0.68, 0.74], 1.6), // highest final, but dips and loses diversity
+      v([0.7, 0.71, 0.72, 0.73], 1.9), // rises, Vendi 0.95× → qualifies
+      v([0.7, 0.72, 0.725, 0.735], 1.7), // rises, but Vendi 0.85× of 2.0
+      v([0.7, 0.705, 0.71, 0.72], 2.1), // rises, lower final
+    ];
+    const c = chooseVariant(variants, 2.0, 0.9);
+    expect(c.index).toBe(2);
+    expect(c.rule).toContain("rose at every iteration");
+    expect(c.rule).toContain("after 3 iterations");
+  });
+
+  it("falls back to the highest final reward, and says so, when no variant qualifies", () => {
+    const variants = [v([0.7, 0.69, 0.68], 2.0), v([0.7, 0.75, 0.72], 2.0), v([0.7, 0.71, 0.73], 1.0)];
+    const c = chooseVariant(variants, 2.0, 0.9);
+    expect(c.index).toBe(2);
+    expect(c.rule).toContain("no variant rose");
+  });
+
+  it("keeps the earlier variant on a tie and rejects an empty list", () => {
+    expect(chooseVariant([v([0.7, 0.72], 2), v([0.7, 0.72], 2)], 2, 0.9).index).toBe(0);
+    expect(() => chooseVariant([], 2, 0.9)).toThrow(/no variants/);
   });
 });

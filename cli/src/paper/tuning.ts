@@ -330,6 +330,44 @@ async function runVariant(
   return { spec, result: toVariantResult(spec, startVal, vals, metrics), finalCheckpoint: current };
 }
 
+/** The variant the search keeps, and the rule that picked it, in words for the report. */
+export interface VariantChoice {
+  /** Index into the variants given. */
+  index: number;
+  /** Which rule picked it. */
+  rule: string;
+}
+
+/**
+ * Picks a variant from validation figures only. The goal is a policy that keeps improving and keeps its
+ * diversity, so the variants whose validation reward rose at every iteration and whose last validation Vendi
+ * is at least `minVendiRatio` of the start's compete on their last validation reward; when none qualifies,
+ * every variant does. Ties keep the earlier variant (the faithful method comes first).
+ */
+export function chooseVariant(
+  variants: readonly Pick<VariantResult, "validation" | "validationVendi">[],
+  startVendi: number,
+  minVendiRatio: number,
+): VariantChoice {
+  if (variants.length === 0) throw new Error("chooseVariant: no variants to choose from");
+  const last = (xs: readonly number[]) => xs[xs.length - 1];
+  const qualifies = (v: Pick<VariantResult, "validation" | "validationVendi">) =>
+    v.validation.length >= 2 &&
+    v.validation.every((r, i) => i === 0 || r > v.validation[i - 1]) &&
+    last(v.validationVendi) >= minVendiRatio * startVendi;
+  const pool = variants.map((_, i) => i).filter((i) => qualifies(variants[i]));
+  const from = pool.length > 0 ? pool : variants.map((_, i) => i);
+  let index = from[0];
+  for (const i of from) if (last(variants[i].validation) > last(variants[index].validation)) index = i;
+  const iters = variants[index].validation.length - 1;
+  const when = `after ${iters} iteration${iters === 1 ? "" : "s"}`;
+  const rule =
+    pool.length > 0
+      ? `highest validation reward ${when} among the variants whose validation reward rose at every iteration with Vendi ≥ ${minVendiRatio}× the start's`
+      : `highest validation reward ${when} (no variant rose at every iteration with Vendi ≥ ${minVendiRatio}× the start's)`;
+  return { index, rule };
+}
+
 /**
  * The search for what makes the iterative method work: every single change from the faithful method,
  * then their combination, all measured on the validation prompts only; the best by final validation
@@ -372,8 +410,12 @@ export async function runTuning(
     ctx.progress(`search: combined (${combined.change})`);
     runs.push(await runVariant(ctx, combined, ids, startVal, faithful));
   }
-  let best = runs[0];
-  for (const r of runs) if (final(r) > final(best)) best = r;
+  const choice = chooseVariant(
+    runs.map((r) => r.result),
+    startVal.vendi,
+    cfg.tuning.minVendiRatio,
+  );
+  const best = runs[choice.index];
   // Every variant's last iterate on train and test, for the report's "what made it work" table: measured
   // after the choice, which reads validation only. A checkpoint the faithful part already evaluated (the
   // faithful run's last iterate, or the base kept by early stopping) keeps that evaluation.
@@ -387,7 +429,7 @@ export async function runTuning(
     r.result.modelKey = key;
   }
   const reason =
-    `highest validation reward after ${K} iteration${K === 1 ? "" : "s"} (${final(best).toFixed(4)}; ` +
+    `${choice.rule} (${final(best).toFixed(4)}; ` +
     `faithful ${final(runs[0]).toFixed(4)}, base ${startVal.reward.toFixed(4)})`;
   const chosenKey = best.result.modelKey!;
   const chosen = variantModels[chosenKey] ?? faithful.models[chosenKey];

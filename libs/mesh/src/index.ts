@@ -41,6 +41,7 @@ export {
 export {
   PRETRAINED,
   PRETRAINED_BASE_ID,
+  PRETRAINED_BASE_SEED,
   PRETRAINED_DATASET,
   PRETRAINED_IMPROVER_ID,
   type PretrainedCheckpoint,

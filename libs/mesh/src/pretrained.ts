@@ -29,6 +29,9 @@ export const PRETRAINED_IMPROVER_ID = "pretrained/shapes16-improver";
  */
 export const PRETRAINED_DATASET = "shapes://?pairs=3000&size=16&seed=0";
 
+/** The training seed of the shipped base's PRETRAIN job (its recipe in models/shapes16/MODEL_CARD.md). */
+export const PRETRAINED_BASE_SEED = 1;
+
 /** The checkpoints idpo ships, as diffusion tools start from a pretrained model. */
 export const PRETRAINED: readonly PretrainedCheckpoint[] = [
   {
