@@ -1,7 +1,7 @@
 import { solidImage } from "@idpo/data";
 import type { LineSeriesOption } from "echarts";
 import { describe, expect, it } from "vitest";
-import { labelledRows, rewardChart } from "./figures.js";
+import { labelledRows, learningCurveChart, rewardChart } from "./figures.js";
 import type { ModelEval, PaperResults, SetEval } from "./results.js";
 
 const set = (reward: number, ci: number): SetEval => ({
@@ -78,5 +78,35 @@ describe("labelledRows", () => {
     expect([png.readUInt32BE(16), png.readUInt32BE(20)]).toEqual([128 + 22, 22]);
     expect(svg).toContain("Base &#38; &#60;SFT&#62;");
     expect(svg).toContain('href="data:image/png;base64,');
+  });
+});
+
+describe("learningCurveChart", () => {
+  const curve = [
+    { step: 200, reward: 0.6, ci: 0.02 },
+    { step: 1000, reward: 0.7, ci: 0.01 },
+  ];
+
+  it("draws the curve against the training step with its band, and the reference as a flat line", () => {
+    const series = learningCurveChart(curve, { label: "shipped", reward: 0.71 }).series as LineSeriesOption[];
+    expect(series).toHaveLength(6);
+    expect(series[0].name).toBe("base job's checkpoints");
+    expect(series[0].data).toEqual([
+      [200, 0.6],
+      [1000, 0.7],
+    ]);
+    expect((series[1].data as number[][]).map(([x, y]) => [x, Number(y.toFixed(10))])).toEqual([
+      [200, 0.58],
+      [1000, 0.69],
+    ]);
+    expect(series[3].name).toBe("shipped");
+    expect(series[3].data).toEqual([
+      [200, 0.71],
+      [1000, 0.71],
+    ]);
+  });
+
+  it("rejects an empty curve", () => {
+    expect(() => learningCurveChart([])).toThrow(/no points/);
   });
 });

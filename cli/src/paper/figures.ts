@@ -42,6 +42,45 @@ export function rewardChart(results: Pick<PaperResults, "models" | "series">): E
   });
 }
 
+/** Size of the base model's learning-curve figure in pixels. */
+export const CURVE_FIGURE_SIZE = { width: 560, height: 360 } as const;
+
+/** The base model's learning curve: validation reward (95 % band) against base-training steps. */
+export function learningCurveChart(
+  curve: NonNullable<PaperResults["baseCurve"]>,
+  reference?: { label: string; reward: number },
+): EChartsOption {
+  if (curve.length === 0) throw new Error("learningCurveChart: the curve has no points");
+  const x = curve.map((p) => p.step);
+  const lines = [
+    {
+      name: "base job's checkpoints",
+      x,
+      mean: curve.map((p) => p.reward),
+      low: curve.map((p) => p.reward - p.ci),
+      high: curve.map((p) => p.reward + p.ci),
+    },
+  ];
+  if (reference) {
+    const r = x.map(() => reference.reward);
+    lines.push({ name: reference.label, x, mean: r, low: r, high: r });
+  }
+  return rewardChartOption({
+    panels: [{ title: "Base model: validation reward by training step", lines }],
+    xName: "base-training step",
+    yName: "validation reward",
+    xLabel: (v) => String(v),
+  });
+}
+
+/** The learning-curve figure as SVG and PNG. */
+export function learningCurveFigure(
+  curve: NonNullable<PaperResults["baseCurve"]>,
+  reference?: { label: string; reward: number },
+): { svg: string; png: Buffer } {
+  return renderChart(learningCurveChart(curve, reference), CURVE_FIGURE_SIZE);
+}
+
 /** The reward-per-iteration figure as SVG and PNG. */
 export function rewardFigure(results: Pick<PaperResults, "models" | "series">): { svg: string; png: Buffer } {
   return renderChart(rewardChart(results), REWARD_FIGURE_SIZE);

@@ -317,9 +317,13 @@ async function learningCurve(
  * measured on the validation prompts. Nothing else reads this stage, so it runs last, and once per
  * benchmark: in the seed whose number is the recipe's.
  */
-export async function pretrainedRecipeCurve(
-  ctx: PipelineContext,
-): Promise<{ step: number; reward: number; ci: number }[] | undefined> {
+export async function pretrainedRecipeCurve(ctx: PipelineContext): Promise<
+  | {
+      curve: { step: number; reward: number; ci: number }[];
+      reference: { label: string; reward: number; ci: number };
+    }
+  | undefined
+> {
   const { cfg, seed } = ctx;
   if (cfg.startFrom !== "pretrained" || cfg.baseCurvePoints === 0 || seed !== PRETRAINED_BASE_SEED)
     return undefined;
@@ -333,7 +337,11 @@ export async function pretrainedRecipeCurve(
     }),
     outputCheckpointId: `bench/${ctx.tag}/base-recipe`,
   });
-  return learningCurve(ctx, base);
+  const shipped = await validate(ctx, BASE_KEY, PRETRAINED_BASE_ID);
+  return {
+    curve: await learningCurve(ctx, base),
+    reference: { label: "the shipped base", reward: shipped.reward, ci: shipped.ci },
+  };
 }
 
 /** The base model (PRETRAIN on every offline image) and the improvement model trained from it, for this seed. */

@@ -1,3 +1,4 @@
+import { PRETRAINED_BASE_SEED } from "@idpo/mesh";
 import { checkClaims } from "./claims.js";
 import type { PaperConfig } from "./config.js";
 import type { DataReference, RewardSummary } from "./data-reference.js";
@@ -35,7 +36,13 @@ export interface RunInfo {
   /** Wall seconds of this invocation (less than the total when earlier invocations did part of the work). */
   invocationSeconds: number;
   /** Figures, relative to the report's directory. */
-  figures: { rewardPlot: string; compare: string; grids: { label: string; file: string }[] };
+  figures: {
+    rewardPlot: string;
+    /** The base model's learning curve, when one was measured. */
+    curvePlot?: string;
+    compare: string;
+    grids: { label: string; file: string }[];
+  };
   /** The prompt sets (names and sizes), for the setup section. */
   sets: { name: string; prompts: string[]; samplesPerPrompt: number; seed: number }[];
   /** The offline data's and the ideal renders' rewards, to place the models' rewards on the scale. */
@@ -160,9 +167,20 @@ export function renderReport(
     L.push("## The base model's learning curve");
     L.push("");
     L.push(
-      "Validation reward of the base job's checkpoints (EMA weights where the recipe keeps an EMA), sampled like every model here:",
+      cfg.startFrom === "pretrained"
+        ? `The \`base\` recipe of the configuration below, retrained on the shipped dataset with the seed that made the shipped base (this run's seed ${PRETRAINED_BASE_SEED}), its checkpoints (EMA weights) measured on the validation prompts and sampled like every model here. What decided the recipe, the DDIM step above all, is in \`models/shapes16/MODEL_CARD.md\`.`
+        : "Validation reward of the base job's checkpoints (EMA weights where the recipe keeps an EMA), sampled like every model here:",
     );
     L.push("");
+    if (info.figures.curvePlot) {
+      L.push(`![base learning curve](${info.figures.curvePlot})`);
+      L.push("");
+    }
+    const ref = results.baseCurveReference;
+    if (ref) {
+      L.push(`The shipped base itself: ${fmtReward(ref.reward, ref.ci)} on the same validation prompts.`);
+      L.push("");
+    }
     L.push(
       markdownTable(
         ["step", "validation reward"],

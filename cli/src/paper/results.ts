@@ -97,6 +97,8 @@ export interface PaperResults {
    * checkpoints and its last, by optimiser step.
    */
   baseCurve?: { step: number; reward: number; ci: number }[];
+  /** The shipped base's own validation reward, drawn beside the curve of its retrained recipe. */
+  baseCurveReference?: { label: string; reward: number; ci: number };
   /** The search for what makes it work (absent when disabled). */
   tuning?: {
     /** Variants tried, the faithful one first. */

@@ -15,7 +15,7 @@ import {
 } from "./config.js";
 import { dataReference } from "./data-reference.js";
 import { BASE_KEY, type EvalContext, FIX_KEY, FIX_SDEDIT_KEY, samplesArtifact } from "./evaluate.js";
-import { imageAt, labelledRows, rewardFigure, sampleGrid } from "./figures.js";
+import { imageAt, labelledRows, learningCurveFigure, rewardFigure, sampleGrid } from "./figures.js";
 import { datasetSpec, type PipelineContext, pretrainedRecipeCurve, runFaithful } from "./pipeline.js";
 import { promptSets } from "./prompt-sets.js";
 import { type RunInfo, renderReport, type SeedRun } from "./report.js";
@@ -131,7 +131,11 @@ async function runSeed(
     Object.assign(results.models, t.variantModels);
     results.tuning = { variants: t.variants, chosen: t.chosen, reason: t.reason, modelKey: t.modelKey };
   }
-  results.baseCurve ??= await pretrainedRecipeCurve(ctx);
+  const recipe = await pretrainedRecipeCurve(ctx);
+  if (recipe) {
+    results.baseCurve = recipe.curve;
+    results.baseCurveReference = recipe.reference;
+  }
   await writeFile(join(dir, "results.json"), `${JSON.stringify(results)}\n`);
   return { results, runner, ctx };
 }
@@ -180,6 +184,13 @@ async function writeFigures(
   const figure = rewardFigure(results);
   await writeFile(plot, figure.png);
   await writeFile(plot.replace(/\.png$/, ".svg"), figure.svg);
+  let curvePlot: string | undefined;
+  if (results.baseCurve && results.baseCurve.length > 0) {
+    curvePlot = join(dir, "base-learning-curve.png");
+    const curve = learningCurveFigure(results.baseCurve, results.baseCurveReference);
+    await writeFile(curvePlot, curve.png);
+    await writeFile(curvePlot.replace(/\.png$/, ".svg"), curve.svg);
+  }
   const last = (label: string) => {
     const s = results.series.find((x) => x.label === label);
     return s ? [s.keys[s.keys.length - 1]] : [];
@@ -222,7 +233,7 @@ async function writeFigures(
   }
   const compare = join(dir, "compare.png");
   await writeFile(compare, labelledRows(compareRows).png);
-  return { rewardPlot: rel(plot), compare: rel(compare), grids };
+  return { rewardPlot: rel(plot), curvePlot: curvePlot && rel(curvePlot), compare: rel(compare), grids };
 }
 
 /** A row label of at most 24 characters; the two one-shot fixers would otherwise read the same. */
