@@ -6,6 +6,7 @@ export default defineConfig({
       "libs/*/src/**/*.test.ts",
       "services/*/src/**/*.test.ts",
       "apps/*/src/**/*.test.ts",
+      "bench/*/src/**/*.test.ts",
       "cli/src/**/*.test.ts",
       "test/**/*.test.ts",
     ],

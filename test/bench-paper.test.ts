@@ -6,9 +6,8 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { type PaperConfig, paperConfig, runBenchPaper } from "@idpo/bench-paper";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PaperConfig, paperConfig } from "../cli/src/paper/config.js";
-import { runBenchPaper } from "../cli/src/paper/run-paper.js";
 
 /** The quick configuration shrunk to a few steps everywhere (the pipeline, not the numbers, is tested). */
 function microConfig(): PaperConfig {

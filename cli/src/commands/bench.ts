@@ -1,8 +1,8 @@
 import { join } from "node:path";
+import { runBenchPaper } from "@idpo/bench-paper";
 import { Command, InvalidArgumentError } from "commander";
 import { withDashboardOptions } from "../args.js";
 import { UsageError } from "../errors.js";
-import { runBenchPaper } from "../paper/run-paper.js";
 
 function parseSeeds(v: string): number[] {
   const parts = v.split(",").map((s) => s.trim());

@@ -27,7 +27,7 @@ import {
   TrainerService,
 } from "@idpo/proto";
 import { createLogger, createPeerTransport, type MeshService } from "@idpo/runtime";
-import { startLocalMesh } from "../quickstart/local-mesh.js";
+import { startLocalMesh } from "../../../cli/src/quickstart/local-mesh.js";
 import { formatDuration } from "./stage-runner.js";
 
 /** Clients of the five services. */
