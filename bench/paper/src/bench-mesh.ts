@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import type { Bus } from "@idpo/bus";
+import { DEFAULT_CONTROLLER_OPTIONS, type PeerCallContext, runTrainerJob } from "@idpo/controller";
 import type { ImageBatch } from "@idpo/data";
 import { CheckpointStore, imagesFromMessages, imagesToMessages, sharedBus } from "@idpo/mesh";
 import {
@@ -26,7 +27,7 @@ import {
   ScorerService,
   TrainerService,
 } from "@idpo/proto";
-import { createLogger, createPeerTransport, type MeshService } from "@idpo/runtime";
+import { createLogger, createPeerTransport, type Logger, type MeshService } from "@idpo/runtime";
 import { startLocalMesh } from "../../../cli/src/quickstart/local-mesh.js";
 import { formatDuration } from "./stage-runner.js";
 
@@ -59,6 +60,8 @@ export class BenchMesh {
     readonly logFile: string,
     /** Address of each service (for the dashboard). */
     readonly urls: Record<MeshService, string>,
+    /** Where retries of peer calls are logged (the services' log). */
+    private readonly logger: Logger,
   ) {}
 
   /** Starts the mesh like `idpo quickstart` does; service logs go to `<dataDir>/services.log`. */
@@ -80,7 +83,7 @@ export class BenchMesh {
       await mesh.shutdown();
       await new Promise<void>((resolve) => log.end(resolve));
     };
-    return new BenchMesh(clients, bus, stop, progress, logFile, mesh.urls);
+    return new BenchMesh(clients, bus, stop, progress, logFile, mesh.urls, logger);
   }
 
   /** Stops every service and closes the bus. */
@@ -105,44 +108,30 @@ export class BenchMesh {
 
   /**
    * Submits a trainer job (idempotent on its id: a resumed benchmark re-attaches to it, and the trainer
-   * resumes it from its last checkpoint) and follows it to its end with progress lines.
+   * resumes it from its last checkpoint) and follows it to its end with progress lines, as the controller's
+   * stages do (the controller's own follower, with its timings).
    */
   async runJob(spec: JobSpec, label: string): Promise<Job> {
-    const { trainer } = this.clients;
-    let job = (await trainer.startJob({ spec })).job!;
     let last = 0;
     const started = Date.now();
-    while (!ended(job.state)) {
-      try {
-        for await (const res of trainer.watchJob({ jobId: spec.jobId })) {
-          job = res.job!;
-          const now = Date.now();
-          if (now - last >= PROGRESS_EVERY_MS && job.state === JobState.RUNNING) {
-            last = now;
-            const loss = job.metrics.loss;
-            const acc = job.metrics.implicit_acc;
-            this.progress(
-              `  ${label}: step ${job.step}/${job.totalSteps}` +
-                (loss !== undefined ? `, loss ${loss.toPrecision(4)}` : "") +
-                (acc !== undefined ? `, implicit_acc ${acc.toFixed(2)}` : "") +
-                (job.etaSeconds > 0 ? `, ETA ${formatDuration(job.etaSeconds)}` : ""),
-            );
-          }
-          if (ended(job.state)) break;
-        }
-      } catch (err) {
-        if (!(err instanceof ConnectError) || err.code !== Code.Unavailable) throw err;
-        await new Promise((r) => setTimeout(r, 2000));
-      }
-      if (!ended(job.state)) job = (await trainer.getJob({ jobId: spec.jobId })).job!;
-    }
-    if (job.state !== JobState.SUCCEEDED) {
-      throw new Error(
-        `${label}: trainer job ${spec.jobId} ${JobState[job.state].toLowerCase()}: ${job.error || "no reason given"}`,
+    const ctx: PeerCallContext = {
+      runId: label,
+      deps: { peers: this.clients, options: DEFAULT_CONTROLLER_OPTIONS, logger: this.logger },
+      signal: new AbortController().signal,
+    };
+    const job = await runTrainerJob(ctx, spec, label, async (job) => {
+      const now = Date.now();
+      if (now - last < PROGRESS_EVERY_MS || job.state !== JobState.RUNNING) return;
+      last = now;
+      const loss = job.metrics.loss;
+      const acc = job.metrics.implicit_acc;
+      this.progress(
+        `  ${label}: step ${job.step}/${job.totalSteps}` +
+          (loss !== undefined ? `, loss ${loss.toPrecision(4)}` : "") +
+          (acc !== undefined ? `, implicit_acc ${acc.toFixed(2)}` : "") +
+          (job.etaSeconds > 0 ? `, ETA ${formatDuration(job.etaSeconds)}` : ""),
       );
-    }
-    if (!job.finalCheckpoint)
-      throw new Error(`${label}: job ${spec.jobId} succeeded without a final checkpoint`);
+    });
     this.progress(`  ${label}: done, ${job.step} steps in ${formatDuration((Date.now() - started) / 1000)}`);
     return job;
   }
@@ -341,10 +330,6 @@ export class BenchMesh {
 
 function toBatch(images: readonly ImageMessage[]): ImageBatch {
   return imagesFromMessages(images, { field: "images" });
-}
-
-function ended(s: JobState): boolean {
-  return s === JobState.SUCCEEDED || s === JobState.FAILED || s === JobState.CANCELLED;
 }
 
 function runEnded(s: RunState): boolean {

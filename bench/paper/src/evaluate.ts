@@ -127,6 +127,38 @@ export async function evaluateModel(
 }
 
 /**
+ * Improves `source`'s samples of the train and test sets once with the improver (image i with seed + i, the
+ * same seeds for every source) and scores them against the base's samples of the same prompts and seeds.
+ * The improved images are stored under `artifact(set)`.
+ */
+async function improveAndScore(
+  ctx: EvalContext,
+  out: ModelEval,
+  improverId: string,
+  strength: number,
+  source: (set: "train" | "test") => Promise<ImageBatch>,
+  artifact: (set: "train" | "test") => string,
+): Promise<ModelEval> {
+  for (const set of ["train", "test"] as const) {
+    const ref = await baseReference(ctx, set);
+    const images = await source(set);
+    let fixed = await ctx.mesh.loadImages(artifact(set), improverId, images.n);
+    if (!fixed) {
+      fixed = await ctx.mesh.improve(
+        improverId,
+        images,
+        expandPrompts(ctx.sets[set]),
+        deriveSeed(ctx.seed, `fix:${set}`),
+        { ...ctx.sampling, strength },
+      );
+      await ctx.mesh.storeImages(artifact(set), fixed, improverId);
+    }
+    out[set] = await scoreSet(ctx, fixed, set, ref);
+  }
+  return out;
+}
+
+/**
  * Table 3: the improvement model as a one-shot fixer: each base sample of the train and test sets improved
  * once (s_T, s_I of the config), scored against the base sample it came from. `strength` below 1 starts
  * from the base sample noised to that fraction of the schedule (SDEdit) instead of from pure noise.
@@ -143,23 +175,41 @@ export async function evaluateFix(ctx: EvalContext, improverId: string, strength
           : `Improver on base samples, SDEdit ${strength} (one shot)`,
       checkpointId: improverId,
     } as ModelEval;
-    for (const set of ["train", "test"] as const) {
-      const ref = await baseReference(ctx, set);
-      const name = samplesArtifact(ctx.tag, key, set);
-      let fixed = await ctx.mesh.loadImages(name, improverId, ref.images.n);
-      if (!fixed) {
-        fixed = await ctx.mesh.improve(
-          improverId,
-          ref.images,
-          expandPrompts(ctx.sets[set]),
-          deriveSeed(ctx.seed, `fix:${set}`),
-          { ...ctx.sampling, strength },
-        );
-        await ctx.mesh.storeImages(name, fixed, improverId);
-      }
-      out[set] = await scoreSet(ctx, fixed, set, ref);
-    }
-    return out;
+    return improveAndScore(
+      ctx,
+      out,
+      improverId,
+      strength,
+      async (set) => (await baseReference(ctx, set)).images,
+      (set) => samplesArtifact(ctx.tag, key, set),
+    );
+  });
+}
+
+/**
+ * What a user deploys: a fine-tuned policy's own samples (those of its evaluation) improved once by the
+ * improver from noise, scored against the base's samples of the same prompts and seeds (a stage `eval:<key>`).
+ */
+export async function evaluatePolicyThenFix(
+  ctx: EvalContext,
+  key: string,
+  label: string,
+  policy: ModelEval,
+  improverId: string,
+): Promise<ModelEval> {
+  const policySha = await ctx.mesh.checkpointSha(policy.checkpointId);
+  const inputs = await evalInputs(ctx, improverId, ["train", "test"], true, { key, policy: policySha });
+  return ctx.runner.run(`eval:${key}`, inputs, async () => {
+    const out = { key, label, checkpointId: policy.checkpointId } as ModelEval;
+    // Named by the policy's content too: another chosen policy must not find these images.
+    return improveAndScore(
+      ctx,
+      out,
+      improverId,
+      1,
+      (set) => sampleSet(ctx, policy.key, policy.checkpointId, set),
+      (set) => samplesArtifact(ctx.tag, `${key}/${policySha.slice(0, 16)}`, set),
+    );
   });
 }
 

@@ -348,6 +348,8 @@ export function renderReport(
 function withTuned(results: PaperResults): string[] {
   const rows = [...results.mainRows];
   if (results.tuning && results.models[results.tuning.modelKey]) rows.push(results.tuning.modelKey);
+  const deployed = results.tuning?.deployedKey;
+  if (deployed && results.models[deployed]) rows.push(deployed);
   return rows;
 }
 
@@ -415,6 +417,14 @@ export function discussion(cfg: PaperConfig, results: PaperResults, reference?: 
       `The variant chosen on validation prompts (${results.tuning.chosen}) reaches ${fmtReward(tuned.test.reward, tuned.test.ci)} on the test prompts, ` +
         `${fmtDelta(d.mean)} ± ${d.ci.toFixed(3)} against the base.`,
     );
+    const deployed = results.tuning.deployedKey ? m[results.tuning.deployedKey] : undefined;
+    if (deployed) {
+      const dd = pairedDelta(deployed.test.rewards, m.base.test.rewards);
+      P.push(
+        `Its samples improved once by the improver, what a user of both models deploys, reach ${fmtReward(deployed.test.reward, deployed.test.ci)}, ` +
+          `${fmtDelta(dd.mean)} ± ${dd.ci.toFixed(3)} against the base.`,
+      );
+    }
   }
   if (cfg.name === "quick")
     P.push("All of this is at the quick configuration's budgets and says little about the method.");

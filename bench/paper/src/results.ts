@@ -109,6 +109,8 @@ export interface PaperResults {
     reason: string;
     /** Key into models of the chosen combination's final model, evaluated on train and test. */
     modelKey: string;
+    /** Key into models of that model's samples improved once by the improver (what a user deploys). */
+    deployedKey?: string;
   };
 }
 

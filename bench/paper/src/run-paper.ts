@@ -129,7 +129,13 @@ async function runSeed(
     const t = await runTuning(ctx, faithful);
     results.models[t.modelKey] = t.model;
     Object.assign(results.models, t.variantModels);
-    results.tuning = { variants: t.variants, chosen: t.chosen, reason: t.reason, modelKey: t.modelKey };
+    results.tuning = {
+      variants: t.variants,
+      chosen: t.chosen,
+      reason: t.reason,
+      modelKey: t.modelKey,
+      deployedKey: t.deployedKey,
+    };
   }
   const recipe = await pretrainedRecipeCurve(ctx);
   if (recipe) {

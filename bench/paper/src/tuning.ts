@@ -1,5 +1,5 @@
 import { JobKind, ReferencePolicy, RunMethod } from "@idpo/proto";
-import { BASE_KEY, evaluateModel, type ValidationEval, validate } from "./evaluate.js";
+import { BASE_KEY, evaluateModel, evaluatePolicyThenFix, type ValidationEval, validate } from "./evaluate.js";
 import {
   type FaithfulResults,
   type IteratedRun,
@@ -330,6 +330,9 @@ async function runVariant(
   return { spec, result: toVariantResult(spec, startVal, vals, metrics), finalCheckpoint: current };
 }
 
+/** Key of the chosen policy's samples improved once by the improver (what a user deploys). */
+export const DEPLOYED_KEY = "tuned-fix";
+
 /** The variant the search keeps, and the rule that picked it, in words for the report. */
 export interface VariantChoice {
   /** Index into the variants given. */
@@ -436,11 +439,19 @@ export async function runTuning(
   // The "tuned" row is the chosen variant's evaluation under another label; its key stays that of the
   // evaluation, which names its stored samples.
   const model: ModelEval = { ...chosen, label: `Ours, tuned (${best.spec.label})` };
+  variantModels[DEPLOYED_KEY] = await evaluatePolicyThenFix(
+    ctx,
+    DEPLOYED_KEY,
+    "Ours, tuned, then the improver once",
+    chosen,
+    ids.improver,
+  );
   return {
     variants: runs.map((r) => r.result),
     chosen: best.spec.key,
     reason,
     modelKey: "tuned",
+    deployedKey: DEPLOYED_KEY,
     model,
     variantModels,
   };
