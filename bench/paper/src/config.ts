@@ -1,3 +1,4 @@
+import { MODEL_PRESETS, type ModelPresetName } from "@idpo/mesh";
 import { inputsHash } from "./stage-runner.js";
 import type { VariantChange } from "./tuning.js";
 
@@ -5,11 +6,6 @@ import type { VariantChange } from "./tuning.js";
 export const PAPER_CONFIG_NAMES = ["default", "quick", "scratch"] as const;
 /** One of PAPER_CONFIG_NAMES. */
 export type PaperConfigName = (typeof PAPER_CONFIG_NAMES)[number];
-
-/** Architecture presets of @idpo/diffusion the trainer accepts for a fresh base model. */
-export const MODEL_PRESETS = ["tiny", "shapes16", "shapes32"] as const;
-/** One of MODEL_PRESETS. */
-export type ModelPreset = (typeof MODEL_PRESETS)[number];
 
 /** Optimisation of one training job (a Trainer TrainingConfig subset). */
 export interface TrainStage {
@@ -111,7 +107,7 @@ export interface PaperConfig {
   /** Image side S (the shapes world at S = 16, like the reference). */
   imageSize: number;
   /** Architecture preset of every model. */
-  modelPreset: ModelPreset;
+  modelPreset: ModelPresetName;
   /**
    * Where the base and improvement models come from: "pretrained" uses the checkpoints idpo ships
    * (models/shapes16, made by the `base` and `improver` recipes below on the offline dataset of

@@ -1,5 +1,5 @@
-import { createHash } from "node:crypto";
 import { formatShapesPrompt, shapesPrompts } from "@idpo/data";
+import { labelledSeed } from "@idpo/runtime";
 import type { EvalConfig } from "./config.js";
 
 /** The prompt sets every model is evaluated on. */
@@ -29,7 +29,7 @@ export function evenlySpaced(n: number, k: number): number[] {
 
 /** A 31-bit seed derived from the master seed and a label (no two labels share a stream). */
 export function deriveSeed(master: number, label: string): number {
-  return createHash("sha256").update(`idpo-bench:${master}:${label}`).digest().readUInt32LE(0) >>> 1;
+  return labelledSeed("idpo-bench", master, label) >>> 1;
 }
 
 /**

@@ -28,6 +28,7 @@ export {
   type RuntimeConfig,
 } from "./config.js";
 export { HealthRegistry, healthRoutes, ServingStatus } from "./health.js";
+export { labelledSeed } from "./labelled-seed.js";
 export { createLogger, type Logger, type LogSink } from "./logger.js";
 export {
   DEFAULT_PAGE_SIZE,

@@ -6,6 +6,7 @@ export {
   controllerService,
 } from "./controller-service.js";
 export { type ControllerOptions, DEFAULT_CONTROLLER_OPTIONS, type Peers } from "./driver-deps.js";
+export { type PeerCallContext, runTrainerJob } from "./peer-calls.js";
 export { policyJobKind, validateRunConfig } from "./run-config.js";
 export {
   checkpointIds,

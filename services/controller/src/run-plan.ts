@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { clone, create } from "@bufbuild/protobuf";
 import { DataRng } from "@idpo/data";
 import {
@@ -14,6 +13,7 @@ import {
   type TrainingConfig,
   TrainingConfigSchema,
 } from "@idpo/proto";
+import { labelledSeed } from "@idpo/runtime";
 import { StageError } from "./run-errors.js";
 
 /** KV key of a run's state (Run proto binary). */
@@ -66,9 +66,7 @@ export function samplesArtifact(runId: string, k: number): string {
  * share a stream.
  */
 export function deriveSeed(master: bigint, ...parts: (string | number | bigint)[]): number {
-  const h = createHash("sha256").update(`idpo:${master}`);
-  for (const p of parts) h.update(`:${p}`);
-  return h.digest().readUInt32LE(0);
+  return labelledSeed("idpo", master, ...parts);
 }
 
 /** Number of shards an iteration of `pairs` pairs splits into. */
