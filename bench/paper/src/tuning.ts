@@ -403,12 +403,14 @@ export async function runTuning(
     runs.push(await runVariant(ctx, spec, ids, startVal, faithful));
   }
   const final = (r: VariantRun) => r.result.validation[r.result.validation.length - 1];
-  const combined = combineHelpful(
-    f,
-    runs.slice(1).map((r) => ({ spec: r.spec, finalReward: final(r) })),
-    final(runs[0]),
-    cfg.tuning,
-  );
+  const combined = !cfg.tuning.combine
+    ? undefined
+    : combineHelpful(
+        f,
+        runs.slice(1).map((r) => ({ spec: r.spec, finalReward: final(r) })),
+        final(runs[0]),
+        cfg.tuning,
+      );
   if (combined) {
     ctx.progress(`search: combined (${combined.change})`);
     runs.push(await runVariant(ctx, combined, ids, startVal, faithful));
