@@ -31,7 +31,6 @@ import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { curveChartOption } from "@idpo/charts";
 import { renderChart } from "@idpo/charts/render";
-import { startLocalMesh } from "@idpo/cli";
 import { composeGrid, encodePng, formatShapesPrompt, type Image, shapesPrompts } from "@idpo/data";
 import {
   createModel,
@@ -45,6 +44,7 @@ import {
   Rng,
   sample,
 } from "@idpo/diffusion";
+import { startLocalMesh } from "@idpo/local-mesh";
 import { CheckpointStore, parseDataUri, sharedBus } from "@idpo/mesh";
 import { oracleRewardValue } from "@idpo/metrics";
 import { JobKind, JobSpecSchema, JobState, TrainerService } from "@idpo/proto";

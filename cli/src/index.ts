@@ -1,10 +1,8 @@
 /**
- * @idpo/cli: the `idpo` command (`program`, `main`), and what tests and benchmarks reuse from it: the local
- * mesh starter, the quickstart, and the text forms of a run.
+ * @idpo/cli: the `idpo` command (`program`, `main`) and the quickstart it runs (`runQuickstart`), which the
+ * end-to-end tests drive. The local mesh starter and the text forms of a run are in @idpo/local-mesh.
  */
 export { main, program } from "./main.js";
-export { type LocalMesh, type LocalMeshOptions, startLocalMesh } from "./quickstart/local-mesh.js";
-export { describeRun, progressLine, rewardTable, statusLine } from "./quickstart/run-format.js";
 export {
   type QuickstartIo,
   type QuickstartOptions,

@@ -2,7 +2,7 @@
 import { createWriteStream } from "node:fs";
 import { join } from "node:path";
 import type { Bus } from "@idpo/bus";
-import { progressLine } from "@idpo/cli";
+import { progressLine } from "@idpo/local-mesh";
 import { type Run, RunStage, RunState } from "@idpo/proto";
 import { expect } from "vitest";
 import type { MeshProcesses } from "./mesh.js";

@@ -5,6 +5,7 @@ import { type Client, Code, ConnectError, createClient } from "@connectrpc/conne
 import type { Bus } from "@idpo/bus";
 import { DEFAULT_CONTROLLER_OPTIONS, type PeerCallContext, runTrainerJob } from "@idpo/controller";
 import type { ImageBatch } from "@idpo/data";
+import { startLocalMesh } from "@idpo/local-mesh";
 import { CheckpointStore, imagesFromMessages, imagesToMessages, sharedBus } from "@idpo/mesh";
 import {
   type CheckpointRef,
@@ -28,7 +29,6 @@ import {
   TrainerService,
 } from "@idpo/proto";
 import { createLogger, createPeerTransport, type Logger, type MeshService } from "@idpo/runtime";
-import { startLocalMesh } from "../../../cli/src/quickstart/local-mesh.js";
 import { formatDuration } from "./stage-runner.js";
 
 /** Clients of the five services. */

@@ -4,7 +4,7 @@ import { join, relative, resolve } from "node:path";
 import type { RunningDashboard } from "@idpo/dashboard";
 import { encodePng, type Image } from "@idpo/data";
 import { defaultTrainWorkers, initBackend } from "@idpo/diffusion";
-import { serveLocalDashboard } from "../../../cli/src/quickstart/local-mesh.js";
+import { serveLocalDashboard } from "@idpo/local-mesh";
 import { BenchMesh } from "./bench-mesh.js";
 import {
   configHash,

@@ -1,8 +1,8 @@
 import { join } from "node:path";
+import { rewardTable } from "@idpo/local-mesh";
 import { Command } from "commander";
 import { intArg, withDashboardOptions } from "../args.js";
 import { QUICKSTART_DEFAULTS } from "../quickstart/quickstart-config.js";
-import { rewardTable } from "../quickstart/run-format.js";
 import { runQuickstart } from "../quickstart/run-quickstart.js";
 import { buildRunConfig } from "./run.js";
 

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { create, fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
 import { type Client, createClient } from "@connectrpc/connect";
+import { describeRun, progressLine, statusLine } from "@idpo/local-mesh";
 import { PRETRAINED_BASE_ID, PRETRAINED_IMPROVER_ID, startFromPretrained } from "@idpo/mesh";
 import {
   ControllerService,
@@ -17,7 +18,6 @@ import { createPeerTransport, peerAddress } from "@idpo/runtime";
 import { Command } from "commander";
 import { intArg, numberArg } from "../args.js";
 import { UsageError } from "../errors.js";
-import { describeRun, progressLine, statusLine } from "../quickstart/run-format.js";
 
 const LR_SCHEDULES: Record<string, LrSchedule> = {
   constant: LrSchedule.CONSTANT,

@@ -1,7 +1,7 @@
+import { loadService, SERVICE_NAMES, type ServiceName } from "@idpo/local-mesh";
 import { ConfigError, runServices } from "@idpo/runtime";
 import { Command, InvalidArgumentError } from "commander";
 import { UsageError } from "../errors.js";
-import { loadService, SERVICE_NAMES, type ServiceName } from "../services.js";
 
 function parsePort(v: string): number {
   const n = Number(v);

@@ -4,10 +4,10 @@ import { fromBinary, toJson } from "@bufbuild/protobuf";
 import type { ArtifactStore } from "@idpo/bus";
 import { renderChart } from "@idpo/charts/render";
 import { composeGrid, decodePng, encodePng, type Image } from "@idpo/data";
+import { rewardTable } from "@idpo/local-mesh";
 import { decodePairShard } from "@idpo/mesh";
 import { GenerateImagesResponseSchema, type Run, RunSchema } from "@idpo/proto";
 import { QUICKSTART_REWARD_SIZE, quickstartRewardChart } from "./reward-chart.js";
-import { rewardTable } from "./run-format.js";
 
 /** Time spent in one stage of the run, as observed through WatchRun. */
 export interface StageTiming {

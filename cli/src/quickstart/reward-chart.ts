@@ -1,7 +1,7 @@
 import { iterationLabel, rewardChartOption } from "@idpo/charts";
+import { evaluationRows } from "@idpo/local-mesh";
 import type { Run } from "@idpo/proto";
 import type { EChartsOption } from "echarts";
-import { evaluationRows } from "./run-format.js";
 
 /** Size of the quickstart's rewards.png and rewards.svg in pixels. */
 export const QUICKSTART_REWARD_SIZE = { width: 640, height: 360 } as const;

@@ -3,13 +3,12 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import type { RunningDashboard } from "@idpo/dashboard";
+import { formatDuration, progressLine, serveLocalDashboard, startLocalMesh } from "@idpo/local-mesh";
 import { sharedBus } from "@idpo/mesh";
 import { ControllerService, type Run, type RunConfig, RunStage, RunState } from "@idpo/proto";
 import { createLogger, createPeerTransport } from "@idpo/runtime";
-import { serveLocalDashboard, startLocalMesh } from "./local-mesh.js";
 import { type QuickstartSettings, quickstartRunConfig } from "./quickstart-config.js";
 import { type StageTiming, writeReport } from "./report.js";
-import { formatDuration, progressLine } from "./run-format.js";
 
 /** Options of {@link runQuickstart}. */
 export interface QuickstartOptions extends QuickstartSettings {

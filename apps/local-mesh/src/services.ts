@@ -9,6 +9,7 @@ export const SERVICE_NAMES = [
   "trainer",
   "controller",
 ] as const;
+/** One of SERVICE_NAMES. */
 export type ServiceName = (typeof SERVICE_NAMES)[number];
 
 /** Loads a service's definition from its package (lazily, so one service does not load another's deps). */

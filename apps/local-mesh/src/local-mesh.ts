@@ -9,7 +9,7 @@ import {
   type MeshService,
   shutdownTracing,
 } from "@idpo/runtime";
-import { loadService, SERVICE_NAMES } from "../services.js";
+import { loadService, SERVICE_NAMES } from "./services.js";
 
 /** The services (the five and the inference sidecar) running in this process on loopback ports, sharing the embedded bus. */
 export interface LocalMesh {
