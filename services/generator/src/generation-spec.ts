@@ -45,30 +45,57 @@ export function parseGenerationSpec(
   rpc: string,
 ): ParsedSpec {
   if (!spec) throw invalid("spec: required");
-  const np = spec.prompts.length;
+  checkPrompts(spec.prompts);
+  const per = imagesPerPrompt(spec, maxImages, rpc);
+  const seeds = parseSeeds(spec, spec.prompts.length * per);
+  const sampling = parseSampling(spec);
+  const format = parseFormat(spec.outputFormat);
+  const prompts: string[] = [];
+  const promptIndex: number[] = [];
+  spec.prompts.forEach((prompt, i) => {
+    for (let j = 0; j < per; j++) {
+      prompts.push(prompt);
+      promptIndex.push(i);
+    }
+  });
+  return { prompts, promptIndex, seeds, ...sampling, format, checkpointId: spec.checkpointId };
+}
+
+/** At least one prompt, at most `maxPrompts`, none longer than `maxPromptChars`. */
+function checkPrompts(prompts: readonly string[]): void {
+  const np = prompts.length;
   if (np === 0) throw invalid("spec.prompts: at least one prompt is required");
   if (np > SPEC_LIMITS.maxPrompts)
     throw invalid(`spec.prompts: ${np} prompts is more than ${SPEC_LIMITS.maxPrompts}`);
   for (let i = 0; i < np; i++) {
-    if (spec.prompts[i].length > SPEC_LIMITS.maxPromptChars) {
+    if (prompts[i].length > SPEC_LIMITS.maxPromptChars) {
       throw invalid(
-        `spec.prompts[${i}]: ${spec.prompts[i].length} characters is more than ${SPEC_LIMITS.maxPromptChars}`,
+        `spec.prompts[${i}]: ${prompts[i].length} characters is more than ${SPEC_LIMITS.maxPromptChars}`,
       );
     }
   }
+}
+
+/** Images per prompt (0 means 1), with prompts × images_per_prompt at most `maxImages`. */
+function imagesPerPrompt(spec: GenerationSpec, maxImages: number, rpc: string): number {
   if (spec.imagesPerPrompt > SPEC_LIMITS.maxImagesPerPrompt) {
     throw invalid(
       `spec.images_per_prompt: ${spec.imagesPerPrompt} is more than ${SPEC_LIMITS.maxImagesPerPrompt}`,
     );
   }
   const per = spec.imagesPerPrompt === 0 ? 1 : spec.imagesPerPrompt;
-  const total = np * per;
+  const total = spec.prompts.length * per;
   if (total > maxImages) {
     throw invalid(
       `spec: ${total} images (prompts × images_per_prompt) is more than the limit of ${maxImages} for ${rpc}` +
         (rpc === "GenerateImages" ? "; use GenerateImagesStream" : ""),
     );
   }
+  return per;
+}
+
+/** One seed per image: `spec.seeds` when given (exactly `total`), else `spec.seed`, `spec.seed + 1`, …. */
+function parseSeeds(spec: GenerationSpec, total: number): number[] {
   const seeds: number[] = [];
   if (spec.seeds.length > 0) {
     if (spec.seeds.length !== total) {
@@ -84,14 +111,21 @@ export function parseGenerationSpec(
       }
       seeds.push(Number(spec.seeds[i]));
     }
-  } else {
-    if (spec.seed + BigInt(total - 1) > BigInt(Number.MAX_SAFE_INTEGER)) {
-      throw invalid(
-        `spec.seed: ${spec.seed} + ${total - 1} exceeds the largest seed ${Number.MAX_SAFE_INTEGER}`,
-      );
-    }
-    for (let i = 0; i < total; i++) seeds.push(Number(spec.seed) + i);
+    return seeds;
   }
+  if (spec.seed + BigInt(total - 1) > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw invalid(
+      `spec.seed: ${spec.seed} + ${total - 1} exceeds the largest seed ${Number.MAX_SAFE_INTEGER}`,
+    );
+  }
+  for (let i = 0; i < total; i++) seeds.push(Number(spec.seed) + i);
+  return seeds;
+}
+
+/** Steps (0 means the default), guidance scale, sampler and η, each within its limits. */
+function parseSampling(
+  spec: GenerationSpec,
+): Pick<ParsedSpec, "steps" | "guidanceScale" | "sampler" | "eta"> {
   if (spec.steps > SPEC_LIMITS.maxSteps)
     throw invalid(`spec.steps: ${spec.steps} is more than ${SPEC_LIMITS.maxSteps}`);
   const g = spec.guidanceScale ?? SPEC_LIMITS.defaultGuidance;
@@ -104,28 +138,17 @@ export function parseGenerationSpec(
   else throw invalid(`spec.sampler: unknown sampler ${spec.sampler}`);
   if (!Number.isFinite(spec.eta) || spec.eta < 0 || spec.eta > 1)
     throw invalid(`spec.eta: ${spec.eta} is outside [0, 1]`);
-  let format: ImageFormat;
-  if (spec.outputFormat === ImageFormat.UNSPECIFIED || spec.outputFormat === ImageFormat.PNG)
-    format = ImageFormat.PNG;
-  else if (spec.outputFormat === ImageFormat.TENSOR) format = ImageFormat.TENSOR;
-  else throw invalid(`spec.output_format: unknown image format ${spec.outputFormat}`);
-  const prompts: string[] = [];
-  const promptIndex: number[] = [];
-  for (let i = 0; i < np; i++) {
-    for (let j = 0; j < per; j++) {
-      prompts.push(spec.prompts[i]);
-      promptIndex.push(i);
-    }
-  }
   return {
-    prompts,
-    promptIndex,
-    seeds,
     steps: spec.steps === 0 ? SPEC_LIMITS.defaultSteps : spec.steps,
     guidanceScale: g,
     sampler,
     eta: spec.eta,
-    format,
-    checkpointId: spec.checkpointId,
   };
+}
+
+/** PNG (also when unspecified) or TENSOR. */
+function parseFormat(outputFormat: ImageFormat): ImageFormat {
+  if (outputFormat === ImageFormat.UNSPECIFIED || outputFormat === ImageFormat.PNG) return ImageFormat.PNG;
+  if (outputFormat === ImageFormat.TENSOR) return ImageFormat.TENSOR;
+  throw invalid(`spec.output_format: unknown image format ${outputFormat}`);
 }

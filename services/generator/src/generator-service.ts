@@ -13,6 +13,7 @@ import {
   createModelHost,
   imagesToMessages,
   inProcessEngine,
+  type ModelHost,
   type ModelLease,
   type PairPixelDtype,
   replicaConsumerName,
@@ -184,65 +185,96 @@ export async function createGenerator(deps: GeneratorDeps): Promise<Generator> {
     logger,
     setServing: deps.setServing,
   });
-  const slot = host.slot;
+  const subscriptions = await startWorkers(deps, host, stats);
+  return {
+    routes: generatorRoutes(config, host, stats),
+    loadCheckpoint: host.loadCheckpoint,
+    current: () => host.slot.current,
+    ready: host.ready,
+    stats: () => ({ ...stats }),
+    async close() {
+      for (const s of subscriptions) await s.stop({ timeoutMs: 10_000 });
+      await host.close();
+    },
+  };
+}
 
-  const subscriptions: Subscription[] = [];
-  if (deps.bus) {
-    if (config.workers > 0) {
-      if (!deps.improverTransport)
-        throw new Error("createGenerator: the shard worker needs an improver transport");
-      subscriptions.push(
-        await startShardWorker({
-          config,
-          bus: deps.bus,
-          slot,
-          loadPolicy: host.loadModel,
-          improver: createClient(ImproverService, deps.improverTransport),
-          logger,
-          onShard: (o) => {
-            if (o.republished) stats.shardsRepublished++;
-            else stats.shardsStored++;
-            deps.onShard?.(o);
-          },
-          onTerminated: (r) => {
-            stats.shardsTerminated++;
-            deps.onShardTerminated?.(r);
-          },
-        }),
-      );
-    }
-  }
+/** The pair-shard worker, when the generator has a bus and workers; it counts its shards into `stats`. */
+async function startWorkers(
+  deps: GeneratorDeps,
+  host: ModelHost,
+  stats: GeneratorStats,
+): Promise<Subscription[]> {
+  const { config } = deps;
+  if (!deps.bus || config.workers <= 0) return [];
+  if (!deps.improverTransport)
+    throw new Error("createGenerator: the shard worker needs an improver transport");
+  const worker = await startShardWorker({
+    config,
+    bus: deps.bus,
+    slot: host.slot,
+    loadPolicy: host.loadModel,
+    improver: createClient(ImproverService, deps.improverTransport),
+    logger: deps.logger,
+    onShard: (o) => {
+      if (o.republished) stats.shardsRepublished++;
+      else stats.shardsStored++;
+      deps.onShard?.(o);
+    },
+    onTerminated: (r) => {
+      stats.shardsTerminated++;
+      deps.onShardTerminated?.(r);
+    },
+  });
+  return [worker];
+}
 
-  /** Samples images [start, end) of a parsed spec on a leased model. */
-  async function generate(
+/** Samples images [start, end) of a parsed spec on a leased model, `batchSize` per forward pass. */
+async function sampleRange(
+  lease: ModelLease<ServedModel>,
+  p: ParsedSpec,
+  range: { start: number; end: number; batchSize: number },
+  signal: AbortSignal,
+): Promise<GeneratedImage[]> {
+  const { start, end } = range;
+  const batch = await lease.model.sample({
+    prompts: p.prompts.slice(start, end),
+    seeds: p.seeds.slice(start, end),
+    steps: p.steps,
+    guidanceScale: p.guidanceScale,
+    sampler: p.sampler,
+    eta: p.eta,
+    batchSize: range.batchSize,
+    signal,
+  });
+  return imagesToMessages(batch, p.format).map((image, i) =>
+    create(GeneratedImageSchema, {
+      image,
+      promptIndex: p.promptIndex[start + i],
+      seed: BigInt(p.seeds[start + i]),
+    }),
+  );
+}
+
+/** The GeneratorService handlers over the model host; sampled images are counted into `stats`. */
+function generatorRoutes(
+  config: GeneratorConfig,
+  host: ModelHost,
+  stats: GeneratorStats,
+): (router: ConnectRouter) => void {
+  const { slot } = host;
+  const generate = async (
     lease: ModelLease<ServedModel>,
     p: ParsedSpec,
     start: number,
     end: number,
     signal: AbortSignal,
-  ): Promise<GeneratedImage[]> {
-    const batch = await lease.model.sample({
-      prompts: p.prompts.slice(start, end),
-      seeds: p.seeds.slice(start, end),
-      steps: p.steps,
-      guidanceScale: p.guidanceScale,
-      sampler: p.sampler,
-      eta: p.eta,
-      batchSize: config.batchSize,
-      signal,
-    });
-    const msgs = imagesToMessages(batch, p.format);
-    stats.imagesGenerated += msgs.length;
-    return msgs.map((image, i) =>
-      create(GeneratedImageSchema, {
-        image,
-        promptIndex: p.promptIndex[start + i],
-        seed: BigInt(p.seeds[start + i]),
-      }),
-    );
-  }
-
-  const routes = (router: ConnectRouter) =>
+  ) => {
+    const images = await sampleRange(lease, p, { start, end, batchSize: config.batchSize }, signal);
+    stats.imagesGenerated += images.length;
+    return images;
+  };
+  return (router: ConnectRouter) =>
     router.service(GeneratorService, {
       async generateImages(req: GenerateImagesRequest, ctx: HandlerContext) {
         const lease = slot.acquire();
@@ -263,12 +295,7 @@ export async function createGenerator(deps: GeneratorDeps): Promise<Generator> {
         try {
           const p = parseGenerationSpec(req.spec, config.maxStreamImages, "GenerateImagesStream");
           checkCheckpoint(p, lease);
-          if (req.chunkSize > MAX_CHUNK)
-            throw new ConnectError(
-              `chunk_size: ${req.chunkSize} is more than ${MAX_CHUNK}`,
-              Code.InvalidArgument,
-            );
-          const chunk = req.chunkSize === 0 ? config.batchSize : req.chunkSize;
+          const chunk = streamChunk(req.chunkSize, config.batchSize);
           const total = p.prompts.length;
           for (let s = 0; s < total; s += chunk) {
             const e = Math.min(total, s + chunk);
@@ -294,18 +321,13 @@ export async function createGenerator(deps: GeneratorDeps): Promise<Generator> {
         return create(generatorV1.LoadCheckpointResponseSchema, { checkpoint: ref });
       },
     });
+}
 
-  return {
-    routes,
-    loadCheckpoint: host.loadCheckpoint,
-    current: () => slot.current,
-    ready: host.ready,
-    stats: () => ({ ...stats }),
-    async close() {
-      for (const s of subscriptions) await s.stop({ timeoutMs: 10_000 });
-      await host.close();
-    },
-  };
+/** Images per stream message: the request's chunk_size (at most MAX_CHUNK), or the batch size when 0. */
+function streamChunk(chunkSize: number, batchSize: number): number {
+  if (chunkSize > MAX_CHUNK)
+    throw new ConnectError(`chunk_size: ${chunkSize} is more than ${MAX_CHUNK}`, Code.InvalidArgument);
+  return chunkSize === 0 ? batchSize : chunkSize;
 }
 
 /** Dependencies a test (or an embedding program) can supply instead of the process-wide ones. */
