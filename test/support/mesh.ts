@@ -8,24 +8,18 @@ import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, type W
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createClient } from "@connectrpc/connect";
+import { SERVICE_NAMES, type ServiceName } from "@idpo/local-mesh";
 import { ControllerService } from "@idpo/proto";
 import { createPeerTransport } from "@idpo/runtime";
 import { freePort } from "./nats-server.js";
 
 /**
- * The five services and one inference sidecar, in start order (dependencies first). The sidecar serves the
- * generator and the improver that run with IDPO_INFERENCE=sidecar (one process for both: its cache holds
- * a policy and an improver side by side).
+ * The five services and one inference sidecar, in start order (dependencies first): the services `idpo serve`
+ * starts. The sidecar serves the generator and the improver that run with IDPO_INFERENCE=sidecar (one process
+ * for both: its cache holds a policy and an improver side by side).
  */
-export const MESH_SERVICES = [
-  "scorer",
-  "inference",
-  "improver",
-  "generator",
-  "trainer",
-  "controller",
-] as const;
-export type MeshServiceName = (typeof MESH_SERVICES)[number];
+export const MESH_SERVICES = SERVICE_NAMES;
+export type MeshServiceName = ServiceName;
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const CLI = join(ROOT, "cli/bin/idpo.js");
