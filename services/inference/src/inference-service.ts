@@ -137,114 +137,18 @@ export async function createInferenceServer(deps: InferenceDeps): Promise<Infere
   const options: OrtOptions = { threads: config.threads, provider: config.provider };
   const cache = new ModelCache(deps.checkpoints, options, config.cacheModels);
   deps.setServing(false);
-
-  const batcher = new DynamicBatcher<Group, Item, Float32Array>(
-    { maxBatch: config.maxBatch, maxDelayMs: config.maxDelayMs, maxQueue: config.maxQueue },
-    async ({ lease, parsed: p }, items) => {
-      const S = lease.model.imageSize;
-      const per = S * S * 3;
-      const common = {
-        steps: p.steps,
-        sampler: p.sampler,
-        eta: p.eta,
-        clipDenoised: p.clipDenoised,
-        batchSize: items.length,
-      };
-      const prompts = items.map((it) => it.prompt);
-      const seeds = items.map((it) => it.seed);
-      let out: Float32Array;
-      if (lease.model.kind === "policy") {
-        out = (await ortSample(lease.model, { ...common, prompts, seeds, guidanceScale: p.guidanceScale }))
-          .data;
-      } else {
-        const data = new Float32Array(items.length * per);
-        for (let i = 0; i < items.length; i++) data.set(items[i].pixels!, i * per);
-        const images = { n: items.length, height: S, width: S, channels: 3 as const, data };
-        out = (
-          await ortImprove(lease.model, {
-            ...common,
-            images,
-            prompts,
-            seeds,
-            sT: p.sT,
-            sI: p.sI,
-            strength: p.strength,
-          })
-        ).data;
-      }
-      return items.map((_, i) => out.slice(i * per, (i + 1) * per));
-    },
-    (queued, limit) =>
-      `inference queue is full: ${queued} images waiting, limit ${limit} (IDPO_INFERENCE_MAX_QUEUE); retry later`,
-  );
-
+  const limits = { maxBatch: config.maxBatch, maxDelayMs: config.maxDelayMs, maxQueue: config.maxQueue };
+  const batcher = new DynamicBatcher<Group, Item, Float32Array>(limits, sampleBatch, queueFull);
   // PredictEps calls on the same weights share forward passes (ε of an image does not depend on its batch).
   const epsBatcher = new DynamicBatcher<ServedLease, EpsItem, Float32Array>(
-    { maxBatch: config.maxBatch, maxDelayMs: config.maxDelayMs, maxQueue: config.maxQueue },
-    async (lease, items) => {
-      const u = lease.model.config.unet;
-      const per = u.imageSize * u.imageSize * u.inChannels;
-      const perCond = u.imageSize * u.imageSize * u.condChannels;
-      const x = new Float32Array(items.length * per);
-      const cond = perCond > 0 ? new Float32Array(items.length * perCond) : undefined;
-      items.forEach((it, i) => {
-        x.set(it.x, i * per);
-        if (cond && it.cond) cond.set(it.cond, i * perCond);
-      });
-      const text = await lease.model.encodeText(items.map((it) => it.prompt));
-      const eps = await lease.model.predictEps(
-        x,
-        items.map((it) => it.t),
-        text,
-        cond,
-      );
-      return items.map((_, i) => eps.slice(i * per, (i + 1) * per));
-    },
-    (queued, limit) =>
-      `inference queue is full: ${queued} images waiting, limit ${limit} (IDPO_INFERENCE_MAX_QUEUE); retry later`,
+    limits,
+    predictEpsBatch,
+    queueFull,
   );
-
-  const installed = (ref: CheckpointRef, cached: boolean) => {
-    logger.info("inference model current", { checkpoint: ref.id, sha256: ref.sha256, cached });
-    deps.setServing(true);
-  };
-  const loadModel = async (
-    id: string,
-  ): Promise<{ ref: CheckpointRef; cached: boolean; configJson: string }> => {
-    const lease = await cache.lease(id, true);
-    lease.release();
-    installed(lease.ref, lease.cached);
-    return { ref: lease.ref, cached: lease.cached, configJson: JSON.stringify(lease.model.config) };
-  };
-  /** The model a call runs on: the named checkpoint (loaded into the cache if needed) or the current one. */
-  const leaseFor = async (checkpointId: string): Promise<ServedLease> => {
-    if (checkpointId !== "") {
-      const hadCurrent = cache.current !== undefined;
-      const lease = await cache.lease(checkpointId);
-      if (!hadCurrent) installed(lease.ref, lease.cached);
-      return lease;
-    }
-    const lease = cache.leaseCurrent();
-    if (!lease) throw noModel();
-    return lease;
-  };
-
-  let subscription: Subscription | undefined;
-  if (deps.bus && config.follow !== "none") {
-    const want = config.follow === "policy" ? ModelKind.POLICY : ModelKind.IMPROVER;
-    subscription = await subscribeCheckpointPublished(deps.bus, {
-      consumer: deps.consumerName ?? replicaConsumerName("inference"),
-      onCheckpoint: async (published) => {
-        const ref = published.checkpoint!;
-        if (ref.kind !== want || !published.isFinal) return;
-        logger.info("checkpoint.published: loading", { checkpoint: ref.id, job: published.jobId });
-        await loadModel(ref.id);
-      },
-    });
-  }
-
+  const models = modelLoader(cache, deps);
+  const subscription = await followCheckpoints(deps, models.loadModel);
   const ready = config.checkpointId
-    ? loadModel(config.checkpointId).then(
+    ? models.loadModel(config.checkpointId).then(
         () => undefined,
         (err: unknown) =>
           logger.error("could not load the start-up checkpoint", {
@@ -253,87 +157,9 @@ export async function createInferenceServer(deps: InferenceDeps): Promise<Infere
           }),
       )
     : Promise.resolve();
-
-  const routes = (router: ConnectRouter) =>
-    router.service(InferenceService, {
-      async loadModel(req: LoadModelRequest) {
-        const { ref, cached, configJson } = await loadModel(req.checkpointId);
-        return create(LoadModelResponseSchema, { checkpoint: ref, cached, configJson });
-      },
-
-      describeModel() {
-        const lease = cache.leaseCurrent();
-        try {
-          return create(DescribeModelResponseSchema, {
-            checkpoint: lease?.ref,
-            configJson: lease ? JSON.stringify(lease.model.config) : "",
-            engine: engineName(options),
-            textGraphSha256: lease?.model.graphs.text.sha256 ?? "",
-            unetGraphSha256: lease?.model.graphs.unet.sha256 ?? "",
-            cached: cache.cachedRefs(),
-          });
-        } finally {
-          lease?.release();
-        }
-      },
-
-      async predictEps(req: PredictEpsRequest, ctx: HandlerContext) {
-        const lease = await leaseFor(req.checkpointId);
-        try {
-          const p = parsePredict(req, lease.model);
-          const u = lease.model.config.unet;
-          const per = u.imageSize * u.imageSize * u.inChannels;
-          const perCond = u.imageSize * u.imageSize * u.condChannels;
-          const items: EpsItem[] = p.prompts.map((prompt, i) => ({
-            x: p.xt.subarray(i * per, (i + 1) * per),
-            t: p.t[i],
-            prompt,
-            cond: p.cond?.subarray(i * perCond, (i + 1) * perCond),
-          }));
-          const outs = await epsBatcher.submit(lease.hash, lease, items, ctx.signal);
-          const eps = new Float32Array(p.n * per);
-          for (let i = 0; i < outs.length; i++) eps.set(outs[i], i * per);
-          return create(PredictEpsResponseSchema, {
-            eps: create(TensorSchema, tensorMessage(eps, [p.n, u.imageSize, u.imageSize, u.outChannels])),
-            checkpoint: lease.ref,
-          });
-        } finally {
-          lease.release();
-        }
-      },
-
-      async sampleImages(req: SampleImagesRequest, ctx: HandlerContext) {
-        const lease = await leaseFor(req.checkpointId);
-        try {
-          const p = parseSample(req, lease.model);
-          const S = lease.model.imageSize;
-          const per = S * S * 3;
-          const items: Item[] = p.prompts.map((prompt, i) => ({
-            prompt,
-            seed: p.seeds[i],
-            pixels: p.images?.data.subarray(i * per, (i + 1) * per),
-          }));
-          const outs = await batcher.submit(
-            `${lease.hash}|${p.key}`,
-            { lease, parsed: p },
-            items,
-            ctx.signal,
-          );
-          const data = new Float32Array(outs.length * per);
-          for (let i = 0; i < outs.length; i++) data.set(outs[i], i * per);
-          return create(SampleImagesResponseSchema, {
-            images: imagesToMessages({ n: outs.length, height: S, width: S, channels: 3, data }, p.format),
-            checkpoint: lease.ref,
-          });
-        } finally {
-          lease.release();
-        }
-      },
-    });
-
   return {
-    routes,
-    loadModel: async (id) => (await loadModel(id)).ref,
+    routes: inferenceRoutes({ cache, options, models, batcher, epsBatcher }),
+    loadModel: async (id) => (await models.loadModel(id)).ref,
     current: () => cache.current,
     ready,
     cacheStats: () => ({ ...cache.stats }),
@@ -346,6 +172,221 @@ export async function createInferenceServer(deps: InferenceDeps): Promise<Infere
       await cache.close();
     },
   };
+}
+
+function queueFull(queued: number, limit: number): string {
+  return `inference queue is full: ${queued} images waiting, limit ${limit} (IDPO_INFERENCE_MAX_QUEUE); retry later`;
+}
+
+/** Samples (a policy) or improves (an improver) one batch of queued SampleImages items with the same settings. */
+async function sampleBatch({ lease, parsed: p }: Group, items: Item[]): Promise<Float32Array[]> {
+  const S = lease.model.imageSize;
+  const per = S * S * 3;
+  const common = {
+    steps: p.steps,
+    sampler: p.sampler,
+    eta: p.eta,
+    clipDenoised: p.clipDenoised,
+    batchSize: items.length,
+  };
+  const prompts = items.map((it) => it.prompt);
+  const seeds = items.map((it) => it.seed);
+  let out: Float32Array;
+  if (lease.model.kind === "policy") {
+    out = (await ortSample(lease.model, { ...common, prompts, seeds, guidanceScale: p.guidanceScale })).data;
+  } else {
+    const data = new Float32Array(items.length * per);
+    for (let i = 0; i < items.length; i++) data.set(items[i].pixels!, i * per);
+    const images = { n: items.length, height: S, width: S, channels: 3 as const, data };
+    out = (
+      await ortImprove(lease.model, {
+        ...common,
+        images,
+        prompts,
+        seeds,
+        sT: p.sT,
+        sI: p.sI,
+        strength: p.strength,
+      })
+    ).data;
+  }
+  return items.map((_, i) => out.slice(i * per, (i + 1) * per));
+}
+
+/** One UNet forward pass over a batch of queued PredictEps images on the same weights. */
+async function predictEpsBatch(lease: ServedLease, items: EpsItem[]): Promise<Float32Array[]> {
+  const u = lease.model.config.unet;
+  const per = u.imageSize * u.imageSize * u.inChannels;
+  const perCond = u.imageSize * u.imageSize * u.condChannels;
+  const x = new Float32Array(items.length * per);
+  const cond = perCond > 0 ? new Float32Array(items.length * perCond) : undefined;
+  items.forEach((it, i) => {
+    x.set(it.x, i * per);
+    if (cond && it.cond) cond.set(it.cond, i * perCond);
+  });
+  const text = await lease.model.encodeText(items.map((it) => it.prompt));
+  const eps = await lease.model.predictEps(
+    x,
+    items.map((it) => it.t),
+    text,
+    cond,
+  );
+  return items.map((_, i) => eps.slice(i * per, (i + 1) * per));
+}
+
+/** Loading checkpoints into the cache, and the model each call runs on. */
+interface ModelLoader {
+  /** Makes checkpoint `id` current (health SERVING from then on). */
+  loadModel(id: string): Promise<{ ref: CheckpointRef; cached: boolean; configJson: string }>;
+  /** The model a call runs on: the named checkpoint (loaded into the cache if needed) or the current one. */
+  leaseFor(checkpointId: string): Promise<ServedLease>;
+}
+
+function modelLoader(cache: ModelCache, deps: InferenceDeps): ModelLoader {
+  const installed = (ref: CheckpointRef, cached: boolean) => {
+    deps.logger.info("inference model current", { checkpoint: ref.id, sha256: ref.sha256, cached });
+    deps.setServing(true);
+  };
+  return {
+    async loadModel(id) {
+      const lease = await cache.lease(id, true);
+      lease.release();
+      installed(lease.ref, lease.cached);
+      return { ref: lease.ref, cached: lease.cached, configJson: JSON.stringify(lease.model.config) };
+    },
+    async leaseFor(checkpointId) {
+      if (checkpointId !== "") {
+        const hadCurrent = cache.current !== undefined;
+        const lease = await cache.lease(checkpointId);
+        if (!hadCurrent) installed(lease.ref, lease.cached);
+        return lease;
+      }
+      const lease = cache.leaseCurrent();
+      if (!lease) throw noModel();
+      return lease;
+    },
+  };
+}
+
+/** With a bus and IDPO_INFERENCE_FOLLOW, makes each final published checkpoint of that kind current. */
+async function followCheckpoints(
+  deps: InferenceDeps,
+  loadModel: ModelLoader["loadModel"],
+): Promise<Subscription | undefined> {
+  const { config, logger } = deps;
+  if (!deps.bus || config.follow === "none") return undefined;
+  const want = config.follow === "policy" ? ModelKind.POLICY : ModelKind.IMPROVER;
+  return await subscribeCheckpointPublished(deps.bus, {
+    consumer: deps.consumerName ?? replicaConsumerName("inference"),
+    onCheckpoint: async (published) => {
+      const ref = published.checkpoint!;
+      if (ref.kind !== want || !published.isFinal) return;
+      logger.info("checkpoint.published: loading", { checkpoint: ref.id, job: published.jobId });
+      await loadModel(ref.id);
+    },
+  });
+}
+
+/** What the InferenceService handlers work with. */
+interface RoutesContext {
+  cache: ModelCache;
+  options: OrtOptions;
+  models: ModelLoader;
+  batcher: DynamicBatcher<Group, Item, Float32Array>;
+  epsBatcher: DynamicBatcher<ServedLease, EpsItem, Float32Array>;
+}
+
+function inferenceRoutes(c: RoutesContext): (router: ConnectRouter) => void {
+  const { cache } = c;
+  return (router: ConnectRouter) =>
+    router.service(InferenceService, {
+      async loadModel(req: LoadModelRequest) {
+        const { ref, cached, configJson } = await c.models.loadModel(req.checkpointId);
+        return create(LoadModelResponseSchema, { checkpoint: ref, cached, configJson });
+      },
+
+      describeModel() {
+        const lease = cache.leaseCurrent();
+        try {
+          return create(DescribeModelResponseSchema, {
+            checkpoint: lease?.ref,
+            configJson: lease ? JSON.stringify(lease.model.config) : "",
+            engine: engineName(c.options),
+            textGraphSha256: lease?.model.graphs.text.sha256 ?? "",
+            unetGraphSha256: lease?.model.graphs.unet.sha256 ?? "",
+            cached: cache.cachedRefs(),
+          });
+        } finally {
+          lease?.release();
+        }
+      },
+
+      async predictEps(req: PredictEpsRequest, ctx: HandlerContext) {
+        const lease = await c.models.leaseFor(req.checkpointId);
+        try {
+          return await predictEps(req, lease, c.epsBatcher, ctx.signal);
+        } finally {
+          lease.release();
+        }
+      },
+
+      async sampleImages(req: SampleImagesRequest, ctx: HandlerContext) {
+        const lease = await c.models.leaseFor(req.checkpointId);
+        try {
+          return await sampleImages(req, lease, c.batcher, ctx.signal);
+        } finally {
+          lease.release();
+        }
+      },
+    });
+}
+
+async function predictEps(
+  req: PredictEpsRequest,
+  lease: ServedLease,
+  epsBatcher: RoutesContext["epsBatcher"],
+  signal: AbortSignal,
+) {
+  const p = parsePredict(req, lease.model);
+  const u = lease.model.config.unet;
+  const per = u.imageSize * u.imageSize * u.inChannels;
+  const perCond = u.imageSize * u.imageSize * u.condChannels;
+  const items: EpsItem[] = p.prompts.map((prompt, i) => ({
+    x: p.xt.subarray(i * per, (i + 1) * per),
+    t: p.t[i],
+    prompt,
+    cond: p.cond?.subarray(i * perCond, (i + 1) * perCond),
+  }));
+  const outs = await epsBatcher.submit(lease.hash, lease, items, signal);
+  const eps = new Float32Array(p.n * per);
+  for (let i = 0; i < outs.length; i++) eps.set(outs[i], i * per);
+  return create(PredictEpsResponseSchema, {
+    eps: create(TensorSchema, tensorMessage(eps, [p.n, u.imageSize, u.imageSize, u.outChannels])),
+    checkpoint: lease.ref,
+  });
+}
+
+async function sampleImages(
+  req: SampleImagesRequest,
+  lease: ServedLease,
+  batcher: RoutesContext["batcher"],
+  signal: AbortSignal,
+) {
+  const p = parseSample(req, lease.model);
+  const S = lease.model.imageSize;
+  const per = S * S * 3;
+  const items: Item[] = p.prompts.map((prompt, i) => ({
+    prompt,
+    seed: p.seeds[i],
+    pixels: p.images?.data.subarray(i * per, (i + 1) * per),
+  }));
+  const outs = await batcher.submit(`${lease.hash}|${p.key}`, { lease, parsed: p }, items, signal);
+  const data = new Float32Array(outs.length * per);
+  for (let i = 0; i < outs.length; i++) data.set(outs[i], i * per);
+  return create(SampleImagesResponseSchema, {
+    images: imagesToMessages({ n: outs.length, height: S, width: S, channels: 3, data }, p.format),
+    checkpoint: lease.ref,
+  });
 }
 
 /** Dependencies a test (or an embedding program) can supply instead of the process-wide ones. */
