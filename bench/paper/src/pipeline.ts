@@ -327,6 +327,7 @@ export async function pretrainedRecipeCurve(ctx: PipelineContext): Promise<
   const { cfg, seed } = ctx;
   if (cfg.startFrom !== "pretrained" || cfg.baseCurvePoints === 0 || seed !== PRETRAINED_BASE_SEED)
     return undefined;
+  ctx.progress("the report is written; now the shipped base's recipe, retrained for its learning curve");
   const base = await trainStage(ctx, "base-recipe", "the shipped base's recipe, retrained for its curve", {
     jobId: `${ctx.tag}-base-recipe`,
     kind: JobKind.PRETRAIN,
