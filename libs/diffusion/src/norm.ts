@@ -1,4 +1,10 @@
 import * as tf from "@tensorflow/tfjs-core";
+import { silu } from "./activations.js";
+import {
+  GROUP_NORM_ACT,
+  GROUP_NORM_ACT_GRAD,
+  type GroupNormActAttrs,
+} from "./backend/kernels/group-norm-act.js";
 
 /**
  * GroupNorm on NHWC input (tfjs has none): channels split into `groups` groups, each normalised
@@ -24,6 +30,54 @@ export function groupNorm(
   const scale = tf.mul(tf.rsqrt(tf.add(variance, eps)), tf.reshape(gamma, [1, 1, groups, cg]));
   const shift = tf.sub(tf.reshape(beta, [1, 1, groups, cg]), tf.mul(mean, scale));
   return tf.reshape(tf.add(tf.mul(xr, scale), shift), [b, h, w, c]);
+}
+
+// One customGrad per attribute set: the fused kernel's forward, and its gradient kernel as backward.
+const fusedByAttrs = new Map<string, (x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) => tf.Tensor>();
+
+function fusedGroupNormAct(attrs: GroupNormActAttrs) {
+  const key = `${attrs.groups}/${attrs.eps}/${attrs.silu}`;
+  let f = fusedByAttrs.get(key);
+  if (f == null) {
+    const named = attrs as unknown as tf.NamedAttrMap;
+    f = tf.customGrad((...args: unknown[]) => {
+      const [x, gamma, beta, save] = args as [tf.Tensor, tf.Tensor, tf.Tensor, tf.GradSaveFunc];
+      save([x, gamma, beta]);
+      const value = tf.engine().runKernel(GROUP_NORM_ACT, { x, gamma, beta }, named) as tf.Tensor;
+      return {
+        value,
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+          const [xs, gs, bs] = saved;
+          return tf
+            .engine()
+            .runKernel(GROUP_NORM_ACT_GRAD, { dy, x: xs, gamma: gs, beta: bs }, named) as tf.Tensor[];
+        },
+      };
+    }) as (x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) => tf.Tensor;
+    fusedByAttrs.set(key, f);
+  }
+  return f;
+}
+
+/**
+ * groupNorm, followed by SiLU when `act` is "silu". On a backend with the fused kernel (wasm) forward
+ * and gradient are one kernel each; elsewhere it is groupNorm and silu composed.
+ */
+export function groupNormAct(
+  x: tf.Tensor4D,
+  groups: number,
+  gamma: tf.Tensor,
+  beta: tf.Tensor,
+  act: "silu" | "none",
+  eps = 1e-5,
+): tf.Tensor4D {
+  if (tf.getKernel(GROUP_NORM_ACT, tf.getBackend()) == null) {
+    const y = groupNorm(x, groups, gamma, beta, eps);
+    return act === "silu" ? silu(y) : y;
+  }
+  const c = x.shape[3];
+  if (c % groups !== 0) throw new Error(`groupNorm: ${c} channels are not divisible by ${groups} groups`);
+  return fusedGroupNormAct({ groups, eps, silu: act === "silu" })(x, gamma, beta) as tf.Tensor4D;
 }
 
 /** LayerNorm over the last axis. */

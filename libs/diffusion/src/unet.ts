@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { silu } from "./activations.js";
 import { multiHeadAttention } from "./attention.js";
 import { linear, linearLastAxis } from "./linear.js";
-import { groupNorm } from "./norm.js";
+import { groupNormAct } from "./norm.js";
 import { type ParamBuilder, type Params, param } from "./params.js";
 import type { TextEmbedding } from "./text-encoder.js";
 import { timestepEmbedding } from "./timestep-embedding.js";
@@ -300,7 +300,7 @@ export function unetForward(
         pad: "same",
       });
     const gnSilu = (name: string, h: tf.Tensor4D) =>
-      silu(groupNorm(h, cfg.groups, p(`${name}.g`), p(`${name}.b`)));
+      groupNormAct(h, cfg.groups, p(`${name}.g`), p(`${name}.b`), "silu");
     const input = cond ? tf.concat([x, cond], 3) : x;
     return walkUNet<tf.Tensor4D>(
       cfg,
@@ -317,7 +317,7 @@ export function unetForward(
         },
         attn: (q, h, ch) => {
           const [, hh, ww] = h.shape;
-          const normed = groupNorm(h, cfg.groups, p(`${q}.norm.g`), p(`${q}.norm.b`));
+          const normed = groupNormAct(h, cfg.groups, p(`${q}.norm.g`), p(`${q}.norm.b`), "none");
           const rows = tf.reshape(normed, [n * hh * ww, ch]) as tf.Tensor2D;
           const qq = linear(rows, p(`${q}.q.w`));
           const kk = linear(text.tokens, p(`${q}.k.w`));

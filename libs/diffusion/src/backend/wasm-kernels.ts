@@ -3,6 +3,7 @@ import { batchMatMulConfig } from "./kernels/batch-matmul.js";
 import { concatConfig } from "./kernels/concat.js";
 import { conv2DBackpropFilterConfig } from "./kernels/conv2d-backprop-filter.js";
 import { conv2DBackpropInputConfig } from "./kernels/conv2d-backprop-input.js";
+import { groupNormActConfig, groupNormActGradConfig } from "./kernels/group-norm-act.js";
 import { identityConfig } from "./kernels/identity.js";
 import { meanConfig, sumConfig } from "./kernels/reduce.js";
 import { captureStock } from "./kernels/scope.js";
@@ -23,6 +24,8 @@ const CONFIGS: tf.KernelConfig[] = [
   meanConfig,
   transposeConfig,
   concatConfig,
+  groupNormActConfig,
+  groupNormActGradConfig,
 ];
 
 let registered = false;

@@ -1,0 +1,112 @@
+import * as tf from "@tensorflow/tfjs-core";
+import "@tensorflow/tfjs-backend-cpu";
+import { beforeAll, describe, expect, it } from "vitest";
+import "../gradients.js";
+import { groupNormAct } from "../norm.js";
+import { GROUP_NORM_ACT, GROUP_NORM_ACT_GRAD } from "./kernels/group-norm-act.js";
+import { registerWasmKernels } from "./wasm-kernels.js";
+import { activateWasm } from "./wasm-threaded.js";
+
+/** Deterministic values with an offset and a spread per channel, so that mean and variance matter. */
+function pattern(size: number, seed: number, offset: number, spread: number): Float32Array {
+  const out = new Float32Array(size);
+  for (let i = 0; i < size; i++)
+    out[i] = offset + spread * Math.sin(1.7 * i + 0.3 * seed) * Math.cos(0.37 * i);
+  return out;
+}
+
+interface Case {
+  shape: [number, number, number, number];
+  groups: number;
+  act: "silu" | "none";
+}
+
+const CASES: Case[] = [
+  { shape: [3, 4, 5, 8], groups: 4, act: "silu" },
+  { shape: [2, 8, 8, 24], groups: 8, act: "silu" },
+  { shape: [2, 4, 4, 12], groups: 3, act: "none" },
+  { shape: [1, 3, 3, 6], groups: 1, act: "silu" },
+  { shape: [2, 2, 2, 6], groups: 6, act: "none" },
+];
+
+/** Output, and gradients of Σ output·w (w fixed) with respect to x, γ and β, on `backend`. */
+async function evaluate(backend: "cpu" | "wasm", c: Case): Promise<Float32Array[]> {
+  await tf.setBackend(backend);
+  const size = tf.util.sizeFromShape(c.shape);
+  const ch = c.shape[3];
+  const x = tf.tensor4d(pattern(size, 1, 0.7, 2.5), c.shape);
+  const gamma = tf.tensor1d(pattern(ch, 2, 1, 0.5));
+  const beta = tf.tensor1d(pattern(ch, 3, 0, 0.4));
+  const w = tf.tensor4d(pattern(size, 4, 0.1, 1), c.shape);
+  const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+    tf.sum(tf.mul(groupNormAct(a as tf.Tensor4D, c.groups, g, b, c.act), w));
+  const y = groupNormAct(x, c.groups, gamma, beta, c.act);
+  const grads = tf.grads(f)([x, gamma, beta]);
+  const out = [y, ...grads].map((t) => Float32Array.from(t.dataSync()));
+  tf.dispose([x, gamma, beta, w, y, ...grads]);
+  return out;
+}
+
+function relative(ref: Float32Array, got: Float32Array): number {
+  let scale = 0;
+  let err = 0;
+  for (let i = 0; i < ref.length; i++) {
+    scale = Math.max(scale, Math.abs(ref[i]));
+    err = Math.max(err, Math.abs(ref[i] - got[i]));
+  }
+  return scale === 0 ? err : err / scale;
+}
+
+describe("fused GroupNorm (+ SiLU) on wasm matches groupNorm and silu composed on cpu", () => {
+  beforeAll(async () => {
+    await activateWasm(1);
+    registerWasmKernels();
+  });
+
+  it("uses the fused kernels on wasm only", () => {
+    expect(tf.getKernel(GROUP_NORM_ACT, "wasm")).toBeDefined();
+    expect(tf.getKernel(GROUP_NORM_ACT_GRAD, "wasm")).toBeDefined();
+    expect(tf.getKernel(GROUP_NORM_ACT, "cpu")).toBeUndefined();
+  });
+
+  it.each(CASES)("forward, dx, dγ, dβ within 1e-4: $shape groups=$groups act=$act", async (c) => {
+    const cpu = await evaluate("cpu", c);
+    const wasm = await evaluate("wasm", c);
+    const names = ["y", "dx", "dγ", "dβ"];
+    for (let i = 0; i < cpu.length; i++) {
+      expect(wasm[i].length, names[i]).toBe(cpu[i].length);
+      expect(relative(cpu[i], wasm[i]), names[i]).toBeLessThan(1e-4);
+    }
+  });
+
+  it("a constant group normalises to β (variance clamped at zero) and its gradient stays finite", async () => {
+    await tf.setBackend("wasm");
+    const x = tf.fill([1, 2, 2, 4], 3) as tf.Tensor4D;
+    const gamma = tf.tensor1d([1, 2, 3, 4]);
+    const beta = tf.tensor1d([0.5, -0.5, 0.25, 0]);
+    const y = groupNormAct(x, 2, gamma, beta, "none");
+    expect(Array.from(y.dataSync().slice(0, 4))).toEqual([0.5, -0.5, 0.25, 0]);
+    const dx = tf.grad((a: tf.Tensor) => tf.sum(groupNormAct(a as tf.Tensor4D, 2, gamma, beta, "silu")))(x);
+    expect(dx.dataSync().every(Number.isFinite)).toBe(true);
+    tf.dispose([x, gamma, beta, y, dx]);
+  });
+
+  it("leaves no tensors or buffers behind (forward and gradient)", async () => {
+    const c = CASES[1];
+    await evaluate("wasm", c);
+    const tensors = tf.memory().numTensors;
+    const buffers = tf.engine().backend.numDataIds();
+    for (let i = 0; i < 3; i++) await evaluate("wasm", c);
+    expect(tf.memory().numTensors).toBe(tensors);
+    expect(tf.engine().backend.numDataIds()).toBe(buffers);
+  });
+
+  it("rejects γ of the wrong width", async () => {
+    await tf.setBackend("wasm");
+    const x = tf.zeros([1, 2, 2, 4]) as tf.Tensor4D;
+    const gamma = tf.ones([3]);
+    const beta = tf.zeros([4]);
+    expect(() => groupNormAct(x, 2, gamma, beta, "silu")).toThrow(/must be \[4\]/);
+    tf.dispose([x, gamma, beta]);
+  });
+});

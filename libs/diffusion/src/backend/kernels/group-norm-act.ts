@@ -1,0 +1,283 @@
+import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
+import * as tf from "@tensorflow/tfjs-core";
+import { type Info, Scope, withScope } from "./scope.js";
+
+/** Kernel names of the fused GroupNorm (+ SiLU), forward and gradient. */
+export const GROUP_NORM_ACT = "IdpoGroupNormAct";
+export const GROUP_NORM_ACT_GRAD = "IdpoGroupNormActGrad";
+
+/** Attributes of both kernels. */
+export interface GroupNormActAttrs {
+  groups: number;
+  eps: number;
+  /** Apply SiLU after the affine transform. */
+  silu: boolean;
+}
+
+/** Shape of one call: x is `[batch, pixels, channels]` with channels = groups · perGroup. */
+interface Dims {
+  batch: number;
+  pixels: number;
+  channels: number;
+  groups: number;
+}
+
+function dimsOf(x: Info, groups: number): Dims {
+  const shape = x.shape;
+  const channels = shape[shape.length - 1];
+  const batch = shape[0];
+  if (shape.length < 2 || channels % groups !== 0) {
+    throw new Error(`idpo GroupNorm: input [${shape}] does not split into ${groups} channel groups`);
+  }
+  return { batch, pixels: tf.util.sizeFromShape(shape) / (batch * channels), channels, groups };
+}
+
+/**
+ * Per sample b and channel c the coefficients that turn x into x̂ = (x − mean_g)·rstd_g: rstd_g at
+ * `[(2b)·C + c]`, −mean_g·rstd_g at `[(2b + 1)·C + c]`. Group statistics in float64 from per-channel
+ * sums (so the inner loop has no indirection); with float64 sums E[x²] − E[x]² keeps float32
+ * precision for activations of any practical scale.
+ */
+export function groupNormStats(x: Float32Array, d: Dims, eps: number): Float64Array {
+  const { batch, pixels, channels, groups } = d;
+  const per = channels / groups;
+  const count = pixels * per;
+  const out = new Float64Array(2 * batch * channels);
+  for (let b = 0; b < batch; b++) {
+    const ra = out.subarray(2 * b * channels, (2 * b + 1) * channels);
+    const rb = out.subarray((2 * b + 1) * channels, (2 * b + 2) * channels);
+    const base = b * pixels * channels;
+    for (let p = 0; p < pixels; p++) {
+      const row = base + p * channels;
+      for (let c = 0; c < channels; c++) {
+        const v = x[row + c];
+        ra[c] += v;
+        rb[c] += v * v;
+      }
+    }
+    for (let g = 0; g < groups; g++) {
+      let sum = 0;
+      let sumSq = 0;
+      for (let c = g * per; c < (g + 1) * per; c++) {
+        sum += ra[c];
+        sumSq += rb[c];
+      }
+      const mean = sum / count;
+      const rstd = 1 / Math.sqrt(Math.max(0, sumSq / count - mean * mean) + eps);
+      for (let c = g * per; c < (g + 1) * per; c++) {
+        ra[c] = rstd;
+        rb[c] = -mean * rstd;
+      }
+    }
+  }
+  return out;
+}
+
+/** y = x̂·γ + β (the affine GroupNorm; SiLU is applied by the caller), x̂ from groupNormStats. */
+export function groupNormAffine(
+  x: Float32Array,
+  gamma: Float32Array,
+  beta: Float32Array,
+  out: Float32Array,
+  d: Dims,
+  stats: Float64Array,
+): void {
+  const { batch, pixels, channels } = d;
+  const scale = new Float64Array(channels);
+  const shift = new Float64Array(channels);
+  for (let b = 0; b < batch; b++) {
+    for (let c = 0; c < channels; c++) {
+      scale[c] = stats[2 * b * channels + c] * gamma[c];
+      shift[c] = stats[(2 * b + 1) * channels + c] * gamma[c] + beta[c];
+    }
+    const base = b * pixels * channels;
+    for (let p = 0; p < pixels; p++) {
+      const row = base + p * channels;
+      for (let c = 0; c < channels; c++) out[row + c] = x[row + c] * scale[c] + shift[c];
+    }
+  }
+}
+
+/**
+ * Gradients of the affine GroupNorm followed by SiLU (`y` and `sig` = σ(y) given) or not (`sig`
+ * null): dx, dγ, dβ from dout. With x̂ the normalised input and u = dL/dy, per group
+ * dx = rstd·(γ·u − mean(γ·u) − x̂·mean(γ·u·x̂)), which per sample is A[c]·u + B[c]·x + C[c]; dx first
+ * holds u.
+ */
+export function groupNormActBackward(
+  dout: Float32Array,
+  x: Float32Array,
+  y: Float32Array | null,
+  sig: Float32Array | null,
+  gamma: Float32Array,
+  dx: Float32Array,
+  dgamma: Float32Array,
+  dbeta: Float32Array,
+  d: Dims,
+  stats: Float64Array,
+): void {
+  const { batch, pixels, channels, groups } = d;
+  const per = channels / groups;
+  const count = pixels * per;
+  const ra = new Float64Array(channels);
+  const rb = new Float64Array(channels);
+  const s1 = new Float64Array(channels);
+  const s2 = new Float64Array(channels);
+  const accGamma = new Float64Array(channels);
+  const accBeta = new Float64Array(channels);
+  for (let b = 0; b < batch; b++) {
+    ra.set(stats.subarray(2 * b * channels, (2 * b + 1) * channels));
+    rb.set(stats.subarray((2 * b + 1) * channels, (2 * b + 2) * channels));
+    s1.fill(0);
+    s2.fill(0);
+    const base = b * pixels * channels;
+    for (let p = 0; p < pixels; p++) {
+      const row = base + p * channels;
+      if (y != null && sig != null) {
+        for (let c = 0; c < channels; c++) {
+          const i = row + c;
+          const s = sig[i];
+          const u = dout[i] * s * (1 + y[i] * (1 - s));
+          dx[i] = u;
+          s1[c] += u;
+          s2[c] += u * (x[i] * ra[c] + rb[c]);
+        }
+      } else {
+        for (let c = 0; c < channels; c++) {
+          const i = row + c;
+          const u = dout[i];
+          dx[i] = u;
+          s1[c] += u;
+          s2[c] += u * (x[i] * ra[c] + rb[c]);
+        }
+      }
+    }
+    for (let g = 0; g < groups; g++) {
+      let meanG = 0;
+      let meanGx = 0;
+      for (let c = g * per; c < (g + 1) * per; c++) {
+        accBeta[c] += s1[c];
+        accGamma[c] += s2[c];
+        meanG += gamma[c] * s1[c];
+        meanGx += gamma[c] * s2[c];
+      }
+      meanG /= count;
+      meanGx /= count;
+      for (let c = g * per; c < (g + 1) * per; c++) {
+        const rstd = ra[c];
+        // Coefficients of u, x and 1; s1/s2 are free again and hold B and C.
+        s1[c] = -rstd * meanGx * ra[c];
+        s2[c] = -rstd * (meanG + meanGx * rb[c]);
+        ra[c] = rstd * gamma[c];
+      }
+    }
+    for (let p = 0; p < pixels; p++) {
+      const row = base + p * channels;
+      for (let c = 0; c < channels; c++) {
+        const i = row + c;
+        dx[i] = ra[c] * dx[i] + s1[c] * x[i] + s2[c];
+      }
+    }
+  }
+  for (let c = 0; c < channels; c++) {
+    dgamma[c] = accGamma[c];
+    dbeta[c] = accBeta[c];
+  }
+}
+
+function checkAffine(x: Info, gamma: Info, beta: Info): void {
+  const c = x.shape[x.shape.length - 1];
+  for (const t of [x, gamma, beta]) {
+    if (t.dtype !== "float32") throw new Error(`idpo GroupNorm supports float32 only, got ${t.dtype}`);
+  }
+  if (gamma.shape.length !== 1 || beta.shape.length !== 1 || gamma.shape[0] !== c || beta.shape[0] !== c) {
+    throw new Error(`idpo GroupNorm: γ [${gamma.shape}] and β [${beta.shape}] must be [${c}]`);
+  }
+}
+
+/**
+ * Fused GroupNorm (+ SiLU) on the wasm heap: statistics and the affine transform in two JS passes
+ * instead of a dozen broadcasting kernels; σ(y) and y·σ(y) with XNNPACK's vectorised kernels.
+ */
+function groupNormAct(args: {
+  inputs: tf.NamedTensorInfoMap;
+  backend: BackendWasm;
+  attrs?: tf.NamedAttrMap;
+}): Info {
+  const { x, gamma, beta } = args.inputs as { x: Info; gamma: Info; beta: Info };
+  const attrs = args.attrs as unknown as GroupNormActAttrs;
+  checkAffine(x, gamma, beta);
+  const d = dimsOf(x, attrs.groups);
+  const backend = args.backend;
+  return withScope(backend, (s) => {
+    const y = backend.makeOutput([...x.shape], "float32");
+    // Views after every allocation: makeOutput can grow (and so detach) the heap.
+    const view = (t: Info) => backend.typedArrayFromHeap(t) as Float32Array;
+    groupNormAffine(view(x), view(gamma), view(beta), view(y), d, groupNormStats(view(x), d, attrs.eps));
+    if (!attrs.silu) return y;
+    s.track(y);
+    return s.run(tf.Multiply, { a: y, b: s.run(tf.Sigmoid, { x: y }) });
+  });
+}
+
+/** Gradient of the fused GroupNorm (+ SiLU): outputs [dx, dγ, dβ]. */
+function groupNormActGrad(args: {
+  inputs: tf.NamedTensorInfoMap;
+  backend: BackendWasm;
+  attrs?: tf.NamedAttrMap;
+}): Info[] {
+  const { dy, x, gamma, beta } = args.inputs as { dy: Info; x: Info; gamma: Info; beta: Info };
+  const attrs = args.attrs as unknown as GroupNormActAttrs;
+  checkAffine(x, gamma, beta);
+  if (dy.shape.join() !== x.shape.join()) {
+    throw new Error(`idpo GroupNorm gradient: dy [${dy.shape}] does not match x [${x.shape}]`);
+  }
+  const d = dimsOf(x, attrs.groups);
+  const backend = args.backend;
+  const view = (t: Info) => backend.typedArrayFromHeap(t) as Float32Array;
+  const stats = groupNormStats(view(x), d, attrs.eps);
+  const scope = new Scope(backend);
+  try {
+    let y: Info | null = null;
+    let sig: Info | null = null;
+    if (attrs.silu) {
+      y = scope.track(backend.makeOutput([...x.shape], "float32"));
+      groupNormAffine(view(x), view(gamma), view(beta), view(y), d, stats);
+      sig = scope.run(tf.Sigmoid, { x: y });
+    }
+    const dx = backend.makeOutput([...x.shape], "float32");
+    const dgamma = backend.makeOutput([...gamma.shape], "float32");
+    const dbeta = backend.makeOutput([...beta.shape], "float32");
+    groupNormActBackward(
+      view(dy),
+      view(x),
+      y == null ? null : view(y),
+      sig == null ? null : view(sig),
+      view(gamma),
+      view(dx),
+      view(dgamma),
+      view(dbeta),
+      d,
+      stats,
+    );
+    scope.dispose();
+    return [dx, dgamma, dbeta];
+  } catch (error) {
+    scope.dispose();
+    throw error;
+  }
+}
+
+/** Fused GroupNorm (+ SiLU) forward for the wasm backend. */
+export const groupNormActConfig: tf.KernelConfig = {
+  kernelName: GROUP_NORM_ACT,
+  backendName: "wasm",
+  kernelFunc: groupNormAct as unknown as tf.KernelFunc,
+};
+
+/** Fused GroupNorm (+ SiLU) gradient for the wasm backend. */
+export const groupNormActGradConfig: tf.KernelConfig = {
+  kernelName: GROUP_NORM_ACT_GRAD,
+  backendName: "wasm",
+  kernelFunc: groupNormActGrad as unknown as tf.KernelFunc,
+};
