@@ -211,14 +211,16 @@ def count(module):
     return sum(p.numel() for p in module.parameters())
 
 
-def prompts(spec, n, seed):
-    """Token ids and the key bias of n prompts (7 real tokens of maxLength, or the null prompt)."""
+def prompts(spec, n, seed, null=0):
+    """Token ids and the key bias of n prompts of 7 real tokens, then `null` null prompts (all padding,
+    attending to every position: what the tfjs tokenizer makes of "")."""
     g = torch.Generator().manual_seed(seed)
     length = spec["text"]["maxLength"]
-    ids = torch.randint(2, spec["text"]["vocabSize"], (n, length), generator=g)
+    ids = torch.randint(2, spec["text"]["vocabSize"], (n + null, length), generator=g)
     ids[:, 7:] = 0
-    bias = torch.zeros(n, 1, 1, length)
-    bias[:, :, :, 7:] = -1e9
+    ids[n:] = 0
+    bias = torch.zeros(n + null, 1, 1, length)
+    bias[:n, :, :, 7:] = -1e9
     return ids, bias
 
 
@@ -247,16 +249,24 @@ def measurement(timing, units, flops):
     }
 
 
-def ddim(model, n, steps, branches, spec, guide, cond=None):
-    """DDIM (eta 0) with `branches` UNet evaluations per image per step, batched into one call."""
+def ddim(model, n, steps, branches, spec, guide, images=None):
+    """DDIM (eta 0) with `branches` UNet evaluations per image per step, batched into one call: the work
+    of sample() and improve() in libs/diffusion. The prompts are encoded once per call (n prompts, then
+    the null prompt for the other branches); the improver's [0, 1] condition images are mapped to model
+    space and laid out for the three branches (x, c), (x, ∅), (∅, ∅) once per call; the result is
+    returned as [0, 1] images."""
     size = spec["unet"]["imageSize"]
     betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
     abar = torch.cumprod(1 - betas, 0).float()
     ts = [round(1000 - i * 1000 / steps) - 1 for i in range(steps)]
-    ids, bias = prompts(spec, n * branches, 11)
+    ids, bias = prompts(spec, n, 11, null=n * (branches - 1))
     x = torch.randn(n, 3, size, size)
     with torch.inference_mode():
         tokens = model.text(ids, bias)
+        cond = None
+        if images is not None:
+            c = images * 2 - 1
+            cond = torch.cat([c, c, torch.zeros_like(c)], 0)
         for i, t in enumerate(ts):
             prev = ts[i + 1] if i + 1 < len(ts) else -1
             xin = torch.cat([x] * branches, 0)
@@ -267,7 +277,7 @@ def ddim(model, n, steps, branches, spec, guide, cond=None):
             x0 = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1, 1)
             eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()  # the step points at the clipped x0
             x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
-    return x
+        return (x * 0.5 + 0.5).clamp(0, 1)
 
 
 def main():
@@ -312,13 +322,13 @@ def main():
         timing, n, n * (steps * 2 * flops["unetForwardPerImage"] + 2 * flops["textForwardPerPrompt"])
     )
 
-    cond = torch.rand(n, 3, size, size)
-    cond3 = torch.cat([cond, cond, torch.zeros_like(cond)], 0)
+    images = torch.rand(n, 3, size, size)
+    # Double guidance (Eq. 9) with s_I = 3, s_T = 3.5 on (image+text, image, none).
     double = lambda e: e[2] + 3.0 * (e[1] - e[2]) + 3.5 * (e[0] - e[1])
     timing = timed(
-        lambda: ddim(improver, n, steps, 3, spec, double, cond3),
+        lambda: ddim(improver, n, steps, 3, spec, double, images),
         min_s,
-        lambda: ddim(improver, n, 2, 3, spec, double, cond3),
+        lambda: ddim(improver, n, 2, 3, spec, double, images),
     )
     improver_m = measurement(
         timing,
