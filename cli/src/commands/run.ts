@@ -182,64 +182,24 @@ export function runCommand(): Command {
   const cmd = new Command("run").description(
     "create, inspect, follow and cancel training runs (the Controller)",
   );
-  const addr = (c: Command) =>
-    c
-      .option("--addr <url>", "Controller address (default IDPO_CONTROLLER_ADDR or http://127.0.0.1:50055)")
-      .option("--json", "print protobuf JSON instead of text");
+  defineCreate(cmd.command("create"));
+  defineGet(cmd.command("get"));
+  defineList(cmd.command("list"));
+  defineWatch(cmd.command("watch"));
+  defineCancel(cmd.command("cancel"));
+  return cmd;
+}
 
-  addr(
-    cmd
-      .command("create")
-      .description("create a run from --config run.json (a RunConfig in protobuf JSON) and/or flags")
-      .option("--config <file>", "RunConfig as protobuf JSON; flags override its fields")
-      .option("--id <run-id>", "run id ([a-z0-9-]{1,63}); default generated")
-      .option("--name <name>", "human-readable name")
-      .option("--method <method>", `one of ${Object.keys(METHODS).join(", ")} (default iterative-dpo)`)
-      .option(
-        "--dataset <uri>",
-        "offline dataset: shapes://?pairs=N&size=S&seed=K, file:///dir or artifact://prefix",
-      )
-      .option("--preset <name>", "model preset: tiny, shapes16, shapes32 (default shapes16)")
-      .option("--iterations <k>", "iterations K (default 3)", intArg("--iterations", 1, 100))
-      .option("--pairs <n>", "online pairs per iteration (default 512)", intArg("--pairs", 1, 1_000_000))
-      .option("--shard-size <n>", "pairs per work-queue shard (default 32)", intArg("--shard-size", 1, 4096))
-      .option("--base-steps <n>", "base-model pretraining steps", intArg("--base-steps", 1, 1_000_000))
-      .option("--improver-steps <n>", "improver training steps", intArg("--improver-steps", 1, 1_000_000))
-      .option(
-        "--policy-steps <n>",
-        "policy training steps per iteration",
-        intArg("--policy-steps", 1, 1_000_000),
-      )
-      .option("--batch-size <n>", "batch size of every training stage", intArg("--batch-size", 1, 4096))
-      .option("--beta <b>", "DPO β (default 2000)", numberArg("--beta"))
-      .option(
-        "--lr-schedule <schedule>",
-        `learning-rate schedule of every training stage after its warmup: ${Object.keys(LR_SCHEDULES).join(", ")} (default constant)`,
-      )
-      .option(
-        "--min-lr-ratio <r>",
-        "final learning rate of a cosine or linear schedule, as a fraction of the peak (default 0.1)",
-        numberArg("--min-lr-ratio"),
-      )
-      .option(
-        "--sampling-steps <n>",
-        "denoising steps of every sampling (default 20)",
-        intArg("--sampling-steps", 1, 1000),
-      )
-      .option(
-        "--eval-samples <n>",
-        "samples per evaluation prompt (default 4)",
-        intArg("--eval-samples", 1, 256),
-      )
-      .option("--seed <n>", "master seed", intArg("--seed", 0, Number.MAX_SAFE_INTEGER))
-      .option("--base-checkpoint <id>", "use this base checkpoint instead of pretraining")
-      .option("--improver-checkpoint <id>", "use this improver checkpoint instead of training one")
-      .option(
-        "--from-scratch",
-        `train the base and improver instead of starting a shapes16 run from the shipped ${PRETRAINED_BASE_ID} and ${PRETRAINED_IMPROVER_ID}`,
-      )
-      .option("--watch", "follow the run until it ends"),
-  ).action(async (opts: CreateOptions) => {
+/** The options every run subcommand has: the Controller's address and JSON output. */
+function withAddr(c: Command): Command {
+  return c
+    .option("--addr <url>", "Controller address (default IDPO_CONTROLLER_ADDR or http://127.0.0.1:50055)")
+    .option("--json", "print protobuf JSON instead of text");
+}
+
+/** `idpo run create`: a RunConfig from --config and the flags; --watch follows the run to its end. */
+function defineCreate(c: Command): void {
+  withAddr(createOptions(c)).action(async (opts: CreateOptions) => {
     const config = buildRunConfig(opts);
     const client = controllerClient(opts.addr);
     const res = await client.createRun({ runId: opts.id ?? "", config });
@@ -253,17 +213,76 @@ export function runCommand(): Command {
     if (!opts.json) print(last, false);
     if (last.state !== RunState.SUCCEEDED) process.exitCode = 1;
   });
+}
 
-  addr(cmd.command("get").description("show a run").argument("<run-id>")).action(
+/** The flags of `idpo run create` (see {@link CreateOptions}). */
+function createOptions(c: Command): Command {
+  return c
+    .description("create a run from --config run.json (a RunConfig in protobuf JSON) and/or flags")
+    .option("--config <file>", "RunConfig as protobuf JSON; flags override its fields")
+    .option("--id <run-id>", "run id ([a-z0-9-]{1,63}); default generated")
+    .option("--name <name>", "human-readable name")
+    .option("--method <method>", `one of ${Object.keys(METHODS).join(", ")} (default iterative-dpo)`)
+    .option(
+      "--dataset <uri>",
+      "offline dataset: shapes://?pairs=N&size=S&seed=K, file:///dir or artifact://prefix",
+    )
+    .option("--preset <name>", "model preset: tiny, shapes16, shapes32 (default shapes16)")
+    .option("--iterations <k>", "iterations K (default 3)", intArg("--iterations", 1, 100))
+    .option("--pairs <n>", "online pairs per iteration (default 512)", intArg("--pairs", 1, 1_000_000))
+    .option("--shard-size <n>", "pairs per work-queue shard (default 32)", intArg("--shard-size", 1, 4096))
+    .option("--base-steps <n>", "base-model pretraining steps", intArg("--base-steps", 1, 1_000_000))
+    .option("--improver-steps <n>", "improver training steps", intArg("--improver-steps", 1, 1_000_000))
+    .option(
+      "--policy-steps <n>",
+      "policy training steps per iteration",
+      intArg("--policy-steps", 1, 1_000_000),
+    )
+    .option("--batch-size <n>", "batch size of every training stage", intArg("--batch-size", 1, 4096))
+    .option("--beta <b>", "DPO β (default 2000)", numberArg("--beta"))
+    .option(
+      "--lr-schedule <schedule>",
+      `learning-rate schedule of every training stage after its warmup: ${Object.keys(LR_SCHEDULES).join(", ")} (default constant)`,
+    )
+    .option(
+      "--min-lr-ratio <r>",
+      "final learning rate of a cosine or linear schedule, as a fraction of the peak (default 0.1)",
+      numberArg("--min-lr-ratio"),
+    )
+    .option(
+      "--sampling-steps <n>",
+      "denoising steps of every sampling (default 20)",
+      intArg("--sampling-steps", 1, 1000),
+    )
+    .option(
+      "--eval-samples <n>",
+      "samples per evaluation prompt (default 4)",
+      intArg("--eval-samples", 1, 256),
+    )
+    .option("--seed <n>", "master seed", intArg("--seed", 0, Number.MAX_SAFE_INTEGER))
+    .option("--base-checkpoint <id>", "use this base checkpoint instead of pretraining")
+    .option("--improver-checkpoint <id>", "use this improver checkpoint instead of training one")
+    .option(
+      "--from-scratch",
+      `train the base and improver instead of starting a shapes16 run from the shipped ${PRETRAINED_BASE_ID} and ${PRETRAINED_IMPROVER_ID}`,
+    )
+    .option("--watch", "follow the run until it ends");
+}
+
+/** `idpo run get <run-id>`: a run in words (or JSON). */
+function defineGet(c: Command): void {
+  withAddr(c.description("show a run").argument("<run-id>")).action(
     async (runId: string, opts: { addr?: string; json?: boolean }) => {
       const res = await controllerClient(opts.addr).getRun({ runId });
       print(res.run!, opts.json);
     },
   );
+}
 
-  addr(
-    cmd
-      .command("list")
+/** `idpo run list`: runs, newest first. */
+function defineList(c: Command): void {
+  withAddr(
+    c
       .description("list runs, newest first")
       .option("--limit <n>", "most runs shown (default 100)", intArg("--limit", 1, 1000)),
   ).action(async (opts: { addr?: string; json?: boolean; limit?: number }) => {
@@ -288,20 +307,25 @@ export function runCommand(): Command {
     }
     if (res.nextPageToken) process.stdout.write(`(more runs: raise --limit)\n`);
   });
+}
 
-  addr(cmd.command("watch").description("follow a run's progress until it ends").argument("<run-id>")).action(
+/** `idpo run watch <run-id>`: follows a run until it ends; exit 1 when it failed. */
+function defineWatch(c: Command): void {
+  withAddr(c.description("follow a run's progress until it ends").argument("<run-id>")).action(
     async (runId: string, opts: { addr?: string; json?: boolean }) => {
       const last = await watch(controllerClient(opts.addr), runId, opts.json);
       if (!opts.json) print(last, false);
       if (last.state === RunState.FAILED) process.exitCode = 1;
     },
   );
+}
 
-  addr(
-    cmd.command("cancel").description("cancel a run and its current training job").argument("<run-id>"),
-  ).action(async (runId: string, opts: { addr?: string; json?: boolean }) => {
-    const res = await controllerClient(opts.addr).cancelRun({ runId });
-    print(res.run!, opts.json);
-  });
-  return cmd;
+/** `idpo run cancel <run-id>`: cancels a run and its current training job. */
+function defineCancel(c: Command): void {
+  withAddr(c.description("cancel a run and its current training job").argument("<run-id>")).action(
+    async (runId: string, opts: { addr?: string; json?: boolean }) => {
+      const res = await controllerClient(opts.addr).cancelRun({ runId });
+      print(res.run!, opts.json);
+    },
+  );
 }

@@ -1,7 +1,7 @@
 import { copyFileSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { createClient } from "@connectrpc/connect";
+import { type Client, createClient } from "@connectrpc/connect";
 import type { RunningDashboard } from "@idpo/dashboard";
 import { formatDuration, progressLine, serveLocalDashboard, startLocalMesh } from "@idpo/local-mesh";
 import { sharedBus } from "@idpo/mesh";
@@ -83,43 +83,7 @@ export async function runQuickstart(opts: QuickstartOptions, io: QuickstartIo): 
       `run ${runId}: ${config.iterations} iterations of ${config.pairsPerIteration} online pairs, ` +
         `preset ${config.modelPreset}, dataset ${config.dataset}\n`,
     );
-    const stages: StageTiming[] = [];
-    let last = created;
-    let lastLine = "";
-    let lastStage = "";
-    let lastPrinted = 0;
-    let lastPrintedLine = "";
-    for await (const res of client.watchRun({ runId })) {
-      const run = res.run!;
-      last = run;
-      const now = elapsed();
-      const stage = `${RunStage[run.stage]}/${run.iteration}`;
-      const stageChanged = stage !== lastStage;
-      if (run.state === RunState.RUNNING && stageChanged) {
-        const current = stages[stages.length - 1];
-        if (current) current.seconds = now - current.startSeconds;
-        stages.push({ stage: RunStage[run.stage], iteration: run.iteration, startSeconds: now, seconds: 0 });
-      }
-      const line = `[${formatDuration(now).padStart(6)}] ${progressLine(run)}`;
-      if (io.tty) {
-        // One line per stage stays on screen; within a stage the line is rewritten in place.
-        io.err(
-          `${stageChanged && lastLine ? "\n" : "\r\x1b[K"}${line.slice(0, (process.stderr.columns || 120) - 1)}`,
-        );
-      } else if (stageChanged || (line !== lastLine && now - lastPrinted >= 5)) {
-        // A finished stage's last line (its final step and loss) is kept in the log even when it came
-        // sooner than the 5 s throttle allows.
-        if (stageChanged && lastLine && lastLine !== lastPrintedLine) io.err(`${lastLine}\n`);
-        io.err(`${line}\n`);
-        lastPrinted = now;
-        lastPrintedLine = line;
-      }
-      lastLine = line;
-      lastStage = stage;
-    }
-    if (io.tty) io.err("\n");
-    const current = stages[stages.length - 1];
-    if (current && current.seconds === 0) current.seconds = elapsed() - current.startSeconds;
+    const { last, stages } = await followRun(client, runId, created, io, elapsed);
     const final = (await client.getRun({ runId })).run ?? last;
     const reportDir = resolve(opts.out);
     const bus = await sharedBus();
@@ -147,4 +111,55 @@ export async function runQuickstart(opts: QuickstartOptions, io: QuickstartIo): 
     if (existsSync(resolve(opts.out))) copyFileSync(logPath, join(resolve(opts.out), "services.log"));
     if (succeeded && temporary) rmSync(dataDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Follows a run through WatchRun until it ends, showing its progress (rewritten in place on a terminal, else
+ * a line per stage and at most one every 5 s within one), and times its stages.
+ */
+async function followRun(
+  client: Client<typeof ControllerService>,
+  runId: string,
+  created: Run,
+  io: QuickstartIo,
+  elapsed: () => number,
+): Promise<{ last: Run; stages: StageTiming[] }> {
+  const stages: StageTiming[] = [];
+  let last = created;
+  let lastLine = "";
+  let lastStage = "";
+  let lastPrinted = 0;
+  let lastPrintedLine = "";
+  for await (const res of client.watchRun({ runId })) {
+    const run = res.run!;
+    last = run;
+    const now = elapsed();
+    const stage = `${RunStage[run.stage]}/${run.iteration}`;
+    const stageChanged = stage !== lastStage;
+    if (run.state === RunState.RUNNING && stageChanged) {
+      const current = stages[stages.length - 1];
+      if (current) current.seconds = now - current.startSeconds;
+      stages.push({ stage: RunStage[run.stage], iteration: run.iteration, startSeconds: now, seconds: 0 });
+    }
+    const line = `[${formatDuration(now).padStart(6)}] ${progressLine(run)}`;
+    if (io.tty) {
+      // One line per stage stays on screen; within a stage the line is rewritten in place.
+      io.err(
+        `${stageChanged && lastLine ? "\n" : "\r\x1b[K"}${line.slice(0, (process.stderr.columns || 120) - 1)}`,
+      );
+    } else if (stageChanged || (line !== lastLine && now - lastPrinted >= 5)) {
+      // A finished stage's last line (its final step and loss) is kept in the log even when it came
+      // sooner than the 5 s throttle allows.
+      if (stageChanged && lastLine && lastLine !== lastPrintedLine) io.err(`${lastLine}\n`);
+      io.err(`${line}\n`);
+      lastPrinted = now;
+      lastPrintedLine = line;
+    }
+    lastLine = line;
+    lastStage = stage;
+  }
+  if (io.tty) io.err("\n");
+  const current = stages[stages.length - 1];
+  if (current && current.seconds === 0) current.seconds = elapsed() - current.startSeconds;
+  return { last, stages };
 }

@@ -190,58 +190,17 @@ function tlsOptions(certFile: string, keyFile: string): http2.SecureServerOption
 
 async function listen(built: BuiltServer): Promise<ListeningServer> {
   const { config, logger } = built;
-  let inFlight = 0;
-  let idle: (() => void) | undefined;
-  const handler = connectNodeAdapter({ routes: built.routes, ...built.routerOptions });
-  const counted = (
-    req: http.IncomingMessage | http2.Http2ServerRequest,
-    res: http.ServerResponse | http2.Http2ServerResponse,
-  ) => {
-    inFlight++;
-    res.once("close", () => {
-      inFlight--;
-      if (inFlight === 0) idle?.();
-    });
-    if (built.gate?.(req, res)) return;
-    handler(req as http2.Http2ServerRequest, res as http2.Http2ServerResponse);
-  };
-
-  const sessions = new Set<http2.ServerHttp2Session>();
+  const calls = countCalls(built);
   const tls = config.tlsCertFile !== undefined && config.tlsKeyFile !== undefined;
-  let h2: http2.Http2Server | http2.Http2SecureServer;
-  let h1: http.Server | undefined;
-  let listener: net.Server;
-  if (tls) {
-    h2 = http2.createSecureServer(tlsOptions(config.tlsCertFile!, config.tlsKeyFile!), counted);
-    listener = h2;
-  } else {
-    // Plaintext: HTTP/2 with prior knowledge (gRPC) and HTTP/1.1 (gRPC-Web, Connect) share one port;
-    // the first bytes of a connection tell them apart.
-    h2 = http2.createServer({}, counted);
-    h1 = http.createServer(counted);
-    const h1s = h1;
-    const h2s = h2;
-    listener = net.createServer((socket) => {
-      const route = () => {
-        const head: Buffer | null = socket.read();
-        if (head === null) return;
-        if (head.length < 3 && head.toString("latin1") === "PRI".slice(0, head.length)) {
-          socket.unshift(head);
-          socket.once("readable", route);
-          return;
-        }
-        socket.unshift(head);
-        (head.toString("latin1", 0, 3) === "PRI" ? h2s : h1s).emit("connection", socket);
-      };
-      socket.once("readable", route);
-      socket.on("error", () => socket.destroy());
-    });
-  }
-  h2.on("session", (s) => {
+  const servers = tls
+    ? secureServers(tlsOptions(config.tlsCertFile!, config.tlsKeyFile!), calls.handler)
+    : plaintextServers(calls.handler);
+  const sessions = new Set<http2.ServerHttp2Session>();
+  servers.h2.on("session", (s) => {
     sessions.add(s);
     s.once("close", () => sessions.delete(s));
   });
-
+  const { listener, h1 } = servers;
   await new Promise<void>((resolve, reject) => {
     listener.once("error", reject);
     listener.listen(config.port, config.host, () => {
@@ -257,23 +216,16 @@ async function listen(built: BuiltServer): Promise<ListeningServer> {
   let stopping: Promise<void> | undefined;
   const shutdown = () => {
     stopping ??= (async () => {
-      logger.info("shutting down", { inFlight, graceMs: config.shutdownGraceMs });
+      logger.info("shutting down", { inFlight: calls.inFlight(), graceMs: config.shutdownGraceMs });
       built.beginShutdown();
       listener.close();
       if (h1) h1.close();
       // GOAWAY: in-flight streams finish, new streams on existing connections are refused.
       for (const s of sessions) s.close();
       h1?.closeIdleConnections();
-      if (inFlight > 0) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, config.shutdownGraceMs);
-          idle = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-      }
-      if (inFlight > 0) logger.warn("grace period over: closing remaining calls", { inFlight });
+      await calls.idle(config.shutdownGraceMs);
+      if (calls.inFlight() > 0)
+        logger.warn("grace period over: closing remaining calls", { inFlight: calls.inFlight() });
       for (const s of sessions) s.destroy();
       h1?.closeAllConnections();
       await built.instance.close?.();
@@ -282,6 +234,86 @@ async function listen(built: BuiltServer): Promise<ListeningServer> {
     return stopping;
   };
   return { port: addr.port, url, shutdown };
+}
+
+type RequestHandler = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
+
+/**
+ * The server's request handler (its gate, then its routes), counting the calls in flight so that shutdown
+ * can wait for them: `idle(ms)` resolves when none is left or after `ms`.
+ */
+function countCalls(built: BuiltServer): {
+  handler: RequestHandler;
+  inFlight(): number;
+  idle(graceMs: number): Promise<void>;
+} {
+  let inFlight = 0;
+  let idle: (() => void) | undefined;
+  const routes = connectNodeAdapter({ routes: built.routes, ...built.routerOptions });
+  const handler: RequestHandler = (req, res) => {
+    inFlight++;
+    res.once("close", () => {
+      inFlight--;
+      if (inFlight === 0) idle?.();
+    });
+    if (built.gate?.(req, res)) return;
+    routes(req as http2.Http2ServerRequest, res as http2.Http2ServerResponse);
+  };
+  return {
+    handler,
+    inFlight: () => inFlight,
+    idle: async (graceMs) => {
+      if (inFlight === 0) return;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        idle = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    },
+  };
+}
+
+/** The HTTP servers of one port and the socket listener in front of them. */
+interface PortServers {
+  h2: http2.Http2Server | http2.Http2SecureServer;
+  h1?: http.Server;
+  listener: net.Server;
+}
+
+/** TLS: one HTTP/2 server that also answers HTTP/1.1 (ALPN). */
+function secureServers(options: http2.SecureServerOptions, handler: RequestHandler): PortServers {
+  const h2 = http2.createSecureServer(options, handler);
+  return { h2, listener: h2 };
+}
+
+/**
+ * Plaintext: HTTP/2 with prior knowledge (gRPC) and HTTP/1.1 (gRPC-Web, Connect) share one port; the first
+ * bytes of a connection tell them apart.
+ */
+function plaintextServers(handler: RequestHandler): PortServers {
+  const h2 = http2.createServer({}, handler);
+  const h1 = http.createServer(handler);
+  const listener = net.createServer((socket) => {
+    const route = () => {
+      const head: Buffer | null = socket.read();
+      if (head === null) return;
+      if (head.length < 3 && head.toString("latin1") === "PRI".slice(0, head.length)) {
+        socket.unshift(head);
+        socket.once("readable", route);
+        return;
+      }
+      socket.unshift(head);
+      (head.toString("latin1", 0, 3) === "PRI" ? h2 : h1).emit("connection", socket);
+    };
+    socket.once("readable", route);
+    socket.on("error", () => socket.destroy());
+  });
+  return { h2, h1, listener };
 }
 
 /**

@@ -11,6 +11,7 @@ import {
   imagesFromMessages,
   imagesToMessages,
   inProcessEngine,
+  type ModelHost,
   type ModelLease,
   replicaConsumerName,
   type SamplingEngine,
@@ -227,68 +228,60 @@ export async function createImprover(deps: ImproverDeps): Promise<Improver> {
     logger,
     setServing: deps.setServing,
   });
-  const slot = host.slot;
-
   const batcher = new DynamicBatcher<Group, Item, Float32Array>(
     { maxBatch: config.maxBatch, maxDelayMs: config.maxDelayMs, maxQueue: config.maxQueue },
-    async (group, items) => {
-      const S = group.lease.model.imageSize;
-      const per = S * S * 3;
-      const data = new Float32Array(items.length * per);
-      for (let i = 0; i < items.length; i++) data.set(items[i].pixels, i * per);
-      const out = await group.lease.model.improve({
-        images: { n: items.length, height: S, width: S, channels: 3, data },
-        prompts: items.map((it) => it.prompt),
-        seeds: items.map((it) => it.seed),
-        steps: group.steps,
-        sampler: group.sampler,
-        sT: group.sT,
-        sI: group.sI,
-        strength: group.strength,
-        batchSize: items.length,
-      });
-      const res: Float32Array[] = [];
-      for (let i = 0; i < items.length; i++) res.push(out.data.slice(i * per, (i + 1) * per));
-      return res;
-    },
+    improveBatch,
     (queued, limit) =>
       `improver queue is full: ${queued} images waiting, limit ${limit} (IDPO_IMPROVER_MAX_QUEUE); retry later`,
   );
+  return {
+    routes: improverRoutes(config, host, batcher),
+    loadCheckpoint: host.loadCheckpoint,
+    current: () => host.slot.current,
+    ready: host.ready,
+    stats: () => ({ ...batcher.stats }),
+    async close() {
+      batcher.close();
+      await batcher.idle();
+      await host.close();
+    },
+  };
+}
 
-  const routes = (router: ConnectRouter) =>
+/** Improves one batch of queued images with the same weights and settings. */
+async function improveBatch(group: Group, items: Item[]): Promise<Float32Array[]> {
+  const S = group.lease.model.imageSize;
+  const per = S * S * 3;
+  const data = new Float32Array(items.length * per);
+  for (let i = 0; i < items.length; i++) data.set(items[i].pixels, i * per);
+  const out = await group.lease.model.improve({
+    images: { n: items.length, height: S, width: S, channels: 3, data },
+    prompts: items.map((it) => it.prompt),
+    seeds: items.map((it) => it.seed),
+    steps: group.steps,
+    sampler: group.sampler,
+    sT: group.sT,
+    sI: group.sI,
+    strength: group.strength,
+    batchSize: items.length,
+  });
+  const res: Float32Array[] = [];
+  for (let i = 0; i < items.length; i++) res.push(out.data.slice(i * per, (i + 1) * per));
+  return res;
+}
+
+function improverRoutes(
+  config: ImproverConfig,
+  host: ModelHost,
+  batcher: DynamicBatcher<Group, Item, Float32Array>,
+): (router: ConnectRouter) => void {
+  return (router: ConnectRouter) =>
     router.service(ImproverService, {
       async improveImages(req: ImproveImagesRequest, ctx: HandlerContext) {
-        const lease = slot.acquire();
+        const lease = host.slot.acquire();
         if (!lease) throw noWeights();
         try {
-          const p = parseRequest(req, config.maxImages);
-          const S = lease.model.imageSize;
-          const batch = imagesFromMessages(req.images, { field: "images", size: S });
-          const per = S * S * 3;
-          const items: Item[] = [];
-          for (let i = 0; i < batch.n; i++) {
-            items.push({
-              pixels: batch.data.subarray(i * per, (i + 1) * per),
-              prompt: p.prompts[i],
-              seed: p.seeds[i],
-            });
-          }
-          const key = `${lease.generation}|${p.steps}|${p.sampler}|${p.sT}|${p.sI}|${p.strength}`;
-          const group: Group = {
-            lease,
-            steps: p.steps,
-            sampler: p.sampler,
-            sT: p.sT,
-            sI: p.sI,
-            strength: p.strength,
-          };
-          const outs = await batcher.submit(key, group, items, ctx.signal);
-          const data = new Float32Array(outs.length * per);
-          for (let i = 0; i < outs.length; i++) data.set(outs[i], i * per);
-          return create(ImproveImagesResponseSchema, {
-            images: imagesToMessages({ n: outs.length, height: S, width: S, channels: 3, data }, p.format),
-            checkpoint: lease.ref,
-          });
+          return await improveImages(req, lease, config.maxImages, batcher, ctx.signal);
         } finally {
           lease.release();
         }
@@ -303,19 +296,44 @@ export async function createImprover(deps: ImproverDeps): Promise<Improver> {
         return create(improverV1.LoadCheckpointResponseSchema, { checkpoint: ref });
       },
     });
+}
 
-  return {
-    routes,
-    loadCheckpoint: host.loadCheckpoint,
-    current: () => slot.current,
-    ready: host.ready,
-    stats: () => ({ ...batcher.stats }),
-    async close() {
-      batcher.close();
-      await batcher.idle();
-      await host.close();
-    },
+/** One ImproveImages call on a leased model: its images queued for batching with calls of the same settings. */
+async function improveImages(
+  req: ImproveImagesRequest,
+  lease: ModelLease<ServedModel>,
+  maxImages: number,
+  batcher: DynamicBatcher<Group, Item, Float32Array>,
+  signal: AbortSignal,
+) {
+  const p = parseRequest(req, maxImages);
+  const S = lease.model.imageSize;
+  const batch = imagesFromMessages(req.images, { field: "images", size: S });
+  const per = S * S * 3;
+  const items: Item[] = [];
+  for (let i = 0; i < batch.n; i++) {
+    items.push({
+      pixels: batch.data.subarray(i * per, (i + 1) * per),
+      prompt: p.prompts[i],
+      seed: p.seeds[i],
+    });
+  }
+  const key = `${lease.generation}|${p.steps}|${p.sampler}|${p.sT}|${p.sI}|${p.strength}`;
+  const group: Group = {
+    lease,
+    steps: p.steps,
+    sampler: p.sampler,
+    sT: p.sT,
+    sI: p.sI,
+    strength: p.strength,
   };
+  const outs = await batcher.submit(key, group, items, signal);
+  const data = new Float32Array(outs.length * per);
+  for (let i = 0; i < outs.length; i++) data.set(outs[i], i * per);
+  return create(ImproveImagesResponseSchema, {
+    images: imagesToMessages({ n: outs.length, height: S, width: S, channels: 3, data }, p.format),
+    checkpoint: lease.ref,
+  });
 }
 
 /** Dependencies a test (or an embedding program) can supply instead of the process-wide ones. */

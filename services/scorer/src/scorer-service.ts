@@ -8,6 +8,7 @@ import { type EvalItem, evaluateSet, InvalidItemError, type MeanCI, scoreImages 
 import {
   type EstimateSchema,
   type EvaluateRequest,
+  type EvaluateResponse,
   EvaluateResponseSchema,
   type ScoreRequest,
   ScoreResponseSchema,
@@ -63,19 +64,8 @@ function estimate(ci: MeanCI): MessageInitShape<typeof EstimateSchema> {
 
 /** The Scorer's RPC implementation; `bus` is used only to publish eval.completed. */
 export function scorerRoutes(config: ScorerConfig, getBus: () => Promise<Bus>, logger?: Logger) {
-  const limits = (field: string) =>
-    config.imageSize > 0 ? { field, size: config.imageSize } : { field, minSide: 8, maxSide: 256 };
-  const readImages = (field: string, req: { images: ScoreRequest["images"] }) => {
-    const batch = imagesFromMessages(req.images, limits(field));
-    if (batch.height !== batch.width) {
-      throw new ConnectError(
-        `${field}[0]: image is ${batch.height}×${batch.width}, must be square`,
-        Code.InvalidArgument,
-      );
-    }
-    return toImages(batch);
-  };
-
+  const readImages = (field: string, req: { images: ScoreRequest["images"] }) =>
+    readSquareImages(config, field, req.images);
   return (router: ConnectRouter) =>
     router.service(ScorerService, {
       score(req: ScoreRequest) {
@@ -93,66 +83,92 @@ export function scorerRoutes(config: ScorerConfig, getBus: () => Promise<Bus>, l
       },
 
       async evaluate(req: EvaluateRequest) {
-        if (req.runId !== "" && !/^[A-Za-z0-9_=:@-]{1,128}$/.test(req.runId)) {
-          throw new ConnectError(
-            `run_id ${JSON.stringify(req.runId)} is not valid: expected [A-Za-z0-9_=:@-]{1,128}`,
-            Code.InvalidArgument,
-          );
-        }
-        checkCounts("images", req.images.length, req.prompts.length, config.maxImages);
-        const images = readImages("images", req);
-        let reference: EvalItem[] | undefined;
-        if (req.referenceImages.length > 0) {
-          if (req.referenceImages.length !== req.images.length) {
-            throw new ConnectError(
-              `reference_images: ${req.referenceImages.length} reference images for ${req.images.length} images (need one per image)`,
-              Code.InvalidArgument,
-            );
-          }
-          const refs = readImages("reference_images", { images: req.referenceImages });
-          reference = refs.map((image, i) => ({ image, prompt: req.prompts[i], seed: i }));
-        }
-        const items: EvalItem[] = images.map((image, i) => ({ image, prompt: req.prompts[i], seed: i }));
-        let ev: ReturnType<typeof evaluateSet>;
-        try {
-          ev = evaluateSet(items, { reference });
-        } catch (err) {
-          asInvalid(err);
-        }
-        const res = create(EvaluateResponseSchema, {
-          reward: estimate(ev.reward),
-          vendi: ev.vendi ?? 1,
-          winRate: ev.winRate ? ev.winRate.winRate : undefined,
-          perPrompt: ev.perPrompt.map((p) => ({
-            prompt: p.prompt,
-            reward: { mean: p.meanReward, ci95Low: p.meanReward, ci95High: p.meanReward, n: p.n },
-            vendi: p.vendi ?? 1,
-          })),
-          components: ev.components,
-        });
-        if (req.runId !== "") {
-          const label = req.label || "policy";
-          const bus = await getBus();
-          await publishRunEvent(bus.events, {
-            eventId: `${req.runId}/eval/${req.iteration}/${label}`,
-            runId: req.runId,
-            payload: {
-              case: "evalCompleted",
-              value: {
-                iteration: req.iteration,
-                label,
-                checkpointId: req.checkpointId,
-                reward: res.reward,
-                vendi: res.vendi,
-                winRate: res.winRate,
-              },
-            },
-          });
-          logger?.info("eval.completed published", { runId: req.runId, iteration: req.iteration, label });
-        }
+        const res = evaluateRequest(config, req);
+        if (req.runId !== "") await publishEvalCompleted(await getBus(), req, res, logger);
         return res;
       },
     });
+}
+
+/** The images of a request field, square and of the configured size (or within 8–256 px when unset). */
+function readSquareImages(config: ScorerConfig, field: string, images: ScoreRequest["images"]) {
+  const limits =
+    config.imageSize > 0 ? { field, size: config.imageSize } : { field, minSide: 8, maxSide: 256 };
+  const batch = imagesFromMessages(images, limits);
+  if (batch.height !== batch.width) {
+    throw new ConnectError(
+      `${field}[0]: image is ${batch.height}×${batch.width}, must be square`,
+      Code.InvalidArgument,
+    );
+  }
+  return toImages(batch);
+}
+
+/** Checks an Evaluate request and evaluates its set (against its reference images, when given). */
+function evaluateRequest(config: ScorerConfig, req: EvaluateRequest) {
+  if (req.runId !== "" && !/^[A-Za-z0-9_=:@-]{1,128}$/.test(req.runId)) {
+    throw new ConnectError(
+      `run_id ${JSON.stringify(req.runId)} is not valid: expected [A-Za-z0-9_=:@-]{1,128}`,
+      Code.InvalidArgument,
+    );
+  }
+  checkCounts("images", req.images.length, req.prompts.length, config.maxImages);
+  const images = readSquareImages(config, "images", req.images);
+  let reference: EvalItem[] | undefined;
+  if (req.referenceImages.length > 0) {
+    if (req.referenceImages.length !== req.images.length) {
+      throw new ConnectError(
+        `reference_images: ${req.referenceImages.length} reference images for ${req.images.length} images (need one per image)`,
+        Code.InvalidArgument,
+      );
+    }
+    const refs = readSquareImages(config, "reference_images", req.referenceImages);
+    reference = refs.map((image, i) => ({ image, prompt: req.prompts[i], seed: i }));
+  }
+  const items: EvalItem[] = images.map((image, i) => ({ image, prompt: req.prompts[i], seed: i }));
+  let ev: ReturnType<typeof evaluateSet>;
+  try {
+    ev = evaluateSet(items, { reference });
+  } catch (err) {
+    asInvalid(err);
+  }
+  return create(EvaluateResponseSchema, {
+    reward: estimate(ev.reward),
+    vendi: ev.vendi ?? 1,
+    winRate: ev.winRate ? ev.winRate.winRate : undefined,
+    perPrompt: ev.perPrompt.map((p) => ({
+      prompt: p.prompt,
+      reward: { mean: p.meanReward, ci95Low: p.meanReward, ci95High: p.meanReward, n: p.n },
+      vendi: p.vendi ?? 1,
+    })),
+    components: ev.components,
+  });
+}
+
+/** Publishes eval.completed for an Evaluate call that names its run. */
+async function publishEvalCompleted(
+  bus: Bus,
+  req: EvaluateRequest,
+  res: EvaluateResponse,
+  logger: Logger | undefined,
+): Promise<void> {
+  const label = req.label || "policy";
+  await publishRunEvent(bus.events, {
+    eventId: `${req.runId}/eval/${req.iteration}/${label}`,
+    runId: req.runId,
+    payload: {
+      case: "evalCompleted",
+      value: {
+        iteration: req.iteration,
+        label,
+        checkpointId: req.checkpointId,
+        reward: res.reward,
+        vendi: res.vendi,
+        winRate: res.winRate,
+      },
+    },
+  });
+  logger?.info("eval.completed published", { runId: req.runId, iteration: req.iteration, label });
 }
 
 /** Dependencies a test (or an embedding program) can supply instead of the process-wide ones. */

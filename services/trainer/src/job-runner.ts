@@ -30,6 +30,7 @@ import { type CheckpointRef, JobKind, ModelKind } from "@idpo/proto";
 import type { Logger } from "@idpo/runtime";
 import { untilBusAnswers } from "./bus-wait.js";
 import {
+  type Example,
   type ExampleBatch,
   ExampleStream,
   type ExampleUnit,
@@ -289,9 +290,8 @@ export async function runJob(
   hooks: RunnerHooks,
 ): Promise<RunOutcome> {
   const t = job.training;
-  const unit = unitOf(job.kind);
   const sources = await openPairSources(job.data, { artifacts: deps.bus.artifacts, dataDir: deps.dataDir });
-  const stream = new ExampleStream(sources, unit, { seed: t.seed });
+  const stream = new ExampleStream(sources, unitOf(job.kind), { seed: t.seed });
   const models = await loadModels(job, deps.checkpoints);
   const { model } = models;
   let trainer: TrainingDriver<unknown> | undefined;
@@ -302,122 +302,196 @@ export async function runJob(
       );
     }
     const [objective, build] = objectiveFor(job, models, { ...deps.spin, ...job.spinSampler });
-    let state: TrainingState | undefined;
-    if (resume) {
-      const bytes = await deps.bus.artifacts.get(trainingStateArtifact(resume.checkpointId));
-      if (!bytes) throw new Error(`training state of ${resume.checkpointId} is missing; cannot resume`);
-      state = new TrainingState(bytes, job.jobId);
-      if (state.step !== resume.step) {
-        throw new Error(
-          `training state of ${resume.checkpointId} is at step ${state.step}, expected ${resume.step}`,
-        );
-      }
-    }
-    const config: TrainerConfig = {
-      schedule: t.schedule,
-      adam: { weightDecay: t.weightDecay },
-      maxGradNorm: t.maxGradNorm,
-      emaDecay: t.emaDecay > 0 ? t.emaDecay : undefined,
-      seed: t.seed,
-    };
-    const workers = deps.trainWorkers ?? 1;
-    trainer =
-      workers > 1
-        ? await DataParallelTrainer.start(model.params, objective, config, { workers })
-        : new Trainer<unknown>(model.params, objective, config);
+    const state = await resumedState(job, resume, deps);
+    trainer = await startTrainer(job, model, objective, deps.trainWorkers ?? 1);
     let step = 0;
     if (state && resume) {
       state.apply(trainer);
       step = state.step;
       deps.logger.info("job resumed", { jobId: job.jobId, step, checkpoint: resume.checkpointId });
     }
-    const micro = t.batchSize / t.gradientAccumulation;
-    const examples = stream.from(step * t.batchSize)[Symbol.asyncIterator]();
-    const started = performance.now();
-    const startStep = step;
-    let lastState: string | undefined = resume?.checkpointId;
-    let lastCheckpointAt = performance.now();
-    try {
-      while (step < t.steps) {
-        if (hooks.signal.aborted) return "stopped";
-        const batches: unknown[] = [];
-        for (let j = 0; j < t.gradientAccumulation; j++) {
-          const ex = stackExamples(await takeExamples(examples, micro), unit);
-          try {
-            batches.push(await build(ex, hooks.signal));
-          } catch (e) {
-            if (hooks.signal.aborted) return "stopped";
-            throw e;
-          }
-        }
-        if (hooks.signal.aborted) return "stopped";
-        const report = await trainer.step(batches);
-        step = report.step;
-        const perStep = (performance.now() - started) / 1000 / (step - startStep);
-        const metrics: Record<string, number> = {
-          ...report.metrics,
-          lr: report.lr,
-          grad_norm: report.gradNorm,
-        };
-        await hooks.onStep({ step, metrics, etaSeconds: perStep * (t.steps - step) });
-        const due =
-          t.checkpointEvery > 0
-            ? step % t.checkpointEvery === 0
-            : job.runId !== "" &&
-              deps.runCheckpointMs > 0 &&
-              performance.now() - lastCheckpointAt >= deps.runCheckpointMs;
-        if (due && step < t.steps) {
-          lastCheckpointAt = performance.now();
-          const id = intermediateCheckpointId(job.outputCheckpointId, step);
-          try {
-            await saveTrainingState(
-              deps.bus.artifacts,
-              id,
-              encodeTrainingState(trainer, { jobId: job.jobId, step }),
-            );
-            const ref = await writeCheckpoint(job, models, trainer, id, step, deps.checkpoints);
-            await hooks.onCheckpoint(ref, false);
-            // Only the newest training state is needed to resume.
-            const previous = lastState;
-            lastState = id;
-            if (previous !== undefined) await deps.bus.artifacts.delete(trainingStateArtifact(previous));
-          } catch (e) {
-            if (hooks.signal.aborted) return "stopped";
-            // The bus is away: training goes on, and the next intermediate checkpoint is the resume point.
-            deps.logger.warn("intermediate checkpoint skipped", {
-              jobId: job.jobId,
-              checkpoint: id,
-              error: (e as Error).message,
-            });
-          }
-        }
-        // Let RPCs, watchers and timers run between steps.
-        await new Promise<void>((r) => setImmediate(r));
-      }
-    } finally {
-      await examples.return?.(undefined);
-    }
-    const ref = await untilBusAnswers(
-      `final checkpoint ${job.outputCheckpointId}`,
-      () => writeCheckpoint(job, models, trainer!, job.outputCheckpointId, step, deps.checkpoints),
-      { logger: deps.logger, budgetMs: deps.busWaitMs, signal: hooks.signal },
-    );
-    await hooks.onCheckpoint(ref, true);
-    if (lastState !== undefined) {
-      const state = trainingStateArtifact(lastState);
-      await deps.bus.artifacts.delete(state).catch((e) =>
-        deps.logger.warn("could not delete a training state", {
-          artifact: state,
-          error: (e as Error).message,
-        }),
-      );
-    }
+    const loop: TrainLoop = { job, models, trainer, build, stream, deps, hooks };
+    const trained = await trainSteps(loop, step, resume?.checkpointId);
+    if (trained === "stopped") return "stopped";
+    await finishJob(loop, trained.step, trained.lastState);
     return "finished";
   } finally {
     await trainer?.dispose();
     model.dispose();
     models.reference?.dispose();
   }
+}
+
+/** The training state a resumed job continues from (its step checked against the resume point). */
+async function resumedState(
+  job: ResolvedJob,
+  resume: ResumePoint | undefined,
+  deps: RunnerDeps,
+): Promise<TrainingState | undefined> {
+  if (!resume) return undefined;
+  const bytes = await deps.bus.artifacts.get(trainingStateArtifact(resume.checkpointId));
+  if (!bytes) throw new Error(`training state of ${resume.checkpointId} is missing; cannot resume`);
+  const state = new TrainingState(bytes, job.jobId);
+  if (state.step !== resume.step) {
+    throw new Error(
+      `training state of ${resume.checkpointId} is at step ${state.step}, expected ${resume.step}`,
+    );
+  }
+  return state;
+}
+
+/** The optimiser driver of the job: in this thread, or data-parallel over `workers` worker threads. */
+async function startTrainer(
+  job: ResolvedJob,
+  model: DiffusionModel,
+  objective: Objective<unknown>,
+  workers: number,
+): Promise<TrainingDriver<unknown>> {
+  const t = job.training;
+  const config: TrainerConfig = {
+    schedule: t.schedule,
+    adam: { weightDecay: t.weightDecay },
+    maxGradNorm: t.maxGradNorm,
+    emaDecay: t.emaDecay > 0 ? t.emaDecay : undefined,
+    seed: t.seed,
+  };
+  return workers > 1
+    ? await DataParallelTrainer.start(model.params, objective, config, { workers })
+    : new Trainer<unknown>(model.params, objective, config);
+}
+
+/** What the training loop of one job works with. */
+interface TrainLoop {
+  job: ResolvedJob;
+  models: JobModels;
+  trainer: TrainingDriver<unknown>;
+  build: BatchBuilder;
+  stream: ExampleStream;
+  deps: RunnerDeps;
+  hooks: RunnerHooks;
+}
+
+/**
+ * Trains from `step` to the job's last step, reporting each step and writing the intermediate checkpoints
+ * that are due; `lastState` is the checkpoint whose training state is stored (the resume point). Returns the
+ * step reached and the newest stored training state, or "stopped" when the signal aborted.
+ */
+async function trainSteps(
+  loop: TrainLoop,
+  step: number,
+  lastState: string | undefined,
+): Promise<{ step: number; lastState: string | undefined } | "stopped"> {
+  const { job, trainer, deps, hooks } = loop;
+  const t = job.training;
+  const micro = t.batchSize / t.gradientAccumulation;
+  const examples = loop.stream.from(step * t.batchSize)[Symbol.asyncIterator]();
+  const started = performance.now();
+  const startStep = step;
+  let lastCheckpointAt = performance.now();
+  try {
+    while (step < t.steps) {
+      if (hooks.signal.aborted) return "stopped";
+      const batches = await buildBatches(loop, examples, micro);
+      if (batches === "stopped" || hooks.signal.aborted) return "stopped";
+      const report = await trainer.step(batches);
+      step = report.step;
+      const perStep = (performance.now() - started) / 1000 / (step - startStep);
+      const metrics: Record<string, number> = {
+        ...report.metrics,
+        lr: report.lr,
+        grad_norm: report.gradNorm,
+      };
+      await hooks.onStep({ step, metrics, etaSeconds: perStep * (t.steps - step) });
+      const due =
+        t.checkpointEvery > 0
+          ? step % t.checkpointEvery === 0
+          : job.runId !== "" &&
+            deps.runCheckpointMs > 0 &&
+            performance.now() - lastCheckpointAt >= deps.runCheckpointMs;
+      if (due && step < t.steps) {
+        lastCheckpointAt = performance.now();
+        const saved = await saveIntermediate(loop, step, lastState);
+        if (saved === "stopped") return "stopped";
+        lastState = saved.lastState;
+      }
+      // Let RPCs, watchers and timers run between steps.
+      await new Promise<void>((r) => setImmediate(r));
+    }
+  } finally {
+    await examples.return?.(undefined);
+  }
+  return { step, lastState };
+}
+
+/** The step's microbatches (gradient accumulation), built from the next examples; "stopped" when aborted. */
+async function buildBatches(
+  loop: TrainLoop,
+  examples: AsyncIterator<Example>,
+  micro: number,
+): Promise<unknown[] | "stopped"> {
+  const { job, hooks } = loop;
+  const unit = unitOf(job.kind);
+  const batches: unknown[] = [];
+  for (let j = 0; j < job.training.gradientAccumulation; j++) {
+    const ex = stackExamples(await takeExamples(examples, micro), unit);
+    try {
+      batches.push(await loop.build(ex, hooks.signal));
+    } catch (e) {
+      if (hooks.signal.aborted) return "stopped";
+      throw e;
+    }
+  }
+  return batches;
+}
+
+/**
+ * Writes the intermediate checkpoint of `step` with its training state and drops the previous state; with
+ * the bus away it is skipped (training goes on). Returns the newest stored training state.
+ */
+async function saveIntermediate(
+  loop: TrainLoop,
+  step: number,
+  lastState: string | undefined,
+): Promise<{ lastState: string | undefined } | "stopped"> {
+  const { job, models, trainer, deps, hooks } = loop;
+  const id = intermediateCheckpointId(job.outputCheckpointId, step);
+  let newest = lastState;
+  try {
+    await saveTrainingState(deps.bus.artifacts, id, encodeTrainingState(trainer, { jobId: job.jobId, step }));
+    const ref = await writeCheckpoint(job, models, trainer, id, step, deps.checkpoints);
+    await hooks.onCheckpoint(ref, false);
+    // Only the newest training state is needed to resume.
+    newest = id;
+    if (lastState !== undefined) await deps.bus.artifacts.delete(trainingStateArtifact(lastState));
+  } catch (e) {
+    if (hooks.signal.aborted) return "stopped";
+    // The bus is away: training goes on, and the next intermediate checkpoint is the resume point.
+    deps.logger.warn("intermediate checkpoint skipped", {
+      jobId: job.jobId,
+      checkpoint: id,
+      error: (e as Error).message,
+    });
+  }
+  return { lastState: newest };
+}
+
+/** Writes the final checkpoint (waiting out an unreachable bus) and deletes the last training state. */
+async function finishJob(loop: TrainLoop, step: number, lastState: string | undefined): Promise<void> {
+  const { job, models, trainer, deps, hooks } = loop;
+  const ref = await untilBusAnswers(
+    `final checkpoint ${job.outputCheckpointId}`,
+    () => writeCheckpoint(job, models, trainer, job.outputCheckpointId, step, deps.checkpoints),
+    { logger: deps.logger, budgetMs: deps.busWaitMs, signal: hooks.signal },
+  );
+  await hooks.onCheckpoint(ref, true);
+  if (lastState === undefined) return;
+  const state = trainingStateArtifact(lastState);
+  await deps.bus.artifacts.delete(state).catch((e) =>
+    deps.logger.warn("could not delete a training state", {
+      artifact: state,
+      error: (e as Error).message,
+    }),
+  );
 }
 
 /**
