@@ -4,5 +4,5 @@
  * held-out prompts, searches what makes the iterative method work, and writes RESULTS.md; every stage's
  * result is kept under the data directory, so a second invocation resumes where the first stopped.
  */
-export { PAPER_CONFIG_NAMES, type PaperConfig, type PaperConfigName, paperConfig } from "./config.js";
+export { type PaperConfig, type PaperConfigName, paperConfig } from "./config.js";
 export { type BenchPaperOptions, runBenchPaper } from "./run-paper.js";

@@ -249,6 +249,48 @@ function readPixels(
  * and lengths, pixel ranges, and no trailing bytes. Errors name the shard part that is wrong.
  */
 export function decodePairShard(bytes: Uint8Array): PairShard {
+  const header = decodeShardHeader(bytes);
+  const { version, dtype, height, width, info, count } = header;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const imageBytes = height * width * 3 * DTYPE_BYTES[dtype];
+  const minRecord = RECORD_HEADER_BYTES + 4 + 16 + 4 + 2 * imageBytes;
+  let o = header.recordsAt;
+  if (count > (bytes.length - o) / minRecord) {
+    throw new Error(
+      `decodePairShard: header says ${count} records but only ${bytes.length - o} bytes follow`,
+    );
+  }
+  const records: PairRecord[] = [];
+  for (let i = 0; i < count; i++) {
+    const where = `decodePairShard: record ${i}`;
+    if (bytes.length - o < RECORD_HEADER_BYTES) throw new Error(`${where}: truncated record header`);
+    const len = view.getUint32(o, true);
+    const crc = view.getUint32(o + 4, true);
+    const body = o + RECORD_HEADER_BYTES;
+    if (len > bytes.length - body) throw new Error(`${where}: payload of ${len} bytes runs past the end`);
+    if (crc32(bytes.subarray(body, body + len)) !== crc) throw new Error(`${where}: fails its CRC check`);
+    records.push(decodeRecord(bytes, view, body, body + len, header, where));
+    o = body + len;
+  }
+  if (o !== bytes.length)
+    throw new Error(`decodePairShard: ${bytes.length - o} trailing bytes after ${count} records`);
+  return { version, dtype, height, width, info, records };
+}
+
+/** The fixed and info header of a shard: what every record is read with, and where the records start. */
+interface ShardHeader {
+  version: number;
+  dtype: PairPixelDtype;
+  height: number;
+  width: number;
+  info: Record<string, unknown>;
+  count: number;
+  recordsAt: number;
+}
+
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+function decodeShardHeader(bytes: Uint8Array): ShardHeader {
   if (!(bytes instanceof Uint8Array)) throw new Error("decodePairShard: expected a Uint8Array");
   if (bytes.length < FIXED_HEADER_BYTES) {
     throw new Error(
@@ -277,11 +319,10 @@ export function decodePairShard(bytes: Uint8Array): PairShard {
   const count = view.getUint32(28, true);
   const infoLen = view.getUint32(32, true);
   if (FIXED_HEADER_BYTES + infoLen > bytes.length) throw new Error("decodePairShard: truncated info header");
-  const dec = new TextDecoder("utf-8", { fatal: true });
   let info: Record<string, unknown>;
   try {
     const parsed: unknown = JSON.parse(
-      dec.decode(bytes.subarray(FIXED_HEADER_BYTES, FIXED_HEADER_BYTES + infoLen)),
+      UTF8.decode(bytes.subarray(FIXED_HEADER_BYTES, FIXED_HEADER_BYTES + infoLen)),
     );
     if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed))
       throw new Error("not a JSON object");
@@ -289,75 +330,64 @@ export function decodePairShard(bytes: Uint8Array): PairShard {
   } catch (e) {
     throw new Error(`decodePairShard: invalid info header (${(e as Error).message})`);
   }
+  return { version, dtype, height, width, info, count, recordsAt: FIXED_HEADER_BYTES + infoLen };
+}
+
+/** One record's payload, bytes [body, end) (its CRC already checked). */
+function decodeRecord(
+  bytes: Uint8Array,
+  view: DataView,
+  body: number,
+  end: number,
+  h: ShardHeader,
+  where: string,
+): PairRecord {
+  const { dtype, height, width } = h;
   const values = height * width * 3;
   const imageBytes = values * DTYPE_BYTES[dtype];
-  const minRecord = RECORD_HEADER_BYTES + 4 + 16 + 4 + 2 * imageBytes;
-  let o = FIXED_HEADER_BYTES + infoLen;
-  if (count > (bytes.length - o) / minRecord) {
+  let p = body;
+  const need = (n: number, what: string) => {
+    if (p + n > end) throw new Error(`${where}: truncated ${what}`);
+  };
+  need(4, "prompt length");
+  const promptLen = view.getUint32(p, true);
+  p += 4;
+  need(promptLen + 20, "prompt");
+  let prompt: string;
+  let meta: Record<string, unknown> | null = null;
+  try {
+    prompt = UTF8.decode(bytes.subarray(p, p + promptLen));
+  } catch {
+    throw new Error(`${where}: prompt is not valid UTF-8`);
+  }
+  p += promptLen;
+  const wr = view.getFloat64(p, true);
+  const lr = view.getFloat64(p + 8, true);
+  p += 16;
+  const metaLen = view.getUint32(p, true);
+  p += 4;
+  need(metaLen, "meta");
+  if (metaLen > 0) {
+    try {
+      meta = JSON.parse(UTF8.decode(bytes.subarray(p, p + metaLen))) as Record<string, unknown>;
+    } catch (e) {
+      throw new Error(`${where}: invalid meta JSON (${(e as Error).message})`);
+    }
+  }
+  p += metaLen;
+  if (end - p !== 2 * imageBytes) {
     throw new Error(
-      `decodePairShard: header says ${count} records but only ${bytes.length - o} bytes follow`,
+      `${where}: has ${end - p} image bytes, expected ${2 * imageBytes} (${height}x${width}x3 ${dtype} × 2)`,
     );
   }
-  const records: PairRecord[] = [];
-  for (let i = 0; i < count; i++) {
-    const where = `decodePairShard: record ${i}`;
-    if (bytes.length - o < RECORD_HEADER_BYTES) throw new Error(`${where}: truncated record header`);
-    const len = view.getUint32(o, true);
-    const crc = view.getUint32(o + 4, true);
-    const body = o + RECORD_HEADER_BYTES;
-    if (len > bytes.length - body) throw new Error(`${where}: payload of ${len} bytes runs past the end`);
-    if (crc32(bytes.subarray(body, body + len)) !== crc) throw new Error(`${where}: fails its CRC check`);
-    const end = body + len;
-    let p = body;
-    const need = (n: number, what: string) => {
-      if (p + n > end) throw new Error(`${where}: truncated ${what}`);
-    };
-    need(4, "prompt length");
-    const promptLen = view.getUint32(p, true);
-    p += 4;
-    need(promptLen + 20, "prompt");
-    let prompt: string;
-    let meta: Record<string, unknown> | null = null;
-    try {
-      prompt = dec.decode(bytes.subarray(p, p + promptLen));
-    } catch {
-      throw new Error(`${where}: prompt is not valid UTF-8`);
-    }
-    p += promptLen;
-    const wr = view.getFloat64(p, true);
-    const lr = view.getFloat64(p + 8, true);
-    p += 16;
-    const metaLen = view.getUint32(p, true);
-    p += 4;
-    need(metaLen, "meta");
-    if (metaLen > 0) {
-      try {
-        meta = JSON.parse(dec.decode(bytes.subarray(p, p + metaLen))) as Record<string, unknown>;
-      } catch (e) {
-        throw new Error(`${where}: invalid meta JSON (${(e as Error).message})`);
-      }
-    }
-    p += metaLen;
-    if (end - p !== 2 * imageBytes) {
-      throw new Error(
-        `${where}: has ${end - p} image bytes, expected ${2 * imageBytes} (${height}x${width}x3 ${dtype} × 2)`,
-      );
-    }
-    const winner = readPixels(view, p, values, dtype, height, width, `${where} winner`);
-    const loser = readPixels(view, p + imageBytes, values, dtype, height, width, `${where} loser`);
-    records.push({
-      prompt,
-      winner,
-      loser,
-      winnerReward: Number.isNaN(wr) ? null : wr,
-      loserReward: Number.isNaN(lr) ? null : lr,
-      meta,
-    });
-    o = end;
-  }
-  if (o !== bytes.length)
-    throw new Error(`decodePairShard: ${bytes.length - o} trailing bytes after ${count} records`);
-  return { version, dtype, height, width, info, records };
+  return {
+    prompt,
+    winner: readPixels(view, p, values, dtype, height, width, `${where} winner`),
+    loser: readPixels(view, p + imageBytes, values, dtype, height, width, `${where} loser`),
+    winnerReward: Number.isNaN(wr) ? null : wr,
+    loserReward: Number.isNaN(lr) ? null : lr,
+    meta,
+  };
 }
 
 /** The records of a decoded shard as an async stream (for @idpo/data's `batchPairs`). */

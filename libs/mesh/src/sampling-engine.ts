@@ -167,45 +167,18 @@ export function sidecarEngine(
   };
 }
 
+type InferenceClient = ReturnType<typeof createClient<typeof InferenceService>>;
+type WithRetry = <T>(what: string, call: () => Promise<T>, signal?: AbortSignal) => Promise<T>;
+
 function sidecarModel(
-  client: ReturnType<typeof createClient<typeof InferenceService>>,
+  client: InferenceClient,
   id: string,
   config: DiffusionConfig,
-  withRetry: <T>(what: string, call: () => Promise<T>, signal?: AbortSignal) => Promise<T>,
+  withRetry: WithRetry,
 ): ServedModel {
   const S = config.unet.imageSize;
   const kind = kindOf(config);
-  /** Runs one request per chunk of `per` images concurrently; reassembles the images in order. */
-  const run = async (
-    n: number,
-    chunk: number,
-    build: (start: number, end: number) => SampleImagesRequest,
-    opts: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void },
-  ): Promise<ImageBatch> => {
-    const data = new Float32Array(n * S * S * 3);
-    if (n === 0) return { n: 0, height: S, width: S, channels: 3, data };
-    const size = Math.max(1, Math.min(MAX_CALL_IMAGES, chunk));
-    const calls = Math.ceil(n / size);
-    const call: CallOptions = opts.signal ? { signal: opts.signal } : {};
-    let done = 0;
-    await Promise.all(
-      Array.from({ length: calls }, async (_, c) => {
-        const start = c * size;
-        const end = Math.min(n, start + size);
-        const req = build(start, end);
-        const res = await withRetry("SampleImages", () => client.sampleImages(req, call), opts.signal);
-        const images = imagesFromMessages(res.images, { field: "inference response images", size: S });
-        if (images.n !== end - start)
-          throw new ConnectError(
-            `inference sidecar: ${images.n} images for ${end - start} asked`,
-            Code.Internal,
-          );
-        data.set(images.data, start * S * S * 3);
-        opts.onProgress?.(++done, calls);
-      }),
-    );
-    return { n, height: S, width: S, channels: 3, data };
-  };
+  const sidecar = { client, withRetry, imageSize: S };
   return {
     config,
     kind,
@@ -214,24 +187,11 @@ function sidecarModel(
       if (kind !== "policy")
         throw new Error("sample: expects a text-to-image policy; use improve() for an improver");
       const seeds = seedsOf(opts.seeds);
-      return run(
+      return sampleInChunks(
+        sidecar,
         opts.prompts.length,
         opts.batchSize ?? SAMPLER_DEFAULTS.batchSize,
-        (s, e) =>
-          create(SampleImagesRequestSchema, {
-            prompts: opts.prompts.slice(s, e),
-            seeds: seeds.slice(s, e),
-            steps: opts.steps ?? SAMPLER_DEFAULTS.steps,
-            sampler: samplerEnum(opts.sampler),
-            eta: opts.eta ?? 0,
-            clipDenoised: opts.clipDenoised ?? true,
-            guidance: {
-              case: "classifierFree",
-              value: { scale: opts.guidanceScale ?? SAMPLER_DEFAULTS.guidanceScale },
-            },
-            outputFormat: ImageFormat.TENSOR,
-            checkpointId: id,
-          }),
+        (s, e) => policyRequest(id, opts, seeds, s, e),
         opts,
       );
     },
@@ -239,44 +199,95 @@ function sidecarModel(
       if (kind !== "improver")
         throw new Error("improve: expects an improvement model (a UNet with condition channels)");
       const seeds = seedsOf(opts.seeds);
-      const per = S * S * 3;
-      return run(
+      return sampleInChunks(
+        sidecar,
         opts.images.n,
         opts.batchSize ?? SAMPLER_DEFAULTS.batchSize,
-        (s, e) =>
-          create(SampleImagesRequestSchema, {
-            prompts: opts.prompts.slice(s, e),
-            seeds: seeds.slice(s, e),
-            conditionImages: imagesToMessages(
-              {
-                n: e - s,
-                height: S,
-                width: S,
-                channels: 3,
-                data: opts.images.data.subarray(s * per, e * per),
-              },
-              ImageFormat.TENSOR,
-            ),
-            steps: opts.steps ?? SAMPLER_DEFAULTS.steps,
-            sampler: samplerEnum(opts.sampler),
-            eta: opts.eta ?? 0,
-            clipDenoised: opts.clipDenoised ?? true,
-            guidance: {
-              case: "double",
-              value: {
-                textScale: opts.sT ?? SAMPLER_DEFAULTS.sT,
-                imageScale: opts.sI ?? SAMPLER_DEFAULTS.sI,
-              },
-            },
-            ...(opts.strength !== undefined ? { strength: opts.strength } : {}),
-            outputFormat: ImageFormat.TENSOR,
-            checkpointId: id,
-          }),
+        (s, e) => improverRequest(id, S, opts, seeds, s, e),
         opts,
       );
     },
     dispose() {},
   };
+}
+
+/** Runs one SampleImages request per chunk of `chunk` images concurrently; reassembles the images in order. */
+async function sampleInChunks(
+  sidecar: { client: InferenceClient; withRetry: WithRetry; imageSize: number },
+  n: number,
+  chunk: number,
+  build: (start: number, end: number) => SampleImagesRequest,
+  opts: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void },
+): Promise<ImageBatch> {
+  const { client, withRetry, imageSize: S } = sidecar;
+  const data = new Float32Array(n * S * S * 3);
+  if (n === 0) return { n: 0, height: S, width: S, channels: 3, data };
+  const size = Math.max(1, Math.min(MAX_CALL_IMAGES, chunk));
+  const calls = Math.ceil(n / size);
+  const call: CallOptions = opts.signal ? { signal: opts.signal } : {};
+  let done = 0;
+  await Promise.all(
+    Array.from({ length: calls }, async (_, c) => {
+      const start = c * size;
+      const end = Math.min(n, start + size);
+      const req = build(start, end);
+      const res = await withRetry("SampleImages", () => client.sampleImages(req, call), opts.signal);
+      const images = imagesFromMessages(res.images, { field: "inference response images", size: S });
+      if (images.n !== end - start)
+        throw new ConnectError(
+          `inference sidecar: ${images.n} images for ${end - start} asked`,
+          Code.Internal,
+        );
+      data.set(images.data, start * S * S * 3);
+      opts.onProgress?.(++done, calls);
+    }),
+  );
+  return { n, height: S, width: S, channels: 3, data };
+}
+
+/** The SampleImages request of images [s, e) of a policy's sample() call. */
+function policyRequest(id: string, opts: SampleOptions, seeds: bigint[], s: number, e: number) {
+  return create(SampleImagesRequestSchema, {
+    prompts: opts.prompts.slice(s, e),
+    seeds: seeds.slice(s, e),
+    steps: opts.steps ?? SAMPLER_DEFAULTS.steps,
+    sampler: samplerEnum(opts.sampler),
+    eta: opts.eta ?? 0,
+    clipDenoised: opts.clipDenoised ?? true,
+    guidance: {
+      case: "classifierFree",
+      value: { scale: opts.guidanceScale ?? SAMPLER_DEFAULTS.guidanceScale },
+    },
+    outputFormat: ImageFormat.TENSOR,
+    checkpointId: id,
+  });
+}
+
+/** The SampleImages request of images [s, e) of an improver's improve() call (S × S condition images). */
+function improverRequest(id: string, S: number, opts: ImproveOptions, seeds: bigint[], s: number, e: number) {
+  const per = S * S * 3;
+  return create(SampleImagesRequestSchema, {
+    prompts: opts.prompts.slice(s, e),
+    seeds: seeds.slice(s, e),
+    conditionImages: imagesToMessages(
+      { n: e - s, height: S, width: S, channels: 3, data: opts.images.data.subarray(s * per, e * per) },
+      ImageFormat.TENSOR,
+    ),
+    steps: opts.steps ?? SAMPLER_DEFAULTS.steps,
+    sampler: samplerEnum(opts.sampler),
+    eta: opts.eta ?? 0,
+    clipDenoised: opts.clipDenoised ?? true,
+    guidance: {
+      case: "double",
+      value: {
+        textScale: opts.sT ?? SAMPLER_DEFAULTS.sT,
+        imageScale: opts.sI ?? SAMPLER_DEFAULTS.sI,
+      },
+    },
+    ...(opts.strength !== undefined ? { strength: opts.strength } : {}),
+    outputFormat: ImageFormat.TENSOR,
+    checkpointId: id,
+  });
 }
 
 /** Options of {@link samplingEngineFromEnv}. */
