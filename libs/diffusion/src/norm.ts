@@ -42,15 +42,18 @@ function fusedGroupNormAct(attrs: GroupNormActAttrs) {
     const named = attrs as unknown as tf.NamedAttrMap;
     f = tf.customGrad((...args: unknown[]) => {
       const [x, gamma, beta, save] = args as [tf.Tensor, tf.Tensor, tf.Tensor, tf.GradSaveFunc];
-      save([x, gamma, beta]);
-      const value = tf.engine().runKernel(GROUP_NORM_ACT, { x, gamma, beta }, named) as tf.Tensor;
+      // With SiLU: [y·σ(y), y, σ(y), stats]; without: [y, stats] (the gradient kernel's inputs).
+      const outs = tf.engine().runKernel(GROUP_NORM_ACT, { x, gamma, beta }, named) as tf.Tensor[];
+      const [value, ...rest] = attrs.silu ? outs : [outs[0], outs[1]];
+      save([x, gamma, rest[rest.length - 1], ...rest.slice(0, -1)]);
       return {
         value,
         gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-          const [xs, gs, bs] = saved;
-          return tf
-            .engine()
-            .runKernel(GROUP_NORM_ACT_GRAD, { dy, x: xs, gamma: gs, beta: bs }, named) as tf.Tensor[];
+          const [xs, gs, stats, y, sig] = saved;
+          const inputs = attrs.silu
+            ? { dy, x: xs, gamma: gs, stats, y, sig }
+            : { dy, x: xs, gamma: gs, stats };
+          return tf.engine().runKernel(GROUP_NORM_ACT_GRAD, inputs, named) as tf.Tensor[];
         },
       };
     }) as (x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) => tf.Tensor;

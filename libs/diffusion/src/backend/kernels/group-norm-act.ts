@@ -1,6 +1,6 @@
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import * as tf from "@tensorflow/tfjs-core";
-import { type Info, Scope, withScope } from "./scope.js";
+import { type Info, stockKernel } from "./scope.js";
 
 /** Kernel names of the fused GroupNorm (+ SiLU), forward and gradient. */
 export const GROUP_NORM_ACT = "IdpoGroupNormAct";
@@ -80,7 +80,7 @@ export function groupNormAffine(
   beta: Float32Array,
   out: Float32Array,
   d: Dims,
-  stats: Float64Array,
+  stats: Float32Array | Float64Array,
 ): void {
   const { batch, pixels, channels } = d;
   const scale = new Float64Array(channels);
@@ -114,7 +114,7 @@ export function groupNormActBackward(
   dgamma: Float32Array,
   dbeta: Float32Array,
   d: Dims,
-  stats: Float64Array,
+  stats: Float32Array | Float64Array,
 ): void {
   const { batch, pixels, channels, groups } = d;
   const per = channels / groups;
@@ -198,74 +198,75 @@ function checkAffine(x: Info, gamma: Info, beta: Info): void {
 /**
  * Fused GroupNorm (+ SiLU) on the wasm heap: statistics and the affine transform in two JS passes
  * instead of a dozen broadcasting kernels; σ(y) and y·σ(y) with XNNPACK's vectorised kernels.
+ * Outputs, with SiLU: [y·σ(y), y, σ(y), stats]; without: [y, stats]. stats (`[batch, 2, channels]`,
+ * see groupNormStats) and the intermediates are what the gradient kernel needs, so that backward
+ * recomputes nothing.
  */
 function groupNormAct(args: {
   inputs: tf.NamedTensorInfoMap;
   backend: BackendWasm;
   attrs?: tf.NamedAttrMap;
-}): Info {
+}): Info[] {
   const { x, gamma, beta } = args.inputs as { x: Info; gamma: Info; beta: Info };
   const attrs = args.attrs as unknown as GroupNormActAttrs;
   checkAffine(x, gamma, beta);
   const d = dimsOf(x, attrs.groups);
   const backend = args.backend;
-  return withScope(backend, (s) => {
-    const y = backend.makeOutput([...x.shape], "float32");
-    // Views after every allocation: makeOutput can grow (and so detach) the heap.
-    const view = (t: Info) => backend.typedArrayFromHeap(t) as Float32Array;
-    groupNormAffine(view(x), view(gamma), view(beta), view(y), d, groupNormStats(view(x), d, attrs.eps));
-    if (!attrs.silu) return y;
-    s.track(y);
-    return s.run(tf.Multiply, { a: y, b: s.run(tf.Sigmoid, { x: y }) });
-  });
+  const y = backend.makeOutput([...x.shape], "float32");
+  const stats = backend.makeOutput([d.batch, 2, d.channels], "float32");
+  // Views after every allocation: makeOutput can grow (and so detach) the heap.
+  const view = (t: Info) => backend.typedArrayFromHeap(t) as Float32Array;
+  const values = groupNormStats(view(x), d, attrs.eps);
+  view(stats).set(values);
+  groupNormAffine(view(x), view(gamma), view(beta), view(y), d, values);
+  if (!attrs.silu) return [y, stats];
+  const sig = stockKernel(tf.Sigmoid)({ inputs: { x: y }, backend });
+  const out = stockKernel(tf.Multiply)({ inputs: { a: y, b: sig }, backend });
+  return [out, y, sig, stats];
 }
 
-/** Gradient of the fused GroupNorm (+ SiLU): outputs [dx, dγ, dβ]. */
+/** Gradient of the fused GroupNorm (+ SiLU) from the forward's saved outputs: [dx, dγ, dβ]. */
 function groupNormActGrad(args: {
   inputs: tf.NamedTensorInfoMap;
   backend: BackendWasm;
   attrs?: tf.NamedAttrMap;
 }): Info[] {
-  const { dy, x, gamma, beta } = args.inputs as { dy: Info; x: Info; gamma: Info; beta: Info };
+  const { dy, x, gamma, stats, y, sig } = args.inputs as {
+    dy: Info;
+    x: Info;
+    gamma: Info;
+    stats: Info;
+    y?: Info;
+    sig?: Info;
+  };
   const attrs = args.attrs as unknown as GroupNormActAttrs;
-  checkAffine(x, gamma, beta);
-  if (dy.shape.join() !== x.shape.join()) {
-    throw new Error(`idpo GroupNorm gradient: dy [${dy.shape}] does not match x [${x.shape}]`);
-  }
+  checkAffine(x, gamma, gamma);
   const d = dimsOf(x, attrs.groups);
-  const backend = args.backend;
-  const view = (t: Info) => backend.typedArrayFromHeap(t) as Float32Array;
-  const stats = groupNormStats(view(x), d, attrs.eps);
-  const scope = new Scope(backend);
-  try {
-    let y: Info | null = null;
-    let sig: Info | null = null;
-    if (attrs.silu) {
-      y = scope.track(backend.makeOutput([...x.shape], "float32"));
-      groupNormAffine(view(x), view(gamma), view(beta), view(y), d, stats);
-      sig = scope.run(tf.Sigmoid, { x: y });
-    }
-    const dx = backend.makeOutput([...x.shape], "float32");
-    const dgamma = backend.makeOutput([...gamma.shape], "float32");
-    const dbeta = backend.makeOutput([...beta.shape], "float32");
-    groupNormActBackward(
-      view(dy),
-      view(x),
-      y == null ? null : view(y),
-      sig == null ? null : view(sig),
-      view(gamma),
-      view(dx),
-      view(dgamma),
-      view(dbeta),
-      d,
-      stats,
-    );
-    scope.dispose();
-    return [dx, dgamma, dbeta];
-  } catch (error) {
-    scope.dispose();
-    throw error;
+  const same = (t: Info | undefined) => t != null && t.shape.join() === x.shape.join();
+  if (!same(dy) || (attrs.silu && !(same(y) && same(sig)))) {
+    throw new Error(`idpo GroupNorm gradient: dy, y and σ(y) must have the shape of x [${x.shape}]`);
   }
+  if (stats.shape.join() !== [d.batch, 2, d.channels].join()) {
+    throw new Error(`idpo GroupNorm gradient: stats [${stats.shape}] must be [${d.batch},2,${d.channels}]`);
+  }
+  const backend = args.backend;
+  const dx = backend.makeOutput([...x.shape], "float32");
+  const dgamma = backend.makeOutput([...gamma.shape], "float32");
+  const dbeta = backend.makeOutput([...gamma.shape], "float32");
+  const view = (t: Info) => backend.typedArrayFromHeap(t) as Float32Array;
+  groupNormActBackward(
+    view(dy),
+    view(x),
+    attrs.silu && y != null ? view(y) : null,
+    attrs.silu && sig != null ? view(sig) : null,
+    view(gamma),
+    view(dx),
+    view(dgamma),
+    view(dbeta),
+    d,
+    view(stats),
+  );
+  return [dx, dgamma, dbeta];
 }
 
 /** Fused GroupNorm (+ SiLU) forward for the wasm backend. */
