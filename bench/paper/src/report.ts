@@ -261,8 +261,8 @@ export function renderReport(
   if (results.tuning) {
     L.push(
       "Each variant changes the settings in its change column of the faithful method and runs from the base; every number here is on the " +
-        "validation prompts (training-split prompts disjoint from the evaluated ones), never on the test prompts. " +
-        "The combination joins the changes that beat the faithful method there.",
+        "validation prompts (training-split prompts disjoint from the evaluated ones), never on the test prompts." +
+        (cfg.tuning.combine ? " The combination joins the changes that beat the faithful method there." : ""),
     );
     L.push("");
     L.push(tuningTable(results));
