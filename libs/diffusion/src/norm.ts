@@ -50,7 +50,7 @@ function fusedGroupNormAct(attrs: GroupNormActAttrs) {
         value,
         gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
           const [xs, gs, stats, y, sig] = saved;
-          const inputs = attrs.silu
+          const inputs: tf.NamedTensorMap = attrs.silu
             ? { dy, x: xs, gamma: gs, stats, y, sig }
             : { dy, x: xs, gamma: gs, stats };
           return tf.engine().runKernel(GROUP_NORM_ACT_GRAD, inputs, named) as tf.Tensor[];
