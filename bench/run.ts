@@ -57,10 +57,10 @@ const METRICS: { key: Metric; label: string; unit: string }[] = [
 ];
 /** Targets of data-parallel training: 2 workers vs the faster PyTorch column, and vs 1 worker. */
 const PARALLEL_TARGETS = { vsTorch: 0.45, vsOneWorker: 1.7, trainVsForwardPerThread: 0.8 };
-/** Targets of the issue: ours / PyTorch at equal threads. */
 /** Targets of the inference sidecar: ONNX Runtime / tfjs wasm at equal threads, and / the faster PyTorch column. */
 const ONNX_TARGETS = { vsWasm: 1.5, vsTorch: 1.3 };
 const ONNX_METRICS = ["forward", "sampling", "improver"] as const;
+/** Targets of tfjs: ours / PyTorch at equal threads. */
 const TARGETS: Partial<Record<Metric, number>> = { training: 0.4, sampling: 0.5 };
 
 function parseArgs(argv: string[]): { only?: Set<string>; minSeconds: number; profile: boolean } {
