@@ -68,7 +68,7 @@ export function learningCurveChart(
   return rewardChartOption({
     panels: [{ title: "Base model: validation reward by training step", lines }],
     xName: "base-training step",
-    yName: "validation reward",
+    yName: "reward",
     xLabel: (v) => String(v),
   });
 }
