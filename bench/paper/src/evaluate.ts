@@ -127,7 +127,7 @@ export async function evaluateModel(
 }
 
 /**
- * Improves `source`'s samples of the train and test sets once with the improver (image i with seed + i, the
+ * Improves `source`'s samples (given the set and the base's samples of it) of the train and test sets once with the improver (image i with seed + i, the
  * same seeds for every source) and scores them against the base's samples of the same prompts and seeds.
  * The improved images are stored under `artifact(set)`.
  */
@@ -136,12 +136,12 @@ async function improveAndScore(
   out: ModelEval,
   improverId: string,
   strength: number,
-  source: (set: "train" | "test") => Promise<ImageBatch>,
+  source: (set: "train" | "test", base: ImageBatch) => Promise<ImageBatch>,
   artifact: (set: "train" | "test") => string,
 ): Promise<ModelEval> {
   for (const set of ["train", "test"] as const) {
     const ref = await baseReference(ctx, set);
-    const images = await source(set);
+    const images = await source(set, ref.images);
     let fixed = await ctx.mesh.loadImages(artifact(set), improverId, images.n);
     if (!fixed) {
       fixed = await ctx.mesh.improve(
@@ -180,7 +180,7 @@ export async function evaluateFix(ctx: EvalContext, improverId: string, strength
       out,
       improverId,
       strength,
-      async (set) => (await baseReference(ctx, set)).images,
+      async (_set, base) => base,
       (set) => samplesArtifact(ctx.tag, key, set),
     );
   });

@@ -312,6 +312,32 @@ async function learningCurve(
 }
 
 /**
+ * A PRETRAIN job of the `base` recipe on `data` as the stage `name` (job `<tag>-<name>`, checkpoint
+ * `bench/<tag>/<name>`), writing `baseCurvePoints` evenly spaced checkpoints for the learning curve.
+ */
+function trainBase(
+  ctx: PipelineContext,
+  name: string,
+  label: string,
+  data: string,
+  seed: number,
+): Promise<TrainedModel> {
+  const { cfg, tag } = ctx;
+  return trainStage(ctx, name, label, {
+    jobId: `${tag}-${name}`,
+    kind: JobKind.PRETRAIN,
+    data: [data],
+    modelPreset: cfg.modelPreset,
+    training: trainingConfig(
+      cfg.base,
+      seed,
+      cfg.baseCurvePoints > 0 ? { checkpointEvery: Math.floor(cfg.base.steps / cfg.baseCurvePoints) } : {},
+    ),
+    outputCheckpointId: `bench/${tag}/${name}`,
+  });
+}
+
+/**
  * The shipped base's learning curve (`startFrom: "pretrained"`): its recipe (`cfg.base` on the shipped
  * dataset, with the seed that made it) retrained with `baseCurvePoints` evenly spaced checkpoints, each
  * measured on the validation prompts. Nothing else reads this stage, so it runs last, and once per
@@ -328,16 +354,13 @@ export async function pretrainedRecipeCurve(ctx: PipelineContext): Promise<
   if (cfg.startFrom !== "pretrained" || cfg.baseCurvePoints === 0 || seed !== PRETRAINED_BASE_SEED)
     return undefined;
   ctx.progress("the report is written; now the shipped base's recipe, retrained for its learning curve");
-  const base = await trainStage(ctx, "base-recipe", "the shipped base's recipe, retrained for its curve", {
-    jobId: `${ctx.tag}-base-recipe`,
-    kind: JobKind.PRETRAIN,
-    data: [PRETRAINED_DATASET],
-    modelPreset: cfg.modelPreset,
-    training: trainingConfig(cfg.base, PRETRAINED_BASE_SEED, {
-      checkpointEvery: Math.floor(cfg.base.steps / cfg.baseCurvePoints),
-    }),
-    outputCheckpointId: `bench/${ctx.tag}/base-recipe`,
-  });
+  const base = await trainBase(
+    ctx,
+    "base-recipe",
+    "the shipped base's recipe, retrained for its curve",
+    PRETRAINED_DATASET,
+    PRETRAINED_BASE_SEED,
+  );
   const shipped = await validate(ctx, BASE_KEY, PRETRAINED_BASE_ID);
   return {
     curve: await learningCurve(ctx, base),
@@ -351,18 +374,7 @@ async function trainBaseAndImprover(
   data: string,
 ): Promise<{ base: TrainedModel; improver: TrainedModel }> {
   const { cfg, seed, tag } = ctx;
-  const base = await trainStage(ctx, "base", "base model", {
-    jobId: `${tag}-base`,
-    kind: JobKind.PRETRAIN,
-    data: [data],
-    modelPreset: cfg.modelPreset,
-    training: trainingConfig(
-      cfg.base,
-      deriveSeed(seed, "base"),
-      cfg.baseCurvePoints > 0 ? { checkpointEvery: Math.floor(cfg.base.steps / cfg.baseCurvePoints) } : {},
-    ),
-    outputCheckpointId: `bench/${tag}/base`,
-  });
+  const base = await trainBase(ctx, "base", "base model", data, deriveSeed(seed, "base"));
   const improver = await trainStage(ctx, "improver", "improvement model", {
     jobId: `${tag}-improver`,
     kind: JobKind.IMPROVER,
