@@ -63,8 +63,9 @@ function fusedGroupNormAct(attrs: GroupNormActAttrs) {
 }
 
 /**
- * groupNorm, followed by SiLU when `act` is "silu". On a backend with the fused kernel (wasm) forward
- * and gradient are one kernel each; elsewhere it is groupNorm and silu composed.
+ * groupNorm, followed by SiLU when `act` is "silu". While a gradient is being recorded on a backend
+ * with the fused kernel (wasm), forward and gradient are one kernel each; elsewhere, and for a forward
+ * alone, it is groupNorm and silu composed.
  */
 export function groupNormAct(
   x: tf.Tensor4D,
@@ -74,12 +75,18 @@ export function groupNormAct(
   act: "silu" | "none",
   eps = 1e-5,
 ): tf.Tensor4D {
-  if (tf.getKernel(GROUP_NORM_ACT, tf.getBackend()) == null) {
+  const c = x.shape[3];
+  if (c % groups !== 0) throw new Error(`groupNorm: ${c} channels are not divisible by ${groups} groups`);
+  if (gamma.rank !== 1 || beta.rank !== 1 || gamma.shape[0] !== c || beta.shape[0] !== c) {
+    throw new Error(`groupNorm: γ [${gamma.shape}] and β [${beta.shape}] must be [${c}]`);
+  }
+  // The fused forward writes what its gradient needs (y, σ(y), the statistics) in scalar JS passes: a win
+  // under a gradient, where backward then recomputes nothing, but slower than the stock vectorised kernels
+  // when no gradient follows (sampling, the frozen reference model of a preference job).
+  if (tf.getKernel(GROUP_NORM_ACT, tf.getBackend()) == null || !tf.engine().isTapeOn()) {
     const y = groupNorm(x, groups, gamma, beta, eps);
     return act === "silu" ? silu(y) : y;
   }
-  const c = x.shape[3];
-  if (c % groups !== 0) throw new Error(`groupNorm: ${c} channels are not divisible by ${groups} groups`);
   return fusedGroupNormAct({ groups, eps, silu: act === "silu" })(x, gamma, beta) as tf.Tensor4D;
 }
 

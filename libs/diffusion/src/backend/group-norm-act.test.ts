@@ -29,7 +29,10 @@ const CASES: Case[] = [
   { shape: [2, 2, 2, 6], groups: 6, act: "none" },
 ];
 
-/** Output, and gradients of Σ output·w (w fixed) with respect to x, γ and β, on `backend`. */
+/**
+ * Output, and gradients of Σ output·w (w fixed) with respect to x, γ and β, on `backend`. The output is
+ * the one computed under the gradient, which is where the fused kernel runs.
+ */
 async function evaluate(backend: "cpu" | "wasm", c: Case): Promise<Float32Array[]> {
   await tf.setBackend(backend);
   const size = tf.util.sizeFromShape(c.shape);
@@ -38,13 +41,23 @@ async function evaluate(backend: "cpu" | "wasm", c: Case): Promise<Float32Array[
   const gamma = tf.tensor1d(pattern(ch, 2, 1, 0.5));
   const beta = tf.tensor1d(pattern(ch, 3, 0, 0.4));
   const w = tf.tensor4d(pattern(size, 4, 0.1, 1), c.shape);
-  const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
-    tf.sum(tf.mul(groupNormAct(a as tf.Tensor4D, c.groups, g, b, c.act), w));
-  const y = groupNormAct(x, c.groups, gamma, beta, c.act);
+  let y: tf.Tensor | undefined;
+  const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
+    y = tf.keep(groupNormAct(a as tf.Tensor4D, c.groups, g, b, c.act));
+    return tf.sum(tf.mul(y, w));
+  };
   const grads = tf.grads(f)([x, gamma, beta]);
+  if (y == null) throw new Error("the gradient did not run the forward");
   const out = [y, ...grads].map((t) => Float32Array.from(t.dataSync()));
   tf.dispose([x, gamma, beta, w, y, ...grads]);
   return out;
+}
+
+/** Names of the kernels `f` runs. */
+async function kernelsOf(f: () => tf.TensorContainer): Promise<string[]> {
+  const info = await tf.profile(() => f() as tf.Tensor);
+  tf.dispose(info.result as tf.Tensor);
+  return info.kernelNames;
 }
 
 function relative(ref: Float32Array, got: Float32Array): number {
@@ -67,6 +80,21 @@ describe("fused GroupNorm (+ SiLU) on wasm matches groupNorm and silu composed o
     expect(tf.getKernel(GROUP_NORM_ACT, "wasm")).toBeDefined();
     expect(tf.getKernel(GROUP_NORM_ACT_GRAD, "wasm")).toBeDefined();
     expect(tf.getKernel(GROUP_NORM_ACT, "cpu")).toBeUndefined();
+  });
+
+  it("runs the fused kernels under a gradient only; a forward alone composes the stock kernels", async () => {
+    await tf.setBackend("wasm");
+    const x = tf.tensor4d(pattern(2 * 4 * 4 * 8, 1, 0.7, 2.5), [2, 4, 4, 8]);
+    const gamma = tf.ones([8]);
+    const beta = tf.zeros([8]);
+    const forward = await kernelsOf(() => groupNormAct(x, 4, gamma, beta, "silu"));
+    expect(forward).not.toContain(GROUP_NORM_ACT);
+    const withGrad = await kernelsOf(() =>
+      tf.grad((a: tf.Tensor) => tf.sum(groupNormAct(a as tf.Tensor4D, 4, gamma, beta, "silu")))(x),
+    );
+    expect(withGrad).toContain(GROUP_NORM_ACT);
+    expect(withGrad).toContain(GROUP_NORM_ACT_GRAD);
+    tf.dispose([x, gamma, beta]);
   });
 
   it.each(CASES)("forward, dx, dγ, dβ within 1e-4: $shape groups=$groups act=$act", async (c) => {
@@ -101,12 +129,15 @@ describe("fused GroupNorm (+ SiLU) on wasm matches groupNorm and silu composed o
     expect(tf.engine().backend.numDataIds()).toBe(buffers);
   });
 
-  it("rejects γ of the wrong width", async () => {
+  it("rejects γ of the wrong width, with or without a gradient", async () => {
     await tf.setBackend("wasm");
     const x = tf.zeros([1, 2, 2, 4]) as tf.Tensor4D;
     const gamma = tf.ones([3]);
     const beta = tf.zeros([4]);
-    expect(() => groupNormAct(x, 2, gamma, beta, "silu")).toThrow(/must be \[4\]/);
+    expect(() => groupNormAct(x, 2, gamma, beta, "silu")).toThrow(/γ \[3\] and β \[4\] must be \[4\]/);
+    expect(() =>
+      tf.grad((a: tf.Tensor) => tf.sum(groupNormAct(a as tf.Tensor4D, 2, gamma, beta, "silu")))(x),
+    ).toThrow(/must be \[4\]/);
     tf.dispose([x, gamma, beta]);
   });
 });
