@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import { cpus, loadavg, release, totalmem } from "node:os";
 import { join, relative, resolve } from "node:path";
 import type { RunningDashboard } from "@idpo/dashboard";
@@ -20,6 +20,7 @@ import { datasetSpec, type PipelineContext, pretrainedRecipeCurve, runFaithful }
 import { promptSets } from "./prompt-sets.js";
 import { type RunInfo, renderReport, type SeedRun } from "./report.js";
 import type { ModelEval, PaperResults } from "./results.js";
+import { readSeedRuns, seedFile, seedFilePath } from "./seed-runs.js";
 import { formatDuration, StageRunner } from "./stage-runner.js";
 import { runTuning } from "./tuning.js";
 
@@ -37,7 +38,8 @@ export interface BenchPaperOptions {
   command: string;
   /**
    * Data directories of other invocations of the same configuration (seeds run in parallel, one process
-   * and data directory each): their finished seeds join the seed-noise section.
+   * and data directory each), or seed files an earlier report committed (`results/<config>/seeds/seed-<n>.json`):
+   * their finished seeds join the seed-noise section.
    */
   seedDataDirs?: string[];
   /** A configuration to use instead of the named one (its `name` must still be `config`); for tests. */
@@ -159,31 +161,6 @@ async function addRecipeCurve(
 }
 
 /** Every finished seed of this configuration under the data dir (for the noise section). */
-async function finishedSeeds(dataDir: string, cfg: PaperConfig): Promise<SeedRun[]> {
-  const root = join(dataDir, "bench-paper");
-  let names: string[] = [];
-  try {
-    names = await readdir(root);
-  } catch {
-    return [];
-  }
-  const out: SeedRun[] = [];
-  const hash = configHash(cfg);
-  for (const n of names) {
-    const m = new RegExp(`^${cfg.name}-s(\\d+)$`).exec(n);
-    if (!m) continue;
-    try {
-      const state = JSON.parse(await readFile(join(root, n, "state.json"), "utf8")) as { configHash: string };
-      if (state.configHash !== hash) continue;
-      const results = JSON.parse(await readFile(join(root, n, "results.json"), "utf8")) as PaperResults;
-      out.push({ seed: Number(m[1]), results });
-    } catch {
-      // An unfinished seed has no results.json yet.
-    }
-  }
-  return out.sort((a, b) => a.seed - b.seed);
-}
-
 async function writePng(path: string, img: Image): Promise<void> {
   await writeFile(path, encodePng(img));
 }
@@ -294,8 +271,8 @@ async function writeReport(
   await mkdir(out, { recursive: true });
   const figures = await writeFigures(cfg, results, ctx, out);
   const seeds: SeedRun[] = [];
-  for (const dir of [dataDir, ...(opts.seedDataDirs ?? []).map((d) => resolve(d))]) {
-    for (const run of await finishedSeeds(dir, cfg)) {
+  for (const source of [dataDir, ...(opts.seedDataDirs ?? []).map((d) => resolve(d))]) {
+    for (const run of await readSeedRuns(source, cfg)) {
       if (!seeds.some((s) => s.seed === run.seed)) seeds.push(run);
     }
   }
@@ -335,6 +312,11 @@ async function writeReport(
     join(out, "results", cfg.name, "results.json"),
     `${JSON.stringify(summaryJson(results), null, 1)}\n`,
   );
+  // Every seed in full (rewards per image included), so that a later invocation can add seeds to these.
+  await mkdir(join(out, "results", cfg.name, "seeds"), { recursive: true });
+  for (const run of ordered) {
+    await writeFile(seedFilePath(out, cfg, run.seed), `${JSON.stringify(seedFile(cfg, run))}\n`);
+  }
   return report;
 }
 

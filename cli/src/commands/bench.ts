@@ -48,8 +48,8 @@ export function benchCommand(): Command {
       "embedded bus and benchmark state (default $IDPO_DATA_DIR/bench-paper or .idpo/bench-paper)",
     )
     .option(
-      "--seeds-from <dir>",
-      "data dir of another invocation of the same config (e.g. a second seed run in parallel); its finished seeds join the seed-noise section (repeatable)",
+      "--seeds-from <path>",
+      "data dir of another invocation of the same config (e.g. a second seed run in parallel), or a seed file a report wrote (results/<config>/seeds/seed-N.json); its finished seeds join the seed-noise section (repeatable)",
       (v: string, prev: string[]) => [...prev, v],
       [] as string[],
     )
