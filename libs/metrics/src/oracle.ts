@@ -6,6 +6,7 @@ import {
   COLORS,
   type Image,
   type ImageBatch,
+  type Rgb,
   type ShapeName,
   type ShapesPrompt,
   SIZE_RADIUS,
@@ -118,14 +119,52 @@ export function combineOracle(c: Omit<OracleScore, "reward">): number {
   );
 }
 
+/** The sums of the mask pass: border distance, mask mass, mask-weighted color and centroid. */
+interface MaskSums {
+  border: number;
+  mSum: number;
+  cR: number;
+  cG: number;
+  cB: number;
+  muI: number;
+  muJ: number;
+}
+
 function scoreSquare(x: Float32Array, base: number, s: number, p: ShapesPrompt): OracleScore {
   const n = s * s;
   scratch(n, s);
+  const sums = maskPass(x, base, s, BACKGROUNDS[p.bg]);
+  const { mSum } = sums;
+  const ringCount = s === 1 ? 1 : 4 * s - 4;
+  const bg = 1 - sums.border / ringCount;
+
+  if (mSum < 1) {
+    return { reward: ORACLE_WEIGHTS.bg * bg, color: 0, bg, shape: 0, size: 0, center: 0, clean: 0 };
+  }
+
+  const color = colorScore(sums, COLORS[p.color]);
+  const center = centerScore(sums);
+
+  // Size.
+  const area = mSum / n;
+  const rStar = SIZE_RADIUS[p.size];
+  const aStar = Math.PI * rStar * rStar;
+  const size = area < aStar ? area / aStar : aStar / area;
+
+  const shape = shapeScore(mSum, s, p.shape);
+  const clean = cleanScore(x, base, s);
+  const reward = combineOracle({ color, bg, shape, size, center, clean });
+  return { reward, color, bg, shape, size, center, clean };
+}
+
+/**
+ * One pass over the pixels: the soft foreground mask m (into `maskScratch`), its row and column maxima (into
+ * `rowMaxScratch` and `colMaxScratch`) and the sums the components are computed from.
+ */
+function maskPass(x: Float32Array, base: number, s: number, bgc: Rgb): MaskSums {
   const m = maskScratch;
   const rowMax = rowMaxScratch;
   const colMax = colMaxScratch;
-  const bgc = BACKGROUNDS[p.bg];
-  const fg = COLORS[p.color];
   const bR = bgc[0];
   const bG = bgc[1];
   const bB = bgc[2];
@@ -166,43 +205,44 @@ function scoreSquare(x: Float32Array, base: number, s: number, p: ShapesPrompt):
     }
     rowMax[i] = rMax;
   }
-  const ringCount = s === 1 ? 1 : 4 * s - 4;
-  const bg = 1 - border / ringCount;
+  return { border, mSum, cR, cG, cB, muI, muJ };
+}
 
-  if (mSum < 1) {
-    return { reward: ORACLE_WEIGHTS.bg * bg, color: 0, bg, shape: 0, size: 0, center: 0, clean: 0 };
-  }
+function colorScore(sums: MaskSums, fg: Rgb): number {
+  const er = sums.cR / sums.mSum - fg[0];
+  const eg = sums.cG / sums.mSum - fg[1];
+  const eb = sums.cB / sums.mSum - fg[2];
+  return 1 - Math.sqrt(er * er + eg * eg + eb * eb) / SQRT3;
+}
 
-  // Color.
-  const er = cR / mSum - fg[0];
-  const eg = cG / mSum - fg[1];
-  const eb = cB / mSum - fg[2];
-  const color = 1 - Math.sqrt(er * er + eg * eg + eb * eb) / SQRT3;
-
-  // Center.
-  const ci = muI / mSum - 0.5;
-  const cj = muJ / mSum - 0.5;
+function centerScore(sums: MaskSums): number {
+  const ci = sums.muI / sums.mSum - 0.5;
+  const cj = sums.muJ / sums.mSum - 0.5;
   const dist = Math.sqrt(ci * ci + cj * cj) / 0.5;
-  const center = 1 - Math.min(dist, 1);
+  return 1 - Math.min(dist, 1);
+}
 
-  // Size.
-  const area = mSum / n;
-  const rStar = SIZE_RADIUS[p.size];
-  const aStar = Math.PI * rStar * rStar;
-  const size = area < aStar ? area / aStar : aStar / area;
-
-  // Shape: fill fraction of the soft bounding box.
+/** The fill fraction of the soft bounding box (from the mask pass's row and column maxima) against f⋆. */
+function shapeScore(mSum: number, s: number, shape: ShapeName): number {
   let h = 0;
   let w = 0;
   for (let t = 0; t < s; t++) {
-    h += rowMax[t];
-    w += colMax[t];
+    h += rowMaxScratch[t];
+    w += colMaxScratch[t];
   }
   const f = mSum / (h * w);
-  const z = (f - SHAPE_FILL[p.shape]) / 0.15;
-  const shape = Math.exp(-z * z);
+  const z = (f - SHAPE_FILL[shape]) / 0.15;
+  return Math.exp(-z * z);
+}
 
-  // Clean: per-channel std over interior pixels (m = 1 and 4-neighbours m = 1, off the border), two-pass.
+/** Whether pixel k is interior foreground: m = 1 there and at its 4 neighbours. */
+function isInterior(m: Float64Array, k: number, s: number): boolean {
+  return m[k] === 1 && m[k - 1] === 1 && m[k + 1] === 1 && m[k - s] === 1 && m[k + s] === 1;
+}
+
+/** Per-channel std over interior pixels (off the border), two-pass, from the mask in `maskScratch`. */
+function cleanScore(x: Float32Array, base: number, s: number): number {
+  const m = maskScratch;
   let cnt = 0;
   let sR = 0;
   let sG = 0;
@@ -210,7 +250,7 @@ function scoreSquare(x: Float32Array, base: number, s: number, p: ShapesPrompt):
   for (let i = 1; i < s - 1; i++) {
     for (let j = 1; j < s - 1; j++) {
       const k = i * s + j;
-      if (m[k] === 1 && m[k - 1] === 1 && m[k + 1] === 1 && m[k - s] === 1 && m[k + s] === 1) {
+      if (isInterior(m, k, s)) {
         const o = base + k * 3;
         sR += x[o];
         sG += x[o + 1];
@@ -219,40 +259,29 @@ function scoreSquare(x: Float32Array, base: number, s: number, p: ShapesPrompt):
       }
     }
   }
-  let clean = 0;
-  if (cnt > 0) {
-    const aR = sR / cnt;
-    const aG = sG / cnt;
-    const aB = sB / cnt;
-    let vR = 0;
-    let vG = 0;
-    let vB = 0;
-    for (let i = 1; i < s - 1; i++) {
-      for (let j = 1; j < s - 1; j++) {
-        const k = i * s + j;
-        if (m[k] === 1 && m[k - 1] === 1 && m[k + 1] === 1 && m[k - s] === 1 && m[k + s] === 1) {
-          const o = base + k * 3;
-          const a = x[o] - aR;
-          const b = x[o + 1] - aG;
-          const c = x[o + 2] - aB;
-          vR += a * a;
-          vG += b * b;
-          vB += c * c;
-        }
+  if (cnt === 0) return 0;
+  const aR = sR / cnt;
+  const aG = sG / cnt;
+  const aB = sB / cnt;
+  let vR = 0;
+  let vG = 0;
+  let vB = 0;
+  for (let i = 1; i < s - 1; i++) {
+    for (let j = 1; j < s - 1; j++) {
+      const k = i * s + j;
+      if (isInterior(m, k, s)) {
+        const o = base + k * 3;
+        const a = x[o] - aR;
+        const b = x[o + 1] - aG;
+        const c = x[o + 2] - aB;
+        vR += a * a;
+        vG += b * b;
+        vB += c * c;
       }
     }
-    const sd = (Math.sqrt(vR / cnt) + Math.sqrt(vG / cnt) + Math.sqrt(vB / cnt)) / 3;
-    clean = 1 - Math.min(sd / 0.1, 1);
   }
-
-  const reward =
-    ORACLE_WEIGHTS.color * color +
-    ORACLE_WEIGHTS.bg * bg +
-    ORACLE_WEIGHTS.shape * shape +
-    ORACLE_WEIGHTS.size * size +
-    ORACLE_WEIGHTS.center * center +
-    ORACLE_WEIGHTS.clean * clean;
-  return { reward, color, bg, shape, size, center, clean };
+  const sd = (Math.sqrt(vR / cnt) + Math.sqrt(vG / cnt) + Math.sqrt(vB / cnt)) / 3;
+  return 1 - Math.min(sd / 0.1, 1);
 }
 
 /** The oracle reward alone, in the `RewardFn` shape @idpo/data's pair generator takes. */
