@@ -2,7 +2,7 @@
 import { createWriteStream } from "node:fs";
 import { join } from "node:path";
 import type { Bus } from "@idpo/bus";
-import { progressLine } from "@idpo/local-mesh";
+import { followRun as followControllerRun, progressLine, runEnded } from "@idpo/local-mesh";
 import { type Run, RunStage, RunState } from "@idpo/proto";
 import { expect } from "vitest";
 import type { MeshProcesses } from "./mesh.js";
@@ -18,33 +18,25 @@ export async function followRun(
   onUpdate?: (r: Run) => Promise<void> | void,
   attempts = 60,
 ): Promise<Run> {
-  const client = mesh.controller();
   const progress = createWriteStream(join(mesh.dir, "progress.log"), { flags: "a" });
   let last: Run | undefined;
   try {
-    for (let attempt = 0; attempt < attempts; attempt++) {
-      try {
-        for await (const res of client.watchRun({ runId })) {
-          last = res.run!;
-          progress.write(`${new Date().toISOString()} ${progressLine(last)}\n`);
-          await onUpdate?.(last);
-        }
-        if (
-          last &&
-          (last.state === RunState.SUCCEEDED ||
-            last.state === RunState.FAILED ||
-            last.state === RunState.CANCELLED)
-        ) {
-          return last;
-        }
-      } catch (err) {
+    last = await followControllerRun(mesh.controller(), runId, {
+      attempts,
+      retryDelayMs: 1000,
+      retryOn: (err) => {
         progress.write(`${new Date().toISOString()} watch broke: ${(err as Error).message}\n`);
-        await new Promise((r) => setTimeout(r, 1000));
-      }
-    }
+        return true;
+      },
+      onUpdate: async (run) => {
+        progress.write(`${new Date().toISOString()} ${progressLine(run)}\n`);
+        await onUpdate?.(run);
+      },
+    });
   } finally {
     progress.end();
   }
+  if (last && runEnded(last)) return last;
   throw new Error(`run ${runId} did not end; last seen ${last ? RunState[last.state] : "nothing"}`);
 }
 

@@ -5,7 +5,7 @@ import { type Client, Code, ConnectError, createClient } from "@connectrpc/conne
 import type { Bus } from "@idpo/bus";
 import { DEFAULT_CONTROLLER_OPTIONS, type PeerCallContext, runTrainerJob } from "@idpo/controller";
 import type { ImageBatch } from "@idpo/data";
-import { startLocalMesh } from "@idpo/local-mesh";
+import { followRun, runEnded, startLocalMesh } from "@idpo/local-mesh";
 import { CheckpointStore, imagesFromMessages, imagesToMessages, sharedBus } from "@idpo/mesh";
 import {
   type CheckpointRef,
@@ -142,28 +142,30 @@ export class BenchMesh {
     let run = (await controller.createRun({ runId, config })).run!;
     let last = 0;
     let lastMessage = "";
-    while (!runEnded(run.state)) {
-      try {
-        for await (const res of controller.watchRun({ runId })) {
-          run = res.run!;
-          const now = Date.now();
-          const msg = run.progress?.message ?? "";
-          if (
-            msg !== "" &&
-            (now - last >= PROGRESS_EVERY_MS || msg.split(":")[0] !== lastMessage.split(":")[0])
-          ) {
-            last = now;
-            lastMessage = msg;
-            const eta = run.progress?.etaSeconds ?? 0;
-            this.progress(`  ${label}: ${msg}${eta > 0 ? `, ETA ${formatDuration(eta)}` : ""}`);
-          }
-          if (runEnded(run.state)) break;
-        }
-      } catch (err) {
-        if (!(err instanceof ConnectError) || err.code !== Code.Unavailable) throw err;
-        await new Promise((r) => setTimeout(r, 2000));
+    const onUpdate = (update: Run) => {
+      const now = Date.now();
+      const msg = update.progress?.message ?? "";
+      if (
+        msg !== "" &&
+        (now - last >= PROGRESS_EVERY_MS || msg.split(":")[0] !== lastMessage.split(":")[0])
+      ) {
+        last = now;
+        lastMessage = msg;
+        const eta = update.progress?.etaSeconds ?? 0;
+        this.progress(`  ${label}: ${msg}${eta > 0 ? `, ETA ${formatDuration(eta)}` : ""}`);
       }
-      if (!runEnded(run.state)) run = (await controller.getRun({ runId })).run!;
+    };
+    // A resumed benchmark may find its run ended. A watch that breaks because the controller is unreachable,
+    // or ends before the run, is opened again after a GetRun until the run ends.
+    if (!runEnded(run)) {
+      run = await followRun(controller, runId, {
+        initial: run,
+        onUpdate,
+        attempts: Number.POSITIVE_INFINITY,
+        retryOn: (err) => err instanceof ConnectError && err.code === Code.Unavailable,
+        retryDelayMs: 2000,
+        refresh: true,
+      });
     }
     if (run.state !== RunState.SUCCEEDED) {
       throw new Error(
@@ -330,8 +332,4 @@ export class BenchMesh {
 
 function toBatch(images: readonly ImageMessage[]): ImageBatch {
   return imagesFromMessages(images, { field: "images" });
-}
-
-function runEnded(s: RunState): boolean {
-  return s === RunState.SUCCEEDED || s === RunState.FAILED || s === RunState.CANCELLED;
 }

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { create, fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
 import { type Client, createClient } from "@connectrpc/connect";
-import { describeRun, progressLine, statusLine } from "@idpo/local-mesh";
+import { describeRun, followRun, progressLine, statusLine } from "@idpo/local-mesh";
 import { PRETRAINED_BASE_ID, PRETRAINED_IMPROVER_ID, startFromPretrained } from "@idpo/mesh";
 import {
   ControllerService,
@@ -152,24 +152,24 @@ async function watch(
   runId: string,
   json: boolean | undefined,
 ): Promise<Run> {
-  let last: Run | undefined;
   let lastLine = "";
   const ac = new AbortController();
   const onSigint = () => ac.abort();
   process.once("SIGINT", onSigint);
+  let last: Run | undefined;
   try {
-    for await (const res of client.watchRun({ runId }, { signal: ac.signal })) {
-      last = res.run!;
-      if (json) {
-        process.stdout.write(`${JSON.stringify(toJson(RunSchema, last))}\n`);
-        continue;
-      }
-      const line = progressLine(last);
-      if (line !== lastLine) process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
-      lastLine = line;
-    }
-  } catch (err) {
-    if (!ac.signal.aborted) throw err;
+    last = await followRun(client, runId, {
+      signal: ac.signal,
+      onUpdate: (run) => {
+        if (json) {
+          process.stdout.write(`${JSON.stringify(toJson(RunSchema, run))}\n`);
+          return;
+        }
+        const line = progressLine(run);
+        if (line !== lastLine) process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
+        lastLine = line;
+      },
+    });
   } finally {
     process.off("SIGINT", onSigint);
   }

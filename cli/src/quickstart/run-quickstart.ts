@@ -3,7 +3,13 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { type Client, createClient } from "@connectrpc/connect";
 import type { RunningDashboard } from "@idpo/dashboard";
-import { formatDuration, progressLine, serveLocalDashboard, startLocalMesh } from "@idpo/local-mesh";
+import {
+  followRun,
+  formatDuration,
+  progressLine,
+  serveLocalDashboard,
+  startLocalMesh,
+} from "@idpo/local-mesh";
 import { sharedBus } from "@idpo/mesh";
 import { ControllerService, type Run, type RunConfig, RunStage, RunState } from "@idpo/proto";
 import { createLogger, createPeerTransport } from "@idpo/runtime";
@@ -83,7 +89,7 @@ export async function runQuickstart(opts: QuickstartOptions, io: QuickstartIo): 
       `run ${runId}: ${config.iterations} iterations of ${config.pairsPerIteration} online pairs, ` +
         `preset ${config.modelPreset}, dataset ${config.dataset}\n`,
     );
-    const { last, stages } = await followRun(client, runId, created, io, elapsed);
+    const { last, stages } = await showRun(client, runId, created, io, elapsed);
     const final = (await client.getRun({ runId })).run ?? last;
     const reportDir = resolve(opts.out);
     const bus = await sharedBus();
@@ -117,7 +123,7 @@ export async function runQuickstart(opts: QuickstartOptions, io: QuickstartIo): 
  * Follows a run through WatchRun until it ends, showing its progress (rewritten in place on a terminal, else
  * a line per stage and at most one every 5 s within one), and times its stages.
  */
-async function followRun(
+async function showRun(
   client: Client<typeof ControllerService>,
   runId: string,
   created: Run,
@@ -125,14 +131,11 @@ async function followRun(
   elapsed: () => number,
 ): Promise<{ last: Run; stages: StageTiming[] }> {
   const stages: StageTiming[] = [];
-  let last = created;
   let lastLine = "";
   let lastStage = "";
   let lastPrinted = 0;
   let lastPrintedLine = "";
-  for await (const res of client.watchRun({ runId })) {
-    const run = res.run!;
-    last = run;
+  const onUpdate = (run: Run) => {
     const now = elapsed();
     const stage = `${RunStage[run.stage]}/${run.iteration}`;
     const stageChanged = stage !== lastStage;
@@ -157,7 +160,8 @@ async function followRun(
     }
     lastLine = line;
     lastStage = stage;
-  }
+  };
+  const last = await followRun(client, runId, { initial: created, onUpdate });
   if (io.tty) io.err("\n");
   const current = stages[stages.length - 1];
   if (current && current.seconds === 0) current.seconds = elapsed() - current.startSeconds;
