@@ -109,11 +109,28 @@ export function renderReport(
   info: RunInfo,
   seeds: readonly SeedRun[] = [],
 ): string {
+  const L = [
+    ...headerSection(cfg, info),
+    ...setupSection(cfg, info, seeds),
+    ...baseCurveSection(cfg, results, info),
+    ...claimsSection(cfg, results, info),
+    ...methodTablesSection(results, info),
+    ...fixerSection(results),
+    ...iterationSections(results, info),
+    ...tuningSection(cfg, results),
+    ...samplesSection(info),
+    ...seedNoiseSection(cfg, seeds),
+    ...throughputSection(cfg, info),
+  ];
+  return `${L.join("\n")}\n`;
+}
+
+/** The title, the quick configuration's warning, and where the numbers come from. */
+function headerSection(cfg: PaperConfig, info: RunInfo): string[] {
   const L: string[] = [];
-  const quick = cfg.name === "quick";
   L.push(`# idpo on the shapes world: the paper's claims, measured (config \`${cfg.name}\`)`);
   L.push("");
-  if (quick) {
+  if (cfg.name === "quick") {
     L.push(
       "> **This is the `--quick` configuration**: a ≤ 15-minute smoke test of the whole benchmark with tiny " +
         "budgets. Its numbers show that every stage runs end to end; they are too small to support or refute " +
@@ -126,6 +143,12 @@ export function renderReport(
       "the models it trained; nothing is typed in by hand.",
   );
   L.push("");
+  return L;
+}
+
+/** Provenance (command, seed, engines, machine, load, wall time), the model and sets, and the configuration. */
+function setupSection(cfg: PaperConfig, info: RunInfo, seeds: readonly SeedRun[]): string[] {
+  const L: string[] = [];
   L.push("## Setup");
   L.push("");
   L.push(`- Command: \`${info.command}\``);
@@ -163,33 +186,44 @@ export function renderReport(
   L.push("");
   L.push("</details>");
   L.push("");
-  if (results.baseCurve && results.baseCurve.length > 0) {
-    L.push("## The base model's learning curve");
-    L.push("");
-    L.push(
-      cfg.startFrom === "pretrained"
-        ? `The \`base\` recipe of the configuration below, retrained on the shipped dataset with the seed that made the shipped base (this run's seed ${PRETRAINED_BASE_SEED}), its checkpoints (EMA weights) measured on the validation prompts and sampled like every model here. What decided the recipe, the DDIM step above all, is in \`models/shapes16/MODEL_CARD.md\`.`
-        : "Validation reward of the base job's checkpoints (EMA weights where the recipe keeps an EMA), sampled like every model here:",
-    );
-    L.push("");
-    if (info.figures.curvePlot) {
-      L.push(`![base learning curve](${info.figures.curvePlot})`);
-      L.push("");
-    }
-    const ref = results.baseCurveReference;
-    if (ref) {
-      L.push(`The shipped base itself: ${fmtReward(ref.reward, ref.ci)} on the same validation prompts.`);
-      L.push("");
-    }
-    L.push(
-      markdownTable(
-        ["step", "validation reward"],
-        results.baseCurve.map((p) => [String(p.step), fmtReward(p.reward, p.ci)]),
-        ["right", "right"],
-      ),
-    );
+  return L;
+}
+
+/** The base model's learning curve (absent when none was measured). */
+function baseCurveSection(cfg: PaperConfig, results: PaperResults, info: RunInfo): string[] {
+  const L: string[] = [];
+  if (!results.baseCurve || results.baseCurve.length === 0) return L;
+  L.push("## The base model's learning curve");
+  L.push("");
+  L.push(
+    cfg.startFrom === "pretrained"
+      ? `The \`base\` recipe of the configuration below, retrained on the shipped dataset with the seed that made the shipped base (this run's seed ${PRETRAINED_BASE_SEED}), its checkpoints (EMA weights) measured on the validation prompts and sampled like every model here. What decided the recipe, the DDIM step above all, is in \`models/shapes16/MODEL_CARD.md\`.`
+      : "Validation reward of the base job's checkpoints (EMA weights where the recipe keeps an EMA), sampled like every model here:",
+  );
+  L.push("");
+  if (info.figures.curvePlot) {
+    L.push(`![base learning curve](${info.figures.curvePlot})`);
     L.push("");
   }
+  const ref = results.baseCurveReference;
+  if (ref) {
+    L.push(`The shipped base itself: ${fmtReward(ref.reward, ref.ci)} on the same validation prompts.`);
+    L.push("");
+  }
+  L.push(
+    markdownTable(
+      ["step", "validation reward"],
+      results.baseCurve.map((p) => [String(p.step), fmtReward(p.reward, p.ci)]),
+      ["right", "right"],
+    ),
+  );
+  L.push("");
+  return L;
+}
+
+/** The claims with their verdicts, and the generated discussion. */
+function claimsSection(cfg: PaperConfig, results: PaperResults, info: RunInfo): string[] {
+  const L: string[] = [];
   L.push("## Claims");
   L.push("");
   const claims = checkClaims(results);
@@ -202,6 +236,12 @@ export function renderReport(
   L.push("");
   L.push(discussion(cfg, results, info.reference));
   L.push("");
+  return L;
+}
+
+/** Tables 1 and 4 (every method on the train and test prompts), their legend and the reference points. */
+function methodTablesSection(results: PaperResults, info: RunInfo): string[] {
+  const L: string[] = [];
   L.push("## Table 1 analogue: training prompts");
   L.push("");
   L.push(methodTable(results, "train", withTuned(results)));
@@ -220,6 +260,12 @@ export function renderReport(
     L.push(referenceLine(info.reference));
   }
   L.push("");
+  return L;
+}
+
+/** Table 3: the improvement model as a one-shot fixer, beside the last iterates of ours. */
+function fixerSection(results: PaperResults): string[] {
+  const L: string[] = [];
   L.push("## Table 3 analogue: the improvement model as a one-shot fixer");
   L.push("");
   const fixRows = ["base", "improver-fix", "improver-fix-sdedit"];
@@ -234,6 +280,12 @@ export function renderReport(
     ),
   );
   L.push("");
+  return L;
+}
+
+/** Table 2 (online pairs per iteration), the reward per iteration, and the preference jobs' metrics. */
+function iterationSections(results: PaperResults, info: RunInfo): string[] {
+  const L: string[] = [];
   L.push("## Table 2 analogue: online pairs per iteration");
   L.push("");
   L.push(pairSizeTable(results));
@@ -256,6 +308,12 @@ export function renderReport(
   L.push("");
   L.push(trainMetricsTable(results.trainMetrics));
   L.push("");
+  return L;
+}
+
+/** The search for what makes the iterative method work (or a line saying it was disabled). */
+function tuningSection(cfg: PaperConfig, results: PaperResults): string[] {
+  const L: string[] = [];
   L.push("## What makes the iterative method work");
   L.push("");
   if (results.tuning) {
@@ -285,6 +343,12 @@ export function renderReport(
     L.push("_Disabled in this configuration._");
   }
   L.push("");
+  return L;
+}
+
+/** The same-seed sample figures: every method side by side, then one grid per method. */
+function samplesSection(info: RunInfo): string[] {
+  const L: string[] = [];
   L.push("## Same-seed samples");
   L.push("");
   L.push(
@@ -301,24 +365,35 @@ export function renderReport(
     L.push(`- ${g.label}: ![${g.label}](${g.file})`);
   }
   L.push("");
-  if (seeds.length > 1) {
-    L.push("## Seed noise");
-    L.push("");
-    L.push(
-      `The same configuration with seeds ${seeds.map((s) => s.seed).join(" and ")} (${
-        cfg.startFrom === "pretrained"
-          ? "the same shipped base, improver and offline data; different online pairs, training randomness and evaluation seeds"
-          : "different data, initialisation, pairs and evaluation seeds"
-      }):`,
-    );
-    L.push("");
-    L.push(seedNoiseTable(seeds));
-    L.push("");
-    L.push("The claims' verdicts, checked on each seed alone:");
-    L.push("");
-    L.push(seedClaimsTable(seeds));
-    L.push("");
-  }
+  return L;
+}
+
+/** Every seed's test rewards and claims' verdicts (absent with a single seed). */
+function seedNoiseSection(cfg: PaperConfig, seeds: readonly SeedRun[]): string[] {
+  const L: string[] = [];
+  if (seeds.length <= 1) return L;
+  L.push("## Seed noise");
+  L.push("");
+  L.push(
+    `The same configuration with seeds ${seeds.map((s) => s.seed).join(" and ")} (${
+      cfg.startFrom === "pretrained"
+        ? "the same shipped base, improver and offline data; different online pairs, training randomness and evaluation seeds"
+        : "different data, initialisation, pairs and evaluation seeds"
+    }):`,
+  );
+  L.push("");
+  L.push(seedNoiseTable(seeds));
+  L.push("");
+  L.push("The claims' verdicts, checked on each seed alone:");
+  L.push("");
+  L.push(seedClaimsTable(seeds));
+  L.push("");
+  return L;
+}
+
+/** The main stages' throughput, then every stage's wall time. */
+function throughputSection(cfg: PaperConfig, info: RunInfo): string[] {
+  const L: string[] = [];
   L.push("## Measured throughput");
   L.push("");
   L.push(
@@ -342,7 +417,7 @@ export function renderReport(
   L.push("");
   L.push("</details>");
   L.push("");
-  return `${L.join("\n")}\n`;
+  return L;
 }
 
 function withTuned(results: PaperResults): string[] {
