@@ -404,6 +404,16 @@ export const SPLIT_SIZES = { train: 252, test: 63 } as const;
  */
 export function validatePaperConfig(cfg: PaperConfig): void {
   const errors: string[] = [];
+  checkModel(cfg, errors);
+  checkStages(cfg, errors);
+  checkSampling(cfg.sampling, errors);
+  checkEval(cfg.eval, errors);
+  checkTuning(cfg, errors);
+  if (errors.length > 0) throw new Error(`invalid benchmark config "${cfg.name}":\n  ${errors.join("\n  ")}`);
+}
+
+/** The name, the image size, the architecture preset and where the base and improver come from. */
+function checkModel(cfg: PaperConfig, errors: string[]): void {
   if (!(PAPER_CONFIG_NAMES as readonly string[]).includes(cfg.name))
     errors.push(`name = ${JSON.stringify(cfg.name)}: unknown`);
   if (cfg.imageSize !== 16 && cfg.imageSize !== 32)
@@ -424,6 +434,10 @@ export function validatePaperConfig(cfg: PaperConfig): void {
       `startFrom = "pretrained": the shipped checkpoints are shapes16 at 16 px, the config asks for ${cfg.modelPreset} at ${cfg.imageSize} px`,
     );
   }
+}
+
+/** The offline data and every training stage: base, improver, SFT, DPO, SPIN and ours with its pair sizes. */
+function checkStages(cfg: PaperConfig, errors: string[]): void {
   checkInt(cfg.offlinePairs, 16, 10_000_000, "offlinePairs", errors);
   checkStage(cfg.base, "base", errors);
   checkInt(cfg.baseCurvePoints, 0, Math.min(100, cfg.base.steps), "baseCurvePoints", errors);
@@ -441,27 +455,38 @@ export function validatePaperConfig(cfg: PaperConfig): void {
   checkInt(cfg.ours.iterations, 1, 100, "ours.iterations", errors);
   checkInt(cfg.ours.pairsPerIteration, 1, 1_000_000, "ours.pairsPerIteration", errors);
   checkInt(cfg.ours.shardSize, 1, 4096, "ours.shardSize", errors);
-  const sizes = cfg.ours.pairSizes;
+  checkPairSizes(cfg.ours, errors);
+}
+
+/** Table 2's pair sizes: two or three, increasing, one of them the faithful rows' pairs per iteration. */
+function checkPairSizes(ours: PaperConfig["ours"], errors: string[]): void {
+  const sizes = ours.pairSizes;
   if (!Array.isArray(sizes) || sizes.length < 2 || sizes.length > 3) {
     errors.push("ours.pairSizes: expected two or three sizes");
-  } else {
-    for (let i = 0; i < sizes.length; i++) checkInt(sizes[i], 1, 1_000_000, `ours.pairSizes[${i}]`, errors);
-    const sorted = [...sizes].sort((a, b) => a - b);
-    if (new Set(sorted).size !== sizes.length || sorted.some((v, i) => v !== sizes[i])) {
-      errors.push(`ours.pairSizes = [${sizes.join(", ")}]: expected increasing sizes`);
-    }
-    if (!cfg.ours.pairSizes.includes(cfg.ours.pairsPerIteration)) {
-      errors.push(
-        `ours.pairSizes = [${cfg.ours.pairSizes.join(", ")}] must include ours.pairsPerIteration (${cfg.ours.pairsPerIteration}): that run is shared with Table 1`,
-      );
-    }
+    return;
   }
-  checkInt(cfg.sampling.steps, 1, 1000, "sampling.steps", errors);
-  checkNum(cfg.sampling.guidanceScale, 0, 30, "sampling.guidanceScale", errors);
-  checkNum(cfg.sampling.textGuidance, 0, 30, "sampling.textGuidance", errors);
-  checkNum(cfg.sampling.imageGuidance, 0, 30, "sampling.imageGuidance", errors);
-  checkNum(cfg.sampling.sdeditStrength, 0, 1, "sampling.sdeditStrength", errors, true);
-  const e = cfg.eval;
+  for (let i = 0; i < sizes.length; i++) checkInt(sizes[i], 1, 1_000_000, `ours.pairSizes[${i}]`, errors);
+  const sorted = [...sizes].sort((a, b) => a - b);
+  if (new Set(sorted).size !== sizes.length || sorted.some((v, i) => v !== sizes[i])) {
+    errors.push(`ours.pairSizes = [${sizes.join(", ")}]: expected increasing sizes`);
+  }
+  if (!ours.pairSizes.includes(ours.pairsPerIteration)) {
+    errors.push(
+      `ours.pairSizes = [${ours.pairSizes.join(", ")}] must include ours.pairsPerIteration (${ours.pairsPerIteration}): that run is shared with Table 1`,
+    );
+  }
+}
+
+function checkSampling(s: SamplingConfig, errors: string[]): void {
+  checkInt(s.steps, 1, 1000, "sampling.steps", errors);
+  checkNum(s.guidanceScale, 0, 30, "sampling.guidanceScale", errors);
+  checkNum(s.textGuidance, 0, 30, "sampling.textGuidance", errors);
+  checkNum(s.imageGuidance, 0, 30, "sampling.imageGuidance", errors);
+  checkNum(s.sdeditStrength, 0, 1, "sampling.sdeditStrength", errors, true);
+}
+
+/** The evaluation sets: within the splits, disjoint in the train split, within one Scorer call. */
+function checkEval(e: EvalConfig, errors: string[]): void {
   checkInt(e.trainPrompts, 1, SPLIT_SIZES.train, "eval.trainPrompts", errors);
   checkInt(e.testPrompts, 1, SPLIT_SIZES.test, "eval.testPrompts", errors);
   checkInt(e.samplesPerPrompt, 4, 256, "eval.samplesPerPrompt", errors);
@@ -477,6 +502,10 @@ export function validatePaperConfig(cfg: PaperConfig): void {
       "eval: (trainPrompts + testPrompts) × samplesPerPrompt exceeds the Scorer's 4096 images per call",
     );
   }
+}
+
+/** The search: its switches, its variants, and early stopping's checkpoints within ours' steps. */
+function checkTuning(cfg: PaperConfig, errors: string[]): void {
   const t = cfg.tuning;
   if (typeof t.enabled !== "boolean") errors.push("tuning.enabled: expected a boolean");
   checkInt(t.iterations, 1, 100, "tuning.iterations", errors);
@@ -492,7 +521,6 @@ export function validatePaperConfig(cfg: PaperConfig): void {
       `tuning.earlyStopCheckpoints = ${t.earlyStopCheckpoints}: more than ours.steps (${cfg.ours.steps})`,
     );
   }
-  if (errors.length > 0) throw new Error(`invalid benchmark config "${cfg.name}":\n  ${errors.join("\n  ")}`);
 }
 
 /** A short fingerprint of a whole configuration (shown in the report; stages are keyed by their own inputs). */
