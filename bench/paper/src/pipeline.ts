@@ -396,11 +396,10 @@ async function trainBaseAndImprover(
  */
 export async function runFaithful(ctx: PipelineContext): Promise<FaithfulResults> {
   const { cfg, seed } = ctx;
-  const tag = ctx.tag;
   const data = datasetUri(cfg, seed);
+  // Every step adds its evaluations and metrics here, in the order the stages run.
   const models: Record<string, ModelEval> = {};
   const trainMetrics: Record<string, TrainMetrics> = {};
-
   const { base, improver } =
     cfg.startFrom === "pretrained"
       ? {
@@ -412,7 +411,33 @@ export async function runFaithful(ctx: PipelineContext): Promise<FaithfulResults
   models[BASE_KEY] = await evaluateModel(ctx, BASE_KEY, "Base (pretrained)", base.checkpointId);
   models[FIX_KEY] = await evaluateFix(ctx, improver.checkpointId);
   models[FIX_SDEDIT_KEY] = await evaluateFix(ctx, improver.checkpointId, cfg.sampling.sdeditStrength);
+  await offlineBaselines(ctx, data, base, models, trainMetrics);
+  const ids = { base: base.checkpointId, improver: improver.checkpointId };
+  const iterated = await iteratedMethods(ctx, ids, models, trainMetrics);
+  const pairSizes = await pairSizeRuns(ctx, ids, iterated.oursKeys, models, trainMetrics);
+  const { spinKeys, oursKeys, oursSpinKeys, ours } = iterated;
+  return {
+    base,
+    improver,
+    models,
+    mainRows: [BASE_KEY, "sft", "dpo", ...spinKeys, ...oursKeys, ...oursSpinKeys],
+    series: faithfulSeries(cfg, iterated, pairSizes),
+    pairSizes,
+    trainMetrics,
+    ours: { ...ours, checkpoints: ours.checkpoints.slice(0, cfg.ours.iterations) },
+    baseCurve,
+  };
+}
 
+/** The offline baselines from the base, each trained then evaluated: SFT on winners and Diffusion-DPO. */
+async function offlineBaselines(
+  ctx: PipelineContext,
+  data: string,
+  base: TrainedModel,
+  models: Record<string, ModelEval>,
+  trainMetrics: Record<string, TrainMetrics>,
+): Promise<void> {
+  const { cfg, seed, tag } = ctx;
   const sft = await trainStage(ctx, "sft", "SFT", {
     jobId: `${tag}-sft`,
     kind: JobKind.SFT,
@@ -435,8 +460,24 @@ export async function runFaithful(ctx: PipelineContext): Promise<FaithfulResults
   });
   trainMetrics["Diffusion-DPO (offline)"] = dpo.metrics;
   models.dpo = await evaluateModel(ctx, "dpo", "Diffusion-DPO (offline)", dpo.checkpointId);
+}
 
-  const ids = { base: base.checkpointId, improver: improver.checkpointId };
+/** The iterated methods' runs and the keys of their evaluated iterates. */
+interface IteratedMethods {
+  spinKeys: string[];
+  ours: IteratedRun;
+  oursKeys: string[];
+  oursSpinKeys: string[];
+}
+
+/** SPIN, ours from the base, and ours from SPIN's last iterate, each run then its iterates evaluated. */
+async function iteratedMethods(
+  ctx: PipelineContext,
+  ids: { base: string; improver: string },
+  models: Record<string, ModelEval>,
+  trainMetrics: Record<string, TrainMetrics>,
+): Promise<IteratedMethods> {
+  const { cfg, seed } = ctx;
   const spin = await iteratedStage(ctx, "spin", runIdFor(cfg, seed, "spin"), "SPIN-Diffusion", ids, {
     method: RunMethod.SPIN,
     iterations: cfg.spin.iterations,
@@ -444,19 +485,15 @@ export async function runFaithful(ctx: PipelineContext): Promise<FaithfulResults
     seed: deriveSeed(seed, "spin"),
   });
   const spinKeys = await evaluateIterates(ctx, "spin", "SPIN-Diffusion", spin, models, trainMetrics);
-
   const oursTraining = trainingConfig(cfg.ours, 0);
-  const oursSeed = deriveSeed(seed, "ours");
   const ours = await iteratedStage(ctx, "ours", runIdFor(cfg, seed, "ours"), "Ours", ids, {
     method: RunMethod.ITERATIVE_DPO,
     iterations: cfg.ours.iterations,
     training: oursTraining,
     pairs: cfg.ours.pairsPerIteration,
-    seed: oursSeed,
+    seed: deriveSeed(seed, "ours"),
   });
   const oursKeys = await evaluateIterates(ctx, "ours", "Ours from base", ours, models, trainMetrics);
-
-  const spinLast = spin.checkpoints[spin.checkpoints.length - 1];
   const oursSpin = await iteratedStage(
     ctx,
     "ours-spin",
@@ -468,7 +505,7 @@ export async function runFaithful(ctx: PipelineContext): Promise<FaithfulResults
       iterations: cfg.ours.iterations,
       training: oursTraining,
       pairs: cfg.ours.pairsPerIteration,
-      startCheckpointId: spinLast,
+      startCheckpointId: spin.checkpoints[spin.checkpoints.length - 1],
       seed: deriveSeed(seed, "ours-spin"),
     },
   );
@@ -480,7 +517,21 @@ export async function runFaithful(ctx: PipelineContext): Promise<FaithfulResults
     models,
     trainMetrics,
   );
+  return { spinKeys, ours, oursKeys, oursSpinKeys };
+}
 
+/**
+ * Table 2: ours from the base with each configured pair count (the faithful count is the run of Table 1,
+ * `oursKeys`; the others share its training and seed).
+ */
+async function pairSizeRuns(
+  ctx: PipelineContext,
+  ids: { base: string; improver: string },
+  oursKeys: string[],
+  models: Record<string, ModelEval>,
+  trainMetrics: Record<string, TrainMetrics>,
+): Promise<PairSizeRow[]> {
+  const { cfg, seed } = ctx;
   const pairSizes: PairSizeRow[] = [];
   for (const n of cfg.ours.pairSizes) {
     if (n === cfg.ours.pairsPerIteration) {
@@ -496,9 +547,9 @@ export async function runFaithful(ctx: PipelineContext): Promise<FaithfulResults
       {
         method: RunMethod.ITERATIVE_DPO,
         iterations: cfg.ours.iterations,
-        training: oursTraining,
+        training: trainingConfig(cfg.ours, 0),
         pairs: n,
-        seed: oursSeed,
+        seed: deriveSeed(seed, "ours"),
       },
     );
     pairSizes.push({
@@ -513,28 +564,25 @@ export async function runFaithful(ctx: PipelineContext): Promise<FaithfulResults
       ),
     });
   }
+  return pairSizes;
+}
 
-  const K = cfg.ours.iterations;
-  return {
-    base,
-    improver,
-    models,
-    mainRows: [BASE_KEY, "sft", "dpo", ...spinKeys, ...oursKeys, ...oursSpinKeys],
-    series: [
-      { label: "SPIN", keys: [BASE_KEY, ...spinKeys], firstIteration: 0 },
-      { label: "Ours from base", keys: [BASE_KEY, ...oursKeys], firstIteration: 0 },
-      {
-        label: "Ours from SPIN",
-        keys: [spinKeys[spinKeys.length - 1], ...oursSpinKeys],
-        firstIteration: cfg.spin.iterations,
-      },
-      ...pairSizes
-        .filter((p) => p.pairs !== cfg.ours.pairsPerIteration)
-        .map((p) => ({ label: `Ours, ${p.pairs} pairs`, keys: [BASE_KEY, ...p.keys], firstIteration: 0 })),
-    ].slice(0, 6),
-    pairSizes,
-    trainMetrics,
-    ours: { ...ours, checkpoints: ours.checkpoints.slice(0, K) },
-    baseCurve,
-  };
+/** The reward-per-iteration series: SPIN, ours from the base and from SPIN, and the other pair counts (six at most). */
+function faithfulSeries(
+  cfg: PaperConfig,
+  { spinKeys, oursKeys, oursSpinKeys }: IteratedMethods,
+  pairSizes: readonly PairSizeRow[],
+): IterationSeries[] {
+  return [
+    { label: "SPIN", keys: [BASE_KEY, ...spinKeys], firstIteration: 0 },
+    { label: "Ours from base", keys: [BASE_KEY, ...oursKeys], firstIteration: 0 },
+    {
+      label: "Ours from SPIN",
+      keys: [spinKeys[spinKeys.length - 1], ...oursSpinKeys],
+      firstIteration: cfg.spin.iterations,
+    },
+    ...pairSizes
+      .filter((p) => p.pairs !== cfg.ours.pairsPerIteration)
+      .map((p) => ({ label: `Ours, ${p.pairs} pairs`, keys: [BASE_KEY, ...p.keys], firstIteration: 0 })),
+  ].slice(0, 6);
 }
