@@ -24,8 +24,51 @@ function numberField(id: string, label: string, value: string, step: string) {
   return { input, row: h("label", {}, `${label} `, input) };
 }
 
+/** The Improver page's inputs and outputs. */
+interface ImproverView {
+  model: HTMLParagraphElement;
+  file: HTMLInputElement;
+  prompt: HTMLInputElement;
+  sT: HTMLInputElement;
+  sI: HTMLInputElement;
+  strength: HTMLInputElement;
+  steps: HTMLInputElement;
+  seed: HTMLInputElement;
+  go: HTMLButtonElement;
+  error: HTMLParagraphElement;
+  result: HTMLDivElement;
+}
+
 /** The Improver's public API in the browser: a PNG and a prompt in, the improved image out. */
 export async function improverPage(root: HTMLElement, signal: AbortSignal): Promise<void> {
+  const v = improverView(root);
+  let size = await showModel(v.model, signal);
+  const ready = () => {
+    v.go.disabled = !(v.file.files && v.file.files.length > 0);
+  };
+  v.file.addEventListener("change", ready);
+  v.go.addEventListener("click", async () => {
+    const f = v.file.files?.[0];
+    if (!f) return;
+    v.error.textContent = "";
+    v.go.disabled = true;
+    try {
+      if (size <= 0)
+        size = Number(
+          JSON.parse((await improver.getModel({}, { signal })).configJson || "{}")?.unet?.imageSize ?? 0,
+        );
+      if (size <= 0) throw new Error("the improver has no model loaded yet");
+      await improve(v, await resizedPng(f, size), size, signal);
+    } catch (err) {
+      v.error.textContent = err instanceof Error && !("code" in err) ? err.message : describeError(err);
+    } finally {
+      ready();
+    }
+  });
+}
+
+/** Lays the page out in `root`: the model line, the picture, prompt and sampling inputs, the result. */
+function improverView(root: HTMLElement): ImproverView {
   const model = h("p", { class: "muted", id: "improver-model" }, "asking the improver which model it holds…");
   const file = h("input", { type: "file", id: "improver-file", accept: "image/png" });
   const prompt = h("input", {
@@ -56,6 +99,18 @@ export async function improverPage(root: HTMLElement, signal: AbortSignal): Prom
     error,
     result,
   );
+  const inputs = {
+    sT: sT.input,
+    sI: sI.input,
+    strength: strength.input,
+    steps: steps.input,
+    seed: seed.input,
+  };
+  return { model, file, prompt, ...inputs, go, error, result };
+}
+
+/** Says which model the improver holds; returns its image size (0 when it holds none or did not answer). */
+async function showModel(model: HTMLElement, signal: AbortSignal): Promise<number> {
   let size = 0;
   try {
     const res = await improver.getModel({}, { signal });
@@ -70,59 +125,38 @@ export async function improverPage(root: HTMLElement, signal: AbortSignal): Prom
     model.textContent = describeError(err);
     model.className = "error";
   }
-  const ready = () => {
-    go.disabled = !(file.files && file.files.length > 0);
-  };
-  file.addEventListener("change", ready);
-  go.addEventListener("click", async () => {
-    const f = file.files?.[0];
-    if (!f) return;
-    error.textContent = "";
-    go.disabled = true;
-    try {
-      if (size <= 0)
-        size = Number(
-          JSON.parse((await improver.getModel({}, { signal })).configJson || "{}")?.unet?.imageSize ?? 0,
-        );
-      if (size <= 0) throw new Error("the improver has no model loaded yet");
-      const before = await resizedPng(f, size);
-      const num = (i: HTMLInputElement) => (i.value.trim() === "" ? undefined : Number(i.value));
-      const req = create(ImproveImagesRequestSchema, {
-        images: [{ data: { case: "png", value: before } }],
-        prompts: [prompt.value],
-        textGuidanceScale: num(sT.input),
-        imageGuidanceScale: num(sI.input),
-        strength: num(strength.input),
-        steps: num(steps.input) ?? 0,
-        seed: BigInt(Math.max(0, Math.floor(num(seed.input) ?? 0))),
-      });
-      const t0 = performance.now();
-      const res = await improver.improveImages(req, { signal });
-      const out = res.images[0];
-      if (out?.data.case !== "png") throw new Error("the improver returned no PNG");
-      replace(
-        result,
-        h(
-          "figure",
-          {},
-          pngImage(before, "before", "px big"),
-          h("figcaption", {}, `before (${size}×${size})`),
-        ),
-        h(
-          "figure",
-          { id: "improved" },
-          pngImage(out.data.value, "after", "px big"),
-          h(
-            "figcaption",
-            {},
-            `after · ${res.checkpoint?.id ?? ""} · ${Math.round(performance.now() - t0)} ms`,
-          ),
-        ),
-      );
-    } catch (err) {
-      error.textContent = err instanceof Error && !("code" in err) ? err.message : describeError(err);
-    } finally {
-      ready();
-    }
+  return size;
+}
+
+/** Improves `before` (PNG bytes, `size`×`size`) with the page's prompt and settings and shows both images. */
+async function improve(
+  v: ImproverView,
+  before: Uint8Array,
+  size: number,
+  signal: AbortSignal,
+): Promise<void> {
+  const num = (i: HTMLInputElement) => (i.value.trim() === "" ? undefined : Number(i.value));
+  const req = create(ImproveImagesRequestSchema, {
+    images: [{ data: { case: "png", value: before } }],
+    prompts: [v.prompt.value],
+    textGuidanceScale: num(v.sT),
+    imageGuidanceScale: num(v.sI),
+    strength: num(v.strength),
+    steps: num(v.steps) ?? 0,
+    seed: BigInt(Math.max(0, Math.floor(num(v.seed) ?? 0))),
   });
+  const t0 = performance.now();
+  const res = await improver.improveImages(req, { signal });
+  const out = res.images[0];
+  if (out?.data.case !== "png") throw new Error("the improver returned no PNG");
+  replace(
+    v.result,
+    h("figure", {}, pngImage(before, "before", "px big"), h("figcaption", {}, `before (${size}×${size})`)),
+    h(
+      "figure",
+      { id: "improved" },
+      pngImage(out.data.value, "after", "px big"),
+      h("figcaption", {}, `after · ${res.checkpoint?.id ?? ""} · ${Math.round(performance.now() - t0)} ms`),
+    ),
+  );
 }

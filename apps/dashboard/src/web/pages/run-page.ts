@@ -1,34 +1,29 @@
 import { toJsonString } from "@bufbuild/protobuf";
-import {
-  type EvaluationSample,
-  type ImagePair,
-  type Job,
-  JobKind,
-  JobState,
-  type Run,
-  RunConfigSchema,
-  RunStage,
-  RunState,
-} from "@idpo/proto";
+import { type Job, JobKind, JobState, type Run, RunConfigSchema, RunStage, RunState } from "@idpo/proto";
 import { controller, describeError, trainer } from "../api.js";
 import { disposeCharts, drawCurveChart, drawRewardChart } from "../charts.js";
-import { h, pngImage, replace } from "../dom.js";
+import { h, replace } from "../dom.js";
 import { jobCurves } from "../shaping/job-curves.js";
 import { rewardSeries } from "../shaping/reward-series.js";
-import { enumName, formatDuration, isEnded, runRow } from "../shaping/run-row.js";
-import { sampleGrid } from "../shaping/sample-grid.js";
+import { enumName, formatDuration, isEnded, type RunRow, runRow } from "../shaping/run-row.js";
 import { timeline } from "../shaping/timeline.js";
+import { runImages } from "./run-images.js";
 
-/** Pairs shown per iteration, and samples per model. */
-const PAIRS_SHOWN = 12;
-const SAMPLES_SHOWN = 24;
 /** Least time between two refreshes of the jobs and images (they are heavier than the run). */
 const SLOW_REFRESH_MS = 3000;
 
-function pngOf(
-  img: { data: { case: string | undefined; value?: unknown } } | undefined,
-): Uint8Array | undefined {
-  return img?.data.case === "png" ? (img.data.value as Uint8Array) : undefined;
+/** The elements of the run page that follow the run. */
+interface RunView {
+  title: HTMLHeadingElement;
+  cancel: HTMLButtonElement;
+  status: HTMLDivElement;
+  message: HTMLDivElement;
+  steps: HTMLOListElement;
+  reward: HTMLDivElement;
+  curves: HTMLDivElement;
+  pairs: HTMLDivElement;
+  samples: HTMLDivElement;
+  config: HTMLPreElement;
 }
 
 function jobLabel(job: Job): string {
@@ -43,137 +38,201 @@ function jobLabel(job: Job): string {
  * evaluation samples of each checkpoint side by side; cancel while it runs.
  */
 export async function runPage(root: HTMLElement, signal: AbortSignal, runId: string): Promise<void> {
-  const title = h("h1", {}, `Run ${runId}`);
-  const cancel = h("button", { class: "danger", id: "cancel-run", disabled: true }, "cancel run");
-  const status = h("div", { id: "run-status" });
-  const message = h("div", { class: "error", id: "run-error" });
-  const steps = h("ol", { class: "timeline", id: "timeline" });
-  const reward = h("div", { class: "chart", id: "reward-chart" });
-  const curves = h("div", { id: "curves" });
-  const pairs = h("div", { id: "pairs", class: "images" });
-  const samples = h("div", { id: "samples", class: "images" });
-  const config = h("pre", { class: "config", id: "config" });
-  replace(
-    root,
-    h("div", { class: "toolbar" }, title, cancel),
-    status,
-    message,
-    h(
-      "div",
-      { class: "grid2" },
-      h("section", { class: "card" }, h("h2", {}, "Timeline"), steps),
-      h(
-        "section",
-        { class: "card" },
-        h("h2", {}, "Reward per iteration"),
-        reward,
-        h("p", { class: "muted", id: "reward-note" }),
-      ),
-    ),
-    h("section", { class: "card" }, h("h2", {}, "Training curves"), curves),
-    h(
-      "section",
-      { class: "card" },
-      h("h2", {}, "Online pairs: loser (top) → improver's winner (bottom)"),
-      pairs,
-    ),
-    h("section", { class: "card" }, h("h2", {}, "Same-seed samples of each checkpoint"), samples),
-    h("section", { class: "card" }, h("h2", {}, "Config"), config),
-  );
-
+  const view = runView(root, runId);
   let run: Run | undefined;
-  cancel.addEventListener("click", async () => {
-    cancel.disabled = true;
+  view.cancel.addEventListener("click", async () => {
+    view.cancel.disabled = true;
     try {
       run = (await controller.cancelRun({ runId }, { signal })).run;
-      if (run) renderRun(run);
+      if (run) renderRun(view, run);
     } catch (err) {
-      message.textContent = describeError(err);
+      view.message.textContent = describeError(err);
     }
   });
 
-  const renderRun = (r: Run) => {
-    const row = runRow(r, Date.now());
-    replace(
-      title,
-      `Run ${r.runId}${r.config?.name ? ` · ${r.config.name}` : ""} `,
-      h("span", { class: `state ${row.state}`, id: "run-state" }, row.state),
-    );
-    cancel.disabled = isEnded(r.state);
-    const eta = r.progress?.etaSeconds
-      ? ` · about ${formatDuration(r.progress.etaSeconds)} left in this stage`
-      : "";
-    replace(
-      status,
-      h(
-        "p",
-        {},
-        r.state === RunState.RUNNING ? `${enumName(RunStage, r.stage)}, iteration ${row.iteration} · ` : "",
-        r.progress?.message ?? "",
-        row.progress === undefined ? "" : " ",
-        row.progress === undefined
-          ? ""
-          : h("span", { class: "bar" }, h("span", { style: `width:${(row.progress * 100).toFixed(1)}%` })),
-        eta,
-        ` · ${formatDuration(row.durationSeconds)} since it was created`,
-      ),
-    );
-    message.textContent = r.error;
-    replace(
-      steps,
-      timeline(r).map((s) =>
-        h(
-          "li",
-          { class: s.status, "data-step": s.key },
-          h("span", { class: "dot" }),
-          h("span", {}, s.label),
-          h("span", { class: "muted" }, s.detail),
-        ),
-      ),
-    );
-    const series = rewardSeries(r);
-    drawRewardChart(reward, series);
-    const note = document.getElementById("reward-note");
-    if (note)
-      note.textContent = `${r.config?.evalPrompts.length ?? 0} evaluation prompts × ${r.config?.evalSamplesPerPrompt ?? 0} samples, the same seeds for every model. Runs evaluate on these prompts only; the train prompts are not scored.`;
-    config.textContent = r.config ? toJsonString(RunConfigSchema, r.config, { prettySpaces: 2 }) : "";
-  };
+  // Jobs and images: refreshed at most every few seconds.
+  const refreshJobs = jobCurvesOf(view.curves, signal);
+  const refreshImages = runImages(view.pairs, view.samples, signal);
+  const slow = slowRefresher(
+    signal,
+    () => run,
+    async (r) => {
+      try {
+        await Promise.all([refreshJobs(r), refreshImages(r)]);
+      } catch (err) {
+        if (!signal.aborted) view.message.textContent = describeError(err);
+      }
+    },
+  );
 
-  // ---- jobs and images: refreshed at most every few seconds -----------------------------------------
-  const sampleCache = new Map<number, EvaluationSample[]>();
-  const pairCache = new Map<number, { shardsDone: number; pairs: ImagePair[] }>();
-  let lastSlow = 0;
-  /** What the curves and image grids on the page show, so they are rebuilt only when that changes. */
-  let jobsKey = "";
-  let imagesKey = "";
-  let slowTimer: ReturnType<typeof setTimeout> | undefined;
-  let slowRunning = false;
+  // The live part: WatchRun, re-opened if the stream breaks while the run goes on.
+  while (!signal.aborted) {
+    try {
+      for await (const res of controller.watchRun({ runId }, { signal })) {
+        run = res.run;
+        if (!run) continue;
+        renderRun(view, run);
+        slow.request();
+      }
+      if (run && isEnded(run.state)) {
+        // One last refresh so the final job curves and images show.
+        slow.requestNow();
+        return;
+      }
+    } catch (err) {
+      if (signal.aborted) return;
+      view.message.textContent = describeError(err);
+    }
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+}
+
+/**
+ * Runs `refresh` on the run `current()` gives at most every SLOW_REFRESH_MS and one at a time: a request
+ * while one runs makes one more after it. `requestNow` skips the wait (the run's final refresh).
+ */
+function slowRefresher(
+  signal: AbortSignal,
+  current: () => Run | undefined,
+  refresh: (r: Run) => Promise<void>,
+): { request: () => void; requestNow: () => void } {
+  let last = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let running = false;
   let again = false;
+  const request = () => {
+    if (running) {
+      again = true;
+      return;
+    }
+    if (timer) return;
+    const wait = Math.max(0, last + SLOW_REFRESH_MS - Date.now());
+    timer = setTimeout(async () => {
+      timer = undefined;
+      const r = current();
+      if (!r || signal.aborted) return;
+      running = true;
+      last = Date.now();
+      try {
+        await refresh(r);
+      } finally {
+        running = false;
+        if (again) {
+          again = false;
+          request();
+        }
+      }
+    }, wait);
+  };
+  signal.addEventListener("abort", () => clearTimeout(timer));
+  const requestNow = () => {
+    last = 0;
+    request();
+  };
+  return { request, requestNow };
+}
 
-  const refreshJobs = async (r: Run) => {
+/** Lays the run page out in `root`: the toolbar, status, timeline and reward, curves, pairs, samples, config. */
+function runView(root: HTMLElement, runId: string): RunView {
+  const view: RunView = {
+    title: h("h1", {}, `Run ${runId}`),
+    cancel: h("button", { class: "danger", id: "cancel-run", disabled: true }, "cancel run"),
+    status: h("div", { id: "run-status" }),
+    message: h("div", { class: "error", id: "run-error" }),
+    steps: h("ol", { class: "timeline", id: "timeline" }),
+    reward: h("div", { class: "chart", id: "reward-chart" }),
+    curves: h("div", { id: "curves" }),
+    pairs: h("div", { id: "pairs", class: "images" }),
+    samples: h("div", { id: "samples", class: "images" }),
+    config: h("pre", { class: "config", id: "config" }),
+  };
+  const card = (heading: string, ...body: Node[]) =>
+    h("section", { class: "card" }, h("h2", {}, heading), body);
+  replace(
+    root,
+    h("div", { class: "toolbar" }, view.title, view.cancel),
+    view.status,
+    view.message,
+    h(
+      "div",
+      { class: "grid2" },
+      card("Timeline", view.steps),
+      card("Reward per iteration", view.reward, h("p", { class: "muted", id: "reward-note" })),
+    ),
+    card("Training curves", view.curves),
+    card("Online pairs: loser (top) → improver's winner (bottom)", view.pairs),
+    card("Same-seed samples of each checkpoint", view.samples),
+    card("Config", view.config),
+  );
+  return view;
+}
+
+/** Shows a run: its heading, status line, timeline, reward chart and config. */
+function renderRun(view: RunView, r: Run): void {
+  const row = runRow(r, Date.now());
+  replace(
+    view.title,
+    `Run ${r.runId}${r.config?.name ? ` · ${r.config.name}` : ""} `,
+    h("span", { class: `state ${row.state}`, id: "run-state" }, row.state),
+  );
+  view.cancel.disabled = isEnded(r.state);
+  renderStatus(view.status, r, row);
+  view.message.textContent = r.error;
+  replace(
+    view.steps,
+    timeline(r).map((s) =>
+      h(
+        "li",
+        { class: s.status, "data-step": s.key },
+        h("span", { class: "dot" }),
+        h("span", {}, s.label),
+        h("span", { class: "muted" }, s.detail),
+      ),
+    ),
+  );
+  drawRewardChart(view.reward, rewardSeries(r));
+  const note = document.getElementById("reward-note");
+  if (note)
+    note.textContent = `${r.config?.evalPrompts.length ?? 0} evaluation prompts × ${r.config?.evalSamplesPerPrompt ?? 0} samples, the same seeds for every model. Runs evaluate on these prompts only; the train prompts are not scored.`;
+  view.config.textContent = r.config ? toJsonString(RunConfigSchema, r.config, { prettySpaces: 2 }) : "";
+}
+
+/** The status line: stage and iteration, the progress message and bar, the ETA and the run's age. */
+function renderStatus(status: HTMLElement, r: Run, row: RunRow): void {
+  const eta = r.progress?.etaSeconds
+    ? ` · about ${formatDuration(r.progress.etaSeconds)} left in this stage`
+    : "";
+  replace(
+    status,
+    h(
+      "p",
+      {},
+      r.state === RunState.RUNNING ? `${enumName(RunStage, r.stage)}, iteration ${row.iteration} · ` : "",
+      r.progress?.message ?? "",
+      row.progress === undefined ? "" : " ",
+      row.progress === undefined
+        ? ""
+        : h("span", { class: "bar" }, h("span", { style: `width:${(row.progress * 100).toFixed(1)}%` })),
+      eta,
+      ` · ${formatDuration(row.durationSeconds)} since it was created`,
+    ),
+  );
+}
+
+/**
+ * The run page's training curves: a block of charts per job that has reported. The returned refresh
+ * rebuilds the blocks only when a job's state, step or history length changed.
+ */
+function jobCurvesOf(curves: HTMLElement, signal: AbortSignal): (r: Run) => Promise<void> {
+  let shownKey = "";
+  return async (r: Run) => {
     const jobs = (await trainer.listJobs({ runId: r.runId, pageSize: 200 }, { signal })).jobs;
     jobs.sort((a, b) => Number(a.createTime?.seconds ?? 0n) - Number(b.createTime?.seconds ?? 0n));
     const key = JSON.stringify(jobs.map((j) => [j.jobId, j.state, j.step, j.history.length]));
-    if (key === jobsKey) return;
-    jobsKey = key;
+    if (key === shownKey) return;
+    shownKey = key;
     disposeCharts(curves);
-    const blocks = jobs
-      .map((job) => ({ job, panels: jobCurves(job) }))
-      .filter((b) => b.panels.length > 0)
-      .map(({ job, panels }) => {
-        const charts = panels.map(() => h("div", { class: "chart small" }));
-        const block = h(
-          "div",
-          { "data-job": job.jobId },
-          h(
-            "h3",
-            {},
-            `${jobLabel(job)} · ${enumName(JobState, job.state)} · step ${job.step}/${job.totalSteps}`,
-          ),
-          h("div", { class: "curves" }, charts),
-        );
-        return { block, charts, panels };
-      });
+    const blocks = jobBlocks(jobs);
     replace(
       curves,
       blocks.length === 0
@@ -184,152 +243,25 @@ export async function runPage(root: HTMLElement, signal: AbortSignal, runId: str
       for (let i = 0; i < b.panels.length; i++) drawCurveChart(b.charts[i], b.panels[i]);
     }
   };
+}
 
-  const refreshImages = async (r: Run) => {
-    // Pairs: re-read while an iteration is still storing shards and fewer than PAIRS_SHOWN are shown.
-    // Samples: an evaluated model's samples never change. All fetched at once.
-    const pairFetches = r.iterations
-      .filter((it) => {
-        const cached = pairCache.get(it.index);
-        if (cached && (cached.shardsDone === it.shardsDone || cached.pairs.length >= PAIRS_SHOWN))
-          return false;
-        return it.shardsDone > 0;
-      })
-      .map(async (it) => {
-        const res = await controller.getIterationPairs(
-          { runId: r.runId, iteration: it.index, maxPairs: PAIRS_SHOWN },
-          { signal },
-        );
-        pairCache.set(it.index, { shardsDone: it.shardsDone, pairs: res.pairs });
-      });
-    const evaluated = [
-      ...(r.baseEvaluation ? [0] : []),
-      ...r.iterations.filter((it) => it.evaluation).map((it) => it.index),
-    ];
-    const sampleFetches = evaluated
-      .filter((k) => !sampleCache.has(k))
-      .map(async (k) => {
-        const res = await controller.getEvaluationSamples(
-          { runId: r.runId, iteration: k, maxSamples: SAMPLES_SHOWN },
-          { signal },
-        );
-        if (res.samples.length > 0) sampleCache.set(k, res.samples);
-      });
-    await Promise.all([...pairFetches, ...sampleFetches]);
-    const key = JSON.stringify([
-      [...pairCache.entries()].map(([k, v]) => [k, v.pairs.length]),
-      [...sampleCache.keys()],
-    ]);
-    if (key === imagesKey) return;
-    imagesKey = key;
-    const pairBlocks = [...pairCache.entries()]
-      .sort((a, b) => a[0] - b[0])
-      .filter(([, v]) => v.pairs.length > 0)
-      .map(([k, v]) =>
+/** A heading and an empty chart per curve panel for each job with curves (drawn once in the page). */
+function jobBlocks(jobs: Job[]) {
+  return jobs
+    .map((job) => ({ job, panels: jobCurves(job) }))
+    .filter((b) => b.panels.length > 0)
+    .map(({ job, panels }) => {
+      const charts = panels.map(() => h("div", { class: "chart small" }));
+      const block = h(
+        "div",
+        { "data-job": job.jobId },
         h(
-          "div",
-          { "data-iteration": k },
-          h("h3", {}, `iteration ${k}`),
-          h(
-            "table",
-            {},
-            h(
-              "tr",
-              {},
-              v.pairs.map((p) =>
-                h("td", {}, pngImage(pngOf(p.loser) ?? new Uint8Array(), `loser: ${p.prompt}`)),
-              ),
-            ),
-            h(
-              "tr",
-              {},
-              v.pairs.map((p) =>
-                h("td", {}, pngImage(pngOf(p.winner) ?? new Uint8Array(), `winner: ${p.prompt}`)),
-              ),
-            ),
-          ),
+          "h3",
+          {},
+          `${jobLabel(job)} · ${enumName(JobState, job.state)} · step ${job.step}/${job.totalSteps}`,
         ),
+        h("div", { class: "curves" }, charts),
       );
-    replace(
-      pairs,
-      pairBlocks.length === 0 ? h("p", { class: "muted" }, "no online pairs stored yet") : pairBlocks,
-    );
-    const grid = sampleGrid(
-      [...sampleCache.entries()]
-        .sort((a, b) => a[0] - b[0])
-        .map(([k, s]) => ({ label: k === 0 ? "base" : `iter ${k}`, samples: s })),
-    );
-    replace(
-      samples,
-      grid.rows.length === 0
-        ? h("p", { class: "muted" }, "no model evaluated yet")
-        : h(
-            "table",
-            { id: "sample-grid" },
-            grid.rows.map((row) =>
-              h(
-                "tr",
-                { "data-model": row.label },
-                h("th", { class: "row" }, row.label),
-                row.cells.map((c) =>
-                  h(
-                    "td",
-                    {},
-                    c ? pngImage(pngOf(c.image) ?? new Uint8Array(), `${c.prompt} (seed ${c.seed})`) : "",
-                  ),
-                ),
-              ),
-            ),
-          ),
-    );
-  };
-
-  const slowRefresh = () => {
-    if (slowRunning) {
-      again = true;
-      return;
-    }
-    if (slowTimer) return;
-    const wait = Math.max(0, lastSlow + SLOW_REFRESH_MS - Date.now());
-    slowTimer = setTimeout(async () => {
-      slowTimer = undefined;
-      if (!run || signal.aborted) return;
-      slowRunning = true;
-      lastSlow = Date.now();
-      try {
-        await Promise.all([refreshJobs(run), refreshImages(run)]);
-      } catch (err) {
-        if (!signal.aborted) message.textContent = describeError(err);
-      } finally {
-        slowRunning = false;
-        if (again) {
-          again = false;
-          slowRefresh();
-        }
-      }
-    }, wait);
-  };
-  signal.addEventListener("abort", () => clearTimeout(slowTimer));
-
-  // ---- the live part: WatchRun, re-opened if the stream breaks while the run goes on --------------------
-  while (!signal.aborted) {
-    try {
-      for await (const res of controller.watchRun({ runId }, { signal })) {
-        run = res.run;
-        if (!run) continue;
-        renderRun(run);
-        slowRefresh();
-      }
-      if (run && isEnded(run.state)) {
-        // One last refresh so the final job curves and images show.
-        lastSlow = 0;
-        slowRefresh();
-        return;
-      }
-    } catch (err) {
-      if (signal.aborted) return;
-      message.textContent = describeError(err);
-    }
-    await new Promise((r) => setTimeout(r, 2000));
-  }
+      return { block, charts, panels };
+    });
 }
