@@ -181,153 +181,245 @@ async function runVariant(
   startVal: ValidationEval,
   faithful: FaithfulResults,
 ): Promise<VariantRun> {
-  const { cfg, seed } = ctx;
-  const K = cfg.tuning.iterations;
-  const reference = spec.reference === "previous" ? ReferencePolicy.PREVIOUS : ReferencePolicy.BASE;
   const stage = {
-    ...cfg.ours,
+    ...ctx.cfg.ours,
     steps: spec.steps,
     learningRate: spec.learningRate,
     beta: spec.beta,
     sftWeight: spec.sftWeight,
     dpoPositiveLambda: spec.dpoPositiveLambda,
   };
+  if (!spec.sftOnWinners && !spec.earlyStop && spec.reference === "base")
+    return runVariantAtOnce(ctx, spec, ids, startVal, stage);
+  return runVariantChained(ctx, spec, ids, startVal, faithful, stage);
+}
+
+/** A variant's per-iteration DPO settings: `cfg.ours` with the variant's optimisation. */
+type VariantStage = PipelineContext["cfg"]["ours"];
+
+/** Whether `spec` has the faithful method's settings except (perhaps) `except`. */
+function sameExcept(spec: VariantSpec, faithful: VariantSpec, except: keyof VariantSpec): boolean {
+  return (Object.keys(CHANGE_WORDS) as (keyof MethodSettings)[]).every(
+    (k) => k === except || spec[k] === faithful[k],
+  );
+}
+
+/** The DPO reference of the variant's runs. */
+function referencePolicy(spec: VariantSpec): ReferencePolicy {
+  return spec.reference === "previous" ? ReferencePolicy.PREVIOUS : ReferencePolicy.BASE;
+}
+
+/** A variant as one K-iteration controller run, each iterate then measured on validation. */
+async function runVariantAtOnce(
+  ctx: PipelineContext,
+  spec: VariantSpec,
+  ids: { base: string; improver: string },
+  startVal: ValidationEval,
+  stage: VariantStage,
+): Promise<VariantRun> {
+  const { cfg, seed } = ctx;
+  const K = cfg.tuning.iterations;
+  const f = faithfulSpec(ctx);
+  // Only the pair count changed and Table 2 already ran it for at least as many iterations: the same run.
+  const table2 =
+    K <= cfg.ours.iterations &&
+    cfg.ours.pairSizes.includes(spec.pairs) &&
+    spec.pairs !== f.pairs &&
+    sameExcept(spec, f, "pairs");
+  const run = table2
+    ? await iteratedStage(
+        ctx,
+        `pairs-${spec.pairs}`,
+        runIdFor(cfg, seed, `pairs-${spec.pairs}`),
+        `search: ${spec.label}`,
+        ids,
+        {
+          method: RunMethod.ITERATIVE_DPO,
+          iterations: cfg.ours.iterations,
+          training: trainingConfig(cfg.ours, 0),
+          pairs: spec.pairs,
+          seed: deriveSeed(seed, "ours"),
+        },
+      )
+    : await iteratedStage(
+        ctx,
+        `tune/${spec.key}`,
+        runIdFor(cfg, seed, `t-${spec.key}`),
+        `search: ${spec.label}`,
+        ids,
+        {
+          method: RunMethod.ITERATIVE_DPO,
+          iterations: K,
+          training: trainingConfig(stage, 0),
+          pairs: spec.pairs,
+          reference: referencePolicy(spec),
+          improveStrength: runStrength(spec),
+          seed: deriveSeed(seed, "ours"),
+        },
+      );
   const metrics: TrainMetrics[] = [];
   const vals: ValidationEval[] = [];
-  const f = faithfulSpec(ctx);
-  const same = (except: keyof VariantSpec) =>
-    (Object.keys(CHANGE_WORDS) as (keyof MethodSettings)[]).every((k) => k === except || spec[k] === f[k]);
-  if (!spec.sftOnWinners && !spec.earlyStop && spec.reference === "base") {
-    // Only the pair count changed and Table 2 already ran it for at least as many iterations: the same run.
-    const table2 =
-      K <= cfg.ours.iterations &&
-      cfg.ours.pairSizes.includes(spec.pairs) &&
-      spec.pairs !== f.pairs &&
-      same("pairs");
-    const run = table2
-      ? await iteratedStage(
-          ctx,
-          `pairs-${spec.pairs}`,
-          runIdFor(cfg, seed, `pairs-${spec.pairs}`),
-          `search: ${spec.label}`,
-          ids,
-          {
-            method: RunMethod.ITERATIVE_DPO,
-            iterations: cfg.ours.iterations,
-            training: trainingConfig(cfg.ours, 0),
-            pairs: spec.pairs,
-            seed: deriveSeed(seed, "ours"),
-          },
-        )
-      : await iteratedStage(
-          ctx,
-          `tune/${spec.key}`,
-          runIdFor(cfg, seed, `t-${spec.key}`),
-          `search: ${spec.label}`,
-          ids,
-          {
-            method: RunMethod.ITERATIVE_DPO,
-            iterations: K,
-            training: trainingConfig(stage, 0),
-            pairs: spec.pairs,
-            reference,
-            improveStrength: runStrength(spec),
-            seed: deriveSeed(seed, "ours"),
-          },
-        );
-    for (let k = 1; k <= K; k++) {
-      vals.push(await validate(ctx, `tune/${spec.key}/iter-${k}`, run.checkpoints[k - 1]));
-      metrics.push(run.metrics[k - 1]);
-    }
-    return {
-      spec,
-      result: toVariantResult(spec, startVal, vals, metrics),
-      finalCheckpoint: run.checkpoints[K - 1],
-    };
+  for (let k = 1; k <= K; k++) {
+    vals.push(await validate(ctx, `tune/${spec.key}/iter-${k}`, run.checkpoints[k - 1]));
+    metrics.push(run.metrics[k - 1]);
   }
+  return {
+    spec,
+    result: toVariantResult(spec, startVal, vals, metrics),
+    finalCheckpoint: run.checkpoints[K - 1],
+  };
+}
+
+/** One iteration of a chained variant: the checkpoint it keeps, its validation, its DPO job's metrics. */
+interface ChainStep {
+  checkpointId: string;
+  val: ValidationEval;
+  metrics: TrainMetrics;
+}
+
+/** A variant as K chained one-iteration runs, each from the checkpoint the previous one kept. */
+async function runVariantChained(
+  ctx: PipelineContext,
+  spec: VariantSpec,
+  ids: { base: string; improver: string },
+  startVal: ValidationEval,
+  faithful: FaithfulResults,
+  stage: VariantStage,
+): Promise<VariantRun> {
+  const K = ctx.cfg.tuning.iterations;
+  const metrics: TrainMetrics[] = [];
+  const vals: ValidationEval[] = [];
   let current = ids.base;
   let currentVal = startVal;
-  const every = spec.earlyStop ? Math.max(1, Math.floor(stage.steps / cfg.tuning.earlyStopCheckpoints)) : 0;
+  const every = spec.earlyStop
+    ? Math.max(1, Math.floor(stage.steps / ctx.cfg.tuning.earlyStopCheckpoints))
+    : 0;
   // A refreshed reference is the base in iteration 1: that iteration is the faithful run's own.
   const reuseFirst =
-    spec.reference === "previous" && same("reference") && faithful.ours.checkpoints.length > 0;
+    spec.reference === "previous" &&
+    sameExcept(spec, faithfulSpec(ctx), "reference") &&
+    faithful.ours.checkpoints.length > 0;
   for (let k = 1; k <= K; k++) {
-    if (k === 1 && reuseFirst) {
-      current = faithful.ours.checkpoints[0];
-      currentVal = await validate(ctx, "ours/iter-1", current);
-      metrics.push(faithful.ours.metrics[0]);
-      vals.push(currentVal);
-      continue;
-    }
-    const runId = runIdFor(cfg, seed, `t-${spec.key}-${k}`);
-    const run: IteratedRun = await iteratedStage(
-      ctx,
-      `tune/${spec.key}/iter-${k}`,
-      runId,
-      `search: ${spec.label}, iteration ${k}`,
-      ids,
-      {
-        method: RunMethod.ITERATIVE_DPO,
-        iterations: 1,
-        training: trainingConfig(stage, 0, every > 0 ? { checkpointEvery: every } : {}),
-        pairs: spec.pairs,
-        startCheckpointId: current,
-        reference,
-        improveStrength: runStrength(spec),
-        seed: deriveSeed(seed, `tune-chain:${k}`),
-      },
-    );
-    metrics.push(run.metrics[0]);
-    let candidate = run.checkpoints[0];
-    if (spec.sftOnWinners) {
-      const sft = await trainStage(ctx, `tune/${spec.key}/iter-${k}/sft`, `search: ${spec.label}, SFT ${k}`, {
-        jobId: `${ctx.tag}-t-${spec.key}-${k}-sft`,
-        kind: JobKind.SFT,
-        data: [`artifact://runs/${run.runId}/iter-1/`],
-        initCheckpointId: candidate,
-        modelPreset: cfg.modelPreset,
-        training: trainingConfig(
-          {
-            steps: cfg.tuning.sftSteps,
-            batchSize: cfg.sft.batchSize,
-            learningRate: cfg.tuning.sftLearningRate,
-            warmupSteps: 0,
-          },
-          deriveSeed(seed, `tune-sft:${spec.key}:${k}`),
-        ),
-        outputCheckpointId: `bench/${ctx.tag}/tune/${spec.key}/iter-${k}/sft`,
-      });
-      candidate = sft.checkpointId;
-    }
-    if (spec.earlyStop) {
-      const job = (await ctx.mesh.clients.trainer.getJob({ jobId: `${run.runId}-iter-1` })).job;
-      const ckpts = (job?.checkpoints ?? []).map((c) => c.id);
-      if (!ckpts.includes(candidate)) ckpts.push(candidate);
-      let best = currentVal;
-      for (const id of ckpts) {
-        const v = await validate(
-          ctx,
-          `ckpt/${id
-            .toLowerCase()
-            .replace(/@/g, "-at-")
-            .replace(/[^a-z0-9._:/-]/g, "-")}`,
-          id,
-        );
-        if (v.reward > best.reward) best = v;
-      }
-      ctx.progress(
-        `search: ${spec.label}, iteration ${k}: kept ${best.checkpointId === currentVal.checkpointId ? "the start" : best.checkpointId} (validation ${best.reward.toFixed(4)})`,
-      );
-      current = best.checkpointId;
-      currentVal = best;
-      vals.push(best);
-      continue;
-    }
-    current = candidate;
-    currentVal = await validate(ctx, `tune/${spec.key}/iter-${k}`, candidate);
-    vals.push(currentVal);
+    const step: ChainStep =
+      k === 1 && reuseFirst
+        ? await faithfulFirstIteration(ctx, faithful)
+        : await chainIteration(ctx, spec, ids, stage, every, k, current, currentVal);
+    metrics.push(step.metrics);
+    current = step.checkpointId;
+    currentVal = step.val;
+    vals.push(step.val);
   }
   return { spec, result: toVariantResult(spec, startVal, vals, metrics), finalCheckpoint: current };
+}
+
+/** The faithful run's first iterate as a chained variant's first iteration. */
+async function faithfulFirstIteration(ctx: PipelineContext, faithful: FaithfulResults): Promise<ChainStep> {
+  const checkpointId = faithful.ours.checkpoints[0];
+  const val = await validate(ctx, "ours/iter-1", checkpointId);
+  return { checkpointId, val, metrics: faithful.ours.metrics[0] };
+}
+
+/** Iteration `k` of a chained variant from `current`: its DPO run, then the SFT job or checkpoint choice. */
+async function chainIteration(
+  ctx: PipelineContext,
+  spec: VariantSpec,
+  ids: { base: string; improver: string },
+  stage: VariantStage,
+  every: number,
+  k: number,
+  current: string,
+  currentVal: ValidationEval,
+): Promise<ChainStep> {
+  const { cfg, seed } = ctx;
+  const runId = runIdFor(cfg, seed, `t-${spec.key}-${k}`);
+  const run: IteratedRun = await iteratedStage(
+    ctx,
+    `tune/${spec.key}/iter-${k}`,
+    runId,
+    `search: ${spec.label}, iteration ${k}`,
+    ids,
+    {
+      method: RunMethod.ITERATIVE_DPO,
+      iterations: 1,
+      training: trainingConfig(stage, 0, every > 0 ? { checkpointEvery: every } : {}),
+      pairs: spec.pairs,
+      startCheckpointId: current,
+      reference: referencePolicy(spec),
+      improveStrength: runStrength(spec),
+      seed: deriveSeed(seed, `tune-chain:${k}`),
+    },
+  );
+  const metrics = run.metrics[0];
+  let candidate = run.checkpoints[0];
+  if (spec.sftOnWinners) candidate = await sftOnWinners(ctx, spec, k, run.runId, candidate);
+  if (spec.earlyStop) {
+    const best = await earlyStopChoice(ctx, spec, k, run.runId, candidate, currentVal);
+    return { checkpointId: best.checkpointId, val: best, metrics };
+  }
+  const val = await validate(ctx, `tune/${spec.key}/iter-${k}`, candidate);
+  return { checkpointId: candidate, val, metrics };
+}
+
+/** An SFT job on iteration `k`'s improved winners (run `runId`), from `candidate`; its checkpoint. */
+async function sftOnWinners(
+  ctx: PipelineContext,
+  spec: VariantSpec,
+  k: number,
+  runId: string,
+  candidate: string,
+): Promise<string> {
+  const { cfg, seed } = ctx;
+  const sft = await trainStage(ctx, `tune/${spec.key}/iter-${k}/sft`, `search: ${spec.label}, SFT ${k}`, {
+    jobId: `${ctx.tag}-t-${spec.key}-${k}-sft`,
+    kind: JobKind.SFT,
+    data: [`artifact://runs/${runId}/iter-1/`],
+    initCheckpointId: candidate,
+    modelPreset: cfg.modelPreset,
+    training: trainingConfig(
+      {
+        steps: cfg.tuning.sftSteps,
+        batchSize: cfg.sft.batchSize,
+        learningRate: cfg.tuning.sftLearningRate,
+        warmupSteps: 0,
+      },
+      deriveSeed(seed, `tune-sft:${spec.key}:${k}`),
+    ),
+    outputCheckpointId: `bench/${ctx.tag}/tune/${spec.key}/iter-${k}/sft`,
+  });
+  return sft.checkpointId;
+}
+
+/**
+ * Early stopping in iteration `k`: the best on validation of the DPO job's intermediate checkpoints and
+ * `candidate`, or the iteration's start (`currentVal`) when none beats it.
+ */
+async function earlyStopChoice(
+  ctx: PipelineContext,
+  spec: VariantSpec,
+  k: number,
+  runId: string,
+  candidate: string,
+  currentVal: ValidationEval,
+): Promise<ValidationEval> {
+  const job = (await ctx.mesh.clients.trainer.getJob({ jobId: `${runId}-iter-1` })).job;
+  const ckpts = (job?.checkpoints ?? []).map((c) => c.id);
+  if (!ckpts.includes(candidate)) ckpts.push(candidate);
+  let best = currentVal;
+  for (const id of ckpts) {
+    const v = await validate(
+      ctx,
+      `ckpt/${id
+        .toLowerCase()
+        .replace(/@/g, "-at-")
+        .replace(/[^a-z0-9._:/-]/g, "-")}`,
+      id,
+    );
+    if (v.reward > best.reward) best = v;
+  }
+  ctx.progress(
+    `search: ${spec.label}, iteration ${k}: kept ${best.checkpointId === currentVal.checkpointId ? "the start" : best.checkpointId} (validation ${best.reward.toFixed(4)})`,
+  );
+  return best;
 }
 
 /** Key of the chosen policy's samples improved once by the improver (what a user deploys). */
@@ -382,60 +474,19 @@ export async function runTuning(
 ): Promise<
   NonNullable<PaperResults["tuning"]> & { model: ModelEval; variantModels: Record<string, ModelEval> }
 > {
-  const { cfg } = ctx;
   const ids = { base: faithful.base.checkpointId, improver: faithful.improver.checkpointId };
   const startVal = await validate(ctx, BASE_KEY, faithful.base.checkpointId);
-  const f = faithfulSpec(ctx);
-  const K = cfg.tuning.iterations;
-  const faithfulVals: ValidationEval[] = [];
-  for (let k = 1; k <= Math.min(K, faithful.ours.checkpoints.length); k++) {
-    faithfulVals.push(await validate(ctx, `ours/iter-${k}`, faithful.ours.checkpoints[k - 1]));
-  }
-  const runs: VariantRun[] = [
-    {
-      spec: f,
-      result: toVariantResult(f, startVal, faithfulVals, faithful.ours.metrics.slice(0, K)),
-      finalCheckpoint: faithfulVals[faithfulVals.length - 1].checkpointId,
-    },
-  ];
-  for (const spec of variantSpecs(ctx)) {
-    ctx.progress(`search: ${spec.label} (${spec.change})`);
-    runs.push(await runVariant(ctx, spec, ids, startVal, faithful));
-  }
-  const final = (r: VariantRun) => r.result.validation[r.result.validation.length - 1];
-  const combined = !cfg.tuning.combine
-    ? undefined
-    : combineHelpful(
-        f,
-        runs.slice(1).map((r) => ({ spec: r.spec, finalReward: final(r) })),
-        final(runs[0]),
-        cfg.tuning,
-      );
-  if (combined) {
-    ctx.progress(`search: combined (${combined.change})`);
-    runs.push(await runVariant(ctx, combined, ids, startVal, faithful));
-  }
+  const runs = await runVariants(ctx, ids, startVal, faithful);
   const choice = chooseVariant(
     runs.map((r) => r.result),
     startVal.vendi,
-    cfg.tuning.minVendiRatio,
+    ctx.cfg.tuning.minVendiRatio,
   );
   const best = runs[choice.index];
-  // Every variant's last iterate on train and test, for the report's "what made it work" table: measured
-  // after the choice, which reads validation only. A checkpoint the faithful part already evaluated (the
-  // faithful run's last iterate, or the base kept by early stopping) keeps that evaluation.
-  const variantModels: Record<string, ModelEval> = {};
-  for (const r of runs) {
-    const earlier = Object.values(faithful.models).find((m) => m.checkpointId === r.finalCheckpoint);
-    const key = earlier?.key ?? `tune/${r.spec.key}`;
-    if (!earlier) {
-      variantModels[key] = await evaluateModel(ctx, key, `search: ${r.spec.label}`, r.finalCheckpoint);
-    }
-    r.result.modelKey = key;
-  }
+  const variantModels = await evaluateFinalIterates(ctx, runs, faithful);
   const reason =
-    `${choice.rule} (${final(best).toFixed(4)}; ` +
-    `faithful ${final(runs[0]).toFixed(4)}, base ${startVal.reward.toFixed(4)})`;
+    `${choice.rule} (${finalReward(best).toFixed(4)}; ` +
+    `faithful ${finalReward(runs[0]).toFixed(4)}, base ${startVal.reward.toFixed(4)})`;
   const chosenKey = best.result.modelKey!;
   const chosen = variantModels[chosenKey] ?? faithful.models[chosenKey];
   // The "tuned" row is the chosen variant's evaluation under another label; its key stays that of the
@@ -457,4 +508,72 @@ export async function runTuning(
     model,
     variantModels,
   };
+}
+
+/** A variant's last validation reward. */
+function finalReward(r: VariantRun): number {
+  return r.result.validation[r.result.validation.length - 1];
+}
+
+/** The faithful method (its first K iterates, measured on validation), then every variant, then their combination. */
+async function runVariants(
+  ctx: PipelineContext,
+  ids: { base: string; improver: string },
+  startVal: ValidationEval,
+  faithful: FaithfulResults,
+): Promise<VariantRun[]> {
+  const { cfg } = ctx;
+  const f = faithfulSpec(ctx);
+  const K = cfg.tuning.iterations;
+  const faithfulVals: ValidationEval[] = [];
+  for (let k = 1; k <= Math.min(K, faithful.ours.checkpoints.length); k++) {
+    faithfulVals.push(await validate(ctx, `ours/iter-${k}`, faithful.ours.checkpoints[k - 1]));
+  }
+  const runs: VariantRun[] = [
+    {
+      spec: f,
+      result: toVariantResult(f, startVal, faithfulVals, faithful.ours.metrics.slice(0, K)),
+      finalCheckpoint: faithfulVals[faithfulVals.length - 1].checkpointId,
+    },
+  ];
+  for (const spec of variantSpecs(ctx)) {
+    ctx.progress(`search: ${spec.label} (${spec.change})`);
+    runs.push(await runVariant(ctx, spec, ids, startVal, faithful));
+  }
+  const combined = !cfg.tuning.combine
+    ? undefined
+    : combineHelpful(
+        f,
+        runs.slice(1).map((r) => ({ spec: r.spec, finalReward: finalReward(r) })),
+        finalReward(runs[0]),
+        cfg.tuning,
+      );
+  if (combined) {
+    ctx.progress(`search: combined (${combined.change})`);
+    runs.push(await runVariant(ctx, combined, ids, startVal, faithful));
+  }
+  return runs;
+}
+
+/**
+ * Every variant's last iterate on train and test, for the report's "what made it work" table: measured
+ * after the choice, which reads validation only. A checkpoint the faithful part already evaluated (the
+ * faithful run's last iterate, or the base kept by early stopping) keeps that evaluation. Sets each
+ * variant's `modelKey`; returns the new evaluations by key.
+ */
+async function evaluateFinalIterates(
+  ctx: PipelineContext,
+  runs: readonly VariantRun[],
+  faithful: FaithfulResults,
+): Promise<Record<string, ModelEval>> {
+  const variantModels: Record<string, ModelEval> = {};
+  for (const r of runs) {
+    const earlier = Object.values(faithful.models).find((m) => m.checkpointId === r.finalCheckpoint);
+    const key = earlier?.key ?? `tune/${r.spec.key}`;
+    if (!earlier) {
+      variantModels[key] = await evaluateModel(ctx, key, `search: ${r.spec.label}`, r.finalCheckpoint);
+    }
+    r.result.modelKey = key;
+  }
+  return variantModels;
 }
