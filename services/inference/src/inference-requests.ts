@@ -133,54 +133,16 @@ export function parseSample(req: SampleImagesRequest, model: OrtDiffusionModel):
   if (n > INFERENCE_LIMITS.maxImages)
     throw invalid(`prompts: ${n} is more than the limit of ${INFERENCE_LIMITS.maxImages}`);
   const prompts = checkPrompts(req.prompts, n);
-  if (req.seeds.length !== n)
-    throw invalid(`seeds: got ${req.seeds.length} seeds for ${n} prompts (give one per image)`);
-  const seeds = req.seeds.map((s, i) => {
-    if (s > BigInt(Number.MAX_SAFE_INTEGER))
-      throw invalid(`seeds[${i}]: ${s} exceeds the largest seed ${Number.MAX_SAFE_INTEGER}`);
-    return Number(s);
-  });
+  const seeds = parseSeeds(req.seeds, n);
   const T = model.schedule.timesteps;
   if (req.steps > T) throw invalid(`steps: ${req.steps} is more than the model's ${T} timesteps`);
   const steps = req.steps === 0 ? SAMPLER_DEFAULTS.steps : req.steps;
-  let sampler: SamplerKind;
-  if (req.sampler === Sampler.UNSPECIFIED || req.sampler === Sampler.DDIM) sampler = "ddim";
-  else if (req.sampler === Sampler.DDPM) sampler = "ddpm";
-  else throw invalid(`sampler: unknown sampler ${req.sampler}`);
+  const sampler = parseSampler(req.sampler);
   if (!(req.eta >= 0 && req.eta <= 1)) throw invalid(`eta: ${req.eta} is outside [0, 1]`);
-  let format: ImageFormat;
-  if (req.outputFormat === ImageFormat.UNSPECIFIED || req.outputFormat === ImageFormat.PNG)
-    format = ImageFormat.PNG;
-  else if (req.outputFormat === ImageFormat.TENSOR) format = ImageFormat.TENSOR;
-  else throw invalid(`output_format: unknown image format ${req.outputFormat}`);
+  const format = parseFormat(req.outputFormat);
   const clipDenoised = req.clipDenoised ?? true;
-  let guidanceScale: number = SAMPLER_DEFAULTS.guidanceScale;
-  let sT: number = SAMPLER_DEFAULTS.sT;
-  let sI: number = SAMPLER_DEFAULTS.sI;
-  let strength = 1;
-  let images: ImageBatch | undefined;
-  if (model.kind === "policy") {
-    if (req.guidance.case === "double")
-      throw invalid("double: double guidance needs an improver; this is a policy");
-    if (req.guidance.case === "classifierFree")
-      guidanceScale = scale(req.guidance.value.scale, "classifier_free.scale");
-    if (req.conditionImages.length > 0)
-      throw invalid("condition_images: a policy model takes no condition image");
-    if (req.strength !== undefined)
-      throw invalid("strength: SDEdit starts from a condition image; this is a policy");
-  } else {
-    if (req.guidance.case === "classifierFree")
-      throw invalid("classifier_free: an improver samples with double guidance; set double");
-    if (req.guidance.case === "double") {
-      sT = scale(req.guidance.value.textScale, "double.text_scale");
-      sI = scale(req.guidance.value.imageScale, "double.image_scale");
-    }
-    if (req.conditionImages.length !== n)
-      throw invalid(`condition_images: got ${req.conditionImages.length} for ${n} prompts (one per prompt)`);
-    images = imagesFromMessages(req.conditionImages, { field: "condition_images", size: model.imageSize });
-    strength = req.strength ?? 1;
-    if (!(strength > 0 && strength <= 1)) throw invalid(`strength: ${req.strength} is outside (0, 1]`);
-  }
+  const { guidanceScale, sT, sI, strength, images } =
+    model.kind === "policy" ? policyGuidance(req) : improverGuidance(req, model, n);
   const key = [
     model.kind,
     steps,
@@ -207,6 +169,66 @@ export function parseSample(req: SampleImagesRequest, model: OrtDiffusionModel):
     format,
     key,
   };
+}
+
+function parseSeeds(seeds: readonly bigint[], n: number): number[] {
+  if (seeds.length !== n)
+    throw invalid(`seeds: got ${seeds.length} seeds for ${n} prompts (give one per image)`);
+  return seeds.map((s, i) => {
+    if (s > BigInt(Number.MAX_SAFE_INTEGER))
+      throw invalid(`seeds[${i}]: ${s} exceeds the largest seed ${Number.MAX_SAFE_INTEGER}`);
+    return Number(s);
+  });
+}
+
+function parseSampler(sampler: Sampler): SamplerKind {
+  if (sampler === Sampler.UNSPECIFIED || sampler === Sampler.DDIM) return "ddim";
+  if (sampler === Sampler.DDPM) return "ddpm";
+  throw invalid(`sampler: unknown sampler ${sampler}`);
+}
+
+function parseFormat(format: ImageFormat): ImageFormat {
+  if (format === ImageFormat.UNSPECIFIED || format === ImageFormat.PNG) return ImageFormat.PNG;
+  if (format === ImageFormat.TENSOR) return ImageFormat.TENSOR;
+  throw invalid(`output_format: unknown image format ${format}`);
+}
+
+/** A SampleImages call's guidance scales, SDEdit strength and condition images. */
+type SampleGuidance = Pick<ParsedSample, "guidanceScale" | "sT" | "sI" | "strength" | "images">;
+
+/** A policy: classifier-free guidance only, no condition image, no SDEdit. */
+function policyGuidance(req: SampleImagesRequest): SampleGuidance {
+  let guidanceScale: number = SAMPLER_DEFAULTS.guidanceScale;
+  if (req.guidance.case === "double")
+    throw invalid("double: double guidance needs an improver; this is a policy");
+  if (req.guidance.case === "classifierFree")
+    guidanceScale = scale(req.guidance.value.scale, "classifier_free.scale");
+  if (req.conditionImages.length > 0)
+    throw invalid("condition_images: a policy model takes no condition image");
+  if (req.strength !== undefined)
+    throw invalid("strength: SDEdit starts from a condition image; this is a policy");
+  return { guidanceScale, sT: SAMPLER_DEFAULTS.sT, sI: SAMPLER_DEFAULTS.sI, strength: 1, images: undefined };
+}
+
+/** An improver: double guidance, one condition image per prompt, an optional SDEdit strength. */
+function improverGuidance(req: SampleImagesRequest, model: OrtDiffusionModel, n: number): SampleGuidance {
+  let sT: number = SAMPLER_DEFAULTS.sT;
+  let sI: number = SAMPLER_DEFAULTS.sI;
+  if (req.guidance.case === "classifierFree")
+    throw invalid("classifier_free: an improver samples with double guidance; set double");
+  if (req.guidance.case === "double") {
+    sT = scale(req.guidance.value.textScale, "double.text_scale");
+    sI = scale(req.guidance.value.imageScale, "double.image_scale");
+  }
+  if (req.conditionImages.length !== n)
+    throw invalid(`condition_images: got ${req.conditionImages.length} for ${n} prompts (one per prompt)`);
+  const images = imagesFromMessages(req.conditionImages, {
+    field: "condition_images",
+    size: model.imageSize,
+  });
+  const strength = req.strength ?? 1;
+  if (!(strength > 0 && strength <= 1)) throw invalid(`strength: ${req.strength} is outside (0, 1]`);
+  return { guidanceScale: SAMPLER_DEFAULTS.guidanceScale, sT, sI, strength, images };
 }
 
 /** DDPM ignores η: calls that differ only in it share batches. */

@@ -26,13 +26,52 @@ export function buildUNetGraph(cfg: UNetConfig, weights: Weights, textLength: nu
   const tokens = b.input("tokens", ["n", L, cfg.textDim]);
   const bias = b.input("bias", ["n", 1, 1, L]);
   const pool = b.input("pool", ["n", L]);
+  const tact = l.silu(timeEmbedding(b, l, cfg, sinus, tokens, pool));
+  const walk: UNetWalk = { b, l, cfg, textLength: L, tokens, bias, tact };
 
-  // temb = fc2(SiLU(fc1(sinus))) + text_pool(mean of the real tokens); every ResBlock takes SiLU(temb).
+  const input = cond ? b.op("Concat", [x, cond], { axis: { i: 3 } }) : x;
+  const h = l.conv(b.op("Transpose", [input], { perm: { ints: [0, 3, 1, 2] } }), "unet.conv_in");
+  const down = downPath(walk, h);
+  const mid = midBlock(walk, down.out);
+  const out = upPath(walk, mid, down.skips);
+  const eps = l.conv(gnSilu(walk, "unet.norm_out", out.h, out.ch, out.side), "unet.conv_out");
+  b.output(b.op("Transpose", [eps], { perm: { ints: [0, 2, 3, 1] } }), "eps", ["n", S, S, cfg.outChannels]);
+  return encodeGraph(b);
+}
+
+/** What every block of the walk reads: the builder, its layers, the config and the shared graph inputs. */
+interface UNetWalk {
+  b: OnnxGraphBuilder;
+  l: GraphLayers;
+  cfg: UNetConfig;
+  textLength: number;
+  tokens: string;
+  bias: string;
+  /** SiLU(temb), which every ResBlock takes. */
+  tact: string;
+}
+
+/** A feature map of the walk (NCHW), with its channel count and side. */
+interface Feature {
+  h: string;
+  ch: number;
+  side: number;
+}
+
+/** temb = fc2(SiLU(fc1(sinus))) + text_pool(mean of the real tokens). */
+function timeEmbedding(
+  b: OnnxGraphBuilder,
+  l: GraphLayers,
+  cfg: UNetConfig,
+  sinus: string,
+  tokens: string,
+  pool: string,
+): string {
   const pooled = b.op("Reshape", [
     b.op("MatMul", [b.op("Unsqueeze", [pool, b.int64s([1])]), tokens]),
     b.int64s([-1, cfg.textDim]),
   ]);
-  const temb = b.op("Add", [
+  return b.op("Add", [
     l.linear(
       l.silu(l.linear(sinus, "unet.time.fc1.w", "unet.time.fc1.b")),
       "unet.time.fc2.w",
@@ -40,56 +79,64 @@ export function buildUNetGraph(cfg: UNetConfig, weights: Weights, textLength: nu
     ),
     l.linear(pooled, "unet.text_pool.w", "unet.text_pool.b"),
   ]);
-  const tact = l.silu(temb);
+}
 
-  const gnSilu = (prefix: string, h: string, c: number, res: number) =>
-    l.silu(l.groupNorm(h, prefix, cfg.groups, c, res, res));
-  const res = (q: string, h: string, cin: number, cout: number, side: number): string => {
-    let y = l.conv(gnSilu(`${q}.norm1`, h, cin, side), `${q}.conv1`);
-    const tproj = b.op("Reshape", [l.linear(tact, `${q}.temb.w`, `${q}.temb.b`), b.int64s([0, cout, 1, 1])]);
-    y = b.op("Add", [y, tproj]);
-    y = l.conv(gnSilu(`${q}.norm2`, y, cout, side), `${q}.conv2`);
-    const skip = cin === cout ? h : l.conv1x1(h, `${q}.skip`);
-    return b.op("Add", [skip, y]);
-  };
-  const attn = (q: string, h: string, ch: number, side: number): string => {
-    const hw = side * side;
-    const normed = l.groupNorm(h, `${q}.norm`, cfg.groups, ch, side, side);
-    const rows = b.op("Transpose", [b.op("Reshape", [normed, b.int64s([0, ch, hw])])], {
-      perm: { ints: [0, 2, 1] },
-    });
-    const att = l.attention(
-      l.linear(rows, `${q}.q.w`),
-      l.linear(tokens, `${q}.k.w`),
-      l.linear(tokens, `${q}.v.w`),
-      bias,
-      {
-        heads: cfg.heads,
-        c: ch,
-        queries: hw,
-        keys: L,
-      },
-    );
-    const out = l.linear(att, `${q}.out.w`, `${q}.out.b`);
-    const back = b.op("Reshape", [
-      b.op("Transpose", [out], { perm: { ints: [0, 2, 1] } }),
-      b.int64s([0, ch, side, side]),
-    ]);
-    return b.op("Add", [h, back]);
-  };
+function gnSilu(w: UNetWalk, prefix: string, h: string, c: number, res: number): string {
+  return w.l.silu(w.l.groupNorm(h, prefix, w.cfg.groups, c, res, res));
+}
 
+function resBlock(w: UNetWalk, q: string, h: string, cin: number, cout: number, side: number): string {
+  const { b, l } = w;
+  let y = l.conv(gnSilu(w, `${q}.norm1`, h, cin, side), `${q}.conv1`);
+  const tproj = b.op("Reshape", [l.linear(w.tact, `${q}.temb.w`, `${q}.temb.b`), b.int64s([0, cout, 1, 1])]);
+  y = b.op("Add", [y, tproj]);
+  y = l.conv(gnSilu(w, `${q}.norm2`, y, cout, side), `${q}.conv2`);
+  const skip = cin === cout ? h : l.conv1x1(h, `${q}.skip`);
+  return b.op("Add", [skip, y]);
+}
+
+/** Cross-attention from the pixels to the text tokens, residual. */
+function attnBlock(w: UNetWalk, q: string, h: string, ch: number, side: number): string {
+  const { b, l, cfg } = w;
+  const hw = side * side;
+  const normed = l.groupNorm(h, `${q}.norm`, cfg.groups, ch, side, side);
+  const rows = b.op("Transpose", [b.op("Reshape", [normed, b.int64s([0, ch, hw])])], {
+    perm: { ints: [0, 2, 1] },
+  });
+  const att = l.attention(
+    l.linear(rows, `${q}.q.w`),
+    l.linear(w.tokens, `${q}.k.w`),
+    l.linear(w.tokens, `${q}.v.w`),
+    w.bias,
+    {
+      heads: cfg.heads,
+      c: ch,
+      queries: hw,
+      keys: w.textLength,
+    },
+  );
+  const out = l.linear(att, `${q}.out.w`, `${q}.out.b`);
+  const back = b.op("Reshape", [
+    b.op("Transpose", [out], { perm: { ints: [0, 2, 1] } }),
+    b.int64s([0, ch, side, side]),
+  ]);
+  return b.op("Add", [h, back]);
+}
+
+/** The down levels from conv_in's output, with the skip connections they leave for the up path. */
+function downPath(w: UNetWalk, convIn: string): { out: Feature; skips: { h: string; ch: number }[] } {
+  const { cfg, l } = w;
   const levels = cfg.channelMult.length;
-  const input = cond ? b.op("Concat", [x, cond], { axis: { i: 3 } }) : x;
-  let h = l.conv(b.op("Transpose", [input], { perm: { ints: [0, 3, 1, 2] } }), "unet.conv_in");
+  let h = convIn;
   const skips: { h: string; ch: number }[] = [{ h, ch: cfg.baseChannels }];
   let ch = cfg.baseChannels;
-  let side = S;
+  let side = cfg.imageSize;
   for (let i = 0; i < levels; i++) {
     const out = cfg.baseChannels * cfg.channelMult[i];
     for (let j = 0; j < cfg.numResBlocks; j++) {
-      h = res(`unet.down.${i}.res.${j}`, h, ch, out, side);
+      h = resBlock(w, `unet.down.${i}.res.${j}`, h, ch, out, side);
       ch = out;
-      if (cfg.attentionResolutions.includes(side)) h = attn(`unet.down.${i}.attn.${j}`, h, ch, side);
+      if (cfg.attentionResolutions.includes(side)) h = attnBlock(w, `unet.down.${i}.attn.${j}`, h, ch, side);
       skips.push({ h, ch });
     }
     if (i < levels - 1) {
@@ -98,15 +145,28 @@ export function buildUNetGraph(cfg: UNetConfig, weights: Weights, textLength: nu
       skips.push({ h, ch });
     }
   }
-  h = res("unet.mid.res.0", h, ch, ch, side);
-  if (cfg.midAttention) h = attn("unet.mid.attn", h, ch, side);
-  h = res("unet.mid.res.1", h, ch, ch, side);
-  for (let i = levels - 1; i >= 0; i--) {
+  return { out: { h, ch, side }, skips };
+}
+
+function midBlock(w: UNetWalk, f: Feature): Feature {
+  const { ch, side } = f;
+  let h = resBlock(w, "unet.mid.res.0", f.h, ch, ch, side);
+  if (w.cfg.midAttention) h = attnBlock(w, "unet.mid.attn", h, ch, side);
+  h = resBlock(w, "unet.mid.res.1", h, ch, ch, side);
+  return { h, ch, side };
+}
+
+/** The up levels, each ResBlock taking the next skip connection off the stack. */
+function upPath(w: UNetWalk, f: Feature, skips: { h: string; ch: number }[]): Feature {
+  const { b, l, cfg } = w;
+  let { h, ch, side } = f;
+  for (let i = cfg.channelMult.length - 1; i >= 0; i--) {
     const out = cfg.baseChannels * cfg.channelMult[i];
     for (let j = 0; j <= cfg.numResBlocks; j++) {
       const skip = skips.pop();
       if (!skip) throw new Error("onnx unet: skip stack underflow");
-      h = res(
+      h = resBlock(
+        w,
         `unet.up.${i}.res.${j}`,
         b.op("Concat", [h, skip.h], { axis: { i: 1 } }),
         ch + skip.ch,
@@ -114,7 +174,7 @@ export function buildUNetGraph(cfg: UNetConfig, weights: Weights, textLength: nu
         side,
       );
       ch = out;
-      if (cfg.attentionResolutions.includes(side)) h = attn(`unet.up.${i}.attn.${j}`, h, ch, side);
+      if (cfg.attentionResolutions.includes(side)) h = attnBlock(w, `unet.up.${i}.attn.${j}`, h, ch, side);
     }
     if (i > 0) {
       // Nearest-neighbour 2× upsampling: output pixel (y, x) reads input (⌊y/2⌋, ⌊x/2⌋).
@@ -127,7 +187,5 @@ export function buildUNetGraph(cfg: UNetConfig, weights: Weights, textLength: nu
       side *= 2;
     }
   }
-  const eps = l.conv(gnSilu("unet.norm_out", h, ch, side), "unet.conv_out");
-  b.output(b.op("Transpose", [eps], { perm: { ints: [0, 2, 3, 1] } }), "eps", ["n", S, S, cfg.outChannels]);
-  return encodeGraph(b);
+  return { h, ch, side };
 }
