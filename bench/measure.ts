@@ -33,7 +33,7 @@ import {
   type TrainingDriver,
 } from "@idpo/diffusion";
 import * as tf from "@tensorflow/tfjs-core";
-import { modelCost } from "./flops.js";
+import { type ModelCost, modelCost } from "./flops.js";
 import { type Measurement, measurement, timeIt } from "./timing.js";
 
 /** Settings of one measurement run. */
@@ -266,12 +266,37 @@ async function measure(opts: MeasureOptions): Promise<BackendResult> {
         "the FLOP count no longer follows unet.ts / text-encoder.ts",
     );
   }
-  const S = cfg.unet.imageSize;
   const loadBefore = loadavg();
   const inference = opts.trainWorkers === 1 ? await measureInference(policy, improver, opts) : undefined;
+  const { training, profile } = await measureDpo(policy, reference, cost, opts);
+  const { epsTraining, loadAfter } = await measureEpsTraining(policy, cost, opts);
+  for (const m of [policy, reference, improver] as DiffusionModel[]) m.dispose();
+  return {
+    backend: info.name,
+    threads: info.threads,
+    ...(info.wasmBinary ? { wasmBinary: info.wasmBinary } : {}),
+    preset: "shapes16",
+    params: { unet: cost.unetParams, text: cost.textParams, total },
+    flops: { unetForwardPerImage: cost.unetFlops, textForwardPerPrompt: cost.textFlops },
+    ...(inference ?? {}),
+    training,
+    epsTraining,
+    trainWorkers: opts.trainWorkers,
+    loadBefore,
+    loadAfter,
+    ...(profile ? { profile } : {}),
+  };
+}
 
-  // DPO training: policy forward+backward on 2P images, frozen reference forward on 2P, AdamW.
+/** DPO training: policy forward+backward on 2P images, frozen reference forward on 2P, AdamW. */
+async function measureDpo(
+  policy: DiffusionModel,
+  reference: DiffusionModel,
+  cost: ModelCost,
+  opts: MeasureOptions,
+): Promise<{ training: Measurement; profile: BackendResult["profile"] }> {
   const P = opts.trainPairs;
+  const S = policy.imageSize;
   const batch: PreferenceBatch = {
     prompts: Array.from({ length: P }, (_, i) => PROMPTS[i % PROMPTS.length]),
     winners: randomImages(P, S, 8),
@@ -291,32 +316,49 @@ async function measure(opts: MeasureOptions): Promise<BackendResult> {
     P,
     P * 2 * (3 * perImage + perImage),
   );
-
-  let profile: BackendResult["profile"];
-  if (opts.profile && trainer instanceof Trainer) {
-    const train = await kernelProfile(() => {
-      trainer.step([batch]);
-    });
-    const n = opts.sampleImages;
-    const prompts = Array.from({ length: n }, (_, i) => PROMPTS[i % PROMPTS.length]);
-    const text2 = policy.encodeText([...prompts, ...prompts.map(() => "")]);
-    const x2 = tf.randomNormal([2 * n, S, S, 3], 0, 1, "float32", 6) as tf.Tensor4D;
-    const step = await kernelProfile(() => {
-      policy.predictEps(x2, 500, text2).dispose();
-    });
-    tf.dispose([x2, text2.tokens, text2.bias]);
-    profile = {
-      trainingStep: train.slice(0, 25),
-      samplingStep: step.slice(0, 25),
-    };
-  }
+  const profile =
+    opts.profile && trainer instanceof Trainer
+      ? await kernelProfiles(trainer, batch, policy, opts)
+      : undefined;
   await trainer.dispose();
+  return { training, profile };
+}
 
-  // ε-MSE training (pretraining, SFT): policy forward+backward on each image, AdamW.
+/** The top kernels of one DPO training step and of one CFG sampling step (in-process trainer only). */
+async function kernelProfiles(
+  trainer: TrainingDriver<PreferenceBatch>,
+  batch: PreferenceBatch,
+  policy: DiffusionModel,
+  opts: MeasureOptions,
+): Promise<NonNullable<BackendResult["profile"]>> {
+  const S = policy.imageSize;
+  const train = await kernelProfile(() => {
+    trainer.step([batch]);
+  });
+  const n = opts.sampleImages;
+  const prompts = Array.from({ length: n }, (_, i) => PROMPTS[i % PROMPTS.length]);
+  const text2 = policy.encodeText([...prompts, ...prompts.map(() => "")]);
+  const x2 = tf.randomNormal([2 * n, S, S, 3], 0, 1, "float32", 6) as tf.Tensor4D;
+  const step = await kernelProfile(() => {
+    policy.predictEps(x2, 500, text2).dispose();
+  });
+  tf.dispose([x2, text2.tokens, text2.bias]);
+  return {
+    trainingStep: train.slice(0, 25),
+    samplingStep: step.slice(0, 25),
+  };
+}
+
+/** ε-MSE training (pretraining, SFT): policy forward+backward on each image, AdamW; the load once timed. */
+async function measureEpsTraining(
+  policy: DiffusionModel,
+  cost: ModelCost,
+  opts: MeasureOptions,
+): Promise<{ epsTraining: Measurement; loadAfter: number[] }> {
   const I = opts.trainImages;
   const captioned: CaptionedBatch = {
     prompts: Array.from({ length: I }, (_, i) => PROMPTS[i % PROMPTS.length]),
-    images: randomImages(I, S, 10),
+    images: randomImages(I, policy.imageSize, 10),
   };
   const epsTrainer = await driver(policy.params, pretrainObjective(policy), opts.trainWorkers);
   const epsTraining = measurement(
@@ -324,27 +366,11 @@ async function measure(opts: MeasureOptions): Promise<BackendResult> {
       await epsTrainer.step([captioned]);
     }, opts.minSeconds),
     I,
-    I * 3 * perImage,
+    I * 3 * (cost.unetFlops + cost.textFlops),
   );
   const loadAfter = loadavg();
-
   await epsTrainer.dispose();
-  for (const m of [policy, reference, improver] as DiffusionModel[]) m.dispose();
-  return {
-    backend: info.name,
-    threads: info.threads,
-    ...(info.wasmBinary ? { wasmBinary: info.wasmBinary } : {}),
-    preset: "shapes16",
-    params: { unet: cost.unetParams, text: cost.textParams, total },
-    flops: { unetForwardPerImage: cost.unetFlops, textForwardPerPrompt: cost.textFlops },
-    ...(inference ?? {}),
-    training,
-    epsTraining,
-    trainWorkers: opts.trainWorkers,
-    loadBefore,
-    loadAfter,
-    ...(profile ? { profile } : {}),
-  };
+  return { epsTraining, loadAfter };
 }
 
 const result = await measure(parseArgs(process.argv.slice(2)));
