@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import { openBus } from "@idpo/bus";
 import { encodePng } from "@idpo/data";
 import { blackPngBomb } from "@idpo/data/test-fixtures";
@@ -152,82 +152,108 @@ async function phase(name: string, url: string, pid: number, bomb?: Uint8Array):
   const client = createClient(ImproverService, transport);
   const health = createClient(Health, transport);
   const png = encodePng({ height: 16, width: 16, data: new Float32Array(16 * 16 * 3).fill(0.25) });
-  const request = (bytes: Uint8Array, seed: number) => ({
+  const rssBefore = rssMiB(pid);
+  const calls: CallTally = { latencies: [], exhausted: 0, other: [] };
+  const prober = probeHealth(health);
+  const started = performance.now();
+  const callers = Array.from({ length: CALLERS }, (_, c) => caller(client, png, c, calls));
+  const bombOutcome = bomb ? bombCall(client, bomb) : undefined;
+  await Promise.all(bombOutcome ? [...callers, bombOutcome] : callers);
+  const wallS = (performance.now() - started) / 1000;
+  const checks = await prober.stop();
+  const latencies = calls.latencies.sort((a, b) => a - b);
+  return {
+    phase: name,
+    admitted: latencies.length,
+    resourceExhausted: calls.exhausted,
+    otherErrors: [...new Set(calls.other)],
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+    wallS,
+    healthChecks: checks.checks,
+    healthAllServing: checks.allServing,
+    healthMaxMs: checks.maxMs,
+    rssBeforeMiB: rssBefore,
+    rssAfterMiB: rssMiB(pid),
+    bomb: bombOutcome ? await bombOutcome : undefined,
+  };
+}
+
+/** An ImproveImages request for one PNG. */
+function improveRequest(bytes: Uint8Array, seed: number) {
+  return {
     images: [create(ImageSchema, { data: { case: "png", value: bytes } })],
     prompts: ["a small red circle on a black background"],
     steps: STEPS,
     seed: BigInt(seed),
-  });
-  const rssBefore = rssMiB(pid);
-  const latencies: number[] = [];
-  let exhausted = 0;
-  const other: string[] = [];
-  let bombOutcome: string | undefined;
-  let healthChecks = 0;
-  let healthAllServing = true;
-  let healthMaxMs = 0;
+  };
+}
+
+/** The admitted calls' latencies and the refused calls of a phase. */
+interface CallTally {
+  latencies: number[];
+  exhausted: number;
+  other: string[];
+}
+
+/** Caller `c`: CALLS calls in turn, each tallied. */
+async function caller(
+  client: Client<typeof ImproverService>,
+  png: Uint8Array,
+  c: number,
+  tally: CallTally,
+): Promise<void> {
+  for (let i = 0; i < CALLS; i++) {
+    const t = performance.now();
+    try {
+      await client.improveImages(improveRequest(png, c * CALLS + i), { timeoutMs: 300_000 });
+      tally.latencies.push(performance.now() - t);
+    } catch (err) {
+      const e = ConnectError.from(err);
+      if (e.code === Code.ResourceExhausted) tally.exhausted++;
+      else tally.other.push(`${Code[e.code]}: ${e.rawMessage}`);
+    }
+  }
+}
+
+/** What became of the decompression bomb's call. */
+async function bombCall(client: Client<typeof ImproverService>, bomb: Uint8Array): Promise<string> {
+  const t = performance.now();
+  try {
+    await client.improveImages(improveRequest(bomb, 0));
+    return "accepted (!)";
+  } catch (err) {
+    const e = ConnectError.from(err);
+    return `${Code[e.code]} in ${(performance.now() - t).toFixed(0)} ms: ${e.rawMessage}`;
+  }
+}
+
+/** Health checks every 100 ms until stop(), which resolves once the check under way has finished. */
+function probeHealth(health: Client<typeof Health>): {
+  stop: () => Promise<{ checks: number; allServing: boolean; maxMs: number }>;
+} {
+  const tally = { checks: 0, allServing: true, maxMs: 0 };
   let running = true;
   const prober = (async () => {
     while (running) {
       const t = performance.now();
       try {
         const res = await health.check({}, { timeoutMs: 30_000 });
-        if (res.status !== Serving.SERVING) healthAllServing = false;
+        if (res.status !== Serving.SERVING) tally.allServing = false;
       } catch {
-        healthAllServing = false;
+        tally.allServing = false;
       }
-      healthMaxMs = Math.max(healthMaxMs, performance.now() - t);
-      healthChecks++;
+      tally.maxMs = Math.max(tally.maxMs, performance.now() - t);
+      tally.checks++;
       await new Promise((r) => setTimeout(r, 100));
     }
   })();
-  const started = performance.now();
-  const callers = Array.from({ length: CALLERS }, async (_, c) => {
-    for (let i = 0; i < CALLS; i++) {
-      const t = performance.now();
-      try {
-        await client.improveImages(request(png, c * CALLS + i), { timeoutMs: 300_000 });
-        latencies.push(performance.now() - t);
-      } catch (err) {
-        const e = ConnectError.from(err);
-        if (e.code === Code.ResourceExhausted) exhausted++;
-        else other.push(`${Code[e.code]}: ${e.rawMessage}`);
-      }
-    }
-  });
-  if (bomb) {
-    callers.push(
-      (async () => {
-        const t = performance.now();
-        try {
-          await client.improveImages(request(bomb, 0));
-          bombOutcome = "accepted (!)";
-        } catch (err) {
-          const e = ConnectError.from(err);
-          bombOutcome = `${Code[e.code]} in ${(performance.now() - t).toFixed(0)} ms: ${e.rawMessage}`;
-        }
-      })(),
-    );
-  }
-  await Promise.all(callers);
-  const wallS = (performance.now() - started) / 1000;
-  running = false;
-  await prober;
-  latencies.sort((a, b) => a - b);
   return {
-    phase: name,
-    admitted: latencies.length,
-    resourceExhausted: exhausted,
-    otherErrors: [...new Set(other)],
-    p50Ms: percentile(latencies, 50),
-    p99Ms: percentile(latencies, 99),
-    wallS,
-    healthChecks,
-    healthAllServing,
-    healthMaxMs,
-    rssBeforeMiB: rssBefore,
-    rssAfterMiB: rssMiB(pid),
-    bomb: bombOutcome,
+    stop: async () => {
+      running = false;
+      await prober;
+      return tally;
+    },
   };
 }
 
