@@ -19,9 +19,9 @@ import { createRequire } from "node:module";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { preset } from "@idpo/diffusion";
+import { type DiffusionConfig, preset } from "@idpo/diffusion";
 import { cpuPeak } from "./cpu-peak.js";
-import { modelCost } from "./flops.js";
+import { type ModelCost, modelCost } from "./flops.js";
 import type { BackendResult, KernelTime, Measurement } from "./measure.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -226,11 +226,41 @@ function printParallel(results: Map<string, BackendResult>, peakGflops: number):
   }
 }
 
+type BenchOptions = ReturnType<typeof parseArgs>;
+
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   const cfg = preset("shapes16");
   const cost = modelCost(cfg);
   const improverCost = modelCost({ ...cfg, unet: { ...cfg.unet, condChannels: cfg.unet.inChannels } });
+  const { columns, skipped } = benchColumns();
+  const selected = columns.filter((c) => opts.only == null || opts.only.has(c.id));
+  const peak = printHeader(cfg, cost, improverCost, skipped);
+
+  const results = new Map<string, BackendResult>();
+  const specPath = join(tmpdir(), `idpo-bench-spec-${process.pid}.json`);
+  for (const col of selected) {
+    const started = performance.now();
+    process.stdout.write(`  running ${col.id} ... `);
+    const result =
+      col.kind === "torch"
+        ? await runTorch(col, torchSpec(col, opts, cfg, cost, improverCost), specPath)
+        : await runTfjsOrOnnx(col, opts);
+    results.set(col.id, result);
+    console.log(
+      `${((performance.now() - started) / 1000).toFixed(0)} s (load ${result.loadBefore[0].toFixed(2)} → ${result.loadAfter[0].toFixed(2)})`,
+    );
+  }
+
+  printTable(results, selected);
+  printParallel(results, peak.gflops);
+  printFooter(results);
+  printProfiles(results);
+  writeRecord(cost, improverCost, skipped, results);
+}
+
+/** Every column this machine can run, and why the others are skipped. */
+function benchColumns(): { columns: Column[]; skipped: string[] } {
   const threads = [1, 2];
   const full = { forwardBatch: 32, sampleImages: 32, trainPairs: 16, trainImages: 32 };
   const columns: Column[] = [];
@@ -274,26 +304,40 @@ async function main(): Promise<void> {
     const base = columns.find((c) => c.id === `wasm-${t}`);
     if (base) columns.push({ ...base, id: `onnx-${t}`, kind: "onnx", backend: "onnxruntime" });
   }
+  columns.push(...torchColumns(threads, full, skipped));
+  return { columns, skipped };
+}
+
+type ColumnSizes = Pick<Column, "forwardBatch" | "sampleImages" | "trainPairs" | "trainImages">;
+
+/** The PyTorch columns, or none with the reason pushed to `skipped`. */
+function torchColumns(threads: readonly number[], full: ColumnSizes, skipped: string[]): Column[] {
   const missing = torchMissing();
-  if (missing == null) {
-    for (const t of threads)
-      columns.push({
-        id: `torch-${t}`,
-        kind: "torch",
-        backend: "pytorch",
-        threads: t,
-        cores: t,
-        workers: 1,
-        ...full,
-      });
-  } else {
+  if (missing != null) {
     skipped.push(
       `PyTorch reference: ${missing}; install it with \`apt-get install -y python3-torch libopenblas0\`. ` +
         "The torch columns and the ratios are left out.",
     );
+    return [];
   }
-  const selected = columns.filter((c) => opts.only == null || opts.only.has(c.id));
+  return threads.map((t) => ({
+    id: `torch-${t}`,
+    kind: "torch" as const,
+    backend: "pytorch",
+    threads: t,
+    cores: t,
+    workers: 1,
+    ...full,
+  }));
+}
 
+/** The model, the machine and its physical limit (returned), and the skipped columns. */
+function printHeader(
+  cfg: DiffusionConfig,
+  cost: ModelCost,
+  improverCost: ModelCost,
+  skipped: readonly string[],
+): ReturnType<typeof cpuPeak> {
   console.log(
     `idpo bench: preset shapes16 (S=${cfg.unet.imageSize}), ${cost.unetParams + cost.textParams} weights`,
   );
@@ -309,72 +353,79 @@ async function main(): Promise<void> {
   const peak = cpuPeak();
   console.log(`  physical limit: ${peak.explanation}`);
   for (const s of skipped) console.log(`  skipped ${s}`);
+  return peak;
+}
 
-  const results = new Map<string, BackendResult>();
-  const specPath = join(tmpdir(), `idpo-bench-spec-${process.pid}.json`);
-  for (const col of selected) {
-    const started = performance.now();
-    process.stdout.write(`  running ${col.id} ... `);
-    let result: BackendResult;
-    const sizes = [
-      "--forward-batch",
-      String(col.forwardBatch),
-      "--sample-images",
-      String(col.sampleImages),
-      "--train-pairs",
-      String(col.trainPairs),
-      "--train-images",
-      String(col.trainImages),
-      "--min-seconds",
-      String(opts.minSeconds),
-    ];
-    if (col.kind === "onnx") {
-      const args = ["--import", "tsx", join(here, "measure-onnx.ts"), "--threads", String(col.threads)];
-      args.push("--forward-batch", String(col.forwardBatch), "--sample-images", String(col.sampleImages));
-      args.push("--min-seconds", String(opts.minSeconds));
-      result = await runChild<BackendResult>(process.execPath, args, col.id);
-    } else if (col.kind === "tfjs") {
-      const args = [
-        "--import",
-        "tsx",
-        join(here, "measure.ts"),
-        "--backend",
-        col.backend,
-        "--threads",
-        String(col.threads),
-        "--train-workers",
-        String(col.workers),
-        ...sizes,
-      ];
-      if (opts.profile && col.backend === "wasm") args.push("--profile");
-      result = await runChild<BackendResult>(process.execPath, args, col.id);
-    } else {
-      const spec = {
-        unet: cfg.unet,
-        text: { ...cfg.text, vocab: undefined, vocabSize: cfg.text.vocab.length },
-        params: { unet: cost.unetParams, text: cost.textParams },
-        flops: {
-          unetForwardPerImage: cost.unetFlops,
-          improverUnetForwardPerImage: improverCost.unetFlops,
-          textForwardPerPrompt: cost.textFlops,
-        },
-        threads: col.threads,
-        forwardBatch: col.forwardBatch,
-        sampleImages: col.sampleImages,
-        trainPairs: col.trainPairs,
-        trainImages: col.trainImages,
-        minSeconds: opts.minSeconds,
-      };
-      writeFileSync(specPath, JSON.stringify(spec));
-      result = await runChild<BackendResult>(PYTHON, [join(here, "torch_unet.py"), specPath], col.id);
-    }
-    results.set(col.id, result);
-    console.log(
-      `${((performance.now() - started) / 1000).toFixed(0)} s (load ${result.loadBefore[0].toFixed(2)} → ${result.loadAfter[0].toFixed(2)})`,
-    );
+/** A tfjs column (bench/measure.ts) or an ONNX Runtime column (bench/measure-onnx.ts) in its own process. */
+function runTfjsOrOnnx(col: Column, opts: BenchOptions): Promise<BackendResult> {
+  if (col.kind === "onnx") {
+    const args = ["--import", "tsx", join(here, "measure-onnx.ts"), "--threads", String(col.threads)];
+    args.push("--forward-batch", String(col.forwardBatch), "--sample-images", String(col.sampleImages));
+    args.push("--min-seconds", String(opts.minSeconds));
+    return runChild<BackendResult>(process.execPath, args, col.id);
   }
+  const args = [
+    "--import",
+    "tsx",
+    join(here, "measure.ts"),
+    "--backend",
+    col.backend,
+    "--threads",
+    String(col.threads),
+    "--train-workers",
+    String(col.workers),
+    "--forward-batch",
+    String(col.forwardBatch),
+    "--sample-images",
+    String(col.sampleImages),
+    "--train-pairs",
+    String(col.trainPairs),
+    "--train-images",
+    String(col.trainImages),
+    "--min-seconds",
+    String(opts.minSeconds),
+  ];
+  if (opts.profile && col.backend === "wasm") args.push("--profile");
+  return runChild<BackendResult>(process.execPath, args, col.id);
+}
 
-  // Table: one row per metric, a value and GFLOP/s per column, then ours/PyTorch at equal threads.
+/** What bench/torch_unet.py reads: the architecture, its analytic cost and the column's sizes. */
+function torchSpec(
+  col: Column,
+  opts: BenchOptions,
+  cfg: DiffusionConfig,
+  cost: ModelCost,
+  improverCost: ModelCost,
+) {
+  return {
+    unet: cfg.unet,
+    text: { ...cfg.text, vocab: undefined, vocabSize: cfg.text.vocab.length },
+    params: { unet: cost.unetParams, text: cost.textParams },
+    flops: {
+      unetForwardPerImage: cost.unetFlops,
+      improverUnetForwardPerImage: improverCost.unetFlops,
+      textForwardPerPrompt: cost.textFlops,
+    },
+    threads: col.threads,
+    forwardBatch: col.forwardBatch,
+    sampleImages: col.sampleImages,
+    trainPairs: col.trainPairs,
+    trainImages: col.trainImages,
+    minSeconds: opts.minSeconds,
+  };
+}
+
+/** A PyTorch column: bench/torch_unet.py on a spec file. */
+function runTorch(col: Column, spec: object, specPath: string): Promise<BackendResult> {
+  writeFileSync(specPath, JSON.stringify(spec));
+  return runChild<BackendResult>(PYTHON, [join(here, "torch_unet.py"), specPath], col.id);
+}
+
+const LABEL_WIDTH = 34;
+const CELL_WIDTH = 19;
+
+/** One row per metric, a value and GFLOP/s per column, then ours/PyTorch at equal threads. */
+function printTable(results: Map<string, BackendResult>, selected: readonly Column[]): void {
   const ids = [...results.keys()];
   const coresOf = new Map(selected.map((c) => [c.id, c.cores]));
   const ratioPairs: [string, string][] = [];
@@ -384,8 +435,28 @@ async function main(): Promise<void> {
     const torch = `torch-${coresOf.get(id)}`;
     if (results.has(torch)) ratioPairs.push([id, torch]);
   }
-  const w0 = 34;
-  const w = 19;
+  const w0 = LABEL_WIDTH;
+  const w = CELL_WIDTH;
+  console.log("");
+  console.log(pad("wall clock", w0) + ids.map((id) => pad(`${id} (GFLOP/s)`, w, true)).join(""));
+  for (const m of METRICS) {
+    const cells = ids.map((id) => {
+      const x: Measurement | undefined = results.get(id)![m.key];
+      return pad(x == null ? "-" : `${fmt(x.perSecond)} (${fmt(x.gflops, 1)})`, w, true);
+    });
+    console.log(pad(`${m.label} ${m.unit}`, w0) + cells.join(""));
+  }
+  if (ratioPairs.length > 0) printRatios(results, ratioPairs);
+}
+
+/**
+ * Wall-clock ratios are the figure of merit on an idle machine. On a busy one each process gets an
+ * unknown share of the cores, so the ratio of work per CPU-second is shown too (for one thread it
+ * estimates the idle ratio; for two it also charges each side for threads that spin or wait).
+ */
+function printRatios(results: Map<string, BackendResult>, ratioPairs: readonly [string, string][]): void {
+  const w0 = LABEL_WIDTH;
+  const w = CELL_WIDTH;
   const ratioCell = (a: string, b: string, m: Metric, cpuTime: boolean) => {
     const ours = results.get(a)![m];
     const ref = results.get(b)![m];
@@ -398,35 +469,24 @@ async function main(): Promise<void> {
     return pad(`${ratio.toFixed(2)}×${mark}`, w, true);
   };
   console.log("");
-  console.log(pad("wall clock", w0) + ids.map((id) => pad(`${id} (GFLOP/s)`, w, true)).join(""));
+  console.log(
+    pad("ours / PyTorch", w0) +
+      ratioPairs.map(([a, b]) => pad(`${a}/${b}`, w, true)).join("") +
+      ratioPairs
+        .map(([a, b]) => pad(`cpu-time ${a.replace("wasm-", "w")}/${b.replace("torch-", "t")}`, w, true))
+        .join(""),
+  );
   for (const m of METRICS) {
-    const cells = ids.map((id) => {
-      const x: Measurement | undefined = results.get(id)![m.key];
-      return pad(x == null ? "-" : `${fmt(x.perSecond)} (${fmt(x.gflops, 1)})`, w, true);
-    });
-    console.log(pad(`${m.label} ${m.unit}`, w0) + cells.join(""));
-  }
-  if (ratioPairs.length > 0) {
-    // Wall-clock ratios are the figure of merit on an idle machine. On a busy one each process gets an
-    // unknown share of the cores, so the ratio of work per CPU-second is shown too (for one thread it
-    // estimates the idle ratio; for two it also charges each side for threads that spin or wait).
-    console.log("");
     console.log(
-      pad("ours / PyTorch", w0) +
-        ratioPairs.map(([a, b]) => pad(`${a}/${b}`, w, true)).join("") +
-        ratioPairs
-          .map(([a, b]) => pad(`cpu-time ${a.replace("wasm-", "w")}/${b.replace("torch-", "t")}`, w, true))
-          .join(""),
+      pad(`${m.label}`, w0) +
+        ratioPairs.map(([a, b]) => ratioCell(a, b, m.key, false)).join("") +
+        ratioPairs.map(([a, b]) => ratioCell(a, b, m.key, true)).join(""),
     );
-    for (const m of METRICS) {
-      console.log(
-        pad(`${m.label}`, w0) +
-          ratioPairs.map(([a, b]) => ratioCell(a, b, m.key, false)).join("") +
-          ratioPairs.map(([a, b]) => ratioCell(a, b, m.key, true)).join(""),
-      );
-    }
   }
-  printParallel(results, peak.gflops);
+}
+
+/** The sizes and targets, the inference sidecar's figures and the load during the runs. */
+function printFooter(results: Map<string, BackendResult>): void {
   console.log("");
   console.log(
     "  sizes: forward batch 32, sampling/improver 32 images, DPO 16 pairs and ε-MSE 32 images per step " +
@@ -441,7 +501,9 @@ async function main(): Promise<void> {
     `  1-min load average during the runs: ${Math.min(...loads).toFixed(2)}–${Math.max(...loads).toFixed(2)} ` +
       `on ${cpus().length} cores${Math.max(...loads) > cpus().length ? " (busy: wall-clock figures are depressed and noisy)" : ""}`,
   );
+}
 
+function printProfiles(results: Map<string, BackendResult>): void {
   for (const [id, r] of results) {
     if (r.profile == null) continue;
     for (const [what, kernels] of Object.entries(r.profile)) {
@@ -454,7 +516,15 @@ async function main(): Promise<void> {
       }
     }
   }
+}
 
+/** The figures as JSON under bench/out/ (stamped, and as latest.json). */
+function writeRecord(
+  cost: ModelCost,
+  improverCost: ModelCost,
+  skipped: string[],
+  results: Map<string, BackendResult>,
+): void {
   const outDir = join(here, "out");
   mkdirSync(outDir, { recursive: true });
   const record = {
