@@ -109,6 +109,8 @@ const presetName = values.preset as PresetName;
 const out = resolve(values.out!);
 mkdirSync(out, { recursive: true });
 const work = mkdtempSync(join(tmpdir(), "idpo-parity-"));
+/** The twin's trained weights (kept under --out for a later invocation with the same recipe). */
+const twinPath = join(out, "twin.safetensors");
 const log = (msg: string) =>
   process.stderr.write(`[parity ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
@@ -230,6 +232,14 @@ function score(data: Float32Array, prompts: readonly string[], size: number): Sc
   return { rewards, images };
 }
 
+/** Every image of the pairs (indexed as the Trainer indexes them), their tokens, and the Trainer's read order. */
+interface TrainingData {
+  images: Float32Array;
+  nImages: number;
+  order: Int32Array;
+  tokens: ReturnType<DiffusionModel["tokenizer"]["encode"]>;
+}
+
 async function main(): Promise<void> {
   await initBackend({ log: (m) => log(m) });
   const dataset = `shapes://?pairs=${pairs}&size=16&seed=${dataSeed}`;
@@ -237,77 +247,110 @@ async function main(): Promise<void> {
 
   // The same initial weights on both sides: idpo's initialisation with the job's seed.
   const init = createModel(preset(presetName), recipe.seed, { trainable: false });
-  const S = init.imageSize;
   const initPath = join(work, "init.safetensors");
   writeFileSync(initPath, encodeCheckpoint(init, { step: 0, parent: null }));
 
   // An in-process mesh on the embedded bus: the Trainer's job path, and its data reader.
   const mesh = await startLocalMesh({ dataDir: join(work, "mesh"), logger: createLogger("warn") });
-  let idpoBytes: Uint8Array;
-  let idpoLosses: number[] = [];
-  let idpoSeconds = Number.NaN;
-  let images: Float32Array;
-  let nImages: number;
-  let order: Int32Array;
-  let tokens: ReturnType<typeof init.tokenizer.encode>;
+  let data: TrainingData;
+  let idpo: IdpoTraining;
   try {
-    // The examples in the order idpo's Trainer reads them.
-    log(`data: ${dataset}, order of ${recipe.steps} × ${recipe.batch} examples (seed ${recipe.seed})`);
-    const sources = await openPairSources([parseDataUri(dataset, "dataset")], {
-      artifacts: (await sharedBus()).artifacts,
-      dataDir: join(work, "mesh"),
-    });
-    nImages = 2 * sources.reduce((a, s) => a + s.count, 0);
-    images = new Float32Array(nImages * S * S * 3);
-    const imagePrompts: string[] = new Array(nImages);
-    const stream = new ExampleStream(sources, "images", { seed: recipe.seed });
-    order = new Int32Array(recipe.steps * recipe.batch);
-    let k = 0;
-    for await (const ex of stream.from(0)) {
-      if (imagePrompts[ex.index] === undefined) {
-        imagePrompts[ex.index] = ex.prompt;
-        images.set(ex.image.data, ex.index * S * S * 3);
-      }
-      order[k++] = ex.index;
-      if (k === order.length) break;
-    }
-    // Images the order never reached are still exported, so the file is complete.
-    let p = 0;
-    for (const s of sources) {
-      for await (const r of s.records()) {
-        for (const [j, img] of [r.winner, r.loser].entries()) {
-          if (imagePrompts[2 * p + j] === undefined) {
-            imagePrompts[2 * p + j] = r.prompt;
-            images.set(img.data, (2 * p + j) * S * S * 3);
-          }
-        }
-        if (++p >= s.count) break;
-      }
-    }
-    tokens = init.tokenizer.encode(imagePrompts);
-
-    // idpo's training, through the Trainer.
-    if (values.checkpoint) {
-      idpoBytes = readFileSync(values.checkpoint);
-      log(`idpo weights from ${values.checkpoint}`);
-    } else {
-      const t0 = performance.now();
-      log(`idpo train: ${recipe.steps} steps × ${recipe.batch} through the Trainer`);
-      ({ bytes: idpoBytes, losses: idpoLosses } = await trainWithIdpo(mesh.urls.trainer, dataset));
-      idpoSeconds = (performance.now() - t0) / 1000;
-    }
+    data = await readTrainingData(init, dataset);
+    idpo = await idpoTraining(mesh.urls.trainer, dataset);
   } finally {
     await mesh.shutdown();
   }
   const idpoPath = join(work, "idpo.safetensors");
-  writeFileSync(idpoPath, idpoBytes);
+  writeFileSync(idpoPath, idpo.bytes);
+  const trained = await twinTraining(initPath, data, dataset);
 
-  // The twin's training; its weights and losses are kept under --out, and reused by a later invocation with
-  // the same recipe, data and preset (the twin trains for a quarter of an hour on a busy 2-core machine).
-  const twinPath = join(out, "twin.safetensors");
+  const plan = samplingPlan(init);
+  const idpoModel = decodeCheckpoint(idpo.bytes).model;
+  const twinModel = modelFromTwin(twinPath, idpoModel);
+  const cells = await sampleCells(plan, [
+    ["idpo", idpoModel, idpoPath],
+    ["twin", twinModel, twinPath],
+  ]);
+  writeReport(cells, plan.testPrompts, dataset, idpo, trained, started);
+  writeLossChart(idpo.losses, trained.losses);
+  writeSampleGrid(cells, plan.testPrompts);
+  log(
+    `wrote ${out}/parity.md, parity.json, loss-curves.png, samples.png (rows: idpo/idpo, idpo/twin, twin/idpo, twin/twin)`,
+  );
+  idpoModel.dispose();
+  twinModel.dispose();
+  init.dispose();
+}
+
+/** The examples in the order idpo's Trainer reads them, and every other image of the pairs. */
+async function readTrainingData(init: DiffusionModel, dataset: string): Promise<TrainingData> {
+  const S = init.imageSize;
+  log(`data: ${dataset}, order of ${recipe.steps} × ${recipe.batch} examples (seed ${recipe.seed})`);
+  const sources = await openPairSources([parseDataUri(dataset, "dataset")], {
+    artifacts: (await sharedBus()).artifacts,
+    dataDir: join(work, "mesh"),
+  });
+  const nImages = 2 * sources.reduce((a, s) => a + s.count, 0);
+  const images = new Float32Array(nImages * S * S * 3);
+  const imagePrompts: string[] = new Array(nImages);
+  const stream = new ExampleStream(sources, "images", { seed: recipe.seed });
+  const order = new Int32Array(recipe.steps * recipe.batch);
+  let k = 0;
+  for await (const ex of stream.from(0)) {
+    if (imagePrompts[ex.index] === undefined) {
+      imagePrompts[ex.index] = ex.prompt;
+      images.set(ex.image.data, ex.index * S * S * 3);
+    }
+    order[k++] = ex.index;
+    if (k === order.length) break;
+  }
+  // Images the order never reached are still exported, so the file is complete.
+  let p = 0;
+  for (const s of sources) {
+    for await (const r of s.records()) {
+      for (const [j, img] of [r.winner, r.loser].entries()) {
+        if (imagePrompts[2 * p + j] === undefined) {
+          imagePrompts[2 * p + j] = r.prompt;
+          images.set(img.data, (2 * p + j) * S * S * 3);
+        }
+      }
+      if (++p >= s.count) break;
+    }
+  }
+  return { images, nImages, order, tokens: init.tokenizer.encode(imagePrompts) };
+}
+
+/** idpo's trained weights, its loss per step and its training time (NaN for a given checkpoint). */
+interface IdpoTraining {
+  bytes: Uint8Array;
+  losses: number[];
+  seconds: number;
+}
+
+/** idpo's training, through the Trainer (or the weights of --checkpoint). */
+async function idpoTraining(trainerUrl: string, dataset: string): Promise<IdpoTraining> {
+  if (values.checkpoint) {
+    const bytes = readFileSync(values.checkpoint);
+    log(`idpo weights from ${values.checkpoint}`);
+    return { bytes, losses: [], seconds: Number.NaN };
+  }
+  const t0 = performance.now();
+  log(`idpo train: ${recipe.steps} steps × ${recipe.batch} through the Trainer`);
+  const { bytes, losses } = await trainWithIdpo(trainerUrl, dataset);
+  return { bytes, losses, seconds: (performance.now() - t0) / 1000 };
+}
+
+/**
+ * The twin's training; its weights and losses are kept under --out, and reused by a later invocation with
+ * the same recipe, data and preset (the twin trains for a quarter of an hour on a busy 2-core machine).
+ */
+async function twinTraining(
+  initPath: string,
+  data: TrainingData,
+  dataset: string,
+): Promise<{ losses: number[]; seconds: number }> {
   const twinResultPath = join(out, "twin-train.json");
   const twinKey = JSON.stringify({ recipe, dataset, presetName });
-  let trained: { losses: number[]; seconds: number } | undefined;
   if (existsSync(twinPath) && existsSync(twinResultPath)) {
     const cached = JSON.parse(readFileSync(twinResultPath, "utf8")) as {
       key: string;
@@ -315,34 +358,44 @@ async function main(): Promise<void> {
       seconds: number;
     };
     if (cached.key === twinKey) {
-      trained = cached;
       log(`twin weights from ${twinPath} (trained by an earlier invocation with this recipe)`);
+      return cached;
     }
   }
-  if (!trained) {
-    log(`twin train: ${recipe.steps} steps × ${recipe.batch} (${threads} thread(s))`);
-    trained = await twin<{ losses: number[]; seconds: number }>("train", {
-      init: initPath,
-      images: writeF32("images.f32", images),
-      images_count: nImages,
-      ids: writeI32("ids.i32", tokens.ids),
-      mask: writeF32("mask.f32", tokens.mask),
-      order: writeI32("order.i32", order),
-      steps: recipe.steps,
-      batch: recipe.batch,
-      lr: recipe.lr,
-      warmup: recipe.warmup,
-      max_grad_norm: recipe.clip,
-      prompt_dropout: recipe.dropout,
-      ema: recipe.ema,
-      seed: recipe.seed,
-      threads,
-      out: twinPath,
-    });
-    writeFileSync(twinResultPath, JSON.stringify({ key: twinKey, ...trained }));
-  }
+  log(`twin train: ${recipe.steps} steps × ${recipe.batch} (${threads} thread(s))`);
+  const trained = await twin<{ losses: number[]; seconds: number }>("train", {
+    init: initPath,
+    images: writeF32("images.f32", data.images),
+    images_count: data.nImages,
+    ids: writeI32("ids.i32", data.tokens.ids),
+    mask: writeF32("mask.f32", data.tokens.mask),
+    order: writeI32("order.i32", data.order),
+    steps: recipe.steps,
+    batch: recipe.batch,
+    lr: recipe.lr,
+    warmup: recipe.warmup,
+    max_grad_norm: recipe.clip,
+    prompt_dropout: recipe.dropout,
+    ema: recipe.ema,
+    seed: recipe.seed,
+    threads,
+    out: twinPath,
+  });
+  writeFileSync(twinResultPath, JSON.stringify({ key: twinKey, ...trained }));
+  return trained;
+}
 
-  // Sampling: the held-out prompts, `samplesPerPrompt` seeds each, the same initial noise everywhere.
+/** The held-out prompts, `samplesPerPrompt` seeds each, and the twin's inputs: the same initial noise everywhere. */
+interface SamplingPlan {
+  size: number;
+  testPrompts: string[];
+  prompts: string[];
+  seeds: number[];
+  twinInputs: object;
+}
+
+function samplingPlan(init: DiffusionModel): SamplingPlan {
+  const S = init.imageSize;
   const testPrompts = shapesPrompts("test").map(formatShapesPrompt);
   const prompts: string[] = [];
   const seeds: number[] = [];
@@ -359,7 +412,7 @@ async function main(): Promise<void> {
     new Rng(s).normals(per, noise, i * per);
   });
   const sampleTokens = init.tokenizer.encode(prompts);
-  const sampleInputs = {
+  const twinInputs = {
     n: prompts.length,
     noise: writeF32("noise.f32", noise),
     ids: writeI32("sample-ids.i32", sampleTokens.ids),
@@ -368,24 +421,31 @@ async function main(): Promise<void> {
     steps: samplingSteps,
     threads,
   };
-  const idpoModel = decodeCheckpoint(idpoBytes).model;
-  const twinModel = modelFromTwin(twinPath, idpoModel);
+  return { size: S, testPrompts, prompts, seeds, twinInputs };
+}
+
+/** Both weights sampled by both samplers and scored: cells keyed "weights/sampler". */
+async function sampleCells(
+  plan: SamplingPlan,
+  models: readonly (readonly ["idpo" | "twin", DiffusionModel, string])[],
+): Promise<Record<string, Scored>> {
+  const { prompts, seeds, size: S } = plan;
   const cells: Record<string, Scored> = {};
-  for (const [weights, model, path] of [
-    ["idpo", idpoModel, idpoPath],
-    ["twin", twinModel, twinPath],
-  ] as const) {
+  for (const [weights, model, path] of models) {
     log(`sample ${weights} weights with idpo's sampler (${prompts.length} images)`);
     const mine = await sample(model, { prompts, seeds, steps: samplingSteps, guidanceScale: guidance });
     cells[`${weights}/idpo`] = score(mine.data, prompts, S);
     log(`sample ${weights} weights with the twin's sampler`);
     const outPath = join(work, `sample-${weights}.f32`);
-    await twin("sample", { ...sampleInputs, checkpoint: path, out: outPath });
+    await twin("sample", { ...plan.twinInputs, checkpoint: path, out: outPath });
     const data = new Float32Array(readFileSync(outPath).buffer.slice(0));
     cells[`${weights}/twin`] = score(data, prompts, S);
   }
+  return cells;
+}
 
-  // Figures.
+/** Each cell's reward and the paired differences between cells, with their 95 % CIs over prompts. */
+function parityTables(cells: Record<string, Scored>) {
   const k8 = samplesPerPrompt;
   const ci = (key: string) => promptCI(cells[key].rewards, k8);
   const paired = (a: string, b: string) =>
@@ -406,6 +466,19 @@ async function main(): Promise<void> {
     ["sampler: twin − idpo sampler, twin weights", paired("twin/idpo", "twin/twin")],
     ["both: twin/twin − idpo/idpo", paired("idpo/idpo", "twin/twin")],
   ] as const;
+  return { rows, diffs };
+}
+
+/** The rewards with their CIs and the paired differences, as parity.md (also on stdout) and parity.json. */
+function writeReport(
+  cells: Record<string, Scored>,
+  testPrompts: readonly string[],
+  dataset: string,
+  idpo: IdpoTraining,
+  trained: { losses: number[]; seconds: number },
+  started: number,
+): void {
+  const { rows, diffs } = parityTables(cells);
   const lines = [
     `# idpo vs its PyTorch twin (npm run bench:parity)`,
     "",
@@ -423,8 +496,8 @@ async function main(): Promise<void> {
     "|---|---:|",
     ...diffs.map(([label, c]) => `| ${label} | ${formatCI(c, true)} |`),
     "",
-    `Final training loss (mean of the last 10 % of steps): idpo ${tailMean(idpoLosses)}, twin ${tailMean(trained.losses)}. ` +
-      `Training time: idpo ${Number.isNaN(idpoSeconds) ? "(given checkpoint)" : `${idpoSeconds.toFixed(0)} s`}, ` +
+    `Final training loss (mean of the last 10 % of steps): idpo ${tailMean(idpo.losses)}, twin ${tailMean(trained.losses)}. ` +
+      `Training time: idpo ${Number.isNaN(idpo.seconds) ? "(given checkpoint)" : `${idpo.seconds.toFixed(0)} s`}, ` +
       `twin ${trained.seconds.toFixed(0)} s (${threads} thread(s)). Total ${((performance.now() - started) / 1000).toFixed(0)} s.`,
     "",
   ];
@@ -443,23 +516,29 @@ async function main(): Promise<void> {
         samplesPerPrompt,
         rewards: Object.fromEntries(rows.map(([l, c]) => [l, c])),
         paired: Object.fromEntries(diffs.map(([l, c]) => [l, c])),
-        losses: { idpo: idpoLosses, twin: trained.losses },
+        losses: { idpo: idpo.losses, twin: trained.losses },
       },
       null,
       2,
     ),
   );
-  const smooth = (xs: readonly number[]) => {
-    const w = Math.max(1, Math.floor(xs.length / 50));
-    const pts: { x: number; y: number }[] = [];
-    for (let i = 0; i + w <= xs.length; i += w) {
-      let s = 0;
-      for (let j = i; j < i + w; j++) s += xs[j];
-      pts.push({ x: i + w, y: s / w });
-    }
-    return pts;
-  };
-  const curves = [{ name: "twin (PyTorch)", points: smooth(trained.losses) }];
+}
+
+/** Mean of each run of ⌊n/50⌋ steps, at the run's last step. */
+function smooth(xs: readonly number[]): { x: number; y: number }[] {
+  const w = Math.max(1, Math.floor(xs.length / 50));
+  const pts: { x: number; y: number }[] = [];
+  for (let i = 0; i + w <= xs.length; i += w) {
+    let s = 0;
+    for (let j = i; j < i + w; j++) s += xs[j];
+    pts.push({ x: i + w, y: s / w });
+  }
+  return pts;
+}
+
+/** loss-curves.png and .svg: both runs' smoothed training losses (idpo's when it trained here). */
+function writeLossChart(idpoLosses: readonly number[], twinLosses: readonly number[]): void {
+  const curves = [{ name: "twin (PyTorch)", points: smooth(twinLosses) }];
   if (idpoLosses.length > 0) curves.unshift({ name: "idpo (tfjs)", points: smooth(idpoLosses) });
   // The two runs may log different step counts: one step axis, each curve null where it has no point.
   const steps = [...new Set(curves.flatMap((c) => c.points.map((p) => p.x)))].sort((a, b) => a - b);
@@ -476,18 +555,15 @@ async function main(): Promise<void> {
   );
   writeFileSync(join(out, "loss-curves.png"), lossChart.png);
   writeFileSync(join(out, "loss-curves.svg"), lossChart.svg);
-  // Same-noise grid: one column per prompt (the first 12), rows = the four cells, first seed each.
+}
+
+/** samples.png: one column per prompt (the first 12), rows = the four cells, first seed each (same noise). */
+function writeSampleGrid(cells: Record<string, Scored>, testPrompts: readonly string[]): void {
   const columns = Math.min(12, testPrompts.length);
   const grid = ["idpo/idpo", "idpo/twin", "twin/idpo", "twin/twin"].map((key) =>
     Array.from({ length: columns }, (_, i) => cells[key].images[i * samplesPerPrompt]),
   );
   writeFileSync(join(out, "samples.png"), encodePng(composeGrid(grid, { scale: 4 })));
-  log(
-    `wrote ${out}/parity.md, parity.json, loss-curves.png, samples.png (rows: idpo/idpo, idpo/twin, twin/idpo, twin/twin)`,
-  );
-  idpoModel.dispose();
-  twinModel.dispose();
-  init.dispose();
 }
 
 function tailMean(xs: readonly number[]): string {
