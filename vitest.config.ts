@@ -7,6 +7,7 @@ export default defineConfig({
       "services/*/src/**/*.test.ts",
       "apps/*/src/**/*.test.ts",
       "bench/*/src/**/*.test.ts",
+      "bench/*.test.ts",
       "cli/src/**/*.test.ts",
       "test/**/*.test.ts",
     ],

@@ -6,9 +6,11 @@
  * /usr/bin/python3), one after the other. Figures also go to bench/out/ as JSON.
  *
  * Columns: wasm-1 and wasm-2 are one process with 1 or 2 wasm threads training in its own thread;
- * wasm-w2 trains with 2 data-parallel workers of one thread each (DataParallelTrainer; training only).
+ * wasm-w2 trains with 2 data-parallel workers of one thread each (DataParallelTrainer; training only);
+ * wasm-1x2 is two wasm-1 processes at once, their figures summed: what a second core is worth on this
+ * machine for work that shares nothing, the ceiling of any two-worker speed-up.
  *
- * Options: --only wasm-1,wasm-2,wasm-w2,cpu,tensorflow,tensorflow-gpu,onnx-1,onnx-2,torch-1,torch-2
+ * Options: --only wasm-1,wasm-2,wasm-w2,wasm-1x2,cpu,tensorflow,tensorflow-gpu,onnx-1,onnx-2,torch-1,torch-2
  *          (default: all available; onnx-t: the inference sidecar's ONNX Runtime engine, bench/measure-onnx.ts)
  *          --min-seconds N (per measurement, default 6)  --profile (per-kernel profile of the wasm runs)
  * Environment: IDPO_BENCH_PYTHON overrides the interpreter of the PyTorch reference.
@@ -20,6 +22,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type DiffusionConfig, preset } from "@idpo/diffusion";
+import { summedCopies } from "./copies.js";
 import { cpuPeak } from "./cpu-peak.js";
 import { type ModelCost, modelCost } from "./flops.js";
 import type { BackendResult, KernelTime, Measurement } from "./measure.js";
@@ -40,6 +43,8 @@ interface Column {
   cores: number;
   /** Data-parallel training workers (1: training in the process's own thread). */
   workers: number;
+  /** Identical processes run at the same time, their throughputs summed (1: one process). */
+  copies: number;
   /** Batch sizes (smaller for the slow pure-JS cpu backend; images/s stay comparable). */
   forwardBatch: number;
   sampleImages: number;
@@ -224,6 +229,31 @@ function printParallel(results: Map<string, BackendResult>, peakGflops: number):
     if (two) parts.push(`w2 at ${((100 * two[m].gflops) / peakGflops).toFixed(1)}% of the physical limit`);
     console.log(`    ${pad(label, 6)} ${parts.join("; ")}`);
   }
+  printSecondCore(results);
+}
+
+/**
+ * What a second core is worth here (two independent wasm-1 processes against one), for every metric,
+ * and how much of that the 2-worker training reaches: a two-worker speed-up cannot exceed the first.
+ */
+function printSecondCore(results: Map<string, BackendResult>): void {
+  const one = results.get("wasm-1");
+  const pair = results.get("wasm-1x2");
+  if (one == null || pair == null) return;
+  const parts = METRICS.flatMap((m) => {
+    const a = one[m.key];
+    const b = pair[m.key];
+    return a && b ? [`${m.label} ${(b.perSecond / a.perSecond).toFixed(2)}×`] : [];
+  });
+  console.log(`    second core (wasm-1x2 / wasm-1, two processes sharing nothing): ${parts.join(", ")}`);
+  const two = results.get("wasm-w2");
+  if (two == null) return;
+  const reach = (["training", "epsTraining"] as const).map((k) => {
+    const gain = pair[k].perSecond / one[k].perSecond - 1;
+    const got = two[k].perSecond / one[k].perSecond - 1;
+    return `${k === "training" ? "DPO" : "ε-MSE"} ${gain > 0 ? `${((100 * got) / gain).toFixed(0)}%` : "-"}`;
+  });
+  console.log(`    share of that gain the 2-worker training reaches: ${reach.join(", ")}`);
 }
 
 type BenchOptions = ReturnType<typeof parseArgs>;
@@ -271,7 +301,16 @@ function benchColumns(): { columns: Column[]; skipped: string[] } {
   ] as const) {
     if (installed(pkg)) {
       const threads = cpus().length;
-      columns.push({ id: backend, kind: "tfjs", backend, threads, cores: threads, workers: 1, ...full });
+      columns.push({
+        id: backend,
+        kind: "tfjs",
+        backend,
+        threads,
+        cores: threads,
+        workers: 1,
+        copies: 1,
+        ...full,
+      });
     } else skipped.push(`${backend}: ${pkg} is not installed`);
   }
   for (const t of threads) {
@@ -282,10 +321,30 @@ function benchColumns(): { columns: Column[]; skipped: string[] } {
       threads: t,
       cores: t,
       workers: 1,
+      copies: 1,
       ...full,
     });
   }
-  columns.push({ id: "wasm-w2", kind: "tfjs", backend: "wasm", threads: 1, cores: 2, workers: 2, ...full });
+  columns.push({
+    id: "wasm-w2",
+    kind: "tfjs",
+    backend: "wasm",
+    threads: 1,
+    cores: 2,
+    workers: 2,
+    copies: 1,
+    ...full,
+  });
+  columns.push({
+    id: "wasm-1x2",
+    kind: "tfjs",
+    backend: "wasm",
+    threads: 1,
+    cores: 2,
+    workers: 1,
+    copies: 2,
+    ...full,
+  });
   // The pure-JS cpu backend is ~20× slower: small batches keep its column to a few minutes.
   columns.push({
     id: "cpu",
@@ -294,6 +353,7 @@ function benchColumns(): { columns: Column[]; skipped: string[] } {
     threads: 1,
     cores: 1,
     workers: 1,
+    copies: 1,
     forwardBatch: 4,
     sampleImages: 2,
     trainPairs: 1,
@@ -327,6 +387,7 @@ function torchColumns(threads: readonly number[], full: ColumnSizes, skipped: st
     threads: t,
     cores: t,
     workers: 1,
+    copies: 1,
     ...full,
   }));
 }
@@ -385,8 +446,12 @@ function runTfjsOrOnnx(col: Column, opts: BenchOptions): Promise<BackendResult> 
     "--min-seconds",
     String(opts.minSeconds),
   ];
-  if (opts.profile && col.backend === "wasm") args.push("--profile");
-  return runChild<BackendResult>(process.execPath, args, col.id);
+  if (opts.profile && col.backend === "wasm" && col.copies === 1) args.push("--profile");
+  if (col.copies === 1) return runChild<BackendResult>(process.execPath, args, col.id);
+  const copies = Array.from({ length: col.copies }, (_, i) =>
+    runChild<BackendResult>(process.execPath, args, `${col.id} copy ${i + 1}`),
+  );
+  return Promise.all(copies).then(summedCopies);
 }
 
 /** What bench/torch_unet.py reads: the architecture, its analytic cost and the column's sizes. */
