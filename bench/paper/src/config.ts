@@ -100,6 +100,12 @@ export interface TuningConfig {
    * this fraction of the start's (the issue's goal: 0.9); when none does, the highest final reward wins.
    */
   minVendiRatio: number;
+  /**
+   * The chosen variant then goes on, one iteration at a time from its last iterate, while its validation
+   * reward rises, up to this many iterations in all (≤ iterations: it stops where the search stopped).
+   * The choice itself reads only the search's iterations.
+   */
+  extendTo: number;
 }
 
 /** Everything `idpo bench paper` does, for one configuration. */
@@ -257,6 +263,8 @@ const DEFAULT_CONFIG: PaperConfig = {
     sftLearningRate: 1e-4,
     earlyStopCheckpoints: 4,
     minVendiRatio: 0.9,
+    // The refreshed-reference variants were still rising by about 0.008 per iteration at the third.
+    extendTo: 6,
   },
 };
 
@@ -312,6 +320,7 @@ const QUICK_CONFIG: PaperConfig = {
     sftLearningRate: 2e-4,
     earlyStopCheckpoints: 2,
     minVendiRatio: 0.9,
+    extendTo: 2,
   },
 };
 
@@ -516,6 +525,7 @@ function checkTuning(cfg: PaperConfig, errors: string[]): void {
   checkNum(t.sftLearningRate, 0, 1, "tuning.sftLearningRate", errors, true);
   checkInt(t.earlyStopCheckpoints, 1, 100, "tuning.earlyStopCheckpoints", errors);
   checkNum(t.minVendiRatio, 0, 10, "tuning.minVendiRatio", errors);
+  checkInt(t.extendTo, 0, 100, "tuning.extendTo", errors);
   if (t.earlyStopCheckpoints > cfg.ours.steps) {
     errors.push(
       `tuning.earlyStopCheckpoints = ${t.earlyStopCheckpoints}: more than ours.steps (${cfg.ours.steps})`,

@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { chooseVariant, combineHelpful, describeChange, type VariantSpec } from "./tuning.js";
+import type { ValidationEval } from "./evaluate.js";
+import {
+  type ChainStep,
+  chooseVariant,
+  combineHelpful,
+  describeChange,
+  extendWhileRising,
+  type VariantSpec,
+} from "./tuning.js";
 
 const faithful: VariantSpec = {
   key: "faithful",
@@ -110,5 +118,49 @@ describe("chooseVariant", () => {
   it("keeps the earlier variant on a tie and rejects an empty list", () => {
     expect(chooseVariant([v([0.7, 0.72], 2), v([0.7, 0.72], 2)], 2, 0.9).index).toBe(0);
     expect(() => chooseVariant([], 2, 0.9)).toThrow(/no variants/);
+  });
+});
+
+describe("extendWhileRising", () => {
+  const val = (checkpointId: string, reward: number) => ({
+    checkpointId,
+    reward,
+    ci: 0.01,
+    vendi: 2,
+    rewards: [],
+  });
+  /** Steps whose validation rewards are `rewards`, in order; records which iterate each started from. */
+  function steps(rewards: number[]) {
+    const from: string[] = [];
+    const iterate = async (k: number, current: ValidationEval): Promise<ChainStep> => {
+      from.push(`${k}:${current.checkpointId}`);
+      return { checkpointId: `it-${k}`, val: val(`it-${k}`, rewards[k - 4]), metrics: {} };
+    };
+    return { from, iterate };
+  }
+
+  it("keeps each iteration that beats the one before and drops the first that does not", async () => {
+    const s = steps([0.75, 0.76, 0.755]);
+    const ext = await extendWhileRising(val("it-3", 0.747), 4, 6, s.iterate);
+    expect(ext.kept.map((k) => k.checkpointId)).toEqual(["it-4", "it-5"]);
+    expect(ext.dropped?.iteration).toBe(6);
+    expect(ext.dropped?.step.val.reward).toBe(0.755);
+    expect(s.from).toEqual(["4:it-3", "5:it-4", "6:it-5"]);
+  });
+
+  it("stops at the limit while still rising, and a tie does not count as a rise", async () => {
+    const rising = await extendWhileRising(val("it-3", 0.7), 4, 5, steps([0.71, 0.72, 0.73]).iterate);
+    expect(rising.kept).toHaveLength(2);
+    expect(rising.dropped).toBeUndefined();
+    const tie = await extendWhileRising(val("it-3", 0.7), 4, 6, steps([0.7]).iterate);
+    expect(tie.kept).toHaveLength(0);
+    expect(tie.dropped?.iteration).toBe(4);
+  });
+
+  it("runs nothing when the limit is below the first iteration", async () => {
+    const s = steps([0.9]);
+    const ext = await extendWhileRising(val("it-3", 0.7), 4, 3, s.iterate);
+    expect(ext).toEqual({ kept: [] });
+    expect(s.from).toEqual([]);
   });
 });

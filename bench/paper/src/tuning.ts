@@ -181,14 +181,7 @@ async function runVariant(
   startVal: ValidationEval,
   faithful: FaithfulResults,
 ): Promise<VariantRun> {
-  const stage = {
-    ...ctx.cfg.ours,
-    steps: spec.steps,
-    learningRate: spec.learningRate,
-    beta: spec.beta,
-    sftWeight: spec.sftWeight,
-    dpoPositiveLambda: spec.dpoPositiveLambda,
-  };
+  const stage = variantStage(ctx, spec);
   if (!spec.sftOnWinners && !spec.earlyStop && spec.reference === "base")
     return runVariantAtOnce(ctx, spec, ids, startVal, stage);
   return runVariantChained(ctx, spec, ids, startVal, faithful, stage);
@@ -196,6 +189,22 @@ async function runVariant(
 
 /** A variant's per-iteration DPO settings: `cfg.ours` with the variant's optimisation. */
 type VariantStage = PipelineContext["cfg"]["ours"];
+
+function variantStage(ctx: PipelineContext, spec: VariantSpec): VariantStage {
+  return {
+    ...ctx.cfg.ours,
+    steps: spec.steps,
+    learningRate: spec.learningRate,
+    beta: spec.beta,
+    sftWeight: spec.sftWeight,
+    dpoPositiveLambda: spec.dpoPositiveLambda,
+  };
+}
+
+/** Steps between early stopping's intermediate checkpoints (0: the variant does not stop early). */
+function earlyStopEvery(ctx: PipelineContext, spec: VariantSpec, stage: VariantStage): number {
+  return spec.earlyStop ? Math.max(1, Math.floor(stage.steps / ctx.cfg.tuning.earlyStopCheckpoints)) : 0;
+}
 
 /** Whether `spec` has the faithful method's settings except (perhaps) `except`. */
 function sameExcept(spec: VariantSpec, faithful: VariantSpec, except: keyof VariantSpec): boolean {
@@ -271,7 +280,7 @@ async function runVariantAtOnce(
 }
 
 /** One iteration of a chained variant: the checkpoint it keeps, its validation, its DPO job's metrics. */
-interface ChainStep {
+export interface ChainStep {
   checkpointId: string;
   val: ValidationEval;
   metrics: TrainMetrics;
@@ -291,9 +300,7 @@ async function runVariantChained(
   const vals: ValidationEval[] = [];
   let current = ids.base;
   let currentVal = startVal;
-  const every = spec.earlyStop
-    ? Math.max(1, Math.floor(stage.steps / ctx.cfg.tuning.earlyStopCheckpoints))
-    : 0;
+  const every = earlyStopEvery(ctx, spec, stage);
   // A refreshed reference is the base in iteration 1: that iteration is the faithful run's own.
   const reuseFirst =
     spec.reference === "previous" &&
@@ -422,6 +429,74 @@ async function earlyStopChoice(
   return best;
 }
 
+/** What `extendWhileRising` kept, and the first iteration that did not rise (if one was tried). */
+export interface Extension {
+  kept: ChainStep[];
+  dropped?: { iteration: number; step: ChainStep };
+}
+
+/**
+ * Iterations `from`, `from` + 1, … up to `to`, each from the last kept iterate, while each one's validation
+ * reward beats the one before (`start`); the first that does not is dropped and ends the extension.
+ */
+export async function extendWhileRising(
+  start: ValidationEval,
+  from: number,
+  to: number,
+  iterate: (k: number, current: ValidationEval) => Promise<ChainStep>,
+): Promise<Extension> {
+  const kept: ChainStep[] = [];
+  let current = start;
+  for (let k = from; k <= to; k++) {
+    const step = await iterate(k, current);
+    if (!(step.val.reward > current.reward)) return { kept, dropped: { iteration: k, step } };
+    kept.push(step);
+    current = step.val;
+  }
+  return { kept };
+}
+
+/**
+ * The chosen variant continued past the search's iterations while its validation reward rises
+ * (`tuning.extendTo`), with the words for the report; the faithful method keeps its configured K.
+ */
+async function extendChosen(
+  ctx: PipelineContext,
+  run: VariantRun,
+  ids: { base: string; improver: string },
+): Promise<{ run: VariantRun; words: string }> {
+  const K = ctx.cfg.tuning.iterations;
+  const to = ctx.cfg.tuning.extendTo;
+  if (to <= K || run.spec.key === "faithful") return { run, words: "" };
+  const stage = variantStage(ctx, run.spec);
+  const every = earlyStopEvery(ctx, run.spec, stage);
+  // The search's last validation of this checkpoint (a finished stage: read back, not sampled again).
+  const last = await validate(ctx, `tune/${run.spec.key}/iter-${K}`, run.finalCheckpoint);
+  const ext = await extendWhileRising(last, K + 1, to, (k, current) =>
+    chainIteration(ctx, run.spec, ids, stage, every, k, current.checkpointId, current),
+  );
+  const r = run.result;
+  const result: VariantResult = {
+    ...r,
+    validation: [...r.validation, ...ext.kept.map((s) => s.val.reward)],
+    validationCi: [...r.validationCi, ...ext.kept.map((s) => s.val.ci)],
+    validationVendi: [...r.validationVendi, ...ext.kept.map((s) => s.val.vendi)],
+    trainMetrics: [...r.trainMetrics, ...ext.kept.map((s) => s.metrics)],
+    checkpoints: [...r.checkpoints, ...ext.kept.map((s) => s.checkpointId)],
+  };
+  const finalCheckpoint = ext.kept.at(-1)?.checkpointId ?? run.finalCheckpoint;
+  const kept =
+    ext.kept.length === 0
+      ? "none kept"
+      : `iteration${ext.kept.length === 1 ? "" : "s"} ${K + 1}${ext.kept.length > 1 ? `–${K + ext.kept.length}` : ""} kept (${ext.kept.map((s) => s.val.reward.toFixed(4)).join(", ")})`;
+  const dropped = ext.dropped
+    ? `; iteration ${ext.dropped.iteration} (${ext.dropped.step.val.reward.toFixed(4)}) did not rise and was dropped`
+    : "";
+  const words = `; then it went on from its last iterate while its validation reward rose, up to ${to} iterations: ${kept}${dropped}`;
+  ctx.progress(`search: ${run.spec.label}${words.slice(1)}`);
+  return { run: { spec: run.spec, result, finalCheckpoint }, words };
+}
+
 /** Key of the chosen policy's samples improved once by the improver (what a user deploys). */
 export const DEPLOYED_KEY = "tuned-fix";
 
@@ -482,11 +557,15 @@ export async function runTuning(
     startVal.vendi,
     ctx.cfg.tuning.minVendiRatio,
   );
-  const best = runs[choice.index];
+  const searched = runs[choice.index];
+  const searchedFinal = finalReward(searched);
+  const extended = await extendChosen(ctx, searched, ids);
+  runs[choice.index] = extended.run;
+  const best = extended.run;
   const variantModels = await evaluateFinalIterates(ctx, runs, faithful);
   const reason =
-    `${choice.rule} (${finalReward(best).toFixed(4)}; ` +
-    `faithful ${finalReward(runs[0]).toFixed(4)}, base ${startVal.reward.toFixed(4)})`;
+    `${choice.rule} (${searchedFinal.toFixed(4)}; ` +
+    `faithful ${finalReward(runs[0]).toFixed(4)}, base ${startVal.reward.toFixed(4)})${extended.words}`;
   const chosenKey = best.result.modelKey!;
   const chosen = variantModels[chosenKey] ?? faithful.models[chosenKey];
   // The "tuned" row is the chosen variant's evaluation under another label; its key stays that of the
