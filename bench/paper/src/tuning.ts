@@ -493,7 +493,7 @@ async function extendChosen(
     ? `; iteration ${ext.dropped.iteration} (${ext.dropped.step.val.reward.toFixed(4)}) did not rise and was dropped`
     : "";
   const words = `; then it went on from its last iterate while its validation reward rose, up to ${to} iterations: ${kept}${dropped}`;
-  ctx.progress(`search: ${run.spec.label}${words.slice(1)}`);
+  ctx.progress(`search: ${run.spec.label}: ${words.slice(2)}`);
   return { run: { spec: run.spec, result, finalCheckpoint }, words };
 }
 
