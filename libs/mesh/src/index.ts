@@ -17,7 +17,13 @@ export {
   DynamicBatcher,
 } from "./dynamic-batcher.js";
 export { type ImageLimits, imagesFromMessages, imagesToMessages } from "./images.js";
-export { createModelHost, type ModelHost, type ModelHostOptions } from "./model-host.js";
+export {
+  createModelHost,
+  createServiceModelHost,
+  type ModelHost,
+  type ModelHostOptions,
+  type ModelServiceDeps,
+} from "./model-host.js";
 export { type LoadedModel, type ModelLease, ModelSlot } from "./model-slot.js";
 export {
   decodePairShard,

@@ -2,9 +2,10 @@ import type { Bus, Subscription } from "@idpo/bus";
 import type { ModelKind as DiffusionModelKind } from "@idpo/diffusion";
 import { type CheckpointRef, ModelKind } from "@idpo/proto";
 import type { Logger } from "@idpo/runtime";
+import type { CheckpointStore } from "./checkpoint-store.js";
 import { type LoadedModel, ModelSlot } from "./model-slot.js";
 import { replicaConsumerName, subscribeCheckpointPublished } from "./run-events.js";
-import type { SamplingEngine, ServedModel } from "./sampling-engine.js";
+import { inProcessEngine, type SamplingEngine, type ServedModel } from "./sampling-engine.js";
 
 /** What a model host is built from. */
 export interface ModelHostOptions {
@@ -109,4 +110,46 @@ export async function createModelHost(opts: ModelHostOptions): Promise<ModelHost
       slot.close();
     },
   };
+}
+
+/**
+ * What a model-serving service (the Generator, the Improver) builds its host from: an engine, or a
+ * checkpoint store to sample with tfjs in its own process.
+ */
+export interface ModelServiceDeps {
+  /** The service's settings; `checkpointId` is loaded at start. */
+  config: { checkpointId?: string };
+  /** Loads checkpoints and samples them (tfjs in process, or the inference sidecar). */
+  engine?: SamplingEngine;
+  /** Without `engine`: where checkpoints are read from, to sample them with tfjs in this process. */
+  checkpoints?: CheckpointStore;
+  /** Without `engine`: the tfjs backend name GetModel reports. */
+  backend?: string;
+  /** Event log to follow checkpoint.published on; without it the host loads only when asked. */
+  bus?: Pick<Bus, "events">;
+  /** Durable consumer name of the checkpoint subscription (default: one per replica of `service`). */
+  consumerName?: string;
+  logger: Logger;
+  /** Health: SERVING once weights are loaded. */
+  setServing(serving: boolean): void;
+}
+
+/** The model host of a model-serving service named `service` (e.g. "generator"), serving `kind`. */
+export async function createServiceModelHost(
+  service: string,
+  kind: DiffusionModelKind,
+  deps: ModelServiceDeps,
+): Promise<ModelHost> {
+  const engine =
+    deps.engine ?? (deps.checkpoints ? inProcessEngine(deps.checkpoints, deps.backend ?? "") : undefined);
+  if (!engine) throw new Error(`${service}: give an engine or a checkpoint store`);
+  return createModelHost({
+    kind,
+    engine,
+    startupCheckpoint: deps.config.checkpointId,
+    bus: deps.bus,
+    consumerName: deps.consumerName ?? replicaConsumerName(service),
+    logger: deps.logger,
+    setServing: deps.setServing,
+  });
 }

@@ -10,14 +10,13 @@ import {
 import type { Bus, Subscription, TerminationReport } from "@idpo/bus";
 import {
   CheckpointStore,
-  createModelHost,
+  createServiceModelHost,
   imagesToMessages,
-  inProcessEngine,
   type ModelHost,
   type ModelLease,
+  type ModelServiceDeps,
   type PairPixelDtype,
   replicaConsumerName,
-  type SamplingEngine,
   type ServedModel,
   samplingEngineFromEnv,
   sharedBus,
@@ -39,7 +38,6 @@ import {
   envEnum,
   envInt,
   envString,
-  type Logger,
   peerAddress,
   type ServiceDefinition,
 } from "@idpo/runtime";
@@ -87,24 +85,13 @@ export function generatorConfigFromEnv(env: Record<string, string | undefined>):
   };
 }
 
-/** What the generator is built from; the service definition wires the real ones. */
-export interface GeneratorDeps {
+/** What the generator is built from (the model host's part: ModelServiceDeps); the service definition wires the real ones. */
+export interface GeneratorDeps extends ModelServiceDeps {
   config: GeneratorConfig;
-  /** Loads policy checkpoints and samples them (tfjs in process, or the inference sidecar). */
-  engine?: SamplingEngine;
-  /** Without `engine`: where checkpoints are read from, to sample them with tfjs in this process. */
-  checkpoints?: CheckpointStore;
   /** Bus for checkpoint events and the pair-shard work queue; without it neither runs. */
   bus?: Pick<Bus, "events" | "work" | "artifacts">;
   /** Transport to the Improver (required for the shard worker). */
   improverTransport?: Transport;
-  /** Durable consumer name of the checkpoint subscription (unique per replica). */
-  consumerName?: string;
-  logger: Logger;
-  /** Health: SERVING once weights are loaded. */
-  setServing(serving: boolean): void;
-  /** Without `engine`: the tfjs backend name GetModel reports. */
-  backend?: string;
   /** Called after each acked shard (tests, metrics). */
   onShard?: (outcome: ShardOutcome) => void;
   /** Called when a shard was terminated (malformed, or max_deliver reached). */
@@ -156,35 +143,20 @@ function checkCheckpoint(p: ParsedSpec, lease: ModelLease<ServedModel>): void {
   }
 }
 
-/** The given engine, or tfjs in this process over the given checkpoint store. */
-function engineOf(deps: GeneratorDeps): SamplingEngine {
-  if (deps.engine) return deps.engine;
-  if (!deps.checkpoints) throw new Error("createGenerator: give an engine or a checkpoint store");
-  return inProcessEngine(deps.checkpoints, deps.backend ?? "");
-}
-
 /**
  * Creates the generator: it loads `config.checkpointId` in the background (health NOT_SERVING until a
  * policy is loaded), reloads on final POLICY checkpoint.published events and works pair shards from the
  * work queue when given a bus (and an improver transport).
  */
 export async function createGenerator(deps: GeneratorDeps): Promise<Generator> {
-  const { config, logger } = deps;
+  const { config } = deps;
   const stats: GeneratorStats = {
     imagesGenerated: 0,
     shardsStored: 0,
     shardsRepublished: 0,
     shardsTerminated: 0,
   };
-  const host = await createModelHost({
-    kind: "policy",
-    engine: engineOf(deps),
-    startupCheckpoint: config.checkpointId,
-    bus: deps.bus,
-    consumerName: deps.consumerName ?? replicaConsumerName("generator"),
-    logger,
-    setServing: deps.setServing,
-  });
+  const host = await createServiceModelHost("generator", "policy", deps);
   const subscriptions = await startWorkers(deps, host, stats);
   return {
     routes: generatorRoutes(config, host, stats),

@@ -6,15 +6,14 @@ import type { SamplerKind } from "@idpo/diffusion";
 import {
   type BatcherStats,
   CheckpointStore,
-  createModelHost,
+  createServiceModelHost,
   DynamicBatcher,
   imagesFromMessages,
   imagesToMessages,
-  inProcessEngine,
   type ModelHost,
   type ModelLease,
+  type ModelServiceDeps,
   replicaConsumerName,
-  type SamplingEngine,
   type ServedModel,
   samplingEngineFromEnv,
   sharedBus,
@@ -28,7 +27,7 @@ import {
   improverV1,
   Sampler,
 } from "@idpo/proto";
-import { envInt, envString, type Logger, type ServiceDefinition } from "@idpo/runtime";
+import { envInt, envString, type ServiceDefinition } from "@idpo/runtime";
 
 /** Improver settings (from the environment by {@link improverConfigFromEnv}). */
 export interface ImproverConfig {
@@ -66,22 +65,9 @@ export function improverConfigFromEnv(env: Record<string, string | undefined>): 
   };
 }
 
-/** What the improver is built from; the service definition wires the real ones. */
-export interface ImproverDeps {
+/** What the improver is built from (the model host's part: ModelServiceDeps); the service definition wires the real ones. */
+export interface ImproverDeps extends ModelServiceDeps {
   config: ImproverConfig;
-  /** Loads checkpoints and samples them (tfjs in process, or the inference sidecar). */
-  engine?: SamplingEngine;
-  /** Without `engine`: where checkpoints are read from, to sample them with tfjs in this process. */
-  checkpoints?: CheckpointStore;
-  /** Without `engine`: the tfjs backend name GetModel reports. */
-  backend?: string;
-  /** Event log to follow checkpoint.published on; without it the improver reloads only on LoadCheckpoint. */
-  bus?: Pick<Bus, "events">;
-  /** Durable consumer name of the checkpoint subscription (unique per replica). */
-  consumerName?: string;
-  logger: Logger;
-  /** Health: SERVING once weights are loaded. */
-  setServing(serving: boolean): void;
 }
 
 /** One image of a request, as queued for batching. */
@@ -205,29 +191,14 @@ function noWeights(): ConnectError {
   );
 }
 
-/** The given engine, or tfjs in this process over the given checkpoint store. */
-function engineOf(deps: ImproverDeps): SamplingEngine {
-  if (deps.engine) return deps.engine;
-  if (!deps.checkpoints) throw new Error("createImprover: give an engine or a checkpoint store");
-  return inProcessEngine(deps.checkpoints, deps.backend ?? "");
-}
-
 /**
  * Creates the improver: it loads `config.checkpointId` in the background (health NOT_SERVING until a
  * model is loaded), follows final IMPROVER checkpoint.published events when given a bus, and serves
  * ImproveImages through a dynamic batcher.
  */
 export async function createImprover(deps: ImproverDeps): Promise<Improver> {
-  const { config, logger } = deps;
-  const host = await createModelHost({
-    kind: "improver",
-    engine: engineOf(deps),
-    startupCheckpoint: config.checkpointId,
-    bus: deps.bus,
-    consumerName: deps.consumerName ?? replicaConsumerName("improver"),
-    logger,
-    setServing: deps.setServing,
-  });
+  const { config } = deps;
+  const host = await createServiceModelHost("improver", "improver", deps);
   const batcher = new DynamicBatcher<Group, Item, Float32Array>(
     { maxBatch: config.maxBatch, maxDelayMs: config.maxDelayMs, maxQueue: config.maxQueue },
     improveBatch,
