@@ -39,7 +39,7 @@ function verdictOf(perSplit: boolean[], significant: boolean): ClaimCheck["verdi
 }
 
 /**
- * The paper's claims (DESIGN.md §1) as measured here. "held" needs the claim on both splits with every
+ * The paper's claims ("The method" in docs/architecture.md) as measured here. "held" needs the claim on both splits with every
  * paired difference's 95 % interval excluding 0; "mixed" is a claim true in the means but not everywhere
  * or not beyond the noise.
  */

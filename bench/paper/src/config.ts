@@ -54,9 +54,9 @@ export interface SamplingConfig {
   steps: number;
   /** Policy classifier-free guidance scale. */
   guidanceScale: number;
-  /** Improver text guidance s_T (DESIGN.md §1: 3.5). */
+  /** Improver text guidance s_T (the paper's default 3.5; docs/architecture.md, "The method"). */
   textGuidance: number;
-  /** Improver image guidance s_I (DESIGN.md §1: 3.0). */
+  /** Improver image guidance s_I (the paper's default 3.0). */
   imageGuidance: number;
   /**
    * Improver strength of the SDEdit one-shot row (the improver starts from the base sample noised to this
@@ -403,7 +403,7 @@ function checkVariants(variants: readonly VariantChange[], errors: string[]): vo
   });
 }
 
-/** Number of prompts in the shapes world's train and test splits (DESIGN.md §7: 84 and 21 combinations × 3 sizes). */
+/** Number of prompts in the shapes world's train and test splits (84 and 21 combinations × 3 sizes; libs/data/src/shapes-grammar.ts). */
 export const SPLIT_SIZES = { train: 252, test: 63 } as const;
 
 /**
