@@ -288,6 +288,17 @@ async function measure(opts: MeasureOptions): Promise<BackendResult> {
   };
 }
 
+/**
+ * Training steps run before a training figure is timed. The first steps of a trainer grow its wasm heap
+ * and compile its kernels, in every worker of a data-parallel one, and took up to 4× a later step here;
+ * a training job runs hundreds of steps, so the figure is of the steady state.
+ */
+const TRAIN_WARMUP_STEPS = 3;
+
+async function warmUp(step: () => Promise<unknown>): Promise<void> {
+  for (let i = 0; i < TRAIN_WARMUP_STEPS; i++) await step();
+}
+
 /** DPO training: policy forward+backward on 2P images, frozen reference forward on 2P, AdamW. */
 async function measureDpo(
   policy: DiffusionModel,
@@ -310,9 +321,13 @@ async function measureDpo(
   const perImage = cost.unetFlops + cost.textFlops;
   // Forward + backward ≈ 3 forwards for the policy, 1 forward for the reference, 2 images per pair.
   const training = measurement(
-    await timeIt(async () => {
-      await trainer.step([batch]);
-    }, opts.minSeconds),
+    await timeIt(
+      async () => {
+        await trainer.step([batch]);
+      },
+      opts.minSeconds,
+      () => warmUp(() => trainer.step([batch])),
+    ),
     P,
     P * 2 * (3 * perImage + perImage),
   );
@@ -362,9 +377,13 @@ async function measureEpsTraining(
   };
   const epsTrainer = await driver(policy.params, pretrainObjective(policy), opts.trainWorkers);
   const epsTraining = measurement(
-    await timeIt(async () => {
-      await epsTrainer.step([captioned]);
-    }, opts.minSeconds),
+    await timeIt(
+      async () => {
+        await epsTrainer.step([captioned]);
+      },
+      opts.minSeconds,
+      () => warmUp(() => epsTrainer.step([captioned])),
+    ),
     I,
     I * 3 * (cost.unetFlops + cost.textFlops),
   );

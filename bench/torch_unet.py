@@ -224,6 +224,15 @@ def prompts(spec, n, seed, null=0):
     return ids, bias
 
 
+# Training steps before a training figure is timed, as in bench/measure.ts (the steady state is measured).
+TRAIN_WARMUP_STEPS = 3
+
+
+def warm_up(step):
+    for _ in range(TRAIN_WARMUP_STEPS):
+        step()
+
+
 def timed(fn, min_seconds, warmup=None):
     (warmup or fn)()
     calls = 0
@@ -369,7 +378,7 @@ def main():
         loss.item()
 
     per_image = flops["unetForwardPerImage"] + flops["textForwardPerPrompt"]
-    timing = timed(train_step, min_s)
+    timing = timed(train_step, min_s, lambda: warm_up(train_step))
     training = measurement(timing, pairs, pairs * 2 * (3 * per_image + per_image))
 
     # ε-MSE training (pretraining, SFT): forward + backward of the policy on each image, AdamW.
@@ -390,7 +399,7 @@ def main():
         opt_eps.step()
         loss.item()
 
-    timing = timed(eps_step, min_s)
+    timing = timed(eps_step, min_s, lambda: warm_up(eps_step))
     eps_training = measurement(timing, images, images * 3 * per_image)
 
     result = {
