@@ -295,7 +295,7 @@ async function measure(opts: MeasureOptions): Promise<BackendResult> {
  */
 const TRAIN_WARMUP_STEPS = 3;
 
-async function warmUp(step: () => Promise<unknown>): Promise<void> {
+async function warmUp(step: () => unknown): Promise<void> {
   for (let i = 0; i < TRAIN_WARMUP_STEPS; i++) await step();
 }
 
