@@ -147,7 +147,8 @@ function runStrength(spec: VariantSpec): number | undefined {
 interface VariantRun {
   spec: VariantSpec;
   result: VariantResult;
-  finalCheckpoint: string;
+  /** The last iterate's validation (its checkpointId is the variant's final checkpoint). */
+  finalVal: ValidationEval;
 }
 
 function toVariantResult(
@@ -275,7 +276,7 @@ async function runVariantAtOnce(
   return {
     spec,
     result: toVariantResult(spec, startVal, vals, metrics),
-    finalCheckpoint: run.checkpoints[K - 1],
+    finalVal: vals[K - 1],
   };
 }
 
@@ -316,7 +317,7 @@ async function runVariantChained(
     currentVal = step.val;
     vals.push(step.val);
   }
-  return { spec, result: toVariantResult(spec, startVal, vals, metrics), finalCheckpoint: current };
+  return { spec, result: toVariantResult(spec, startVal, vals, metrics), finalVal: currentVal };
 }
 
 /** The faithful run's first iterate as a chained variant's first iteration. */
@@ -470,9 +471,7 @@ async function extendChosen(
   if (to <= K || run.spec.key === "faithful") return { run, words: "" };
   const stage = variantStage(ctx, run.spec);
   const every = earlyStopEvery(ctx, run.spec, stage);
-  // The search's last validation of this checkpoint (a finished stage: read back, not sampled again).
-  const last = await validate(ctx, `tune/${run.spec.key}/iter-${K}`, run.finalCheckpoint);
-  const ext = await extendWhileRising(last, K + 1, to, (k, current) =>
+  const ext = await extendWhileRising(run.finalVal, K + 1, to, (k, current) =>
     chainIteration(ctx, run.spec, ids, stage, every, k, current.checkpointId, current),
   );
   const r = run.result;
@@ -484,7 +483,7 @@ async function extendChosen(
     trainMetrics: [...r.trainMetrics, ...ext.kept.map((s) => s.metrics)],
     checkpoints: [...r.checkpoints, ...ext.kept.map((s) => s.checkpointId)],
   };
-  const finalCheckpoint = ext.kept.at(-1)?.checkpointId ?? run.finalCheckpoint;
+  const finalVal = ext.kept.at(-1)?.val ?? run.finalVal;
   const kept =
     ext.kept.length === 0
       ? "none kept"
@@ -494,7 +493,7 @@ async function extendChosen(
     : "";
   const words = `; then it went on from its last iterate while its validation reward rose, up to ${to} iterations: ${kept}${dropped}`;
   ctx.progress(`search: ${run.spec.label}: ${words.slice(2)}`);
-  return { run: { spec: run.spec, result, finalCheckpoint }, words };
+  return { run: { spec: run.spec, result, finalVal }, words };
 }
 
 /** Key of the chosen policy's samples improved once by the improver (what a user deploys). */
@@ -612,7 +611,7 @@ async function runVariants(
     {
       spec: f,
       result: toVariantResult(f, startVal, faithfulVals, faithful.ours.metrics.slice(0, K)),
-      finalCheckpoint: faithfulVals[faithfulVals.length - 1].checkpointId,
+      finalVal: faithfulVals[faithfulVals.length - 1],
     },
   ];
   for (const spec of variantSpecs(ctx)) {
@@ -647,10 +646,10 @@ async function evaluateFinalIterates(
 ): Promise<Record<string, ModelEval>> {
   const variantModels: Record<string, ModelEval> = {};
   for (const r of runs) {
-    const earlier = Object.values(faithful.models).find((m) => m.checkpointId === r.finalCheckpoint);
+    const earlier = Object.values(faithful.models).find((m) => m.checkpointId === r.finalVal.checkpointId);
     const key = earlier?.key ?? `tune/${r.spec.key}`;
     if (!earlier) {
-      variantModels[key] = await evaluateModel(ctx, key, `search: ${r.spec.label}`, r.finalCheckpoint);
+      variantModels[key] = await evaluateModel(ctx, key, `search: ${r.spec.label}`, r.finalVal.checkpointId);
     }
     r.result.modelKey = key;
   }
