@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { createClient, createRouterTransport } from "@connectrpc/connect";
 import type { Bus, StateStore, Subscription } from "@idpo/bus";
 import { ControllerService, RunConfigSchema, RunStage, RunState } from "@idpo/proto";
+import { createLogger, type Logger } from "@idpo/runtime";
 import { afterEach, describe, expect, it } from "vitest";
 import { controllerRoutes } from "./controller-routes.js";
 import { DEFAULT_CONTROLLER_OPTIONS, type DriverDeps } from "./driver-deps.js";
@@ -74,14 +75,14 @@ describe("RunManager leases", () => {
     mesh = undefined;
   });
 
-  function deps(bus: Bus): DriverDeps {
+  function deps(bus: Bus, logger: Logger = quietLogger): DriverDeps {
     const m = mesh!;
     return {
       store: new RunStore(bus.state),
       bus,
       peers: m.peers,
       checkpoints: m.checkpoints,
-      logger: quietLogger,
+      logger,
       options: {
         ...DEFAULT_CONTROLLER_OPTIONS,
         progressIntervalMs: 50,
@@ -94,12 +95,17 @@ describe("RunManager leases", () => {
   }
 
   it("of two controllers told about one run, one drives it; the other takes it over once the first is dead", async () => {
-    mesh = await new FakeMesh().start({ stepMs: 5 });
+    // 20 ms a training step: the second controller takes over with an iteration still to train (at 5 ms a
+    // fast machine had the run in its last evaluation by then, driven to its end within one poll).
+    mesh = await new FakeMesh().start({ stepMs: 20 });
     const store = new RunStore(mesh.bus.state);
     subs.push(...(await subscribeShardEvents(mesh.bus, store, quietLogger)));
     const first = killableBus(mesh.bus);
     const a = new RunManager(deps(first.bus), "controller-a");
-    const b = new RunManager(deps(mesh.bus), "controller-b");
+    // The second controller's own record of the takeover, which outlasts its driving of the run.
+    const bLog: string[] = [];
+    const bLogger = createLogger("info", {}, (line) => bLog.push(line));
+    const b = new RunManager(deps(mesh.bus, bLogger), "controller-b");
     managers.push(a, b);
     const routes = controllerRoutes({
       ...deps(first.bus),
@@ -120,7 +126,11 @@ describe("RunManager leases", () => {
       await new Promise((r) => setTimeout(r, 20));
     }
     first.kill();
-    await until("the second controller to take the run over", () => b.isDriving("leased"), 10 * LEASE_MS);
+    await until(
+      "the second controller to take the run over",
+      () => bLog.some((l) => l.includes("took over the run's lease")),
+      10 * LEASE_MS,
+    );
     await until("the run's end", async () => isTerminal((await store.get("leased"))!.run.state));
     const last = (await store.get("leased"))!.run;
     expect(last.state, last.error).toBe(RunState.SUCCEEDED);
