@@ -46,15 +46,20 @@ describe("controller run lease on NATS", () => {
     await expect(b.tryAcquire()).rejects.toThrow();
     await sleep(3 * TTL_MS);
     await nats.server().restart();
-    // Both reconnect; the holder renews at its next interval.
-    for (;;) {
-      try {
-        expect(await a.renew()).toBe(true);
-        break;
-      } catch {
-        await sleep(100);
-      }
-    }
-    expect(await b.tryAcquire()).toBe(false);
+    // Both reconnect, each in its own time; the holder renews at its next interval, and the other, once it
+    // can read the lease again, is refused.
+    expect(await onceReconnected(() => a.renew())).toBe(true);
+    expect(await onceReconnected(() => b.tryAcquire())).toBe(false);
   }, 60_000);
 });
+
+/** The result of `call` once it stops failing for want of a connection (retried every 100 ms). */
+async function onceReconnected<T>(call: () => Promise<T>): Promise<T> {
+  for (;;) {
+    try {
+      return await call();
+    } catch {
+      await sleep(100);
+    }
+  }
+}
