@@ -19,6 +19,8 @@ interface Case {
   shape: [number, number, number, number];
   groups: number;
   act: "silu" | "none";
+  /** Mean of x (default 0.7); a large one against a small spread tests the variance for cancellation. */
+  offset?: number;
 }
 
 const CASES: Case[] = [
@@ -27,6 +29,7 @@ const CASES: Case[] = [
   { shape: [2, 4, 4, 12], groups: 3, act: "none" },
   { shape: [1, 3, 3, 6], groups: 1, act: "silu" },
   { shape: [2, 2, 2, 6], groups: 6, act: "none" },
+  { shape: [2, 8, 8, 48], groups: 8, act: "silu", offset: 40 },
 ];
 
 /**
@@ -37,7 +40,7 @@ async function evaluate(backend: "cpu" | "wasm", c: Case): Promise<Float32Array[
   await tf.setBackend(backend);
   const size = tf.util.sizeFromShape(c.shape);
   const ch = c.shape[3];
-  const x = tf.tensor4d(pattern(size, 1, 0.7, 2.5), c.shape);
+  const x = tf.tensor4d(pattern(size, 1, c.offset ?? 0.7, 2.5), c.shape);
   const gamma = tf.tensor1d(pattern(ch, 2, 1, 0.5));
   const beta = tf.tensor1d(pattern(ch, 3, 0, 0.4));
   const w = tf.tensor4d(pattern(size, 4, 0.1, 1), c.shape);

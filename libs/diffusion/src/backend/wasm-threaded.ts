@@ -6,17 +6,9 @@ import { dirname, join } from "node:path";
 import { Worker, type WorkerOptions } from "node:worker_threads";
 import { BackendWasm, getThreadsCount, setThreadsCount } from "@tensorflow/tfjs-backend-wasm";
 import * as tf from "@tensorflow/tfjs-core";
+import { wasmApi } from "./wasm-api.js";
 
 const require = createRequire(import.meta.url);
-
-// The WebAssembly global, typed to the one call made here (the project's lib has no DOM/wasm types).
-const wasmApi = (
-  globalThis as unknown as {
-    WebAssembly: {
-      instantiate(binary: Uint8Array, imports: object): Promise<{ instance: unknown; module: unknown }>;
-    };
-  }
-).WebAssembly;
 
 /** worker_threads.Worker without inherited execArgv (loader hooks would try to transform the worker). */
 class PlainWorker extends Worker {

@@ -1,5 +1,6 @@
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import * as tf from "@tensorflow/tfjs-core";
+import { type GroupNormDims, GroupNormSimd } from "./group-norm-simd.js";
 import { type Info, stockKernel } from "./scope.js";
 
 /** Kernel names of the fused GroupNorm (+ SiLU), forward and gradient. */
@@ -14,13 +15,7 @@ export interface GroupNormActAttrs {
   silu: boolean;
 }
 
-/** Shape of one call: x is `[batch, pixels, channels]` with channels = groups · perGroup. */
-interface Dims {
-  batch: number;
-  pixels: number;
-  channels: number;
-  groups: number;
-}
+type Dims = GroupNormDims;
 
 function dimsOf(x: Info, groups: number): Dims {
   const shape = x.shape;
@@ -214,11 +209,16 @@ function groupNormAct(args: {
   const backend = args.backend;
   const y = backend.makeOutput([...x.shape], "float32");
   const stats = backend.makeOutput([d.batch, 2, d.channels], "float32");
-  // Views after every allocation: makeOutput can grow (and so detach) the heap.
-  const view = (t: Info) => backend.typedArrayFromHeap(t) as Float32Array;
-  const values = groupNormStats(view(x), d, attrs.eps);
-  view(stats).set(values);
-  groupNormAffine(view(x), view(gamma), view(beta), view(y), d, values);
+  const simd = d.channels % 4 === 0 ? GroupNormSimd.for(backend) : undefined;
+  if (simd) {
+    simd.forward(x, gamma, beta, y, stats, d, attrs.eps);
+  } else {
+    // Views after every allocation: makeOutput can grow (and so detach) the heap.
+    const view = (t: Info) => backend.typedArrayFromHeap(t) as Float32Array;
+    const values = groupNormStats(view(x), d, attrs.eps);
+    view(stats).set(values);
+    groupNormAffine(view(x), view(gamma), view(beta), view(y), d, values);
+  }
   if (!attrs.silu) return [y, stats];
   const sig = stockKernel(tf.Sigmoid)({ inputs: { x: y }, backend });
   const out = stockKernel(tf.Multiply)({ inputs: { a: y, b: sig }, backend });
@@ -253,6 +253,12 @@ function groupNormActGrad(args: {
   const dx = backend.makeOutput([...x.shape], "float32");
   const dgamma = backend.makeOutput([...gamma.shape], "float32");
   const dbeta = backend.makeOutput([...gamma.shape], "float32");
+  const simd = d.channels % 4 === 0 ? GroupNormSimd.for(backend) : undefined;
+  if (simd) {
+    const silu = attrs.silu && y != null && sig != null;
+    simd.backward(dy, x, silu ? y : null, silu ? sig : null, gamma, dx, dgamma, dbeta, d, stats);
+    return [dx, dgamma, dbeta];
+  }
   const view = (t: Info) => backend.typedArrayFromHeap(t) as Float32Array;
   groupNormActBackward(
     view(dy),

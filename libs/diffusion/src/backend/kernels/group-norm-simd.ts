@@ -1,0 +1,253 @@
+import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
+import { GROUP_NORM_SIMD_PLAIN, GROUP_NORM_SIMD_SHARED } from "../../gen/group-norm-simd-wasm.js";
+import { type WasmMemory, wasmApi } from "../wasm-api.js";
+import type { Info } from "./scope.js";
+
+/** Shape of one GroupNorm call: x is `[batch, pixels, channels]` with channels = groups · perGroup. */
+export interface GroupNormDims {
+  batch: number;
+  pixels: number;
+  channels: number;
+  groups: number;
+}
+
+/** The exports of group-norm-simd.wat (pointers are byte offsets into the tfjs heap). */
+export interface GroupNormSimdExports {
+  colSum(x: number, pixels: number, c: number, out: number): void;
+  colCenteredSq(x: number, pixels: number, c: number, mean: number, out: number): void;
+  affine(x: number, y: number, pixels: number, c: number, scale: number, shift: number): void;
+  gradPass(
+    dout: number,
+    x: number,
+    y: number,
+    sig: number,
+    dx: number,
+    pixels: number,
+    c: number,
+    silu: number,
+    ra: number,
+    rb: number,
+    s1: number,
+    s2: number,
+  ): void;
+  gradCombine(dx: number, x: number, pixels: number, c: number, a: number, b: number, k: number): void;
+}
+
+/** What idpo reads of the emscripten module behind BackendWasm. */
+interface EmscriptenModule {
+  _malloc(bytes: number): number;
+  _free(ptr: number): void;
+  /** The memory of the single-threaded binaries (exported by the module). */
+  asm?: { memory?: WasmMemory };
+  /** The memory of the threaded binary (created by its loader, shared). */
+  wasmMemory?: WasmMemory;
+}
+
+interface TensorData {
+  memoryOffset: number;
+}
+
+function decode(b64: string): Uint8Array {
+  return Uint8Array.from(Buffer.from(b64, "base64"));
+}
+
+const instances = new WeakMap<WasmMemory, GroupNormSimdExports>();
+
+/**
+ * The SIMD passes instantiated on `memory` (one instance per memory; the shared-memory build for a
+ * shared one). Throws where the runtime has no wasm SIMD.
+ */
+export function groupNormSimdExports(memory: WasmMemory): GroupNormSimdExports {
+  let ex = instances.get(memory);
+  if (!ex) {
+    const shared = typeof SharedArrayBuffer !== "undefined" && memory.buffer instanceof SharedArrayBuffer;
+    const bytes = decode(shared ? GROUP_NORM_SIMD_SHARED : GROUP_NORM_SIMD_PLAIN);
+    const instance = new wasmApi.Instance(new wasmApi.Module(bytes), { env: { memory } });
+    ex = instance.exports as unknown as GroupNormSimdExports;
+    instances.set(memory, ex);
+  }
+  return ex;
+}
+
+/**
+ * GroupNorm's O(n) passes in WebAssembly SIMD on the tfjs wasm heap, in place (no copies): per sample, the
+ * column sums and centred squares that give the group statistics, the affine transform, and the
+ * gradient's two passes. The O(channels) arithmetic between passes stays here in float64. Used by the
+ * fused GroupNorm (+ SiLU) kernels when the channel count is a multiple of 4; the JS loops in
+ * group-norm-act.ts remain for the rest and as the reference the tests compare with.
+ */
+export class GroupNormSimd {
+  private constructor(
+    private readonly wasm: EmscriptenModule,
+    private readonly memory: WasmMemory,
+    private readonly ex: GroupNormSimdExports,
+    private readonly backend: BackendWasm,
+  ) {}
+
+  /** The SIMD passes on this backend's heap, or undefined where the heap or SIMD is not available. */
+  static for(backend: BackendWasm): GroupNormSimd | undefined {
+    const wasm = (backend as unknown as { wasm: EmscriptenModule }).wasm;
+    const memory = wasm?.asm?.memory ?? wasm?.wasmMemory;
+    if (!(memory instanceof wasmApi.Memory) || typeof wasm._malloc !== "function") return undefined;
+    try {
+      return new GroupNormSimd(wasm, memory, groupNormSimdExports(memory), backend);
+    } catch {
+      // A runtime without wasm SIMD: the JS loops serve.
+      return undefined;
+    }
+  }
+
+  private ptr(t: Info): number {
+    return (this.backend as unknown as { dataIdMap: { get(id: object): TensorData } }).dataIdMap.get(t.dataId)
+      .memoryOffset;
+  }
+
+  /** A float32 view of the heap (taken after any allocation, which may grow and so detach the heap). */
+  private f32(ptr: number, n: number): Float32Array {
+    return new Float32Array(this.memory.buffer, ptr, n);
+  }
+
+  /** Runs `fn` with `floats` float32 values of scratch on the heap. */
+  private withScratch<T>(floats: number, fn: (ptr: number) => T): T {
+    const ptr = this.wasm._malloc(floats * 4);
+    try {
+      return fn(ptr);
+    } finally {
+      this.wasm._free(ptr);
+    }
+  }
+
+  /**
+   * Group statistics into `stats` ([batch, 2, C]: rstd, then −mean·rstd, per channel) and y = x̂·γ + β.
+   * Mean from column sums, variance from squares centred on the float32-rounded mean with the rounding's
+   * shift removed, so no E[x²] − E[x]² cancellation.
+   */
+  forward(x: Info, gamma: Info, beta: Info, y: Info, stats: Info, d: GroupNormDims, eps: number): void {
+    const { batch, pixels, channels: C, groups } = d;
+    const per = C / groups;
+    const count = pixels * per;
+    const slab = pixels * C * 4;
+    const [px, py, pst] = [this.ptr(x), this.ptr(y), this.ptr(stats)];
+    const [pg, pb] = [this.ptr(gamma), this.ptr(beta)];
+    this.withScratch(4 * C, (s) => {
+      const [sum, mean, scale, shift] = [s, s + 4 * C, s + 8 * C, s + 12 * C];
+      const g = this.f32(pg, C);
+      const bt = this.f32(pb, C);
+      const vSum = this.f32(sum, C);
+      const vMean = this.f32(mean, C);
+      const vScale = this.f32(scale, C);
+      const vShift = this.f32(shift, C);
+      const st = this.f32(pst, 2 * batch * C);
+      const mu = new Float64Array(groups);
+      for (let b = 0; b < batch; b++) {
+        const xb = px + b * slab;
+        this.ex.colSum(xb, pixels, C, sum);
+        for (let k = 0; k < groups; k++) {
+          let acc = 0;
+          for (let c = k * per; c < (k + 1) * per; c++) acc += vSum[c];
+          mu[k] = acc / count;
+          vMean.fill(mu[k], k * per, (k + 1) * per);
+        }
+        // vSum is free again: it receives the centred squares.
+        this.ex.colCenteredSq(xb, pixels, C, mean, sum);
+        for (let k = 0; k < groups; k++) {
+          let acc = 0;
+          for (let c = k * per; c < (k + 1) * per; c++) acc += vSum[c];
+          const shiftErr = mu[k] - vMean[k * per];
+          const rstd = 1 / Math.sqrt(Math.max(0, acc / count - shiftErr * shiftErr) + eps);
+          for (let c = k * per; c < (k + 1) * per; c++) {
+            st[2 * b * C + c] = rstd;
+            st[(2 * b + 1) * C + c] = -mu[k] * rstd;
+            vScale[c] = rstd * g[c];
+            vShift[c] = -mu[k] * rstd * g[c] + bt[c];
+          }
+        }
+        this.ex.affine(xb, py + b * slab, pixels, C, scale, shift);
+      }
+    });
+  }
+
+  /**
+   * dx, dγ, dβ of the affine GroupNorm, followed by SiLU when `y` and `sig` (= σ(y)) are given, from
+   * the forward's `stats`; the same coefficients as groupNormActBackward (group-norm-act.ts).
+   */
+  backward(
+    dout: Info,
+    x: Info,
+    y: Info | null,
+    sig: Info | null,
+    gamma: Info,
+    dx: Info,
+    dgamma: Info,
+    dbeta: Info,
+    d: GroupNormDims,
+    stats: Info,
+  ): void {
+    const { batch, pixels, channels: C, groups } = d;
+    const per = C / groups;
+    const count = pixels * per;
+    const slab = pixels * C * 4;
+    const silu = y != null && sig != null;
+    const [pd, px, pdx, pst, pg] = [
+      this.ptr(dout),
+      this.ptr(x),
+      this.ptr(dx),
+      this.ptr(stats),
+      this.ptr(gamma),
+    ];
+    const [py, ps] = silu ? [this.ptr(y), this.ptr(sig)] : [0, 0];
+    const accGamma = new Float64Array(C);
+    const accBeta = new Float64Array(C);
+    this.withScratch(5 * C, (s) => {
+      const [s1, s2, a, bc, k] = [s, s + 4 * C, s + 8 * C, s + 12 * C, s + 16 * C];
+      const g = this.f32(pg, C);
+      const st = this.f32(pst, 2 * batch * C);
+      const v1 = this.f32(s1, C);
+      const v2 = this.f32(s2, C);
+      const va = this.f32(a, C);
+      const vb = this.f32(bc, C);
+      const vk = this.f32(k, C);
+      for (let b = 0; b < batch; b++) {
+        const off = b * slab;
+        const ra = pst + 2 * b * C * 4;
+        const rb = pst + (2 * b + 1) * C * 4;
+        this.ex.gradPass(
+          pd + off,
+          px + off,
+          py + off,
+          ps + off,
+          pdx + off,
+          pixels,
+          C,
+          silu ? 1 : 0,
+          ra,
+          rb,
+          s1,
+          s2,
+        );
+        for (let grp = 0; grp < groups; grp++) {
+          let meanG = 0;
+          let meanGx = 0;
+          for (let c = grp * per; c < (grp + 1) * per; c++) {
+            accBeta[c] += v1[c];
+            accGamma[c] += v2[c];
+            meanG += g[c] * v1[c];
+            meanGx += g[c] * v2[c];
+          }
+          meanG /= count;
+          meanGx /= count;
+          for (let c = grp * per; c < (grp + 1) * per; c++) {
+            const rstd = st[2 * b * C + c];
+            const shiftC = st[(2 * b + 1) * C + c];
+            va[c] = rstd * g[c];
+            vb[c] = -rstd * meanGx * rstd;
+            vk[c] = -rstd * (meanG + meanGx * shiftC);
+          }
+        }
+        this.ex.gradCombine(pdx + off, px + off, pixels, C, a, bc, k);
+      }
+    });
+    this.f32(this.ptr(dgamma), C).set(accGamma);
+    this.f32(this.ptr(dbeta), C).set(accBeta);
+  }
+}
