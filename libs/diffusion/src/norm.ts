@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { silu } from "./activations.js";
 import {
+  fusedForwardIsFaster,
   GROUP_NORM_ACT,
   GROUP_NORM_ACT_GRAD,
   type GroupNormActAttrs,
@@ -80,10 +81,11 @@ export function groupNormAct(
   if (gamma.rank !== 1 || beta.rank !== 1 || gamma.shape[0] !== c || beta.shape[0] !== c) {
     throw new Error(`groupNorm: γ [${gamma.shape}] and β [${beta.shape}] must be [${c}]`);
   }
-  // The fused forward writes what its gradient needs (y, σ(y), the statistics) in scalar JS passes: a win
-  // under a gradient, where backward then recomputes nothing, but slower than the stock vectorised kernels
-  // when no gradient follows (sampling, the frozen reference model of a preference job).
-  if (tf.getKernel(GROUP_NORM_ACT, tf.getBackend()) == null || !tf.engine().isTapeOn()) {
+  // The fused forward also writes what its gradient needs (y, σ(y), the statistics): a win under a gradient,
+  // where backward then recomputes nothing. Without one (sampling, a preference job's frozen reference) it
+  // wins only where its passes run in SIMD; its scalar JS passes lose to the stock vectorised kernels.
+  const fused = tf.getKernel(GROUP_NORM_ACT, tf.getBackend()) != null;
+  if (!fused || (!tf.engine().isTapeOn() && !fusedForwardIsFaster(c))) {
     const y = groupNorm(x, groups, gamma, beta, eps);
     return act === "silu" ? silu(y) : y;
   }

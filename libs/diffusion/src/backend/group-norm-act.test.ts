@@ -85,19 +85,24 @@ describe("fused GroupNorm (+ SiLU) on wasm matches groupNorm and silu composed o
     expect(tf.getKernel(GROUP_NORM_ACT, "cpu")).toBeUndefined();
   });
 
-  it("runs the fused kernels under a gradient only; a forward alone composes the stock kernels", async () => {
+  it("a forward alone runs the fused kernel where its passes are SIMD (channels a multiple of 4), else composes the stock kernels", async () => {
     await tf.setBackend("wasm");
-    const x = tf.tensor4d(pattern(2 * 4 * 4 * 8, 1, 0.7, 2.5), [2, 4, 4, 8]);
-    const gamma = tf.ones([8]);
-    const beta = tf.zeros([8]);
-    const forward = await kernelsOf(() => groupNormAct(x, 4, gamma, beta, "silu"));
-    expect(forward).not.toContain(GROUP_NORM_ACT);
-    const withGrad = await kernelsOf(() =>
-      tf.grad((a: tf.Tensor) => tf.sum(groupNormAct(a as tf.Tensor4D, 4, gamma, beta, "silu")))(x),
-    );
-    expect(withGrad).toContain(GROUP_NORM_ACT);
-    expect(withGrad).toContain(GROUP_NORM_ACT_GRAD);
-    tf.dispose([x, gamma, beta]);
+    for (const [ch, fusedAlone] of [
+      [8, true],
+      [6, false],
+    ] as const) {
+      const x = tf.tensor4d(pattern(2 * 4 * 4 * ch, 1, 0.7, 2.5), [2, 4, 4, ch]);
+      const gamma = tf.ones([ch]);
+      const beta = tf.zeros([ch]);
+      const forward = await kernelsOf(() => groupNormAct(x, 2, gamma, beta, "silu"));
+      expect(forward.includes(GROUP_NORM_ACT), `${ch} channels`).toBe(fusedAlone);
+      const withGrad = await kernelsOf(() =>
+        tf.grad((a: tf.Tensor) => tf.sum(groupNormAct(a as tf.Tensor4D, 2, gamma, beta, "silu")))(x),
+      );
+      expect(withGrad).toContain(GROUP_NORM_ACT);
+      expect(withGrad).toContain(GROUP_NORM_ACT_GRAD);
+      tf.dispose([x, gamma, beta]);
+    }
   });
 
   it.each(CASES)("forward, dx, dγ, dβ within 1e-4: $shape groups=$groups act=$act", async (c) => {

@@ -48,22 +48,23 @@ describe("group-norm-simd.wat", () => {
       expect(Array.from(f.subarray(64, 68))).toEqual([8, 8, 8, 8]);
       f.set([2, 0.5, -1, 0], 96); // scale
       f.set([1, 1, 1, 1], 112); // shift
-      ex.affine(0, 512, 2, 4, 384, 448);
-      expect(Array.from(f.subarray(128, 136))).toEqual([3, 2, -2, 1, 11, 4, -6, 1]);
-      // Without SiLU: dx = dout, s1 = Σ dout, s2 = Σ dout·(x·ra + rb).
+      f.set([1, 0, 3, 0], 120); // mean at byte 480
+      ex.affine(0, 512, 2, 4, 480, 384, 448);
+      expect(Array.from(f.subarray(128, 136))).toEqual([1, 2, 1, 1, 9, 4, -3, 1]);
+      // Without SiLU: dx = dout, s1 = Σ dout, s2 = Σ dout·(x − mean)·rstd.
       f.set([1, -1, 2, 0, 3, 1, -2, 4], 160); // dout at byte 640
-      f.set([1, 1, 1, 1], 176); // ra at 704
-      f.set([-3, -4, -5, -6], 180); // rb at 720
+      f.set([3, 4, 5, 6], 176); // mean at 704
+      f.set([1, 1, 1, 1], 180); // rstd at 720
       ex.gradPass(640, 0, 0, 0, 768, 2, 4, 0, 704, 720, 800, 816);
       expect(Array.from(f.subarray(192, 200))).toEqual([1, -1, 2, 0, 3, 1, -2, 4]);
       expect(Array.from(f.subarray(200, 204))).toEqual([4, 0, 0, 4]);
       expect(Array.from(f.subarray(204, 208))).toEqual([4, 4, -8, 8]);
-      // dx = a·dx + b·x + k
+      // dx = a·dx + b·(x − mean) + k, the mean [3, 4, 5, 6] still at byte 704
       f.set([2, 2, 2, 2], 208);
       f.set([1, 0, 0, 1], 212);
       f.set([0, 1, 0, -1], 216);
-      ex.gradCombine(768, 0, 2, 4, 832, 848, 864);
-      expect(Array.from(f.subarray(192, 200))).toEqual([3, -1, 4, 3, 11, 3, -4, 15]);
+      ex.gradCombine(768, 0, 2, 4, 704, 832, 848, 864);
+      expect(Array.from(f.subarray(192, 200))).toEqual([0, -1, 4, -3, 8, 3, -4, 9]);
     },
   );
 
@@ -77,8 +78,8 @@ describe("group-norm-simd.wat", () => {
     f.set([0, 0, 0, 0], 4); // x
     f.set(y, 8);
     f.set(sig, 12);
-    f.set([1, 1, 1, 1], 20); // ra
-    f.set([0, 0, 0, 0], 24); // rb
+    f.set([0, 0, 0, 0], 20); // mean
+    f.set([1, 1, 1, 1], 24); // rstd
     ex.gradPass(0, 16, 32, 48, 64, 1, 4, 1, 80, 96, 112, 128);
     const expected = [1, 2, -1, 3].map((d, i) => d * sig[i] * (1 + y[i] * (1 - sig[i])));
     expect(maxRelative(expected, f.subarray(16, 20))).toBeLessThan(1e-6);

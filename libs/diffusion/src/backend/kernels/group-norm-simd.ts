@@ -15,7 +15,7 @@ export interface GroupNormDims {
 export interface GroupNormSimdExports {
   colSum(x: number, pixels: number, c: number, out: number): void;
   colCenteredSq(x: number, pixels: number, c: number, mean: number, out: number): void;
-  affine(x: number, y: number, pixels: number, c: number, scale: number, shift: number): void;
+  affine(x: number, y: number, pixels: number, c: number, mean: number, scale: number, shift: number): void;
   gradPass(
     dout: number,
     x: number,
@@ -25,12 +25,21 @@ export interface GroupNormSimdExports {
     pixels: number,
     c: number,
     silu: number,
-    ra: number,
-    rb: number,
+    mean: number,
+    rstd: number,
     s1: number,
     s2: number,
   ): void;
-  gradCombine(dx: number, x: number, pixels: number, c: number, a: number, b: number, k: number): void;
+  gradCombine(
+    dx: number,
+    x: number,
+    pixels: number,
+    c: number,
+    mean: number,
+    a: number,
+    b: number,
+    k: number,
+  ): void;
 }
 
 /** What idpo reads of the emscripten module behind BackendWasm. */
@@ -119,8 +128,9 @@ export class GroupNormSimd {
 
   /**
    * Group statistics into `stats` ([batch, 2, C]: rstd, then −mean·rstd, per channel) and y = x̂·γ + β.
-   * Mean from column sums, variance from squares centred on the float32-rounded mean with the rounding's
-   * shift removed, so no E[x²] − E[x]² cancellation.
+   * Mean from column sums, variance from squares centred on the float32-rounded mean m with the rounding's
+   * shift removed, so no E[x²] − E[x]² cancellation; y as (x − m)·rstd·γ + (β + (m − mean)·rstd·γ), so a
+   * mean far from zero does not cancel in float32 either.
    */
   forward(x: Info, gamma: Info, beta: Info, y: Info, stats: Info, d: GroupNormDims, eps: number): void {
     const { batch, pixels, channels: C, groups } = d;
@@ -159,10 +169,10 @@ export class GroupNormSimd {
             st[2 * b * C + c] = rstd;
             st[(2 * b + 1) * C + c] = -mu[k] * rstd;
             vScale[c] = rstd * g[c];
-            vShift[c] = -mu[k] * rstd * g[c] + bt[c];
+            vShift[c] = bt[c] + (vMean[c] - mu[k]) * rstd * g[c];
           }
         }
-        this.ex.affine(xb, py + b * slab, pixels, C, scale, shift);
+        this.ex.affine(xb, py + b * slab, pixels, C, mean, scale, shift);
       }
     });
   }
@@ -198,8 +208,8 @@ export class GroupNormSimd {
     const [py, ps] = silu ? [this.ptr(y), this.ptr(sig)] : [0, 0];
     const accGamma = new Float64Array(C);
     const accBeta = new Float64Array(C);
-    this.withScratch(5 * C, (s) => {
-      const [s1, s2, a, bc, k] = [s, s + 4 * C, s + 8 * C, s + 12 * C, s + 16 * C];
+    this.withScratch(6 * C, (s) => {
+      const [s1, s2, a, bc, k, mean] = [s, s + 4 * C, s + 8 * C, s + 12 * C, s + 16 * C, s + 20 * C];
       const g = this.f32(pg, C);
       const st = this.f32(pst, 2 * batch * C);
       const v1 = this.f32(s1, C);
@@ -207,10 +217,12 @@ export class GroupNormSimd {
       const va = this.f32(a, C);
       const vb = this.f32(bc, C);
       const vk = this.f32(k, C);
+      const vMean = this.f32(mean, C);
       for (let b = 0; b < batch; b++) {
         const off = b * slab;
-        const ra = pst + 2 * b * C * 4;
-        const rb = pst + (2 * b + 1) * C * 4;
+        // The group means, float32-rounded, from the statistics (rstd, −mean·rstd): x̂ = (x − mean)·rstd.
+        for (let c = 0; c < C; c++) vMean[c] = -st[(2 * b + 1) * C + c] / st[2 * b * C + c];
+        const rstdRow = pst + 2 * b * C * 4;
         this.ex.gradPass(
           pd + off,
           px + off,
@@ -220,8 +232,8 @@ export class GroupNormSimd {
           pixels,
           C,
           silu ? 1 : 0,
-          ra,
-          rb,
+          mean,
+          rstdRow,
           s1,
           s2,
         );
@@ -239,12 +251,13 @@ export class GroupNormSimd {
           for (let c = grp * per; c < (grp + 1) * per; c++) {
             const rstd = st[2 * b * C + c];
             const shiftC = st[(2 * b + 1) * C + c];
+            // dx = A·u + B·x + C (groupNormActBackward) written as A·u + B·(x − mean) + (C + B·mean).
             va[c] = rstd * g[c];
             vb[c] = -rstd * meanGx * rstd;
-            vk[c] = -rstd * (meanG + meanGx * shiftC);
+            vk[c] = -rstd * (meanG + meanGx * (shiftC + rstd * vMean[c]));
           }
         }
-        this.ex.gradCombine(pdx + off, px + off, pixels, C, a, bc, k);
+        this.ex.gradCombine(pdx + off, px + off, pixels, C, mean, a, bc, k);
       }
     });
     this.f32(this.ptr(dgamma), C).set(accGamma);

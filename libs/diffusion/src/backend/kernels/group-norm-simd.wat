@@ -55,8 +55,8 @@
         (local.set $row (i32.add (local.get $row) (local.get $stride)))
         (br $rows))))
 
-  ;; y[p, c] = x[p, c]·scale[c] + shift[c]
-  (func (export "affine") (param $x i32) (param $y i32) (param $pixels i32) (param $C i32) (param $scale i32) (param $shift i32)
+  ;; y[p, c] = (x[p, c] − mean[c])·scale[c] + shift[c]: centred first, so a mean far from zero costs no precision
+  (func (export "affine") (param $x i32) (param $y i32) (param $pixels i32) (param $C i32) (param $mean i32) (param $scale i32) (param $shift i32)
     (local $row i32) (local $end i32) (local $o i32) (local $i i32) (local $stride i32)
     (local.set $stride (i32.shl (local.get $C) (i32.const 2)))
     (local.set $row (i32.const 0))
@@ -70,7 +70,9 @@
           (v128.store (i32.add (local.get $y) (local.get $i))
             (f32x4.add
               (f32x4.mul
-                (v128.load (i32.add (local.get $x) (local.get $i)))
+                (f32x4.sub
+                  (v128.load (i32.add (local.get $x) (local.get $i)))
+                  (v128.load (i32.add (local.get $mean) (local.get $o))))
                 (v128.load (i32.add (local.get $scale) (local.get $o))))
               (v128.load (i32.add (local.get $shift) (local.get $o)))))
           (local.set $o (i32.add (local.get $o) (i32.const 16)))
@@ -79,10 +81,10 @@
         (br $rows))))
 
   ;; First backward pass. u = dout·σ·(1 + y·(1 − σ)) when $silu ≠ 0 (the derivative of y·σ(y)), else dout;
-  ;; dx = u; s1[c] = Σ_p u; s2[c] = Σ_p u·x̂ with x̂ = x·ra[c] + rb[c] (the normalised input).
+  ;; dx = u; s1[c] = Σ_p u; s2[c] = Σ_p u·x̂ with x̂ = (x − mean[c])·rstd[c] (the normalised input).
   ;; $y and $sig are read only when $silu ≠ 0.
   (func (export "gradPass") (param $dout i32) (param $x i32) (param $y i32) (param $sig i32) (param $dx i32)
-        (param $pixels i32) (param $C i32) (param $silu i32) (param $ra i32) (param $rb i32) (param $s1 i32) (param $s2 i32)
+        (param $pixels i32) (param $C i32) (param $silu i32) (param $mean i32) (param $rstd i32) (param $s1 i32) (param $s2 i32)
     (local $row i32) (local $end i32) (local $o i32) (local $i i32) (local $stride i32)
     (local $u v128) (local $s v128) (local $xh v128) (local $one v128)
     (local.set $one (f32x4.splat (f32.const 1)))
@@ -111,11 +113,11 @@
                       (f32x4.sub (local.get $one) (local.get $s))))))))
           (v128.store (i32.add (local.get $dx) (local.get $i)) (local.get $u))
           (local.set $xh
-            (f32x4.add
-              (f32x4.mul
+            (f32x4.mul
+              (f32x4.sub
                 (v128.load (i32.add (local.get $x) (local.get $i)))
-                (v128.load (i32.add (local.get $ra) (local.get $o))))
-              (v128.load (i32.add (local.get $rb) (local.get $o)))))
+                (v128.load (i32.add (local.get $mean) (local.get $o))))
+              (v128.load (i32.add (local.get $rstd) (local.get $o)))))
           (v128.store (i32.add (local.get $s1) (local.get $o))
             (f32x4.add (v128.load (i32.add (local.get $s1) (local.get $o))) (local.get $u)))
           (v128.store (i32.add (local.get $s2) (local.get $o))
@@ -127,8 +129,8 @@
         (local.set $row (i32.add (local.get $row) (local.get $stride)))
         (br $rows))))
 
-  ;; Second backward pass: dx[p, c] = a[c]·dx[p, c] + b[c]·x[p, c] + k[c]
-  (func (export "gradCombine") (param $dx i32) (param $x i32) (param $pixels i32) (param $C i32) (param $a i32) (param $b i32) (param $k i32)
+  ;; Second backward pass: dx[p, c] = a[c]·dx[p, c] + b[c]·(x[p, c] − mean[c]) + k[c]
+  (func (export "gradCombine") (param $dx i32) (param $x i32) (param $pixels i32) (param $C i32) (param $mean i32) (param $a i32) (param $b i32) (param $k i32)
     (local $row i32) (local $end i32) (local $o i32) (local $i i32) (local $stride i32)
     (local.set $stride (i32.shl (local.get $C) (i32.const 2)))
     (local.set $row (i32.const 0))
@@ -147,7 +149,9 @@
                   (v128.load (i32.add (local.get $dx) (local.get $i))))
                 (f32x4.mul
                   (v128.load (i32.add (local.get $b) (local.get $o)))
-                  (v128.load (i32.add (local.get $x) (local.get $i)))))
+                  (f32x4.sub
+                    (v128.load (i32.add (local.get $x) (local.get $i)))
+                    (v128.load (i32.add (local.get $mean) (local.get $o))))))
               (v128.load (i32.add (local.get $k) (local.get $o)))))
           (local.set $o (i32.add (local.get $o) (i32.const 16)))
           (br_if $cols (i32.lt_u (local.get $o) (local.get $stride))))
