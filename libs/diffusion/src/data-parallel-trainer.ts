@@ -271,16 +271,19 @@ export class DataParallelTrainer<B> implements TrainingDriver<B> {
       const active = tasks.map((t, w) => (t.length > 0 ? w : -1)).filter((w) => w >= 0);
       const replies = await Promise.all(active.map((w) => this.run(this.slots[w], tasks[w])));
       const total = this.layout.total;
-      const sum = new Float32Array(total);
       const slices: TaskMetrics[][] = microbatches.map(() => []);
       active.forEach((w, i) => {
-        const g = this.grads.subarray(w * total, (w + 1) * total);
-        for (let x = 0; x < total; x++) sum[x] += g[x];
         replies[i].forEach((m, t) => {
           slices[owner[w][t]].push(m);
         });
       });
-      const flat = tf.tensor1d(sum);
+      // The slots added in worker order by the backend's vectorised kernel (a JS loop over shared memory
+      // took a few per cent of a step here).
+      const flat = tf.tidy(() =>
+        active
+          .map((w) => tf.tensor1d(this.grads.subarray(w * total, (w + 1) * total)))
+          .reduce((acc, g) => tf.add(acc, g)),
+      ) as tf.Tensor1D;
       try {
         return this.trainer.applyGradient(flat, microbatches.length, slices.map(combineSlices));
       } finally {
