@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs-core";
+import { OptimizerSimd } from "./backend/optimizer-simd.js";
 import { FlatLayout } from "./flat-params.js";
 import type { Params } from "./params.js";
 
@@ -82,6 +83,16 @@ export class AdamW {
     const c1 = 1 - this.beta1 ** this.k;
     const sqrtC2 = Math.sqrt(1 - this.beta2 ** this.k);
     const decay = 1 - lr * this.weightDecay;
+    const simd = OptimizerSimd.active();
+    const scalars = {
+      beta1: this.beta1,
+      beta2: this.beta2,
+      eps: this.eps,
+      stepScale: lr / c1,
+      sqrtC2,
+      decay,
+    };
+    if (simd?.adamw([...this.params.values()], this.layout.offsets, g, this.m, this.v, scalars)) return;
     tf.tidy(() => {
       const m1 = tf.add(tf.mul(this.m, this.beta1), tf.mul(g, 1 - this.beta1));
       const v1 = tf.add(tf.mul(this.v, this.beta2), tf.mul(tf.square(g), 1 - this.beta2));

@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs-core";
+import { OptimizerSimd } from "./backend/optimizer-simd.js";
 import { FlatLayout } from "./flat-params.js";
 import type { Params } from "./params.js";
 
@@ -37,9 +38,12 @@ export class Ema {
   /** Folds the current parameters into the average. */
   update(): void {
     const d = this.currentDecay();
-    tf.tidy(() => {
-      this.shadow.assign(tf.add(tf.mul(this.shadow, d), tf.mul(this.layout.flatten(this.params), 1 - d)));
-    });
+    const params = [...this.params.values()];
+    if (!OptimizerSimd.active()?.ema(this.shadow, params, this.layout.offsets, d)) {
+      tf.tidy(() => {
+        this.shadow.assign(tf.add(tf.mul(this.shadow, d), tf.mul(this.layout.flatten(this.params), 1 - d)));
+      });
+    }
     this.updates++;
   }
 

@@ -1,6 +1,7 @@
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import { GROUP_NORM_SIMD_PLAIN, GROUP_NORM_SIMD_SHARED } from "../../gen/group-norm-simd-wasm.js";
-import { type WasmMemory, wasmApi } from "../wasm-api.js";
+import type { WasmMemory } from "../wasm-api.js";
+import { instantiateOn, WasmHeap } from "../wasm-heap.js";
 import type { Info } from "./scope.js";
 
 /** Shape of one GroupNorm call: x is `[batch, pixels, channels]` with channels = groups · perGroup. */
@@ -42,40 +43,12 @@ export interface GroupNormSimdExports {
   ): void;
 }
 
-/** What idpo reads of the emscripten module behind BackendWasm. */
-interface EmscriptenModule {
-  _malloc(bytes: number): number;
-  _free(ptr: number): void;
-  /** The memory of the single-threaded binaries (exported by the module). */
-  asm?: { memory?: WasmMemory };
-  /** The memory of the threaded binary (created by its loader, shared). */
-  wasmMemory?: WasmMemory;
-}
-
-interface TensorData {
-  memoryOffset: number;
-}
-
-function decode(b64: string): Uint8Array {
-  return Uint8Array.from(Buffer.from(b64, "base64"));
-}
-
-const instances = new WeakMap<WasmMemory, GroupNormSimdExports>();
-
 /**
  * The SIMD passes instantiated on `memory` (one instance per memory; the shared-memory build for a
  * shared one). Throws where the runtime has no wasm SIMD.
  */
 export function groupNormSimdExports(memory: WasmMemory): GroupNormSimdExports {
-  let ex = instances.get(memory);
-  if (!ex) {
-    const shared = typeof SharedArrayBuffer !== "undefined" && memory.buffer instanceof SharedArrayBuffer;
-    const bytes = decode(shared ? GROUP_NORM_SIMD_SHARED : GROUP_NORM_SIMD_PLAIN);
-    const instance = new wasmApi.Instance(new wasmApi.Module(bytes), { env: { memory } });
-    ex = instance.exports as unknown as GroupNormSimdExports;
-    instances.set(memory, ex);
-  }
-  return ex;
+  return instantiateOn<GroupNormSimdExports>(memory, GROUP_NORM_SIMD_PLAIN, GROUP_NORM_SIMD_SHARED);
 }
 
 /**
@@ -87,19 +60,16 @@ export function groupNormSimdExports(memory: WasmMemory): GroupNormSimdExports {
  */
 export class GroupNormSimd {
   private constructor(
-    private readonly wasm: EmscriptenModule,
-    private readonly memory: WasmMemory,
+    private readonly heap: WasmHeap,
     private readonly ex: GroupNormSimdExports,
-    private readonly backend: BackendWasm,
   ) {}
 
   /** The SIMD passes on this backend's heap, or undefined where the heap or SIMD is not available. */
   static for(backend: BackendWasm): GroupNormSimd | undefined {
-    const wasm = (backend as unknown as { wasm: EmscriptenModule }).wasm;
-    const memory = wasm?.asm?.memory ?? wasm?.wasmMemory;
-    if (!(memory instanceof wasmApi.Memory) || typeof wasm._malloc !== "function") return undefined;
+    const heap = WasmHeap.of(backend);
+    if (!heap) return undefined;
     try {
-      return new GroupNormSimd(wasm, memory, groupNormSimdExports(memory), backend);
+      return new GroupNormSimd(heap, groupNormSimdExports(heap.memory));
     } catch {
       // A runtime without wasm SIMD: the JS loops serve.
       return undefined;
@@ -107,23 +77,15 @@ export class GroupNormSimd {
   }
 
   private ptr(t: Info): number {
-    return (this.backend as unknown as { dataIdMap: { get(id: object): TensorData } }).dataIdMap.get(t.dataId)
-      .memoryOffset;
+    return this.heap.ptr(t);
   }
 
-  /** A float32 view of the heap (taken after any allocation, which may grow and so detach the heap). */
   private f32(ptr: number, n: number): Float32Array {
-    return new Float32Array(this.memory.buffer, ptr, n);
+    return this.heap.f32(ptr, n);
   }
 
-  /** Runs `fn` with `floats` float32 values of scratch on the heap. */
   private withScratch<T>(floats: number, fn: (ptr: number) => T): T {
-    const ptr = this.wasm._malloc(floats * 4);
-    try {
-      return fn(ptr);
-    } finally {
-      this.wasm._free(ptr);
-    }
+    return this.heap.withScratch(floats, fn);
   }
 
   /**
