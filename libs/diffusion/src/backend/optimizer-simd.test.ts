@@ -88,7 +88,7 @@ describe("AdamW and EMA in place on the wasm heap", () => {
     await tf.setBackend("wasm");
     const w = tf.variable(tf.tensor4d(values(3 * 3 * 4 * 8, 1), [3, 3, 4, 8]));
     const dense = tf.variable(tf.tensor2d(values(8 * 5, 2), [8, 5]));
-    const params: Params = new Map([
+    const params: Params = new Map<string, tf.Variable>([
       ["w", w],
       ["dense", dense],
     ]);
