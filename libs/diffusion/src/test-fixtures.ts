@@ -78,3 +78,14 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
 }
+
+/** max |ref − got| over max |ref| (the absolute difference where ref is all zeros). */
+export function maxRelativeError(ref: ArrayLike<number>, got: ArrayLike<number>): number {
+  let scale = 0;
+  let err = 0;
+  for (let i = 0; i < ref.length; i++) {
+    scale = Math.max(scale, Math.abs(ref[i]));
+    err = Math.max(err, Math.abs(ref[i] - got[i]));
+  }
+  return scale === 0 ? err : err / scale;
+}

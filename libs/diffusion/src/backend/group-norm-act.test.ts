@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
 import { beforeAll, describe, expect, it } from "vitest";
+import { maxRelativeError } from "../test-fixtures.js";
 import "../gradients.js";
 import { groupNormAct } from "../norm.js";
 import { GROUP_NORM_ACT, GROUP_NORM_ACT_GRAD } from "./kernels/group-norm-act.js";
@@ -63,16 +64,6 @@ async function kernelsOf(f: () => tf.TensorContainer): Promise<string[]> {
   return info.kernelNames;
 }
 
-function relative(ref: Float32Array, got: Float32Array): number {
-  let scale = 0;
-  let err = 0;
-  for (let i = 0; i < ref.length; i++) {
-    scale = Math.max(scale, Math.abs(ref[i]));
-    err = Math.max(err, Math.abs(ref[i] - got[i]));
-  }
-  return scale === 0 ? err : err / scale;
-}
-
 describe("fused GroupNorm (+ SiLU) on wasm matches groupNorm and silu composed on cpu", () => {
   beforeAll(async () => {
     await activateWasm(1);
@@ -111,7 +102,7 @@ describe("fused GroupNorm (+ SiLU) on wasm matches groupNorm and silu composed o
     const names = ["y", "dx", "dγ", "dβ"];
     for (let i = 0; i < cpu.length; i++) {
       expect(wasm[i].length, names[i]).toBe(cpu[i].length);
-      expect(relative(cpu[i], wasm[i]), names[i]).toBeLessThan(1e-4);
+      expect(maxRelativeError(cpu[i], wasm[i]), names[i]).toBeLessThan(1e-4);
     }
   });
 

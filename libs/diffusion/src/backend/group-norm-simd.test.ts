@@ -1,6 +1,7 @@
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import * as tf from "@tensorflow/tfjs-core";
 import { beforeAll, describe, expect, it } from "vitest";
+import { maxRelativeError } from "../test-fixtures.js";
 import { groupNormActBackward, groupNormAffine, groupNormStats } from "./kernels/group-norm-act.js";
 import { type GroupNormDims, GroupNormSimd, groupNormSimdExports } from "./kernels/group-norm-simd.js";
 import { wasmApi } from "./wasm-api.js";
@@ -12,16 +13,6 @@ function pattern(size: number, seed: number, offset: number, spread: number): Fl
   for (let i = 0; i < size; i++)
     out[i] = offset + spread * Math.sin(1.3 * i + 0.7 * seed) * Math.cos(0.29 * i);
   return out;
-}
-
-function maxRelative(ref: ArrayLike<number>, got: ArrayLike<number>): number {
-  let scale = 0;
-  let err = 0;
-  for (let i = 0; i < ref.length; i++) {
-    scale = Math.max(scale, Math.abs(ref[i]));
-    err = Math.max(err, Math.abs(ref[i] - got[i]));
-  }
-  return scale === 0 ? err : err / scale;
 }
 
 describe("group-norm-simd.wat", () => {
@@ -74,8 +65,8 @@ describe("group-norm-simd.wat", () => {
     f.set([1, 1, 1, 1], 24); // rstd
     ex.gradPass(0, 16, 32, 48, 64, 1, 4, 1, 80, 96, 112, 128);
     const expected = [1, 2, -1, 3].map((d, i) => d * sig[i] * (1 + y[i] * (1 - sig[i])));
-    expect(maxRelative(expected, f.subarray(16, 20))).toBeLessThan(1e-6);
-    expect(maxRelative(expected, f.subarray(28, 32))).toBeLessThan(1e-6);
+    expect(maxRelativeError(expected, f.subarray(16, 20))).toBeLessThan(1e-6);
+    expect(maxRelativeError(expected, f.subarray(28, 32))).toBeLessThan(1e-6);
   });
 });
 
@@ -106,8 +97,8 @@ describe("GroupNormSimd on the tfjs wasm heap matches the JS loops", () => {
     const y = tf.zeros([n]);
     const st = tf.zeros([d.batch * 2 * d.channels]);
     simd.forward(x, gamma, beta, y, st, d, 1e-5);
-    expect(maxRelative(stats, st.dataSync())).toBeLessThan(1e-5);
-    expect(maxRelative(yRef, y.dataSync())).toBeLessThan(1e-5);
+    expect(maxRelativeError(stats, st.dataSync())).toBeLessThan(1e-5);
+    expect(maxRelativeError(yRef, y.dataSync())).toBeLessThan(1e-5);
     tf.dispose([x, gamma, beta, y, st]);
   });
 
@@ -138,9 +129,9 @@ describe("GroupNormSimd on the tfjs wasm heap matches the JS loops", () => {
     const [dout, x, y, sig, gamma, st] = [douts, xs, ys, sigs, gs, stats].map((a) => tf.tensor1d(a));
     const [dx, dg, db] = [tf.zeros([n]), tf.zeros([d.channels]), tf.zeros([d.channels])];
     simd.backward(dout, x, silu ? y : null, silu ? sig : null, gamma, dx, dg, db, d, st);
-    expect(maxRelative(ref.dx, dx.dataSync())).toBeLessThan(1e-5);
-    expect(maxRelative(ref.dg, dg.dataSync())).toBeLessThan(1e-5);
-    expect(maxRelative(ref.db, db.dataSync())).toBeLessThan(1e-5);
+    expect(maxRelativeError(ref.dx, dx.dataSync())).toBeLessThan(1e-5);
+    expect(maxRelativeError(ref.dg, dg.dataSync())).toBeLessThan(1e-5);
+    expect(maxRelativeError(ref.db, db.dataSync())).toBeLessThan(1e-5);
     tf.dispose([dout, x, y, sig, gamma, st, dx, dg, db]);
   });
 });
