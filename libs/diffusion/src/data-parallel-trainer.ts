@@ -267,7 +267,7 @@ export class DataParallelTrainer<B> implements TrainingDriver<B> {
           owner[w].push(j);
         }
       }
-      this.weights.set(flatValues(this.trainer.params, this.layout));
+      this.layout.readInto(this.trainer.params, this.weights);
       const active = tasks.map((t, w) => (t.length > 0 ? w : -1)).filter((w) => w >= 0);
       const replies = await Promise.all(active.map((w) => this.run(this.slots[w], tasks[w])));
       const total = this.layout.total;

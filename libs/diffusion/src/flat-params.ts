@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs-core";
+import { WasmHeap } from "./backend/wasm-heap.js";
 import type { Params } from "./params.js";
 
 /**
@@ -40,6 +41,32 @@ export class FlatLayout {
       }
       return (parts.length === 1 ? parts[0] : tf.concat(parts, 0)) as tf.Tensor1D;
     });
+  }
+
+  /**
+   * Copies the parameters' values into `out` (float32, `total` long) in layout order: straight out of the
+   * wasm heap where the tensors live there, else through one flat tensor.
+   */
+  readInto(params: Params, out: Float32Array): void {
+    if (out.length !== this.total)
+      throw new Error(`readInto: out has ${out.length} values, expected ${this.total}`);
+    const heap = WasmHeap.of();
+    if (heap) {
+      for (let i = 0; i < this.names.length; i++) {
+        const t = params.get(this.names[i]);
+        if (!t || t.size !== this.sizes[i] || t.dtype !== "float32") {
+          throw new Error(`readInto: ${this.names[i]} is missing or not float32 [${this.shapes[i]}]`);
+        }
+        out.set(heap.f32(heap.ptr(t), this.sizes[i]), this.offsets[i]);
+      }
+      return;
+    }
+    const flat = this.flatten(params);
+    try {
+      out.set(flat.dataSync() as Float32Array);
+    } finally {
+      flat.dispose();
+    }
   }
 
   /** Splits a flat vector back into named tensors of the parameters' shapes (new tensors). */
