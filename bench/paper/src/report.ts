@@ -2,7 +2,8 @@ import { PRETRAINED_BASE_SEED } from "@idpo/mesh";
 import { checkClaims } from "./claims.js";
 import type { PaperConfig } from "./config.js";
 import type { DataReference, RewardSummary } from "./data-reference.js";
-import { type PaperResults, pairedDelta } from "./results.js";
+import { FIX_KEY } from "./evaluate.js";
+import { type ModelEval, type PaperResults, pairedDelta } from "./results.js";
 import { formatDuration } from "./stage-runner.js";
 import {
   fixerTable,
@@ -57,16 +58,32 @@ export interface SeedRun {
 
 function seedNoiseTable(runs: readonly SeedRun[]): string {
   const keys = runs[0].results.mainRows.filter((k) => runs.every((r) => r.results.models[k]));
+  // The improver one-shot beside them: the row the tuned policy is measured against.
+  if (!keys.includes(FIX_KEY) && runs.every((r) => r.results.models[FIX_KEY])) keys.push(FIX_KEY);
   const tuned = runs.every((r) => r.results.tuning && r.results.models[r.results.tuning.modelKey]);
-  const rows = tuned ? [...keys, "tuned"] : keys;
+  const rows: { label: string; model: (r: SeedRun) => ModelEval }[] = keys.map((k) => ({
+    label: runs[0].results.models[k].label,
+    model: (r) => r.results.models[k],
+  }));
+  if (tuned) {
+    // Each seed chose its own variant on its validation prompts; the row names them.
+    const chosen = runs.map((r) => `seed ${r.seed}: ${r.results.tuning!.chosen}`).join(", ");
+    rows.push({
+      label: `Ours, tuned (${chosen})`,
+      model: (r) => r.results.models[r.results.tuning!.modelKey],
+    });
+    const deployed = (r: SeedRun) => {
+      const key = r.results.tuning!.deployedKey;
+      return key ? r.results.models[key] : undefined;
+    };
+    if (runs.every((r) => deployed(r))) {
+      rows.push({ label: "Ours, tuned, then the improver once", model: (r) => deployed(r)! });
+    }
+  }
   const headers = ["method", ...runs.map((r) => `test reward, seed ${r.seed}`), "spread (max − min)"];
-  const body = rows.map((k) => {
-    const vals = runs.map((r) => r.results.models[k].test.reward);
-    return [
-      runs[0].results.models[k].label,
-      ...vals.map((v) => v.toFixed(3)),
-      (Math.max(...vals) - Math.min(...vals)).toFixed(3),
-    ];
+  const body = rows.map((row) => {
+    const vals = runs.map((r) => row.model(r).test.reward);
+    return [row.label, ...vals.map((v) => v.toFixed(3)), (Math.max(...vals) - Math.min(...vals)).toFixed(3)];
   });
   return markdownTable(headers, body, ["left", ...headers.slice(1).map(() => "right" as const)]);
 }
@@ -197,7 +214,7 @@ function baseCurveSection(cfg: PaperConfig, results: PaperResults, info: RunInfo
   L.push("");
   L.push(
     cfg.startFrom === "pretrained"
-      ? `The \`base\` recipe of the configuration below, retrained on the shipped dataset with the seed that made the shipped base (this run's seed ${PRETRAINED_BASE_SEED}), its checkpoints (EMA weights) measured on the validation prompts and sampled like every model here. What decided the recipe, the DDIM step above all, is in \`models/shapes16/MODEL_CARD.md\`.`
+      ? `The \`base\` recipe of the configuration below, retrained on the shipped dataset with the seed that made the shipped base (seed ${PRETRAINED_BASE_SEED}${info.seed === PRETRAINED_BASE_SEED ? ", this run's" : `; measured by seed ${PRETRAINED_BASE_SEED}'s run, on its validation prompts, and shown here because every seed starts from that base`}), its checkpoints (EMA weights) measured on the validation prompts and sampled like every model here. What decided the recipe, the DDIM step above all, is in \`models/shapes16/MODEL_CARD.md\`.`
       : "Validation reward of the base job's checkpoints (EMA weights where the recipe keeps an EMA), sampled like every model here:",
   );
   L.push("");

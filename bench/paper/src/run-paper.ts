@@ -5,6 +5,7 @@ import type { RunningDashboard } from "@idpo/dashboard";
 import { encodePng, type Image } from "@idpo/data";
 import { defaultTrainWorkers, initBackend } from "@idpo/diffusion";
 import { serveLocalDashboard } from "@idpo/local-mesh";
+import { PRETRAINED_BASE_SEED } from "@idpo/mesh";
 import { BenchMesh } from "./bench-mesh.js";
 import {
   configHash,
@@ -269,13 +270,22 @@ async function writeReport(
   const { results, runner, ctx } = main;
   const backend = await engines(mesh);
   await mkdir(out, { recursive: true });
-  const figures = await writeFigures(cfg, results, ctx, out);
   const seeds: SeedRun[] = [];
   for (const source of [dataDir, ...(opts.seedDataDirs ?? []).map((d) => resolve(d))]) {
     for (const run of await readSeedRuns(source, cfg)) {
       if (!seeds.some((s) => s.seed === run.seed)) seeds.push(run);
     }
   }
+  // The shipped base's learning curve is measured once, by the seed that made it (pretrainedRecipeCurve);
+  // every seed starts from that base, so a report led by another seed shows that seed's curve.
+  if (!results.baseCurve?.length) {
+    const donor = seeds.find((s) => s.seed === PRETRAINED_BASE_SEED && s.results.baseCurve?.length);
+    if (donor) {
+      results.baseCurve = donor.results.baseCurve;
+      results.baseCurveReference = donor.results.baseCurveReference;
+    }
+  }
+  const figures = await writeFigures(cfg, results, ctx, out);
   seeds.sort((a, b) => a.seed - b.seed);
   const ordered = [
     seeds.find((s) => s.seed === opts.seeds[0]),

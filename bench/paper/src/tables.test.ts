@@ -317,6 +317,19 @@ describe("report with reference points and a second seed", () => {
     expect(table).toContain("| claim | seed 1 | seed 2 |");
     expect(table).toMatch(/\| ours > SPIN > Diffusion-DPO > base on reward \| held +\| did not hold \|/);
   });
+
+  it("lists the improver one-shot and each seed's own chosen variant", () => {
+    const one = withTuning(fixture(), 0.1);
+    const two = withTuning(fixture(), 0.05);
+    two.tuning!.chosen = "sft";
+    const md = renderReport(paperConfig("default"), one, info, [
+      { seed: 1, results: one },
+      { seed: 2, results: two },
+    ]);
+    const table = md.split("## Seed noise")[1].split("The claims' verdicts")[0];
+    expect(table).toMatch(/\| Fix \| 0\.800 \| 0\.800 \| 0\.000 \|/);
+    expect(table).toMatch(/\| Ours, tuned \(seed 1: rpo, seed 2: sft\) \| 0\.750 \| 0\.700 \| 0\.050 \|/);
+  });
 });
 
 describe("load line", () => {
