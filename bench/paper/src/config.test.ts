@@ -1,3 +1,4 @@
+import { readdir, readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
 import { configHash, PAPER_CONFIG_NAMES, paperConfig, validatePaperConfig } from "./config.js";
 import { stableJson } from "./stage-runner.js";
@@ -21,6 +22,7 @@ describe("paper configs", () => {
     c.tuning.variants.push({ key: "sdedit", label: "again", improveStrength: 1.5 });
     c.ours.pairSizes = [64, 32, 16];
     c.modelPreset = "shapes32";
+    c.tuning.extendPatience = 0;
     let msg = "";
     try {
       validatePaperConfig(c);
@@ -28,6 +30,7 @@ describe("paper configs", () => {
       msg = (e as Error).message;
     }
     expect(msg).toContain("base.steps = 0");
+    expect(msg).toContain("tuning.extendPatience");
     expect(msg).toContain("dpo.beta = -1");
     expect(msg).toContain("eval.samplesPerPrompt = 2");
     expect(msg).toContain('tuning.variants[5].key = "sdedit": used twice or reserved');
@@ -73,5 +76,19 @@ describe("paper configs", () => {
     expect(configHash(b)).toBe(configHash(a));
     a.ours.beta = 999;
     expect(configHash(a)).not.toBe(configHash(b));
+  });
+
+  it("the committed seed files of docs/RESULTS.md were measured with the default configuration as it is", async () => {
+    const dir = new URL("../../../docs/results/default/seeds/", import.meta.url);
+    const files = (await readdir(dir)).filter((f) => f.endsWith(".json"));
+    expect(files.length).toBeGreaterThan(0);
+    for (const f of files) {
+      const { configHash: hash } = JSON.parse(await readFile(new URL(f, dir), "utf8")) as {
+        configHash: string;
+      };
+      expect(hash, `${f}: rerun the benchmark after changing the default configuration`).toBe(
+        configHash(paperConfig("default")),
+      );
+    }
   });
 });

@@ -106,6 +106,12 @@ export interface TuningConfig {
    * The choice itself reads only the search's iterations.
    */
   extendTo: number;
+  /**
+   * How many extension iterations in a row may fail to beat the best so far before the extension stops; the
+   * iterations go on from the last iterate, the best is kept and those after it are dropped. Absent: 1 (stop
+   * at the first iteration that does not rise).
+   */
+  extendPatience?: number;
 }
 
 /** Everything `idpo bench paper` does, for one configuration. */
@@ -526,6 +532,7 @@ function checkTuning(cfg: PaperConfig, errors: string[]): void {
   checkInt(t.earlyStopCheckpoints, 1, 100, "tuning.earlyStopCheckpoints", errors);
   checkNum(t.minVendiRatio, 0, 10, "tuning.minVendiRatio", errors);
   checkInt(t.extendTo, 0, 100, "tuning.extendTo", errors);
+  if (t.extendPatience !== undefined) checkInt(t.extendPatience, 1, 100, "tuning.extendPatience", errors);
   if (t.earlyStopCheckpoints > cfg.ours.steps) {
     errors.push(
       `tuning.earlyStopCheckpoints = ${t.earlyStopCheckpoints}: more than ours.steps (${cfg.ours.steps})`,

@@ -143,8 +143,8 @@ describe("extendWhileRising", () => {
     const s = steps([0.75, 0.76, 0.755]);
     const ext = await extendWhileRising(val("it-3", 0.747), 4, 6, s.iterate);
     expect(ext.kept.map((k) => k.checkpointId)).toEqual(["it-4", "it-5"]);
-    expect(ext.dropped?.iteration).toBe(6);
-    expect(ext.dropped?.step.val.reward).toBe(0.755);
+    expect(ext.dropped?.map((d) => d.iteration)).toEqual([6]);
+    expect(ext.dropped?.[0].step.val.reward).toBe(0.755);
     expect(s.from).toEqual(["4:it-3", "5:it-4", "6:it-5"]);
   });
 
@@ -154,7 +154,21 @@ describe("extendWhileRising", () => {
     expect(rising.dropped).toBeUndefined();
     const tie = await extendWhileRising(val("it-3", 0.7), 4, 6, steps([0.7]).iterate);
     expect(tie.kept).toHaveLength(0);
-    expect(tie.dropped?.iteration).toBe(4);
+    expect(tie.dropped?.map((d) => d.iteration)).toEqual([4]);
+  });
+
+  it("with patience 2 goes on past one flat iteration from the last iterate and keeps through the best", async () => {
+    // The exploration's trajectory: 0.748, 0.7478 (flat), 0.7534, 0.7532, 0.7551, then two misses.
+    const s = steps([0.748, 0.7478, 0.7534, 0.7532, 0.7551, 0.755, 0.754, 0.9]);
+    const ext = await extendWhileRising(val("it-3", 0.745), 4, 11, s.iterate, 2);
+    expect(ext.kept.map((k) => k.checkpointId)).toEqual(["it-4", "it-5", "it-6", "it-7", "it-8"]);
+    expect(ext.dropped?.map((d) => d.iteration)).toEqual([9, 10]);
+    expect(s.from).toEqual(["4:it-3", "5:it-4", "6:it-5", "7:it-6", "8:it-7", "9:it-8", "10:it-9"]);
+    // Patience 1 on the same trajectory stops at the flat iteration.
+    const one = await extendWhileRising(val("it-3", 0.745), 4, 11, steps([0.748, 0.7478, 0.7534]).iterate);
+    expect(one.kept.map((k) => k.checkpointId)).toEqual(["it-4"]);
+    expect(one.dropped?.map((d) => d.iteration)).toEqual([5]);
+    await expect(extendWhileRising(val("it-3", 0.7), 4, 5, s.iterate, 0)).rejects.toThrow(/patience 0/);
   });
 
   it("runs nothing when the limit is below the first iteration", async () => {

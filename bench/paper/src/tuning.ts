@@ -430,31 +430,46 @@ async function earlyStopChoice(
   return best;
 }
 
-/** What `extendWhileRising` kept, and the first iteration that did not rise (if one was tried). */
+/** What `extendWhileRising` kept, and the iterations it tried after the best (if any). */
 export interface Extension {
   kept: ChainStep[];
-  dropped?: { iteration: number; step: ChainStep };
+  dropped?: { iteration: number; step: ChainStep }[];
 }
 
 /**
- * Iterations `from`, `from` + 1, … up to `to`, each from the last kept iterate, while each one's validation
- * reward beats the one before (`start`); the first that does not is dropped and ends the extension.
+ * Iterations `from`, `from` + 1, … up to `to`, each from the last iterate, until `patience` iterations in a
+ * row fail to beat the best validation reward so far (`start` first). Those through the best are kept, the
+ * ones after it dropped. With patience 1 this keeps each iteration that beats the one before and drops the
+ * first that does not.
  */
 export async function extendWhileRising(
   start: ValidationEval,
   from: number,
   to: number,
   iterate: (k: number, current: ValidationEval) => Promise<ChainStep>,
+  patience = 1,
 ): Promise<Extension> {
-  const kept: ChainStep[] = [];
+  if (!Number.isInteger(patience) || patience < 1)
+    throw new Error(`extendWhileRising: patience ${patience} < 1`);
+  const tried: ChainStep[] = [];
   let current = start;
+  let best = start.reward;
+  let keep = 0;
+  let misses = 0;
   for (let k = from; k <= to; k++) {
     const step = await iterate(k, current);
-    if (!(step.val.reward > current.reward)) return { kept, dropped: { iteration: k, step } };
-    kept.push(step);
+    tried.push(step);
     current = step.val;
+    if (step.val.reward > best) {
+      best = step.val.reward;
+      keep = tried.length;
+      misses = 0;
+    } else if (++misses >= patience) {
+      break;
+    }
   }
-  return { kept };
+  const dropped = tried.slice(keep).map((step, i) => ({ iteration: from + keep + i, step }));
+  return dropped.length > 0 ? { kept: tried.slice(0, keep), dropped } : { kept: tried.slice(0, keep) };
 }
 
 /**
@@ -471,8 +486,13 @@ async function extendChosen(
   if (to <= K || run.spec.key === "faithful") return { run, words: "" };
   const stage = variantStage(ctx, run.spec);
   const every = earlyStopEvery(ctx, run.spec, stage);
-  const ext = await extendWhileRising(run.finalVal, K + 1, to, (k, current) =>
-    chainIteration(ctx, run.spec, ids, stage, every, k, current.checkpointId, current),
+  const patience = ctx.cfg.tuning.extendPatience ?? 1;
+  const ext = await extendWhileRising(
+    run.finalVal,
+    K + 1,
+    to,
+    (k, current) => chainIteration(ctx, run.spec, ids, stage, every, k, current.checkpointId, current),
+    patience,
   );
   const r = run.result;
   const result: VariantResult = {
@@ -488,10 +508,18 @@ async function extendChosen(
     ext.kept.length === 0
       ? "none kept"
       : `iteration${ext.kept.length === 1 ? "" : "s"} ${K + 1}${ext.kept.length > 1 ? `–${K + ext.kept.length}` : ""} kept (${ext.kept.map((s) => s.val.reward.toFixed(4)).join(", ")})`;
-  const dropped = ext.dropped
-    ? `; iteration ${ext.dropped.iteration} (${ext.dropped.step.val.reward.toFixed(4)}) did not rise and was dropped`
-    : "";
-  const words = `; then it went on from its last iterate while its validation reward rose, up to ${to} iterations: ${kept}${dropped}`;
+  const d = ext.dropped ?? [];
+  const dropped =
+    d.length === 0
+      ? ""
+      : d.length === 1 && patience === 1
+        ? `; iteration ${d[0].iteration} (${d[0].step.val.reward.toFixed(4)}) did not rise and was dropped`
+        : `; iteration${d.length === 1 ? "" : "s"} ${d[0].iteration}${d.length > 1 ? `–${d[d.length - 1].iteration}` : ""} (${d.map((x) => x.step.val.reward.toFixed(4)).join(", ")}) did not beat the best and ${d.length === 1 ? "was" : "were"} dropped`;
+  const rule =
+    patience === 1
+      ? "while its validation reward rose"
+      : `until ${patience} iterations in a row did not beat its best validation reward`;
+  const words = `; then it went on from its last iterate ${rule}, up to ${to} iterations: ${kept}${dropped}`;
   ctx.progress(`search: ${run.spec.label}: ${words.slice(2)}`);
   return { run: { spec: run.spec, result, finalVal }, words };
 }
