@@ -45,12 +45,9 @@ function workerModel(model: DiffusionModel, layout: FlatLayout): WorkerModel {
 }
 
 function flatValues(params: Params, layout: FlatLayout): Float32Array {
-  const flat = layout.flatten(params);
-  try {
-    return flat.dataSync() as Float32Array;
-  } finally {
-    flat.dispose();
-  }
+  const out = new Float32Array(layout.total);
+  layout.readInto(params, out);
+  return out;
 }
 
 /** Examples [start, end) of n that worker w of W computes (contiguous, sizes differing by at most one). */

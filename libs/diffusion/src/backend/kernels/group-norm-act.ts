@@ -24,10 +24,13 @@ type Dims = GroupNormDims;
  */
 export function fusedForwardIsFaster(channels: number): boolean {
   return (
-    channels % 4 === 0 &&
-    tf.getBackend() === "wasm" &&
-    GroupNormSimd.for(tf.backend() as unknown as BackendWasm) !== undefined
+    tf.getBackend() === "wasm" && simdFor(tf.backend() as unknown as BackendWasm, channels) !== undefined
   );
+}
+
+/** The SIMD passes where they serve this channel count (whole 4-lane vectors), else undefined. */
+function simdFor(backend: BackendWasm, channels: number): GroupNormSimd | undefined {
+  return channels % 4 === 0 ? GroupNormSimd.for(backend) : undefined;
 }
 
 function dimsOf(x: Info, groups: number): Dims {
@@ -222,7 +225,7 @@ function groupNormAct(args: {
   const backend = args.backend;
   const y = backend.makeOutput([...x.shape], "float32");
   const stats = backend.makeOutput([d.batch, 2, d.channels], "float32");
-  const simd = d.channels % 4 === 0 ? GroupNormSimd.for(backend) : undefined;
+  const simd = simdFor(backend, d.channels);
   if (simd) {
     simd.forward(x, gamma, beta, y, stats, d, attrs.eps);
   } else {
@@ -266,7 +269,7 @@ function groupNormActGrad(args: {
   const dx = backend.makeOutput([...x.shape], "float32");
   const dgamma = backend.makeOutput([...gamma.shape], "float32");
   const dbeta = backend.makeOutput([...gamma.shape], "float32");
-  const simd = d.channels % 4 === 0 ? GroupNormSimd.for(backend) : undefined;
+  const simd = simdFor(backend, d.channels);
   if (simd) {
     const silu = attrs.silu && y != null && sig != null;
     simd.backward(dy, x, silu ? y : null, silu ? sig : null, gamma, dx, dgamma, dbeta, d, stats);

@@ -51,6 +51,15 @@ export function groupNormSimdExports(memory: WasmMemory): GroupNormSimdExports {
   return instantiateOn<GroupNormSimdExports>(memory, GROUP_NORM_SIMD_PLAIN, GROUP_NORM_SIMD_SHARED);
 }
 
+const perBackend = new WeakMap<object, GroupNormSimd | null>();
+
+/** Σ v[c] over the channels of group k (float64). */
+function groupSum(v: Float32Array, k: number, per: number): number {
+  let acc = 0;
+  for (let c = k * per; c < (k + 1) * per; c++) acc += v[c];
+  return acc;
+}
+
 /**
  * GroupNorm's O(n) passes in WebAssembly SIMD on the tfjs wasm heap, in place (no copies): per sample, the
  * column sums and centred squares that give the group statistics, the affine transform, and the
@@ -64,28 +73,25 @@ export class GroupNormSimd {
     private readonly ex: GroupNormSimdExports,
   ) {}
 
-  /** The SIMD passes on this backend's heap, or undefined where the heap or SIMD is not available. */
+  /**
+   * The SIMD passes on this backend's heap (made once per backend), or undefined where the heap or SIMD is
+   * not available.
+   */
   static for(backend: BackendWasm): GroupNormSimd | undefined {
-    const heap = WasmHeap.of(backend);
-    if (!heap) return undefined;
-    try {
-      return new GroupNormSimd(heap, groupNormSimdExports(heap.memory));
-    } catch {
-      // A runtime without wasm SIMD: the JS loops serve.
-      return undefined;
+    let simd = perBackend.get(backend);
+    if (simd === undefined) {
+      simd = null;
+      const heap = WasmHeap.of(backend);
+      if (heap) {
+        try {
+          simd = new GroupNormSimd(heap, groupNormSimdExports(heap.memory));
+        } catch {
+          // A runtime without wasm SIMD: the JS loops serve.
+        }
+      }
+      perBackend.set(backend, simd);
     }
-  }
-
-  private ptr(t: Info): number {
-    return this.heap.ptr(t);
-  }
-
-  private f32(ptr: number, n: number): Float32Array {
-    return this.heap.f32(ptr, n);
-  }
-
-  private withScratch<T>(floats: number, fn: (ptr: number) => T): T {
-    return this.heap.withScratch(floats, fn);
+    return simd ?? undefined;
   }
 
   /**
@@ -99,32 +105,29 @@ export class GroupNormSimd {
     const per = C / groups;
     const count = pixels * per;
     const slab = pixels * C * 4;
-    const [px, py, pst] = [this.ptr(x), this.ptr(y), this.ptr(stats)];
-    const [pg, pb] = [this.ptr(gamma), this.ptr(beta)];
-    this.withScratch(4 * C, (s) => {
+    const [px, py, pst] = [this.heap.ptr(x), this.heap.ptr(y), this.heap.ptr(stats)];
+    const [pg, pb] = [this.heap.ptr(gamma), this.heap.ptr(beta)];
+    this.heap.withScratch(4 * C, (s) => {
       const [sum, mean, scale, shift] = [s, s + 4 * C, s + 8 * C, s + 12 * C];
-      const g = this.f32(pg, C);
-      const bt = this.f32(pb, C);
-      const vSum = this.f32(sum, C);
-      const vMean = this.f32(mean, C);
-      const vScale = this.f32(scale, C);
-      const vShift = this.f32(shift, C);
-      const st = this.f32(pst, 2 * batch * C);
+      const g = this.heap.f32(pg, C);
+      const bt = this.heap.f32(pb, C);
+      const vSum = this.heap.f32(sum, C);
+      const vMean = this.heap.f32(mean, C);
+      const vScale = this.heap.f32(scale, C);
+      const vShift = this.heap.f32(shift, C);
+      const st = this.heap.f32(pst, 2 * batch * C);
       const mu = new Float64Array(groups);
       for (let b = 0; b < batch; b++) {
         const xb = px + b * slab;
         this.ex.colSum(xb, pixels, C, sum);
         for (let k = 0; k < groups; k++) {
-          let acc = 0;
-          for (let c = k * per; c < (k + 1) * per; c++) acc += vSum[c];
-          mu[k] = acc / count;
+          mu[k] = groupSum(vSum, k, per) / count;
           vMean.fill(mu[k], k * per, (k + 1) * per);
         }
         // vSum is free again: it receives the centred squares.
         this.ex.colCenteredSq(xb, pixels, C, mean, sum);
         for (let k = 0; k < groups; k++) {
-          let acc = 0;
-          for (let c = k * per; c < (k + 1) * per; c++) acc += vSum[c];
+          const acc = groupSum(vSum, k, per);
           const shiftErr = mu[k] - vMean[k * per];
           const rstd = 1 / Math.sqrt(Math.max(0, acc / count - shiftErr * shiftErr) + eps);
           for (let c = k * per; c < (k + 1) * per; c++) {
@@ -161,25 +164,25 @@ export class GroupNormSimd {
     const slab = pixels * C * 4;
     const silu = y != null && sig != null;
     const [pd, px, pdx, pst, pg] = [
-      this.ptr(dout),
-      this.ptr(x),
-      this.ptr(dx),
-      this.ptr(stats),
-      this.ptr(gamma),
+      this.heap.ptr(dout),
+      this.heap.ptr(x),
+      this.heap.ptr(dx),
+      this.heap.ptr(stats),
+      this.heap.ptr(gamma),
     ];
-    const [py, ps] = silu ? [this.ptr(y), this.ptr(sig)] : [0, 0];
+    const [py, ps] = silu ? [this.heap.ptr(y), this.heap.ptr(sig)] : [0, 0];
     const accGamma = new Float64Array(C);
     const accBeta = new Float64Array(C);
-    this.withScratch(6 * C, (s) => {
+    this.heap.withScratch(6 * C, (s) => {
       const [s1, s2, a, bc, k, mean] = [s, s + 4 * C, s + 8 * C, s + 12 * C, s + 16 * C, s + 20 * C];
-      const g = this.f32(pg, C);
-      const st = this.f32(pst, 2 * batch * C);
-      const v1 = this.f32(s1, C);
-      const v2 = this.f32(s2, C);
-      const va = this.f32(a, C);
-      const vb = this.f32(bc, C);
-      const vk = this.f32(k, C);
-      const vMean = this.f32(mean, C);
+      const g = this.heap.f32(pg, C);
+      const st = this.heap.f32(pst, 2 * batch * C);
+      const v1 = this.heap.f32(s1, C);
+      const v2 = this.heap.f32(s2, C);
+      const va = this.heap.f32(a, C);
+      const vb = this.heap.f32(bc, C);
+      const vk = this.heap.f32(k, C);
+      const vMean = this.heap.f32(mean, C);
       for (let b = 0; b < batch; b++) {
         const off = b * slab;
         // The group means, float32-rounded, from the statistics (rstd, −mean·rstd): x̂ = (x − mean)·rstd.
@@ -222,7 +225,7 @@ export class GroupNormSimd {
         this.ex.gradCombine(pdx + off, px + off, pixels, C, mean, a, bc, k);
       }
     });
-    this.f32(this.ptr(dgamma), C).set(accGamma);
-    this.f32(this.ptr(dbeta), C).set(accBeta);
+    this.heap.f32(this.heap.ptr(dgamma), C).set(accGamma);
+    this.heap.f32(this.heap.ptr(dbeta), C).set(accBeta);
   }
 }
