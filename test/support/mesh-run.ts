@@ -2,8 +2,8 @@
 import { createWriteStream } from "node:fs";
 import { join } from "node:path";
 import type { Bus } from "@idpo/bus";
-import { followRun as followControllerRun, progressLine, runEnded } from "@idpo/local-mesh";
-import { type Run, RunStage, RunState } from "@idpo/proto";
+import { followRun as followControllerRun, progressLine } from "@idpo/local-mesh";
+import { type Run, RunStage, RunState, runStateEnded } from "@idpo/proto";
 import { expect } from "vitest";
 import type { MeshProcesses } from "./mesh.js";
 import { pairsReady, runEvents } from "./mesh-bus.js";
@@ -36,7 +36,7 @@ export async function followRun(
   } finally {
     progress.end();
   }
-  if (last && runEnded(last)) return last;
+  if (last && runStateEnded(last.state)) return last;
   throw new Error(`run ${runId} did not end; last seen ${last ? RunState[last.state] : "nothing"}`);
 }
 

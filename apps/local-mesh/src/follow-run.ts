@@ -1,5 +1,5 @@
 import type { Client } from "@connectrpc/connect";
-import { type ControllerService, type Run, RunState } from "@idpo/proto";
+import { type ControllerService, type Run, runStateEnded } from "@idpo/proto";
 
 /** What {@link followRun} calls on the Controller. */
 export type RunFollowClient = Pick<Client<typeof ControllerService>, "watchRun" | "getRun">;
@@ -24,13 +24,6 @@ export interface FollowRunOptions {
   /** Reads the run with GetRun after a WatchRun that broke or ended before the run did, so a run that ended
    * meanwhile is not watched again. Default false. */
   refresh?: boolean;
-}
-
-/** Whether a run is over: SUCCEEDED, FAILED or CANCELLED. */
-export function runEnded(run: Run): boolean {
-  return (
-    run.state === RunState.SUCCEEDED || run.state === RunState.FAILED || run.state === RunState.CANCELLED
-  );
 }
 
 /**
@@ -61,7 +54,7 @@ export async function followRun(
       for await (const res of client.watchRun({ runId }, { signal })) {
         last = res.run!;
         await options.onUpdate?.(last);
-        if (runEnded(last)) return last;
+        if (runStateEnded(last.state)) return last;
       }
     } catch (err) {
       if (signal?.aborted) return last;
@@ -70,7 +63,7 @@ export async function followRun(
     }
     if (options.refresh) {
       last = (await client.getRun({ runId })).run!;
-      if (runEnded(last)) return last;
+      if (runStateEnded(last.state)) return last;
     }
   }
   return last;

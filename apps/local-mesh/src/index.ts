@@ -5,7 +5,7 @@
  * definition of one service (what `idpo serve` starts), `followRun` follows a Controller run to its end,
  * and `describeRun`, `progressLine`, `statusLine` and `rewardTable` put a Run into words for a terminal.
  */
-export { type FollowRunOptions, followRun, type RunFollowClient, runEnded } from "./follow-run.js";
+export { type FollowRunOptions, followRun, type RunFollowClient } from "./follow-run.js";
 export {
   type LocalMesh,
   type LocalMeshOptions,

@@ -5,7 +5,7 @@ import { type Client, Code, ConnectError, createClient } from "@connectrpc/conne
 import type { Bus } from "@idpo/bus";
 import { DEFAULT_CONTROLLER_OPTIONS, type PeerCallContext, runTrainerJob } from "@idpo/controller";
 import type { ImageBatch } from "@idpo/data";
-import { followRun, runEnded, startLocalMesh } from "@idpo/local-mesh";
+import { followRun, startLocalMesh } from "@idpo/local-mesh";
 import { CheckpointStore, imagesFromMessages, imagesToMessages, sharedBus } from "@idpo/mesh";
 import {
   type CheckpointRef,
@@ -25,6 +25,7 @@ import {
   type Run,
   type RunConfig,
   RunState,
+  runStateEnded,
   ScorerService,
   TrainerService,
 } from "@idpo/proto";
@@ -157,7 +158,7 @@ export class BenchMesh {
     };
     // A resumed benchmark may find its run ended. A watch that breaks because the controller is unreachable,
     // or ends before the run, is opened again after a GetRun until the run ends.
-    if (!runEnded(run)) {
+    if (!runStateEnded(run.state)) {
       run = await followRun(controller, runId, {
         initial: run,
         onUpdate,

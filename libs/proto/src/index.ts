@@ -36,6 +36,7 @@ export {
 export * from "./gen/idpo/inference/v1/inference_service_pb.js";
 export * from "./gen/idpo/scorer/v1/scorer_service_pb.js";
 export * from "./gen/idpo/trainer/v1/trainer_service_pb.js";
+export { runStateEnded } from "./run-state.js";
 
 /** Absolute path of the `proto/` directory, for tools that load the .proto sources (e.g. @grpc/proto-loader). */
 export const protoRoot: string = new URL("../../../proto", import.meta.url).pathname;

@@ -19,6 +19,7 @@ import {
   RunSchema,
   RunStage,
   RunState,
+  runStateEnded,
   type WatchRunRequest,
 } from "@idpo/proto";
 import { type Logger, pageNewestFirst, timestampNanos } from "@idpo/runtime";
@@ -28,7 +29,7 @@ import { publishRunState } from "./run-events.js";
 import { evaluationSamples, iterationPairs } from "./run-images.js";
 import type { RunManager } from "./run-manager.js";
 import { jobIds } from "./run-plan.js";
-import { isTerminal, type RunStore } from "./run-store.js";
+import type { RunStore } from "./run-store.js";
 
 /** What the Controller's RPCs work with. */
 export interface ControllerRoutesDeps {
@@ -115,7 +116,7 @@ async function createRun(deps: ControllerRoutesDeps, req: CreateRunRequest): Pro
   const existing = await store.get(runId);
   if (existing) {
     if (!sameConfig(existing.run.config, config)) throw differentConfig(runId);
-    if (!req.validateOnly && !isTerminal(existing.run.state)) manager.drive(runId);
+    if (!req.validateOnly && !runStateEnded(existing.run.state)) manager.drive(runId);
     return { run: existing.run };
   }
   await checkNamedCheckpoints(deps.checkpoints, config);
@@ -139,7 +140,7 @@ async function createRun(deps: ControllerRoutesDeps, req: CreateRunRequest): Pro
   } else if (!sameConfig(res.run.config, config)) {
     throw differentConfig(runId);
   }
-  if (!isTerminal(res.run.state)) manager.drive(runId);
+  if (!runStateEnded(res.run.state)) manager.drive(runId);
   return { run: res.run };
 }
 
@@ -149,7 +150,7 @@ async function cancelRun(deps: ControllerRoutesDeps, req: CancelRunRequest): Pro
   await loadRun(store, req.runId);
   let stageBefore = RunStage.UNSPECIFIED;
   const res = await store.mutate(req.runId, (r) => {
-    if (isTerminal(r.state)) return false;
+    if (runStateEnded(r.state)) return false;
     stageBefore = r.stage;
     r.state = RunState.CANCELLED;
     r.stage = RunStage.UNSPECIFIED;

@@ -1,7 +1,15 @@
 import { create } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
 import { RevisionConflictError } from "@idpo/bus";
-import { IterationSchema, ProgressSchema, type Run, RunMethod, RunStage, RunState } from "@idpo/proto";
+import {
+  IterationSchema,
+  ProgressSchema,
+  type Run,
+  RunMethod,
+  RunStage,
+  RunState,
+  runStateEnded,
+} from "@idpo/proto";
 import { backoffMs, sleep } from "@idpo/runtime";
 import { context, type Span, trace } from "@opentelemetry/api";
 import type { DriverDeps, StageContext } from "./driver-deps.js";
@@ -10,7 +18,6 @@ import { generateStage } from "./generate-stage.js";
 import { modelStage } from "./model-stage.js";
 import { errorMessage, RunEnded, StageError, Superseded } from "./run-errors.js";
 import { type Action, actionName, jobIds, nextAction, sameAction, shardCount } from "./run-plan.js";
-import { isTerminal } from "./run-store.js";
 import { endRunSpan, runTraceKey, startRunSpan } from "./run-tracing.js";
 import { RunWriter } from "./run-writer.js";
 import { trainStage } from "./train-stage.js";
@@ -62,7 +69,7 @@ export class RunDriver {
    */
   async run(): Promise<void> {
     const first = await this.deps.store.get(this.runId).catch(() => undefined);
-    const root = first && !isTerminal(first.run.state) ? startRunSpan(first.run) : undefined;
+    const root = first && !runStateEnded(first.run.state) ? startRunSpan(first.run) : undefined;
     const ctx = root ? trace.setSpan(context.active(), root) : context.active();
     await context.with(ctx, () => this.drive());
     if (root) await this.endRoot(root);
@@ -72,7 +79,7 @@ export class RunDriver {
   private async endRoot(root: Span): Promise<void> {
     try {
       const cur = await this.deps.store.get(this.runId);
-      if (!cur || !isTerminal(cur.run.state)) return;
+      if (!cur || !runStateEnded(cur.run.state)) return;
       await this.deps.bus.state.create(runTraceKey(this.runId), new Uint8Array());
       endRunSpan(root, cur.run);
     } catch (err) {
@@ -104,7 +111,7 @@ export class RunDriver {
   private async stopWhenEnded(signal: AbortSignal): Promise<void> {
     try {
       for await (const { run, revision } of this.deps.store.watch(this.runId, signal)) {
-        if (isTerminal(run.state)) {
+        if (runStateEnded(run.state)) {
           this.stop(`run is ${RunState[run.state]}`);
           return;
         }
@@ -129,7 +136,7 @@ export class RunDriver {
         logger.warn("run vanished from the state store", { runId: this.runId });
         return;
       }
-      if (isTerminal(cur.run.state)) {
+      if (runStateEnded(cur.run.state)) {
         await this.writer.publish(cur.run);
         return;
       }

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { createClient, createRouterTransport } from "@connectrpc/connect";
 import type { Bus, StateStore, Subscription } from "@idpo/bus";
-import { ControllerService, RunConfigSchema, RunStage, RunState } from "@idpo/proto";
+import { ControllerService, RunConfigSchema, RunStage, RunState, runStateEnded } from "@idpo/proto";
 import { createLogger, type Logger } from "@idpo/runtime";
 import { afterEach, describe, expect, it } from "vitest";
 import { controllerRoutes } from "./controller-routes.js";
@@ -9,7 +9,7 @@ import { DEFAULT_CONTROLLER_OPTIONS, type DriverDeps } from "./driver-deps.js";
 import { FakeMesh, quietLogger } from "./fake-mesh-fixture.js";
 import { RunManager } from "./run-manager.js";
 import { jobIds } from "./run-plan.js";
-import { isTerminal, RunStore } from "./run-store.js";
+import { RunStore } from "./run-store.js";
 import { subscribeShardEvents } from "./shard-events.js";
 
 const LEASE_MS = 600;
@@ -131,7 +131,7 @@ describe("RunManager leases", () => {
       () => bLog.some((l) => l.includes("took over the run's lease")),
       10 * LEASE_MS,
     );
-    await until("the run's end", async () => isTerminal((await store.get("leased"))!.run.state));
+    await until("the run's end", async () => runStateEnded((await store.get("leased"))!.run.state));
     const last = (await store.get("leased"))!.run;
     expect(last.state, last.error).toBe(RunState.SUCCEEDED);
     expect(last.iterations.map((it) => it.index)).toEqual([1, 2]);
@@ -170,7 +170,7 @@ describe("RunManager leases", () => {
     await until("the second controller to take the run over", () => b.isDriving("handover"), 5_000);
     // Well inside the holder's 60 s TTL: the lease was released, not left to expire.
     expect(Date.now() - closedAt).toBeLessThan(5_000);
-    await until("the run's end", async () => isTerminal((await store.get("handover"))!.run.state));
+    await until("the run's end", async () => runStateEnded((await store.get("handover"))!.run.state));
     expect((await store.get("handover"))!.run.state).toBe(RunState.SUCCEEDED);
   }, 60_000);
 });

@@ -1,11 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
+import { runStateEnded } from "@idpo/proto";
 import { sleep } from "@idpo/runtime";
 import type { DriverDeps } from "./driver-deps.js";
 import { RunDriver } from "./run-driver.js";
 import { errorMessage } from "./run-errors.js";
 import { RunLease } from "./run-lease.js";
-import { isTerminal } from "./run-store.js";
 
 /** One run this manager holds or waits for: its driver while it holds the run's lease. */
 interface HeldRun {
@@ -67,7 +67,7 @@ export class RunManager {
     const runs = await this.deps.store.list();
     let n = 0;
     for (const run of runs) {
-      if (isTerminal(run.state)) continue;
+      if (runStateEnded(run.state)) continue;
       this.drive(run.runId);
       n++;
     }
@@ -112,7 +112,7 @@ export class RunManager {
     while (!signal.aborted) {
       try {
         const cur = await store.get(lease.runId);
-        if (!cur || isTerminal(cur.run.state)) return false;
+        if (!cur || runStateEnded(cur.run.state)) return false;
         if (await lease.tryAcquire()) {
           if (told) logger.info("took over the run's lease", { runId: lease.runId, holder: this.holder });
           return true;

@@ -1,18 +1,13 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { RevisionConflictError, type StateChange, type StateStore } from "@idpo/bus";
-import { type Run, RunSchema, RunState } from "@idpo/proto";
+import { type Run, RunSchema, runStateEnded } from "@idpo/proto";
 import { runKey } from "./run-plan.js";
 
 /** A run as stored, with the KV revision it was read at. */
 export interface StoredRun {
   run: Run;
   revision: number;
-}
-
-/** True once a run can no longer change. */
-export function isTerminal(state: RunState): boolean {
-  return state === RunState.SUCCEEDED || state === RunState.FAILED || state === RunState.CANCELLED;
 }
 
 /** Whether two versions of a run are at the same state, stage and iteration (differ only in progress). */
@@ -156,7 +151,7 @@ export class RunStore {
         }
         for (const item of out) {
           yield item;
-          if (isTerminal(item.run.state)) return;
+          if (runStateEnded(item.run.state)) return;
         }
         if (deleted) return;
       }

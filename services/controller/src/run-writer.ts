@@ -1,9 +1,8 @@
 import { create } from "@bufbuild/protobuf";
-import { type Job, JobState, ProgressSchema, type Run, RunStage, RunState } from "@idpo/proto";
+import { type Job, JobState, ProgressSchema, type Run, RunStage, RunState, runStateEnded } from "@idpo/proto";
 import type { DriverDeps } from "./driver-deps.js";
 import { RunEnded } from "./run-errors.js";
 import { publishRunState, stateEventId } from "./run-events.js";
-import { isTerminal } from "./run-store.js";
 
 /** A stage's progress as the run shows it. */
 export interface StageProgress {
@@ -32,7 +31,7 @@ export class RunWriter {
   /** A compare-and-set write of the run; refuses (RunEnded) once the run is terminal. */
   async commit(change: (run: Run) => boolean): Promise<Run> {
     const res = await this.deps.store.mutate(this.runId, (r) => {
-      if (isTerminal(r.state)) throw new RunEnded(`run is ${RunState[r.state]}`);
+      if (runStateEnded(r.state)) throw new RunEnded(`run is ${RunState[r.state]}`);
       return change(r);
     });
     await this.publish(res.run);
@@ -51,7 +50,7 @@ export class RunWriter {
   async fail(message: string): Promise<void> {
     this.deps.logger.error("run failed", { runId: this.runId, error: message });
     const res = await this.deps.store.mutate(this.runId, (r) => {
-      if (isTerminal(r.state)) return false;
+      if (runStateEnded(r.state)) return false;
       r.state = RunState.FAILED;
       r.stage = RunStage.UNSPECIFIED;
       r.error = message;

@@ -17,12 +17,13 @@ import {
   type Run,
   RunStage,
   RunState,
+  runStateEnded,
 } from "@idpo/proto";
 import type { Logger } from "@idpo/runtime";
 import { RUN_ID_PATTERN } from "./run-config.js";
 import { publishRunState } from "./run-events.js";
 import { planShards, previousPolicy, shardArtifact, shardCount, shardKey } from "./run-plan.js";
-import { isTerminal, type RunStore } from "./run-store.js";
+import type { RunStore } from "./run-store.js";
 import { resolveTrainPrompts } from "./train-prompts.js";
 
 /** Durable consumer of pairs_ready events (shared by every controller replica). */
@@ -175,7 +176,7 @@ async function failRunOfShard({ bus, store, logger }: ShardEventDeps, msg: Deliv
   const ev = decodeEvent(msg, "shardFailed");
   const p = ev.payload.value;
   const stored = await store.get(ev.runId);
-  if (!stored || isTerminal(stored.run.state)) return;
+  if (!stored || runStateEnded(stored.run.state)) return;
   // Only the failure of a shard the run planned, as planned, fails it: a stray task naming the run
   // (another iteration, an unplanned index, other prompts or policy) is dropped and reported.
   const run = stored.run;
@@ -204,7 +205,7 @@ async function failRunOfShard({ bus, store, logger }: ShardEventDeps, msg: Deliv
   }
   const message = `iteration ${p.iteration}: pair shard ${p.shardIndex} failed after ${p.deliveries} deliveries: ${p.reason || "no reason given"}`;
   const res = await store.mutate(ev.runId, (r) => {
-    if (isTerminal(r.state)) return false;
+    if (runStateEnded(r.state)) return false;
     const it = r.iterations[p.iteration - 1];
     // A failure of an iteration whose pairs were all stored (a late report) no longer matters.
     if (it && it.shardsTotal > 0 && it.shardsDone >= it.shardsTotal) return false;

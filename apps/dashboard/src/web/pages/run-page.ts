@@ -1,11 +1,20 @@
 import { toJsonString } from "@bufbuild/protobuf";
-import { type Job, JobKind, JobState, type Run, RunConfigSchema, RunStage, RunState } from "@idpo/proto";
+import {
+  type Job,
+  JobKind,
+  JobState,
+  type Run,
+  RunConfigSchema,
+  RunStage,
+  RunState,
+  runStateEnded,
+} from "@idpo/proto";
 import { controller, describeError, trainer } from "../api.js";
 import { disposeCharts, drawCurveChart, drawRewardChart } from "../charts.js";
 import { h, replace } from "../dom.js";
 import { jobCurves } from "../shaping/job-curves.js";
 import { rewardSeries } from "../shaping/reward-series.js";
-import { enumName, formatDuration, isEnded, type RunRow, runRow } from "../shaping/run-row.js";
+import { enumName, formatDuration, type RunRow, runRow } from "../shaping/run-row.js";
 import { timeline } from "../shaping/timeline.js";
 import { runImages } from "./run-images.js";
 
@@ -74,7 +83,7 @@ export async function runPage(root: HTMLElement, signal: AbortSignal, runId: str
         renderRun(view, run);
         slow.request();
       }
-      if (run && isEnded(run.state)) {
+      if (run && runStateEnded(run.state)) {
         // One last refresh so the final job curves and images show.
         slow.requestNow();
         return;
@@ -175,7 +184,7 @@ function renderRun(view: RunView, r: Run): void {
     `Run ${r.runId}${r.config?.name ? ` · ${r.config.name}` : ""} `,
     h("span", { class: `state ${row.state}`, id: "run-state" }, row.state),
   );
-  view.cancel.disabled = isEnded(r.state);
+  view.cancel.disabled = runStateEnded(r.state);
   renderStatus(view.status, r, row);
   view.message.textContent = r.error;
   replace(

@@ -1,5 +1,5 @@
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { type Run, RunStage, RunState } from "@idpo/proto";
+import { type Run, RunStage, RunState, runStateEnded } from "@idpo/proto";
 
 /** One line of the run list. */
 export interface RunRow {
@@ -33,15 +33,10 @@ export function enumName(names: Record<number, string>, value: number): string {
   return (names[value] ?? String(value)).toLowerCase();
 }
 
-/** Whether a run will change no more. */
-export function isEnded(state: RunState): boolean {
-  return state === RunState.SUCCEEDED || state === RunState.FAILED || state === RunState.CANCELLED;
-}
-
 /** The run list's view of a run. */
 export function runRow(run: Run, nowMs: number): RunRow {
   const started = timestampMs(run.createTime);
-  const end = isEnded(run.state) ? timestampMs(run.updateTime) : nowMs;
+  const end = runStateEnded(run.state) ? timestampMs(run.updateTime) : nowMs;
   const total = Number(run.progress?.total ?? 0n);
   const done = Number(run.progress?.done ?? 0n);
   return {
