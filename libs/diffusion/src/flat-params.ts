@@ -69,6 +69,46 @@ export class FlatLayout {
     }
   }
 
+  /**
+   * Writes per-name tensors into `out` (float32, `total` long) in layout order, missing names as zeros, or
+   * with `add` adds them to what `out` holds. On the wasm backend the values are read through views of its
+   * heap, so a call allocates no copy of the vector (the data-parallel workers write their gradient slot
+   * this way every step).
+   */
+  scatterInto(tensors: ReadonlyMap<string, tf.Tensor>, out: Float32Array, add = false): void {
+    if (out.length !== this.total)
+      throw new Error(`scatterInto: out has ${out.length} values, expected ${this.total}`);
+    const heap = WasmHeap.of();
+    if (!heap) {
+      const flat = this.flatten(tensors);
+      try {
+        const v = flat.dataSync() as Float32Array;
+        if (add) for (let j = 0; j < v.length; j++) out[j] += v[j];
+        else out.set(v);
+      } finally {
+        flat.dispose();
+      }
+      return;
+    }
+    for (let i = 0; i < this.names.length; i++) {
+      const t = tensors.get(this.names[i]);
+      const off = this.offsets[i];
+      const n = this.sizes[i];
+      if (!t) {
+        if (!add) out.fill(0, off, off + n);
+        continue;
+      }
+      if (t.size !== n || t.dtype !== "float32") {
+        throw new Error(
+          `scatterInto: ${this.names[i]} has ${t.size} ${t.dtype} values, expected ${n} float32`,
+        );
+      }
+      const v = heap.f32(heap.ptr(t), n);
+      if (add) for (let j = 0; j < n; j++) out[off + j] += v[j];
+      else out.set(v, off);
+    }
+  }
+
   /** Splits a flat vector back into named tensors of the parameters' shapes (new tensors). */
   unflatten(flat: tf.Tensor1D): Map<string, tf.Tensor> {
     if (flat.size !== this.total)

@@ -6,6 +6,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "./backend/index.js";
+import { WasmHeap } from "./backend/wasm-heap.js";
 import { FlatLayout } from "./flat-params.js";
 import { DiffusionModel } from "./model.js";
 import type { Params } from "./params.js";
@@ -51,11 +52,17 @@ async function main(): Promise<void> {
   const weights = new Float32Array(init.weights);
   const slot = new Float32Array(init.grads, init.slot * layout.total * 4, layout.total);
 
+  // The wasm backend copies a new tensor's values onto its heap at once; the others may keep the array
+  // they are given, and the parent rewrites shared memory every step, so they get a copy.
+  const keepsArrays = WasmHeap.of() === undefined;
   const loadWeights = () => {
     for (let i = 0; i < layout.names.length; i++) {
       const off = layout.offsets[i];
-      // A copy: backends may keep the array they are given, and the parent rewrites shared memory.
-      const t = tf.tensor(weights.slice(off, off + layout.sizes[i]), layout.shapes[i]);
+      const end = off + layout.sizes[i];
+      const t = tf.tensor(
+        keepsArrays ? weights.slice(off, end) : weights.subarray(off, end),
+        layout.shapes[i],
+      );
       model.params.get(layout.names[i])!.assign(t);
       t.dispose();
     }
@@ -64,8 +71,8 @@ async function main(): Promise<void> {
   const run = (tasks: TrainTask[]): TaskMetrics[] => {
     loadWeights();
     const out: TaskMetrics[] = [];
-    let acc: tf.Tensor1D | undefined;
-    for (const task of tasks) {
+    if (tasks.length === 0) slot.fill(0);
+    for (const [k, task] of tasks.entries()) {
       let metrics: Record<string, tf.Scalar> = {};
       const { value, grads } = tf.variableGrads(() => {
         const loss = objective.loss(task.batch, task.draws);
@@ -78,22 +85,12 @@ async function main(): Promise<void> {
       tf.dispose([...new Set([value, ...Object.values(metrics)])]);
       const named = new Map<string, tf.Tensor>();
       for (const [vn, g] of Object.entries(grads)) named.set(nameOf.get(vn)!, g);
-      const flat = layout.flatten(named);
-      tf.dispose(Object.values(grads));
-      if (acc) {
-        const sum = tf.add(acc, flat) as tf.Tensor1D;
-        tf.dispose([acc, flat]);
-        acc = sum;
-      } else {
-        acc = flat;
+      try {
+        layout.scatterInto(named, slot, k > 0);
+      } finally {
+        tf.dispose(Object.values(grads));
       }
       out.push({ values, weights: objective.metricWeights(task.batch, task.draws, Object.keys(values)) });
-    }
-    if (acc) {
-      slot.set(acc.dataSync());
-      acc.dispose();
-    } else {
-      slot.fill(0);
     }
     return out;
   };
