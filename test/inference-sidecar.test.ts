@@ -1,5 +1,8 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
-import { createClient, createRouterTransport } from "@connectrpc/connect";
+import { createClient, createRouterTransport, type Interceptor } from "@connectrpc/connect";
 import type { Bus } from "@idpo/bus";
 import type { DiffusionModel } from "@idpo/diffusion";
 import { generatorDefinition } from "@idpo/generator";
@@ -22,8 +25,14 @@ import {
   ImproveImagesRequestSchema,
   ImproverService,
   InferenceService,
+  type Job,
+  JobKind,
+  JobState,
+  type SampleImagesRequest,
+  TrainerService,
 } from "@idpo/proto";
 import { buildServer, type ServiceDefinition } from "@idpo/runtime";
+import { trainerDefinition } from "@idpo/trainer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 // The Generator and the Improver with IDPO_INFERENCE=sidecar sample through an inference server (ONNX
@@ -54,14 +63,14 @@ afterAll(async () => {
   await bus.close();
 });
 
-async function startSidecar() {
+async function startSidecar(interceptors: Interceptor[] = []) {
   const server = await createInferenceServer({
     config: { ...inferenceConfigFromEnv({}), threads: 1 },
     checkpoints: store,
     logger: memoryLogger(),
     setServing: () => {},
   });
-  const transport = createRouterTransport((router) => server.routes(router));
+  const transport = createRouterTransport((router) => server.routes(router), { router: { interceptors } });
   return { server, transport, client: createClient(InferenceService, transport) };
 }
 
@@ -174,6 +183,70 @@ describe("Generator and Improver through the inference sidecar", () => {
       await viaSidecar.close();
       await inProcess.close();
       await sidecar.server.close();
+    }
+  });
+});
+
+describe("the Trainer's SPIN losers through the inference sidecar", () => {
+  it("samples them from the reference checkpoint on the sidecar, with the in-process job's metrics", async () => {
+    const requests: SampleImagesRequest[] = [];
+    const record: Interceptor = (next) => async (req) => {
+      if (req.method.name === "SampleImages") requests.push(req.message as SampleImagesRequest);
+      return next(req);
+    };
+    const sidecar = await startSidecar([record]);
+    const dataDir = await mkdtemp(join(tmpdir(), "idpo-spin-sidecar-"));
+    const env = {
+      IDPO_DATA_DIR: dataDir,
+      IDPO_TRAIN_WORKERS: "1",
+      IDPO_TRAINER_PROGRESS_EVERY: "1",
+      IDPO_TRAINER_SPIN_STEPS: "4",
+    };
+    const viaSidecar = await startService(
+      trainerDefinition({ bus, inferenceTransport: sidecar.transport }),
+      TrainerService,
+      { ...env, IDPO_INFERENCE: "sidecar" },
+    );
+    const inProcess = await startService(trainerDefinition({ bus }), TrainerService, env);
+    const run = async (transport: typeof viaSidecar.transport, jobId: string): Promise<Job> => {
+      const client = createClient(TrainerService, transport);
+      await client.startJob({
+        spec: {
+          jobId,
+          kind: JobKind.SPIN,
+          data: ["shapes://?pairs=12&size=16&seed=3"],
+          initCheckpointId: "runs/s/base",
+          training: { steps: 2, batchSize: 3, seed: 4n, learningRate: 1e-3 },
+        },
+      });
+      for (let i = 0; i < 6000; i++) {
+        const job = (await client.getJob({ jobId })).job!;
+        if (job.state === JobState.SUCCEEDED || job.state === JobState.FAILED) return job;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      throw new Error(`job ${jobId} did not end`);
+    };
+    try {
+      const a = await run(viaSidecar.transport, "spin-sidecar");
+      const b = await run(inProcess.transport, "spin-in-process");
+      expect(a.error, a.error).toBe("");
+      expect(b.state).toBe(JobState.SUCCEEDED);
+      // Two steps of 3 pairs, each loser sampled from the reference checkpoint with the job's sampler.
+      expect(requests.map((r) => r.checkpointId)).toEqual(["runs/s/base", "runs/s/base"]);
+      expect(requests.map((r) => r.prompts.length)).toEqual([3, 3]);
+      expect(requests.every((r) => r.steps === 4)).toBe(true);
+      // raw_model_loss is the policy's ε-MSE on winners and losers: other losers move it by far more.
+      expect(a.history.map((p) => p.step)).toEqual([1, 2]);
+      for (const [pa, pb] of a.history.map((p, i) => [p, b.history[i]] as const)) {
+        for (const m of ["raw_model_loss", "ref_loss", "loss"]) {
+          expect(Math.abs(pa.metrics[m] - pb.metrics[m])).toBeLessThan(1e-3 * Math.abs(pb.metrics[m]));
+        }
+      }
+    } finally {
+      await viaSidecar.close();
+      await inProcess.close();
+      await sidecar.server.close();
+      await rm(dataDir, { recursive: true, force: true });
     }
   });
 });

@@ -32,7 +32,8 @@ export interface LocalMeshOptions {
 /**
  * Starts generator, improver, trainer, scorer, controller and the inference sidecar in this process with real
  * gRPC servers on free loopback ports, on the embedded bus under `dataDir` (IDPO_NATS_URL is ignored); the
- * Generator and Improver sample through the sidecar unless IDPO_INFERENCE is "in-process". Services start
+ * Generator, the Improver and the Trainer's SPIN jobs sample through the sidecar unless IDPO_INFERENCE is
+ * "in-process". Services start
  * in dependency order, each on port 0; once one listens, IDPO_<SERVICE>_ADDR points at its real port, so
  * services created after it find it (and no port is chosen before it is bound). With
  * OTEL_EXPORTER_OTLP_ENDPOINT set, spans are exported with one `service.name` per service; shutdown sends
@@ -42,8 +43,8 @@ export async function startLocalMesh(opts: LocalMeshOptions): Promise<LocalMesh>
   const env = process.env;
   delete env.IDPO_NATS_URL;
   env.IDPO_DATA_DIR = opts.dataDir;
-  // The embedded mesh starts its own inference sidecar, so the Generator and Improver sample on its ONNX
-  // Runtime engine unless the user asked for in-process tfjs.
+  // The embedded mesh starts its own inference sidecar, so the Generator, the Improver and SPIN's losers are
+  // sampled on its ONNX Runtime engine unless the user asked for in-process tfjs.
   env.IDPO_INFERENCE ||= "sidecar";
   const { otlpEndpoint, otlpProtocol } = loadRuntimeConfig("mesh", 0, env);
   const tracing = initTracing({

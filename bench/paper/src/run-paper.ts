@@ -66,13 +66,16 @@ export function serviceEnv(cfg: PaperConfig): Record<string, string> {
   };
 }
 
-/** Which engine ran what: sampling (Generator, Improver) and training (the Trainer, with SPIN's sampling). */
+/**
+ * Which engine ran what: sampling (Generator, Improver, and SPIN's losers, which the Trainer samples on the
+ * same engine: the sidecar, or tfjs in its own thread) and training (the Trainer).
+ */
 async function engines(mesh: BenchMesh): Promise<string> {
   const tf = await initBackend();
   const env = Number(process.env.IDPO_TRAIN_WORKERS);
   const workers = Number.isInteger(env) && env > 0 ? env : defaultTrainWorkers(tf);
   return (
-    `sampling (Generator, Improver): ${await mesh.backend()}; training and SPIN's sampling (Trainer): tfjs ${tf.name}, ` +
+    `sampling (Generator, Improver, SPIN's losers): ${await mesh.backend()}; training (Trainer): tfjs ${tf.name}, ` +
     `${tf.threads} thread${tf.threads === 1 ? "" : "s"}, ${workers} data-parallel worker${workers === 1 ? "" : "s"}`
   );
 }

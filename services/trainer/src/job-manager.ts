@@ -31,6 +31,7 @@ import {
   type RunOutcome,
   runJob,
   type SpinSamplerSettings,
+  type SpinSampling,
   type StepUpdate,
 } from "./job-runner.js";
 import { intermediateCheckpointId, type ResolvedJob, resolveSpec } from "./job-spec.js";
@@ -61,6 +62,8 @@ export interface JobManagerOptions {
   runCheckpointMs?: number;
   /** Data-parallel worker threads per job (default 1: train in the calling thread). */
   trainWorkers?: number;
+  /** Where SPIN samples its losers (default: tfjs in this process). */
+  spinSampling?: SpinSampling;
 }
 
 /** Default interval of a run's job's time-based checkpoints: 5 minutes of training. */
@@ -681,6 +684,7 @@ export class JobManager {
       busWaitMs: this.busWaitMs,
       runCheckpointMs: this.opts.runCheckpointMs ?? DEFAULT_RUN_CHECKPOINT_MS,
       trainWorkers: this.opts.trainWorkers,
+      spinSampling: this.opts.spinSampling,
     };
   }
 

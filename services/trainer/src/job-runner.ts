@@ -25,7 +25,7 @@ import {
   type TrainerConfig,
   type TrainingDriver,
 } from "@idpo/diffusion";
-import type { CheckpointStore } from "@idpo/mesh";
+import type { CheckpointStore, SamplingEngine, ServedModel } from "@idpo/mesh";
 import { type CheckpointRef, JobKind, ModelKind } from "@idpo/proto";
 import type { Logger } from "@idpo/runtime";
 import { untilBusAnswers } from "./bus-wait.js";
@@ -54,6 +54,13 @@ export interface SpinSamplerSettings {
   guidanceScale: number;
 }
 
+/**
+ * Where SPIN's losers are sampled: by default with tfjs in this process, on the reference the job has
+ * loaded; with an engine (the inference sidecar, IDPO_INFERENCE=sidecar), from the reference checkpoint
+ * through it, which gives the same images within the sidecar's tolerance and on a faster engine.
+ */
+export type SpinSampling = { engine?: SamplingEngine };
+
 /** What a job runner needs from the trainer process. */
 export interface RunnerDeps {
   bus: Bus;
@@ -62,6 +69,8 @@ export interface RunnerDeps {
   dataDir: string;
   logger: Logger;
   spin: SpinSamplerSettings;
+  /** Where SPIN samples its losers (default: in this process). */
+  spinSampling?: SpinSampling;
   /** How long the final checkpoint waits for an unreachable bus, ms. */
   busWaitMs: number;
   /** A job of a run with checkpoint_every 0 writes an intermediate checkpoint after this much training
@@ -222,6 +231,7 @@ function objectiveFor(
   job: ResolvedJob,
   m: JobModels,
   spin: SpinSamplerSettings,
+  served?: ServedModel,
 ): [Objective<unknown>, BatchBuilder] {
   const t = job.training;
   switch (job.kind) {
@@ -261,13 +271,14 @@ function objectiveFor(
         // The loser of dataset example i is always the reference's sample with seed i's seed: the same
         // prompt gets the same loser in every epoch and after a restart, as if generated up front.
         const seeds = b.indices.map((i) => new Rng(t.seed, SPIN_SEED_STREAM_BASE + i).nextUint32());
-        const generated = await sample(reference, {
+        const opts = {
           prompts: b.prompts,
           seeds,
           steps: spin.steps,
           guidanceScale: spin.guidanceScale,
           signal,
-        });
+        };
+        const generated = served ? await served.sample(opts) : await sample(reference, opts);
         return { prompts: b.prompts, real: b.images, generated } satisfies SpinBatch;
       };
       return [objective as Objective<unknown>, build];
@@ -295,13 +306,16 @@ export async function runJob(
   const models = await loadModels(job, deps.checkpoints);
   const { model } = models;
   let trainer: TrainingDriver<unknown> | undefined;
+  let served: ServedModel | undefined;
   try {
     if (sources[0].size !== model.imageSize) {
       throw new JobInputError(
         `spec.data: images are ${sources[0].size}x${sources[0].size} but the model works on ${model.imageSize}x${model.imageSize}`,
       );
     }
-    const [objective, build] = objectiveFor(job, models, { ...deps.spin, ...job.spinSampler });
+    const engine = job.kind === JobKind.SPIN ? deps.spinSampling?.engine : undefined;
+    if (engine) served = (await engine.load(job.referenceCheckpointId, "policy")).model;
+    const [objective, build] = objectiveFor(job, models, { ...deps.spin, ...job.spinSampler }, served);
     const state = await resumedState(job, resume, deps);
     trainer = await startTrainer(job, model, objective, deps.trainWorkers ?? 1);
     let step = 0;
@@ -317,6 +331,7 @@ export async function runJob(
     return "finished";
   } finally {
     await trainer?.dispose();
+    served?.dispose();
     model.dispose();
     models.reference?.dispose();
   }

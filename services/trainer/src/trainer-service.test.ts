@@ -153,6 +153,14 @@ afterAll(() => {
   rmSync(root, { recursive: true, force: true });
 });
 
+describe("SPIN's sampling", () => {
+  it("IDPO_INFERENCE picks where SPIN's losers are sampled: in-process by default, or the sidecar", () => {
+    expect(trainerEnvConfig({}).spinInference).toBe("in-process");
+    expect(trainerEnvConfig({ IDPO_INFERENCE: "sidecar" }).spinInference).toBe("sidecar");
+    expect(() => trainerEnvConfig({ IDPO_INFERENCE: "gpu" })).toThrow(/IDPO_INFERENCE/);
+  });
+});
+
 describe("training workers", () => {
   it("IDPO_TRAIN_WORKERS is 0 (automatic) unless set to 1–64, and automatic means one per wasm thread", () => {
     expect(trainerEnvConfig({}).trainWorkers).toBe(0);

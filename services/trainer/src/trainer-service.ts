@@ -1,9 +1,21 @@
 import { resolve } from "node:path";
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  type ConnectRouter,
+  type HandlerContext,
+  type Transport,
+} from "@connectrpc/connect";
 import type { Bus } from "@idpo/bus";
 import { defaultTrainWorkers, initBackend } from "@idpo/diffusion";
-import { sharedBus } from "@idpo/mesh";
+import {
+  CheckpointStore,
+  INFERENCE_MODES,
+  type InferenceMode,
+  samplingEngineFromEnv,
+  sharedBus,
+} from "@idpo/mesh";
 import {
   CancelJobResponseSchema,
   GetJobResponseSchema,
@@ -12,7 +24,7 @@ import {
   TrainerService,
   WatchJobResponseSchema,
 } from "@idpo/proto";
-import { ConfigError, envInt, envString, type ServiceDefinition } from "@idpo/runtime";
+import { ConfigError, envEnum, envInt, envString, type ServiceDefinition } from "@idpo/runtime";
 import { createJobManager, type JobManager, type JobManagerOptions } from "./job-manager.js";
 
 /** Trainer settings read from the environment. */
@@ -33,6 +45,11 @@ export interface TrainerEnvConfig {
    * defaultTrainWorkers for the backend once it is initialised.
    */
   trainWorkers: number;
+  /**
+   * Where SPIN samples its losers (IDPO_INFERENCE): "in-process" (default) with tfjs on the reference the
+   * job loaded, or "sidecar", through the inference sidecar at IDPO_INFERENCE_ADDR as the Generator does.
+   */
+  spinInference: InferenceMode;
 }
 
 /** Reads the trainer's environment variables (errors name the variable). */
@@ -52,6 +69,7 @@ export function trainerEnvConfig(env: Record<string, string | undefined>): Train
     progressEvery: envInt(env, "IDPO_TRAINER_PROGRESS_EVERY", 10, 1, 1_000_000),
     runCheckpointMs: envInt(env, "IDPO_TRAINER_RUN_CHECKPOINT_MINUTES", 5, 0, 10_080) * 60_000,
     trainWorkers: envInt(env, "IDPO_TRAIN_WORKERS", 0, 0, 64),
+    spinInference: envEnum(env, "IDPO_INFERENCE", "in-process", INFERENCE_MODES),
   };
 }
 
@@ -109,6 +127,8 @@ export async function startJobManager(opts: JobManagerOptions): Promise<JobManag
 export interface TrainerOverrides {
   /** Bus for jobs, events and artifacts; default the process-wide `sharedBus()`. */
   bus?: Bus;
+  /** Transport to the inference sidecar (IDPO_INFERENCE=sidecar); default one to IDPO_INFERENCE_ADDR. */
+  inferenceTransport?: Transport;
 }
 
 /**
@@ -123,9 +143,20 @@ export function trainerDefinition(overrides: TrainerOverrides = {}): ServiceDefi
     create(ctx) {
       const config = trainerEnvConfig(ctx.env);
       let trainer: JobManager | undefined;
+      let closeEngine = () => {};
       let failed = false;
       const starting = (async () => {
         const bus = overrides.bus ?? (await sharedBus());
+        let spinSampling: JobManagerOptions["spinSampling"];
+        if (config.spinInference === "sidecar") {
+          const e = await samplingEngineFromEnv(ctx.env, {
+            checkpoints: new CheckpointStore(bus.artifacts),
+            inferenceTransport: overrides.inferenceTransport,
+            logger: ctx.logger,
+          });
+          spinSampling = { engine: e.engine };
+          closeEngine = e.close;
+        }
         trainer = await startJobManager({
           bus,
           logger: ctx.logger,
@@ -134,6 +165,7 @@ export function trainerDefinition(overrides: TrainerOverrides = {}): ServiceDefi
           progressEvery: config.progressEvery,
           runCheckpointMs: config.runCheckpointMs,
           trainWorkers: config.trainWorkers,
+          spinSampling,
         });
         ctx.setServing(true);
       })().catch((e) => {
@@ -149,6 +181,7 @@ export function trainerDefinition(overrides: TrainerOverrides = {}): ServiceDefi
         async close() {
           await starting;
           await trainer?.close();
+          closeEngine();
         },
       };
     },
