@@ -29,6 +29,7 @@ import {
   validate,
 } from "./evaluate.js";
 import { deriveSeed } from "./prompt-sets.js";
+import { measuresRecipeCurve } from "./recipe-curve.js";
 import type { IterationSeries, ModelEval, PairSizeRow, TrainMetrics } from "./results.js";
 import { inputsHash } from "./stage-runner.js";
 
@@ -341,7 +342,8 @@ function trainBase(
  * The shipped base's learning curve (`startFrom: "pretrained"`): its recipe (`cfg.base` on the shipped
  * dataset, with the seed that made it) retrained with `baseCurvePoints` evenly spaced checkpoints, each
  * measured on the validation prompts. Nothing else reads this stage, so it runs last, and once per
- * benchmark: in the seed whose number is the recipe's.
+ * benchmark: in the seed whose number is the recipe's, and only when the report directory has no curve
+ * measured with the same inputs (recipe-curve.ts).
  */
 export async function pretrainedRecipeCurve(ctx: PipelineContext): Promise<
   | {
@@ -350,9 +352,7 @@ export async function pretrainedRecipeCurve(ctx: PipelineContext): Promise<
     }
   | undefined
 > {
-  const { cfg, seed } = ctx;
-  if (cfg.startFrom !== "pretrained" || cfg.baseCurvePoints === 0 || seed !== PRETRAINED_BASE_SEED)
-    return undefined;
+  if (!measuresRecipeCurve(ctx.cfg, ctx.seed)) return undefined;
   ctx.progress("the report is written; now the shipped base's recipe, retrained for its learning curve");
   const base = await trainBase(
     ctx,

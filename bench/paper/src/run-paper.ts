@@ -19,6 +19,7 @@ import { BASE_KEY, type EvalContext, FIX_KEY, FIX_SDEDIT_KEY, samplesArtifact } 
 import { imageAt, labelledRows, learningCurveFigure, rewardFigure, sampleGrid } from "./figures.js";
 import { datasetSpec, type PipelineContext, pretrainedRecipeCurve, runFaithful } from "./pipeline.js";
 import { promptSets } from "./prompt-sets.js";
+import { measuresRecipeCurve, readRecipeCurve, writeRecipeCurve } from "./recipe-curve.js";
 import { type RunInfo, renderReport, type SeedRun } from "./report.js";
 import type { ModelEval, PaperResults } from "./results.js";
 import { readSeedRuns, seedFile, seedFilePath } from "./seed-runs.js";
@@ -148,17 +149,39 @@ async function runSeed(
 }
 
 /**
- * Adds the shipped base's learning curve to the first seed's results (`pretrainedRecipeCurve`: an hour of
- * training on 2 cores, which no other stage reads, so the report is written once before it and again after).
+ * Adds the shipped base's learning curve to the first seed's results: the one the report directory keeps
+ * when it was measured with the same inputs (recipe-curve.ts), else `pretrainedRecipeCurve` (about 17
+ * minutes of training on 2 cores, which no other stage reads, so the report is written once before it and
+ * again after), whose curve is then kept there.
  */
 async function addRecipeCurve(
   main: { results: PaperResults; ctx: PipelineContext },
   dataDir: string,
+  out: string,
+  command: string,
 ): Promise<boolean> {
-  const recipe = await pretrainedRecipeCurve(main.ctx);
-  if (!recipe) return false;
-  main.results.baseCurve = recipe.curve;
-  main.results.baseCurveReference = recipe.reference;
+  const { cfg, seed } = main.ctx;
+  if (!measuresRecipeCurve(cfg, seed)) return false;
+  const path = join(out, "results", cfg.name, "base-learning-curve.json");
+  const stored = await readRecipeCurve(path, cfg);
+  if (stored) {
+    main.ctx.progress(
+      `the shipped base's learning curve: ${relative(process.cwd(), path)} (measured ${stored.measured})`,
+    );
+    main.results.baseCurve = stored.baseCurve;
+    main.results.baseCurveReference = stored.baseCurveReference;
+  } else {
+    const recipe = await pretrainedRecipeCurve(main.ctx);
+    if (!recipe) return false;
+    main.results.baseCurve = recipe.curve;
+    main.results.baseCurveReference = recipe.reference;
+    await writeRecipeCurve(
+      path,
+      cfg,
+      { baseCurve: recipe.curve, baseCurveReference: recipe.reference },
+      `${new Date().toISOString()} by \`${command}\``,
+    );
+  }
   const dir = stateDir(dataDir, main.ctx.cfg, main.ctx.seed);
   await writeFile(join(dir, "results.json"), `${JSON.stringify(main.results)}\n`);
   return true;
@@ -373,7 +396,7 @@ export async function runBenchPaper(
     }
     const write = () => writeReport(cfg, opts, main!, mesh, dataDir, out, { started, loadStart });
     let report = await write();
-    if (await addRecipeCurve(main!, dataDir)) report = await write();
+    if (await addRecipeCurve(main!, dataDir, out, opts.command)) report = await write();
     const seconds = (Date.now() - started) / 1000;
     err(`idpo bench paper: done in ${formatDuration(seconds)}; report ${report}\n`);
     return { report, seconds };
