@@ -91,6 +91,11 @@ describe("idpo bench paper (micro configuration)", () => {
     for (const h of ["## Claims", "## Table 1 analogue", "## Table 2 analogue", "## Table 3 analogue"]) {
       expect(md).toContain(h);
     }
+    // Every stage ran in this invocation, so one engines line, recorded by the stages themselves.
+    expect(md).toMatch(
+      /^- Engines: sampling \(Generator, Improver, SPIN's losers\): .+; training \(Trainer\): tfjs /m,
+    );
+    expect(md).not.toContain("Engines of ");
     expect(md).toContain("## What makes the iterative method work");
     expect(md).toContain("### What made it work");
     expect(md).toMatch(

@@ -24,7 +24,10 @@ export interface RunInfo {
   command: string;
   /** Master seed of the main results. */
   seed: number;
-  /** Which engine ran sampling and training (e.g. "sampling …: sidecar …; training …: tfjs wasm, …"). */
+  /**
+   * Which engines this invocation runs sampling and training on (e.g. "sampling …: sidecar …; training …:
+   * tfjs wasm, …"); each stage's own engines are in stageSeconds.
+   */
   backend: string;
   /** CPU model, core count, memory, OS, Node version. */
   machine: string;
@@ -32,8 +35,11 @@ export interface RunInfo {
   load: { start: number; end: number };
   /** When the report was written. */
   date: string;
-  /** Wall seconds of every stage (its last successful attempt) and the load average when it ended, in order. */
-  stageSeconds: { stage: string; seconds: number; load?: number }[];
+  /**
+   * Wall seconds of every stage (its last successful attempt), the load average when it ended and the
+   * engines that ran it (absent for stages run before they were kept), in order.
+   */
+  stageSeconds: { stage: string; seconds: number; load?: number; engines?: string }[];
   /** Wall seconds of this invocation (less than the total when earlier invocations did part of the work). */
   invocationSeconds: number;
   /** Figures, relative to the report's directory. */
@@ -163,6 +169,32 @@ function headerSection(cfg: PaperConfig, info: RunInfo): string[] {
   return L;
 }
 
+/**
+ * Which engines ran the stages, from each stage's record: one line when every stage ran on the same ones,
+ * else one line per set of engines with the stages it ran; stages recorded before engines were kept are
+ * counted apart, with this invocation's engines beside them (which they may not have run on).
+ */
+export function enginesLines(info: Pick<RunInfo, "backend" | "stageSeconds">): string[] {
+  const groups = new Map<string, string[]>();
+  const unknown: string[] = [];
+  for (const s of info.stageSeconds) {
+    if (s.engines === undefined) unknown.push(s.stage);
+    else groups.set(s.engines, [...(groups.get(s.engines) ?? []), s.stage]);
+  }
+  if (unknown.length === 0 && groups.size <= 1) return [`Engines: ${[...groups.keys()][0] ?? info.backend}`];
+  const names = (stages: string[]) =>
+    stages.length <= 4 ? stages.join(", ") : `${stages.slice(0, 3).join(", ")} and ${stages.length - 3} more`;
+  const lines = [...groups].map(
+    ([engines, stages]) =>
+      `Engines of ${stages.length} stage${stages.length === 1 ? "" : "s"} (${names(stages)}): ${engines}`,
+  );
+  if (unknown.length > 0)
+    lines.push(
+      `Engines of ${unknown.length} stage${unknown.length === 1 ? "" : "s"} (${names(unknown)}): not recorded (they ran before idpo kept each stage's engines); this invocation's: ${info.backend}`,
+    );
+  return lines;
+}
+
 /** Provenance (command, seed, engines, machine, load, wall time), the model and sets, and the configuration. */
 function setupSection(cfg: PaperConfig, info: RunInfo, seeds: readonly SeedRun[]): string[] {
   const L: string[] = [];
@@ -172,7 +204,7 @@ function setupSection(cfg: PaperConfig, info: RunInfo, seeds: readonly SeedRun[]
   L.push(
     `- Seed: ${info.seed}${seeds.length > 1 ? ` (seed noise: ${seeds.map((s) => s.seed).join(", ")}; see below)` : ""}`,
   );
-  L.push(`- Engines: ${info.backend}`);
+  for (const line of enginesLines(info)) L.push(`- ${line}`);
   L.push(`- Machine: ${info.machine}`);
   L.push(`- ${loadLine(info)}`);
   L.push(

@@ -75,8 +75,14 @@ async function engines(mesh: BenchMesh): Promise<string> {
   const tf = await initBackend();
   const env = Number(process.env.IDPO_TRAIN_WORKERS);
   const workers = Number.isInteger(env) && env > 0 ? env : defaultTrainWorkers(tf);
+  // The sidecar's address is a loopback port chosen per invocation: what ran is its engine (and threads).
+  const threads = process.env.IDPO_INFERENCE_THREADS;
+  const backend = (await mesh.backend()).replace(
+    /^sidecar \S+$/,
+    `inference sidecar (ONNX Runtime${threads ? `, IDPO_INFERENCE_THREADS=${threads}` : ""})`,
+  );
   return (
-    `sampling (Generator, Improver, SPIN's losers): ${await mesh.backend()}; training (Trainer): tfjs ${tf.name}, ` +
+    `sampling (Generator, Improver, SPIN's losers): ${backend}; training (Trainer): tfjs ${tf.name}, ` +
     `${tf.threads} thread${tf.threads === 1 ? "" : "s"}, ${workers} data-parallel worker${workers === 1 ? "" : "s"}`
   );
 }
@@ -111,6 +117,7 @@ async function runSeed(
     { config: cfg.name, configHash: configHash(cfg), seed },
     (m) => err(`[${tag}] ${m}\n`),
   );
+  runner.engines = await engines(mesh);
   const done = runner.finished().length;
   if (done > 0) err(`[${tag}] resuming: ${done} stages already finished\n`);
   const ctx: PipelineContext = {
@@ -327,7 +334,12 @@ async function writeReport(
     date: new Date().toISOString(),
     stageSeconds: Object.entries(snap.stages)
       .sort((a, b) => a[1].finishedAt.localeCompare(b[1].finishedAt))
-      .map(([stage, r]) => ({ stage, seconds: r.seconds, load: r.load })),
+      .map(([stage, r]) => ({
+        stage,
+        seconds: r.seconds,
+        load: r.load,
+        ...(r.engines !== undefined ? { engines: r.engines } : {}),
+      })),
     invocationSeconds: (Date.now() - clock.started) / 1000,
     figures,
     reference: dataReference(datasetSpec(cfg, opts.seeds[0]), {

@@ -110,6 +110,24 @@ describe("StageRunner", () => {
     expect(readFileSync(file, "utf8")).toBe("{not json");
   });
 
+  it("records the engines set when each stage finished, and refuses a state whose engines are not text", async () => {
+    const file = tempFile();
+    const runner = await StageRunner.open(file, id);
+    await runner.run("before", 1, async () => 1);
+    runner.engines = "sampling: sidecar; training: tfjs wasm, 1 thread";
+    await runner.run("after", 1, async () => 2);
+    runner.engines = "sampling: wasm; training: tfjs wasm, 2 threads";
+    await runner.run("after", 1, async () => 3);
+    expect(runner.record("before")?.engines).toBeUndefined();
+    expect(runner.record("after")?.engines).toBe("sampling: sidecar; training: tfjs wasm, 1 thread");
+    const reopened = await StageRunner.open(file, id);
+    expect(reopened.record("after")?.engines).toBe("sampling: sidecar; training: tfjs wasm, 1 thread");
+    const state = JSON.parse(readFileSync(file, "utf8"));
+    state.stages.after.engines = 3;
+    writeFileSync(file, JSON.stringify(state));
+    await expect(StageRunner.open(file, id)).rejects.toThrow(/stage after is malformed/);
+  });
+
   it("forgets a stage so it runs again, and checks stage names", async () => {
     const r = await StageRunner.open(tempFile(), id);
     await r.run("a", {}, async () => 1);

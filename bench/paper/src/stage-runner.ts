@@ -17,6 +17,8 @@ export interface StageRecord {
   load?: number;
   /** Fingerprint of the stage's inputs (see {@link inputsHash}); a stage whose inputs changed runs again. */
   inputsHash: string;
+  /** The engines that ran it (StageRunner.engines then; absent in states written before they were kept). */
+  engines?: string;
 }
 
 /** The state file of one benchmark run (one config and seed). */
@@ -65,6 +67,9 @@ export function inputsHash(inputs: unknown): string {
  * configuration reruns exactly the stages whose inputs it changes, and adding a stage invalidates none.
  */
 export class StageRunner {
+  /** Which engines run the stages from now on: recorded with each stage that finishes (see StageRecord). */
+  engines: string | undefined;
+
   private constructor(
     readonly file: string,
     private readonly state: BenchState,
@@ -169,6 +174,7 @@ export class StageRunner {
       seconds,
       load: loadavg()[0],
       inputsHash: hash,
+      ...(this.engines !== undefined ? { engines: this.engines } : {}),
     };
     await this.save();
     this.log(`stage ${name}: finished in ${formatDuration(seconds)}`);
@@ -211,7 +217,8 @@ export function parseState(text: string, file: string): BenchState {
       typeof rec !== "object" ||
       typeof rec.finishedAt !== "string" ||
       typeof rec.seconds !== "number" ||
-      typeof rec.inputsHash !== "string"
+      typeof rec.inputsHash !== "string" ||
+      (rec.engines !== undefined && typeof rec.engines !== "string")
     ) {
       throw new Error(`${file}: stage ${name} is malformed`);
     }
