@@ -29,7 +29,7 @@ import {
   validate,
 } from "./evaluate.js";
 import { deriveSeed } from "./prompt-sets.js";
-import { measuresRecipeCurve } from "./recipe-curve.js";
+import type { RecipeCurve } from "./recipe-curve.js";
 import type { IterationSeries, ModelEval, PairSizeRow, TrainMetrics } from "./results.js";
 import { inputsHash } from "./stage-runner.js";
 
@@ -342,17 +342,10 @@ function trainBase(
  * The shipped base's learning curve (`startFrom: "pretrained"`): its recipe (`cfg.base` on the shipped
  * dataset, with the seed that made it) retrained with `baseCurvePoints` evenly spaced checkpoints, each
  * measured on the validation prompts. Nothing else reads this stage, so it runs last, and once per
- * benchmark: in the seed whose number is the recipe's, and only when the report directory has no curve
- * measured with the same inputs (recipe-curve.ts).
+ * benchmark: in the seed whose number is the recipe's (measuresRecipeCurve), and only when the report
+ * directory has no curve measured with the same inputs (recipe-curve.ts).
  */
-export async function pretrainedRecipeCurve(ctx: PipelineContext): Promise<
-  | {
-      curve: { step: number; reward: number; ci: number }[];
-      reference: { label: string; reward: number; ci: number };
-    }
-  | undefined
-> {
-  if (!measuresRecipeCurve(ctx.cfg, ctx.seed)) return undefined;
+export async function pretrainedRecipeCurve(ctx: PipelineContext): Promise<RecipeCurve> {
   ctx.progress("the report is written; now the shipped base's recipe, retrained for its learning curve");
   const base = await trainBase(
     ctx,
@@ -363,8 +356,8 @@ export async function pretrainedRecipeCurve(ctx: PipelineContext): Promise<
   );
   const shipped = await validate(ctx, BASE_KEY, PRETRAINED_BASE_ID);
   return {
-    curve: await learningCurve(ctx, base),
-    reference: { label: "the shipped base", reward: shipped.reward, ci: shipped.ci },
+    baseCurve: await learningCurve(ctx, base),
+    baseCurveReference: { label: "the shipped base", reward: shipped.reward, ci: shipped.ci },
   };
 }
 

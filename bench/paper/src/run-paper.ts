@@ -178,16 +178,10 @@ async function addRecipeCurve(
     main.results.baseCurve = stored.baseCurve;
     main.results.baseCurveReference = stored.baseCurveReference;
   } else {
-    const recipe = await pretrainedRecipeCurve(main.ctx);
-    if (!recipe) return false;
-    main.results.baseCurve = recipe.curve;
-    main.results.baseCurveReference = recipe.reference;
-    await writeRecipeCurve(
-      path,
-      cfg,
-      { baseCurve: recipe.curve, baseCurveReference: recipe.reference },
-      `${new Date().toISOString()} by \`${command}\``,
-    );
+    const measured = await pretrainedRecipeCurve(main.ctx);
+    main.results.baseCurve = measured.baseCurve;
+    main.results.baseCurveReference = measured.baseCurveReference;
+    await writeRecipeCurve(path, cfg, measured, `${new Date().toISOString()} by \`${command}\``);
   }
   const dir = stateDir(dataDir, main.ctx.cfg, main.ctx.seed);
   await writeFile(join(dir, "results.json"), `${JSON.stringify(main.results)}\n`);

@@ -3,7 +3,7 @@ import { clone, create, toBinary } from "@bufbuild/protobuf";
 import { type Timestamp, TimestampSchema, timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type Bus, RevisionConflictError } from "@idpo/bus";
-import { CheckpointStore } from "@idpo/mesh";
+import { CheckpointStore, type SamplingEngine } from "@idpo/mesh";
 import {
   type CheckpointRef,
   type Job,
@@ -31,7 +31,6 @@ import {
   type RunOutcome,
   runJob,
   type SpinSamplerSettings,
-  type SpinSampling,
   type StepUpdate,
 } from "./job-runner.js";
 import { intermediateCheckpointId, type ResolvedJob, resolveSpec } from "./job-spec.js";
@@ -63,7 +62,7 @@ export interface JobManagerOptions {
   /** Data-parallel worker threads per job (default 1: train in the calling thread). */
   trainWorkers?: number;
   /** Where SPIN samples its losers (default: tfjs in this process). */
-  spinSampling?: SpinSampling;
+  spinEngine?: SamplingEngine;
 }
 
 /** Default interval of a run's job's time-based checkpoints: 5 minutes of training. */
@@ -684,7 +683,7 @@ export class JobManager {
       busWaitMs: this.busWaitMs,
       runCheckpointMs: this.opts.runCheckpointMs ?? DEFAULT_RUN_CHECKPOINT_MS,
       trainWorkers: this.opts.trainWorkers,
-      spinSampling: this.opts.spinSampling,
+      spinEngine: this.opts.spinEngine,
     };
   }
 

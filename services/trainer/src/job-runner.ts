@@ -54,13 +54,6 @@ export interface SpinSamplerSettings {
   guidanceScale: number;
 }
 
-/**
- * Where SPIN's losers are sampled: by default with tfjs in this process, on the reference the job has
- * loaded; with an engine (the inference sidecar, IDPO_INFERENCE=sidecar), from the reference checkpoint
- * through it, which gives the same images within the sidecar's tolerance and on a faster engine.
- */
-export type SpinSampling = { engine?: SamplingEngine };
-
 /** What a job runner needs from the trainer process. */
 export interface RunnerDeps {
   bus: Bus;
@@ -69,8 +62,12 @@ export interface RunnerDeps {
   dataDir: string;
   logger: Logger;
   spin: SpinSamplerSettings;
-  /** Where SPIN samples its losers (default: in this process). */
-  spinSampling?: SpinSampling;
+  /**
+   * Where SPIN samples its losers: absent, with tfjs in this process on the reference the job loaded; an
+   * engine (the inference sidecar, IDPO_INFERENCE=sidecar) samples the reference checkpoint through it, the
+   * same images within the sidecar's tolerance, on a faster engine.
+   */
+  spinEngine?: SamplingEngine;
   /** How long the final checkpoint waits for an unreachable bus, ms. */
   busWaitMs: number;
   /** A job of a run with checkpoint_every 0 writes an intermediate checkpoint after this much training
@@ -313,7 +310,7 @@ export async function runJob(
         `spec.data: images are ${sources[0].size}x${sources[0].size} but the model works on ${model.imageSize}x${model.imageSize}`,
       );
     }
-    const engine = job.kind === JobKind.SPIN ? deps.spinSampling?.engine : undefined;
+    const engine = job.kind === JobKind.SPIN ? deps.spinEngine : undefined;
     if (engine) served = (await engine.load(job.referenceCheckpointId, "policy")).model;
     const [objective, build] = objectiveFor(job, models, { ...deps.spin, ...job.spinSampler }, served);
     const state = await resumedState(job, resume, deps);

@@ -147,14 +147,14 @@ export function trainerDefinition(overrides: TrainerOverrides = {}): ServiceDefi
       let failed = false;
       const starting = (async () => {
         const bus = overrides.bus ?? (await sharedBus());
-        let spinSampling: JobManagerOptions["spinSampling"];
+        let spinEngine: JobManagerOptions["spinEngine"];
         if (config.spinInference === "sidecar") {
           const e = await samplingEngineFromEnv(ctx.env, {
             checkpoints: new CheckpointStore(bus.artifacts),
             inferenceTransport: overrides.inferenceTransport,
             logger: ctx.logger,
           });
-          spinSampling = { engine: e.engine };
+          spinEngine = e.engine;
           closeEngine = e.close;
         }
         trainer = await startJobManager({
@@ -165,7 +165,7 @@ export function trainerDefinition(overrides: TrainerOverrides = {}): ServiceDefi
           progressEvery: config.progressEvery,
           runCheckpointMs: config.runCheckpointMs,
           trainWorkers: config.trainWorkers,
-          spinSampling,
+          spinEngine,
         });
         ctx.setServing(true);
       })().catch((e) => {
