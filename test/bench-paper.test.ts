@@ -43,6 +43,7 @@ function microConfig(): PaperConfig {
       iterations: 1,
       variants: [
         { key: "pairs-6", label: "more online pairs", pairs: 6 },
+        { key: "offline", label: "offline pairs mixed in", offlinePairs: 4 },
         { key: "sdedit", label: "SDEdit winners", improveStrength: 0.6 },
         { key: "rpo", label: "RPO likelihood term", sftWeight: 1 },
         { key: "sft", label: "SFT on improved winners", sftOnWinners: true },

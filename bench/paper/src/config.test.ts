@@ -20,6 +20,7 @@ describe("paper configs", () => {
     c.dpo.beta = -1;
     c.eval.samplesPerPrompt = 2;
     c.tuning.variants.push({ key: "sdedit", label: "again", improveStrength: 1.5 });
+    c.tuning.variants.push({ key: "offline", label: "more than the dataset", offlinePairs: 501 });
     c.ours.pairSizes = [64, 32, 16];
     c.modelPreset = "shapes32";
     c.tuning.extendPatience = 0;
@@ -35,6 +36,7 @@ describe("paper configs", () => {
     expect(msg).toContain("eval.samplesPerPrompt = 2");
     expect(msg).toContain('tuning.variants[5].key = "sdedit": used twice or reserved');
     expect(msg).toContain("tuning.variants[5].improveStrength = 1.5");
+    expect(msg).toContain("tuning.variants[6].offlinePairs = 501: expected an integer in [0, 500]");
     expect(msg).toContain("expected increasing sizes");
     expect(msg).toContain("modelPreset = shapes32 works on 32px images");
   });

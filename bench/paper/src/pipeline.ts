@@ -194,6 +194,8 @@ export interface IteratedOptions {
   reference?: ReferencePolicy;
   /** Improver strength for the online winners (default: unset, i.e. 1, from pure noise). */
   improveStrength?: number;
+  /** Offline dataset pairs mixed into each iteration (ITERATIVE_DPO; default 0, none). */
+  offlinePairs?: number;
   /** Seed of the run (pairs, prompts, training seeds derive from it). */
   seed: number;
 }
@@ -230,6 +232,7 @@ export async function iteratedStage(
     textGuidanceScale: cfg.sampling.textGuidance,
     imageGuidanceScale: cfg.sampling.imageGuidance,
     improveStrength: o.improveStrength,
+    offlinePairsPerIteration: o.offlinePairs ?? 0,
     seed: BigInt(o.seed),
     ...controllerEval(ctx),
   });

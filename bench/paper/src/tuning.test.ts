@@ -23,6 +23,7 @@ const faithful: VariantSpec = {
   improveStrength: 1,
   sftWeight: 0,
   dpoPositiveLambda: 0,
+  offlinePairs: 0,
 };
 const words = { sftSteps: 60, sftLearningRate: 1e-4, earlyStopCheckpoints: 4 };
 
@@ -84,6 +85,9 @@ describe("describeChange", () => {
       ),
     ).toBe(
       "80 steps per iteration + refreshed reference + SFT on improved winners (60 steps, lr 0.0001) + DPO-Positive (λ 5)",
+    );
+    expect(describeChange(faithful, { ...faithful, offlinePairs: 384, learningRate: 1e-4 }, words)).toBe(
+      "lr 0.0001 + 384 offline pairs mixed in",
     );
   });
 });

@@ -34,6 +34,8 @@ export interface MethodSettings {
   sftWeight: number;
   /** DPO-Positive's λ (0: plain DPO). */
   dpoPositiveLambda: number;
+  /** Offline dataset pairs mixed into each iteration beside its online pairs (0: none, the paper). */
+  offlinePairs: number;
 }
 
 /** One change (or combination of changes) to the faithful iterative method. */
@@ -66,6 +68,7 @@ export function faithfulSpec(ctx: PipelineContext): VariantSpec {
     improveStrength: 1,
     sftWeight: o.sftWeight ?? 0,
     dpoPositiveLambda: o.dpoPositiveLambda ?? 0,
+    offlinePairs: 0,
   };
 }
 
@@ -82,6 +85,7 @@ const CHANGE_WORDS: { [K in keyof MethodSettings]: (v: MethodSettings[K], tuning
   earlyStop: (v, t) => (v ? `early stopping (${t.earlyStopCheckpoints} checkpoints)` : "no early stopping"),
   sftWeight: (v) => `RPO likelihood term (α ${v})`,
   dpoPositiveLambda: (v) => `DPO-Positive (λ ${v})`,
+  offlinePairs: (v) => `${v} offline pairs mixed in`,
 };
 
 /** What the change words need of the tuning config. */
@@ -264,6 +268,7 @@ async function runVariantAtOnce(
           pairs: spec.pairs,
           reference: referencePolicy(spec),
           improveStrength: runStrength(spec),
+          offlinePairs: spec.offlinePairs,
           seed: deriveSeed(seed, "ours"),
         },
       );
@@ -354,6 +359,7 @@ async function chainIteration(
       startCheckpointId: current,
       reference: referencePolicy(spec),
       improveStrength: runStrength(spec),
+      offlinePairs: spec.offlinePairs,
       seed: deriveSeed(seed, `tune-chain:${k}`),
     },
   );

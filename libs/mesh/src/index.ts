@@ -76,8 +76,10 @@ export { checkRange, invalidField } from "./trainer-contract/contract-error.js";
 export {
   type DataUri,
   MAX_SHAPES_PAIRS,
+  type PairWindow,
   parseDataUri,
   SHAPES_SIZE_RANGE,
+  windowedDataUri,
 } from "./trainer-contract/data-uri.js";
 export {
   checkJobKind,

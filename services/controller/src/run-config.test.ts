@@ -107,5 +107,20 @@ describe("validateRunConfig", () => {
     );
     rejects({ baseCheckpointId: "../etc" }, "config.base_checkpoint_id");
     rejects({ dataset: "artifact://shards/" }, "config.train_prompts");
+    rejects({ offlinePairsPerIteration: 101 }, "config.offline_pairs_per_iteration");
+    rejects(
+      { method: RunMethod.SPIN, improverTraining: undefined, offlinePairsPerIteration: 10 },
+      "config.offline_pairs_per_iteration",
+    );
+    rejects(
+      { dataset: "shapes://?pairs=100&size=16#take=50", offlinePairsPerIteration: 10 },
+      "config.offline_pairs_per_iteration",
+    );
+  });
+
+  it("mixes offline pairs only when asked, up to the dataset's size", () => {
+    expect(validateRunConfig(create(RunConfigSchema, base)).offlinePairsPerIteration).toBe(0);
+    const mixed = validateRunConfig(create(RunConfigSchema, { ...base, offlinePairsPerIteration: 100 }));
+    expect(mixed.offlinePairsPerIteration).toBe(100);
   });
 });

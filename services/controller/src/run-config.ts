@@ -3,7 +3,9 @@ import { formatShapesPrompt, shapesPrompts } from "@idpo/data";
 import {
   checkpointArtifact,
   checkRange,
+  type DataUri,
   invalidField,
+  MAX_SHAPES_PAIRS,
   MODEL_PRESET_IMAGE_SIZES,
   type ModelPresetName,
   parseDataUri,
@@ -80,6 +82,29 @@ function optionalScale(v: number | undefined, fallback: number, field: string): 
 }
 
 /**
+ * offline_pairs_per_iteration: windows of the dataset join each iteration's online pairs, so it needs an
+ * iterative DPO run and a dataset without a window of its own; a shapes dataset's size is known here, a
+ * file or artifact dataset's is checked by the Trainer when the iteration's job starts.
+ */
+function checkOfflineMix(c: RunConfig, dataset: DataUri, iterative: boolean): void {
+  const n = c.offlinePairsPerIteration;
+  if (n === 0) return;
+  const field = "config.offline_pairs_per_iteration";
+  if (!iterative)
+    throw invalid(field, `only applies to ITERATIVE_DPO runs (this one is ${RunMethod[c.method]})`);
+  if (n > MAX_SHAPES_PAIRS) throw invalid(field, `${n} is more than ${MAX_SHAPES_PAIRS}`);
+  if (dataset.window) {
+    throw invalid(
+      field,
+      `needs config.dataset without a window (it has #skip=${dataset.window.skip}&take=${dataset.window.take})`,
+    );
+  }
+  if (dataset.kind === "shapes" && n > dataset.pairs) {
+    throw invalid(field, `${n} is more than the ${dataset.pairs} pairs of config.dataset`);
+  }
+}
+
+/**
  * Validates a RunConfig and returns a copy with the documented defaults filled in. Errors are
  * INVALID_ARGUMENT with a message that starts with the offending field (e.g. "config.shard_size: ...").
  */
@@ -135,6 +160,7 @@ export function validateRunConfig(config: RunConfig | undefined): RunConfig {
   c.improveStrength = c.improveStrength ?? 1;
   if (!(c.improveStrength > 0 && c.improveStrength <= 1))
     throw invalid("config.improve_strength", `${c.improveStrength} is outside (0, 1]`);
+  checkOfflineMix(c, dataset, iterative);
   if (c.evalPrompts.length === 0) c.evalPrompts = shapesPrompts("test").map(formatShapesPrompt);
   checkPrompts(c.evalPrompts, "config.eval_prompts");
   if (c.evalSamplesPerPrompt === 0) c.evalSamplesPerPrompt = 4;

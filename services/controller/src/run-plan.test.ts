@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { RunConfigSchema } from "@idpo/proto";
 import { describe, expect, it } from "vitest";
-import { deriveSeed, planShards, shardArtifact } from "./run-plan.js";
+import { deriveSeed, iterationData, planShards, shardArtifact } from "./run-plan.js";
 
 const prompts = ["a", "b", "c"];
 const config = create(RunConfigSchema, {
@@ -53,5 +53,24 @@ describe("planShards", () => {
     expect(a).not.toBe(deriveSeed(1n, "pairs", 1));
     expect(a).not.toBe(deriveSeed(2n, "eval"));
     expect(Number.isInteger(a) && a >= 0 && a < 2 ** 32).toBe(true);
+  });
+});
+
+describe("iterationData", () => {
+  const dataset = "shapes://?pairs=1000&size=16&seed=3";
+  it("is the iteration's online shards alone by default (the paper's method)", () => {
+    expect(iterationData(create(RunConfigSchema, { dataset }), "r", 2)).toEqual([
+      "artifact://runs/r/iter-2/",
+    ]);
+  });
+
+  it("adds a window of the offline dataset with offline_pairs_per_iteration, drawn per seed and iteration", () => {
+    const cfg = create(RunConfigSchema, { dataset, offlinePairsPerIteration: 384, seed: 7n });
+    const data = iterationData(cfg, "r", 1);
+    expect(data[0]).toBe("artifact://runs/r/iter-1/");
+    expect(data[1]).toBe(`${dataset}#skip=${deriveSeed(7n, "offline-window", 1)}&take=384`);
+    expect(iterationData(cfg, "r", 1)).toEqual(data);
+    expect(iterationData(cfg, "r", 2)[1]).not.toBe(data[1]);
+    expect(iterationData({ ...cfg, seed: 8n }, "r", 1)[1]).not.toBe(data[1]);
   });
 });

@@ -1,5 +1,6 @@
 import { clone, create } from "@bufbuild/protobuf";
 import { DataRng } from "@idpo/data";
+import { windowedDataUri } from "@idpo/mesh";
 import {
   JobKind,
   type JobSpec,
@@ -193,6 +194,19 @@ export function modelJobSpec(run: Run, role: ModelRole): JobSpec {
   });
 }
 
+/**
+ * Iterative DPO's data for iteration k: its online pairs, then, with offline_pairs_per_iteration = N, a window
+ * of N consecutive pairs of the dataset from a start drawn from the run's seed and k (the Trainer takes it
+ * modulo the dataset's size and wraps at its end). The start depends on the seed, not only on k, so runs
+ * chained one iteration at a time (each with its own seed) also see fresh slices of the offline data.
+ */
+export function iterationData(cfg: RunConfig, runId: string, k: number): string[] {
+  const online = `artifact://${iterationPrefix(runId, k)}`;
+  const n = cfg.offlinePairsPerIteration;
+  if (n === 0) return [online];
+  return [online, windowedDataUri(cfg.dataset, { skip: deriveSeed(cfg.seed, "offline-window", k), take: n })];
+}
+
 /** What iteration k's trainer job trains on, with which objective and reference. */
 function iterationObjective(run: Run, k: number): { kind: JobKind; data: string[]; ref: string } {
   const cfg = run.config!;
@@ -200,7 +214,7 @@ function iterationObjective(run: Run, k: number): { kind: JobKind; data: string[
   const reference = cfg.reference === ReferencePolicy.PREVIOUS ? init : run.baseCheckpoint!.id;
   switch (cfg.method) {
     case RunMethod.ITERATIVE_DPO:
-      return { kind: JobKind.DPO, data: [`artifact://${iterationPrefix(run.runId, k)}`], ref: reference };
+      return { kind: JobKind.DPO, data: iterationData(cfg, run.runId, k), ref: reference };
     case RunMethod.SPIN:
       // SPIN: the previous iterate is both the reference and the source of the losers.
       return { kind: JobKind.SPIN, data: [cfg.dataset], ref: init };

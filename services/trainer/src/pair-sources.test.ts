@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { type ArtifactStore, type Bus, openBus } from "@idpo/bus";
 import { encodePairShard, parseDataUri } from "@idpo/mesh";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openPairSources } from "./pair-sources.js";
+import { checkReachable, openPairSources } from "./pair-sources.js";
 
 const image = (v: number) => ({ height: 4, width: 4, data: new Float32Array(48).fill(v) });
 
@@ -52,5 +52,43 @@ describe("artifact pair sources", () => {
       expect(prompts).toEqual(["p00", "p01", "p02", "p10", "p11", "p12"]);
     }
     expect(reads).toBe(readsAtOpen);
+  });
+
+  it("read a window of a source, wrapping past its last pair", async () => {
+    const prompts = async (uri: string) => {
+      const [source] = await openPairSources([parseDataUri(uri, "data")], {
+        artifacts: bus.artifacts,
+        dataDir: dir,
+      });
+      const out: string[] = [];
+      for await (const r of source.records()) out.push(r.prompt);
+      expect(source.count).toBe(out.length);
+      return out;
+    };
+    expect(await prompts("artifact://runs/r/iter-1/#skip=1&take=3")).toEqual(["p01", "p02", "p10"]);
+    // skip is taken modulo the 6 pairs: 10 → 4, then the window wraps to the first pair.
+    expect(await prompts("artifact://runs/r/iter-1/#skip=10&take=4")).toEqual(["p11", "p12", "p00", "p01"]);
+    expect(await prompts("artifact://runs/r/iter-1/#take=6")).toEqual([
+      "p00",
+      "p01",
+      "p02",
+      "p10",
+      "p11",
+      "p12",
+    ]);
+    await expect(prompts("artifact://runs/r/iter-1/#take=7")).rejects.toThrow(
+      /^spec\.data\[0\]: the window takes 7 pairs but the source holds 6/,
+    );
+  });
+
+  it("refuse at StartJob a window larger than a shapes source", async () => {
+    await expect(
+      checkReachable(
+        parseDataUri("shapes://?pairs=8&size=8#skip=3&take=9", "spec.data[1]"),
+        "spec.data[1]",
+        bus.artifacts,
+      ),
+    ).rejects.toThrow(/^spec\.data\[1\]: the window takes 9 pairs but the source holds 8/);
+    await checkReachable(parseDataUri("shapes://?pairs=8&size=8#skip=3&take=8", "d"), "d", bus.artifacts);
   });
 });

@@ -3,7 +3,7 @@ import { rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { ArtifactStore } from "@idpo/bus";
 import { type PairRecord, readPairManifest, readPairs, writeShapesPairs } from "@idpo/data";
-import { type DataUri, decodePairShard } from "@idpo/mesh";
+import { type DataUri, decodePairShard, type PairWindow } from "@idpo/mesh";
 import { oracleRewardValue } from "@idpo/metrics";
 import { retryTransient } from "@idpo/runtime";
 
@@ -39,18 +39,23 @@ export async function listPairShards(artifacts: ArtifactStore, prefix: string): 
 
 /**
  * Cheap reachability check for StartJob: a file dataset's manifest is readable, an artifact prefix
- * holds at least one shard. Shapes URIs are always reachable (generated on demand).
+ * holds at least one shard. Shapes URIs are always reachable (generated on demand). A window is checked
+ * against the pair count where that is known without reading pairs (file and shapes URIs).
  */
 export async function checkReachable(uri: DataUri, field: string, artifacts: ArtifactStore): Promise<void> {
   if (uri.kind === "file") {
     if (!(await exists(join(uri.dir, "manifest.json")))) {
       throw new DataSourceError(field, `no pair dataset at ${uri.dir} (manifest.json is missing)`, true);
     }
+    let count: number;
     try {
-      await readPairManifest(uri.dir);
+      count = (await readPairManifest(uri.dir)).count;
     } catch (e) {
       throw new DataSourceError(field, (e as Error).message);
     }
+    checkWindow(uri, count, field);
+  } else if (uri.kind === "shapes") {
+    checkWindow(uri, uri.pairs, field);
   } else if (uri.kind === "artifact") {
     const shards = await listPairShards(artifacts, uri.prefix);
     if (shards.length === 0) {
@@ -198,6 +203,61 @@ function decodeShard(bytes: Uint8Array, name: string, field: string) {
   }
 }
 
+function checkWindow(uri: DataUri, count: number, field: string): void {
+  if (uri.window && uri.window.take > count) {
+    throw new DataSourceError(
+      field,
+      `the window takes ${uri.window.take} pairs but the source holds ${count}`,
+    );
+  }
+}
+
+/**
+ * The pairs of `source` inside `window`: `take` pairs from pair `skip mod count`, wrapping past the last
+ * pair to the first (so consecutive windows of a run's iterations walk through the whole dataset).
+ */
+export function windowedSource(
+  source: PairSource,
+  window: PairWindow,
+  uri: string,
+  field: string,
+): PairSource {
+  const n = source.count;
+  if (window.take > n) {
+    throw new DataSourceError(field, `the window takes ${window.take} pairs but the source holds ${n}`);
+  }
+  const start = window.skip % n;
+  return {
+    uri,
+    count: window.take,
+    size: source.size,
+    records: async function* () {
+      let emitted = 0;
+      // First pass: from `start` to the end; second (only when the window wraps): from the start.
+      for (const [from, to] of [
+        [start, Math.min(n, start + window.take)],
+        [0, Math.max(0, start + window.take - n)],
+      ]) {
+        if (from >= to) continue;
+        let i = 0;
+        for await (const r of source.records()) {
+          if (i >= to) break;
+          if (i++ >= from) {
+            yield r;
+            emitted++;
+          }
+        }
+      }
+      if (emitted !== window.take) {
+        throw new DataSourceError(
+          field,
+          `the source yielded ${emitted} of the window's ${window.take} pairs`,
+        );
+      }
+    },
+  };
+}
+
 /** Opens every data URI of a job (generating shapes datasets into `dataDir` as needed). */
 export async function openPairSources(
   uris: readonly DataUri[],
@@ -207,10 +267,12 @@ export async function openPairSources(
   for (let i = 0; i < uris.length; i++) {
     const uri = uris[i];
     const field = `spec.data[${i}]`;
-    if (uri.kind === "file") out.push(await fileSource(uri.uri, uri.dir, field));
+    let source: PairSource;
+    if (uri.kind === "file") source = await fileSource(uri.uri, uri.dir, field);
     else if (uri.kind === "artifact")
-      out.push(await artifactSource(uri.uri, uri.prefix, field, deps.artifacts));
-    else out.push(await fileSource(uri.uri, await ensureShapesDataset(deps.dataDir, uri), field));
+      source = await artifactSource(uri.uri, uri.prefix, field, deps.artifacts);
+    else source = await fileSource(uri.uri, await ensureShapesDataset(deps.dataDir, uri), field);
+    out.push(uri.window ? windowedSource(source, uri.window, uri.uri, field) : source);
   }
   const size = out[0].size;
   for (let i = 1; i < out.length; i++) {

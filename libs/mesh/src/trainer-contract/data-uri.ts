@@ -1,7 +1,18 @@
 import { invalidField } from "./contract-error.js";
 
-/** A parsed training-data URI (JobSpec.data, RunConfig.dataset). */
-export type DataUri =
+/**
+ * A contiguous run of a source's pairs in stored order: `take` pairs from pair `skip` (taken modulo the
+ * source's size), wrapping from its last pair to its first. Written as the URI's fragment `#skip=S&take=N`.
+ */
+export interface PairWindow {
+  /** First pair read (0-based; modulo the source's pair count). */
+  skip: number;
+  /** Pairs read (at most the source's pair count). */
+  take: number;
+}
+
+/** A parsed training-data URI (JobSpec.data, RunConfig.dataset); `window`, when set, reads only part of it. */
+export type DataUri = (
   | {
       kind: "file";
       /** The URI as given. */
@@ -24,7 +35,8 @@ export type DataUri =
       size: number;
       /** Generation seed (0 when the URI has none). */
       seed: number;
-    };
+    }
+) & { window?: PairWindow };
 
 /** Largest shapes dataset generated on the fly. */
 export const MAX_SHAPES_PAIRS = 1_000_000;
@@ -35,9 +47,16 @@ const MAX_SHAPES_SEED = 2 ** 32 - 1;
 
 const ARTIFACT_PREFIX = /^[A-Za-z0-9._@/=:-]*$/;
 
-function intParam(params: URLSearchParams, name: string, min: number, max: number, field: string): number {
+function intParam(
+  params: URLSearchParams,
+  name: string,
+  min: number,
+  max: number,
+  field: string,
+  what = "shapes URI",
+): number {
   const v = params.get(name);
-  if (v === null) throw invalidField(field, `shapes URI needs ${name}=<integer in [${min}, ${max}]>`);
+  if (v === null) throw invalidField(field, `${what} needs ${name}=<integer in [${min}, ${max}]>`);
   if (!/^\d+$/.test(v))
     throw invalidField(field, `${name}=${JSON.stringify(v)} is not a non-negative integer`);
   const n = Number(v);
@@ -101,11 +120,41 @@ function parseShapesUri(uri: string, field: string): DataUri {
   };
 }
 
+/** Largest `skip` of a window (a uint32; it is taken modulo the source's size). */
+const MAX_WINDOW_SKIP = 2 ** 32 - 1;
+
+function parseWindow(fragment: string, field: string): PairWindow {
+  const params = new URLSearchParams(fragment);
+  for (const key of params.keys()) {
+    if (key !== "skip" && key !== "take") {
+      throw invalidField(field, `unknown window parameter ${JSON.stringify(key)} (known: skip, take)`);
+    }
+  }
+  return {
+    skip: params.has("skip") ? intParam(params, "skip", 0, MAX_WINDOW_SKIP, field, "window") : 0,
+    take: intParam(params, "take", 1, MAX_SHAPES_PAIRS, field, "window"),
+  };
+}
+
+/** `uri` with a window of `take` pairs from pair `skip` (the URI must have none yet). */
+export function windowedDataUri(uri: string, window: PairWindow): string {
+  if (uri.includes("#")) throw new Error(`windowedDataUri: ${uri} already has a fragment`);
+  return `${uri}#skip=${window.skip}&take=${window.take}`;
+}
+
 /**
- * Parses one data URI: "file:///abs/dir", "artifact://<prefix>" or "shapes://?pairs=N&size=S&seed=K".
+ * Parses one data URI: "file:///abs/dir", "artifact://<prefix>" or "shapes://?pairs=N&size=S&seed=K",
+ * each optionally followed by a window of its pairs, "#skip=S&take=N" (see {@link PairWindow}).
  * Throws INVALID_ARGUMENT whose message starts with `field` (e.g. "spec.data[0]") and says what is wrong.
  */
 export function parseDataUri(uri: string, field: string): DataUri {
+  const hash = uri.indexOf("#");
+  if (hash < 0) return parseSource(uri, field);
+  const window = parseWindow(uri.slice(hash + 1), field);
+  return { ...parseSource(uri.slice(0, hash), field), uri, window };
+}
+
+function parseSource(uri: string, field: string): DataUri {
   if (uri.length === 0) {
     throw invalidField(
       field,

@@ -28,6 +28,12 @@ export const RUN_FORM_FIELDS: readonly FormField[] = [
   { path: "policy_training.beta", label: "DPO β", kind: "float", initial: "" },
   { path: "improve_strength", label: "improve strength (0, 1]", kind: "float", initial: "" },
   {
+    path: "offline_pairs_per_iteration",
+    label: "offline pairs mixed into each iteration",
+    kind: "int",
+    initial: "",
+  },
+  {
     path: "eval_prompts",
     label: "evaluation prompts (one per line; empty: held-out shapes prompts)",
     kind: "lines",
