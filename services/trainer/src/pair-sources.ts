@@ -53,9 +53,9 @@ export async function checkReachable(uri: DataUri, field: string, artifacts: Art
     } catch (e) {
       throw new DataSourceError(field, (e as Error).message);
     }
-    checkWindow(uri, count, field);
+    checkWindow(uri.window, count, field);
   } else if (uri.kind === "shapes") {
-    checkWindow(uri, uri.pairs, field);
+    checkWindow(uri.window, uri.pairs, field);
   } else if (uri.kind === "artifact") {
     const shards = await listPairShards(artifacts, uri.prefix);
     if (shards.length === 0) {
@@ -203,29 +203,19 @@ function decodeShard(bytes: Uint8Array, name: string, field: string) {
   }
 }
 
-function checkWindow(uri: DataUri, count: number, field: string): void {
-  if (uri.window && uri.window.take > count) {
-    throw new DataSourceError(
-      field,
-      `the window takes ${uri.window.take} pairs but the source holds ${count}`,
-    );
+function checkWindow(window: PairWindow | undefined, count: number, field: string): void {
+  if (window && window.take > count) {
+    throw new DataSourceError(field, `the window takes ${window.take} pairs but the source holds ${count}`);
   }
 }
 
 /**
  * The pairs of `source` inside `window`: `take` pairs from pair `skip mod count`, wrapping past the last
- * pair to the first (so consecutive windows of a run's iterations walk through the whole dataset).
+ * pair to the first.
  */
-export function windowedSource(
-  source: PairSource,
-  window: PairWindow,
-  uri: string,
-  field: string,
-): PairSource {
+function windowedSource(source: PairSource, window: PairWindow, uri: string, field: string): PairSource {
   const n = source.count;
-  if (window.take > n) {
-    throw new DataSourceError(field, `the window takes ${window.take} pairs but the source holds ${n}`);
-  }
+  checkWindow(window, n, field);
   const start = window.skip % n;
   return {
     uri,
